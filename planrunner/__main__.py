@@ -1,0 +1,3 @@
+from planrunner.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""Pure resolution: a plan and a moment -> sorted trigger entries."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from planrunner import cron as cronlib
+from planrunner import times
+from planrunner.plan import Flow, Plan
+from planrunner.source import Path, Problem
+
+DEFAULT_MAX_TRIGGERS = 100_000
+
+
+class Entry(NamedTuple):
+    """One trigger: a flow at an instant. Sorts by trigger time, then flowId."""
+
+    trigger_time: int
+    flow_id: int
+    flow: str
+    org_id: str
+    offset: int  # the flow zone's UTC offset at trigger_time, in ms, for display
+
+    @property
+    def key(self) -> str:
+        """The ledger key, ``orgId/flowId/triggerTime``."""
+        return f"{self.org_id}/{self.flow_id}/{self.trigger_time}"
+
+    @property
+    def local_time(self) -> str:
+        """RFC 3339 time in the flow's zone."""
+        return times.format_local(self.trigger_time, self.offset)
+
+
+def resolve(plan: Plan, now: int, max_triggers: int = DEFAULT_MAX_TRIGGERS) -> list[Entry]:
+    """Every enabled flow's entries, sorted; raise ``PlanInvalid`` on semantic problems."""
+    problems: list[Problem] = []
+    entries: list[Entry] = []
+    # flowId -> [(minute, flow index, where)] to find two triggers in one UTC minute.
+    by_flow_id: dict[int, list[tuple[int, int, Path]]] = {}
+    org = plan.target.org_id
+    for flow in plan.flows:
+        if not flow.enabled:
+            continue
+        got = _flow_times(flow, now, max_triggers, problems)
+        if got is None:
+            continue
+        ms_list, off_list, wheres = got
+        name, fid = flow.name, flow.flow_id
+        entries += [Entry(ms, fid, name, org, off) for ms, off in zip(ms_list, off_list, strict=True)]
+        minutes = by_flow_id.setdefault(fid, [])
+        minutes += [(ms // 60_000, flow.index, w) for ms, w in zip(ms_list, wheres, strict=True)]
+    for fid, minutes in by_flow_id.items():
+        _same_minute(plan, fid, minutes, problems)
+    if problems:
+        raise plan.invalid(problems)
+    entries.sort()
+    return entries
+
+
+def _flow_times(
+    flow: Flow, now: int, max_triggers: int, problems: list[Problem]
+) -> tuple[list[int], list[int], list[Path]] | None:
+    here: Path = ("flows", flow.index)
+    if flow.at is not None:
+        if len(flow.at) > max_triggers:
+            problems.append(Problem((*here, "at"), _too_many(flow, max_triggers)))
+            return None
+        order = sorted(range(len(flow.at)), key=flow.at.__getitem__)
+        ms_list = [flow.at[j] for j in order]
+        tz = flow.zone
+        offs = [times.offset_at(tz, ms) if tz is not None else 0 for ms in ms_list]
+        return ms_list, offs, [(*here, "at", j) for j in order]
+    assert flow.cron is not None and flow.start is not None and flow.zone is not None
+    if flow.count is not None and flow.count > max_triggers:
+        problems.append(Problem((*here, "count"), _too_many(flow, max_triggers)))
+        return None
+    end = now if flow.end_is_now else flow.end
+    if end is not None and end < flow.start:
+        # Only `to: now` gets here: an open-ended plan whose window has not opened yet.
+        return [], [], []
+    try:
+        ms_list, offs = cronlib.expand(flow.cron, flow.zone, flow.start, end, flow.count, max_triggers)
+    except cronlib.TooMany:
+        problems.append(Problem((*here, "cron"), _too_many(flow, max_triggers)))
+        return None
+    if not ms_list and not flow.end_is_now:
+        tz = flow.zone
+        window = (
+            f"the first {cronlib.HORIZON_YEARS} years from {times.format_in_zone(flow.start, tz)}"
+            if end is None
+            else f"{times.format_in_zone(flow.start, tz)} .. {times.format_in_zone(end, tz)}"
+        )
+        problems.append(Problem((*here, "cron"), f'"{flow.cron.expr}" never fires in {window}'))
+        return None
+    if flow.count is not None and len(ms_list) < flow.count:
+        problems.append(
+            Problem(
+                (*here, "count"),
+                f"only {len(ms_list)} fire times in the {cronlib.HORIZON_YEARS} years from "
+                f'"from", fewer than count {flow.count}',
+            )
+        )
+        return None
+    return ms_list, offs, [(*here, "cron")] * len(ms_list)
+
+
+def _too_many(flow: Flow, max_triggers: int) -> str:
+    return (
+        f'flow "{flow.name}" yields more than {max_triggers:,} entries '
+        "(raise --max-triggers if this is intended)"
+    )
+
+
+def _same_minute(plan: Plan, fid: int, minutes: list[tuple[int, int, Path]], problems: list[Problem]) -> None:
+    minutes.sort()
+    reported = 0
+    for (m1, f1, _), (m2, f2, where) in zip(minutes, minutes[1:], strict=False):
+        if m1 != m2:
+            continue
+        other = plan.flows[f1].name
+        also = "" if f1 == f2 else f' (also in flow "{other}")'
+        problems.append(
+            Problem(
+                where,
+                f"two entries of flowId {fid} in the UTC minute {times.format_utc(m2 * 60_000)[:16]}Z"
+                f"{also}; the service refuses a second trigger of a flow within one minute",
+            )
+        )
+        reported += 1
+        if reported >= 20:
+            break

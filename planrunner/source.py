@@ -1,0 +1,241 @@
+"""Reading plan YAML: the one place YAML is parsed.
+
+The document is composed into PyYAML's node tree (safe, one document) and converted by
+hand, so that every value keeps its line and column, duplicate keys are caught, implicit
+timestamps stay the strings they were written as, and alias expansion is bounded before
+anything is expanded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import yaml
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_constructor = yaml.constructor.SafeConstructor()
+
+# A plan with a 100k-entry `at` list is about 100k nodes; a billion-laughs file is 10^9.
+MAX_NODES = 2_000_000
+
+PathItem = str | int
+Path = tuple[PathItem, ...]
+
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A 1-based line and column."""
+
+    line: int
+    col: int
+
+
+class SourceError(Exception):
+    """The file is not a loadable YAML plan; carries where."""
+
+    def __init__(self, message: str, mark: Mark = Mark(1, 1)) -> None:
+        super().__init__(message)
+        self.message = message
+        self.mark = mark
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """Plain data plus where each value (and each mapping key) starts."""
+
+    data: object
+    values: dict[Path, Mark]
+    keys: dict[Path, Mark]
+    problems: list[Problem]
+
+    def locate(self, path: Path, *, key: bool = False) -> Mark:
+        """Where ``path`` starts; falls back to the nearest enclosing node."""
+        table = self.keys if key else self.values
+        while path:
+            if path in table:
+                return table[path]
+            if key:
+                table = self.values
+            path = path[:-1]
+        return self.values.get((), Mark(1, 1))
+
+
+def format_path(path: Path) -> str:
+    """``("flows", 1, "cron")`` -> ``flows[1].cron``."""
+    out: list[str] = []
+    for item in path:
+        if isinstance(item, int):
+            out.append(f"[{item}]")
+        else:
+            out.append(f".{item}" if out else item)
+    return "".join(out)
+
+
+def _mark(node: yaml.Node) -> Mark:
+    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def load(text: bytes | str) -> Document:
+    """Parse one YAML document into a :class:`Document`, or raise :class:`SourceError`."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise SourceError(f"not UTF-8 text (bad byte at offset {e.start})") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = Mark(mark.line + 1, mark.column + 1) if mark else Mark(1, 1)
+        problem = e.problem or e.context or "malformed YAML"
+        if "expected a single document" in str(e):
+            problem = "only one YAML document per plan file (found a second '---')"
+        raise SourceError(f"YAML: {problem}", where) from None
+    except yaml.YAMLError as e:
+        raise SourceError(f"YAML: {str(e).splitlines()[0]}") from None
+    except RecursionError:
+        raise SourceError("YAML: nesting too deep") from None
+    finally:
+        loader.dispose()
+    if node is None:
+        raise SourceError("empty plan file (expected a mapping with version, target, flows)")
+    _check_size(node)
+    builder = _Builder()
+    data = builder.build(node, ())
+    return Document(data, builder.values, builder.keys, builder.problems)
+
+
+def _check_size(root: yaml.Node) -> None:
+    """Refuse documents whose aliases expand past MAX_NODES, and recursive aliases."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        ident = id(node)
+        known = sizes.get(ident)
+        if known is not None:
+            return known
+        if ident in active:
+            raise SourceError("YAML: an alias refers to a node that contains it", _mark(node))
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            active.add(ident)
+            for child in node.value:
+                total += size(child)
+            active.discard(ident)
+        elif isinstance(node, yaml.MappingNode):
+            active.add(ident)
+            for k, v in node.value:
+                total += size(k) + size(v)
+            active.discard(ident)
+        if total > MAX_NODES:
+            raise SourceError(
+                f"YAML: aliases expand this document past {MAX_NODES:,} nodes; refusing it",
+                _mark(node),
+            )
+        sizes[ident] = total
+        return total
+
+    try:
+        size(root)
+    except RecursionError:
+        raise SourceError("YAML: nesting too deep") from None
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.values: dict[Path, Mark] = {}
+        self.keys: dict[Path, Mark] = {}
+        self.problems: list[Problem] = []
+
+    def build(self, node: yaml.Node, path: Path) -> object:
+        self.values[path] = _mark(node)
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        raise SourceError("YAML: unsupported node", _mark(node))  # pragma: no cover
+
+    def _scalar(self, node: yaml.ScalarNode) -> object:
+        tag = node.tag
+        if tag in (_STR, _TIMESTAMP):
+            # Times are parsed by planrunner, never by YAML's timestamp resolver, so that
+            # `2026-01-01` quoted and unquoted mean the same thing.
+            return node.value
+        if tag == _INT:
+            return _constructor.construct_yaml_int(node)
+        if tag == _FLOAT:
+            return _constructor.construct_yaml_float(node)
+        if tag == _BOOL:
+            return _constructor.construct_yaml_bool(node)
+        if tag == _NULL:
+            return None
+        raise SourceError(f"YAML: unsupported tag {tag}", _mark(node))
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, object]:
+        merged: dict[str, object] = {}
+        explicit: dict[str, object] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                for source in self._merge_sources(value_node):
+                    # Earlier merge sources win over later ones; explicit keys win over all.
+                    for k, v in self._mapping(source, path).items():
+                        merged.setdefault(k, v)
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise SourceError("YAML: mapping keys must be plain strings", _mark(key_node))
+            key = str(key_node.value)
+            if key in explicit:
+                first = self.keys[(*path, key)]
+                self.problems.append(
+                    Problem(
+                        (*path, key),
+                        f'duplicate key "{key}" (first at line {first.line})',
+                        key=True,
+                        mark=_mark(key_node),
+                    )
+                )
+                continue
+            self.keys[(*path, key)] = _mark(key_node)
+            explicit[key] = self.build(value_node, (*path, key))
+        merged.update(explicit)
+        return merged
+
+    def _merge_sources(self, node: yaml.Node) -> list[yaml.MappingNode]:
+        if isinstance(node, yaml.MappingNode):
+            return [node]
+        if isinstance(node, yaml.SequenceNode) and all(
+            isinstance(n, yaml.MappingNode) for n in node.value
+        ):
+            return list(node.value)
+        raise SourceError("YAML: a merge key (<<) takes a mapping or a list of them", _mark(node))
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One validation problem at ``path``; ``key`` points at a mapping key, not its value."""
+
+    path: Path
+    message: str
+    key: bool = False
+    mark: Mark | None = None  # when the path alone cannot say where (a duplicate key)
+
+    def render(self, name: str, doc: Document) -> tuple[Mark, str]:
+        """``(mark, "name:line:col: error: path: message")``."""
+        mark = self.mark or doc.locate(self.path, key=self.key)
+        shown = format_path(self.path[:-1] if self.key else self.path)
+        prefix = f"{shown}: " if shown else ""
+        return mark, f"{name}:{mark.line}:{mark.col}: error: {prefix}{self.message}"

@@ -1,0 +1,217 @@
+"""Time values: parsing the plan's time forms, zones, and epoch-millisecond arithmetic.
+
+Every instant is an ``int`` of epoch milliseconds (UTC). Wall times are handled as
+"naive milliseconds": the wall clock read as if it were UTC, which makes a day's wall
+times plain integer arithmetic and leaves the zone lookups to the edges.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DAY_MS = 86_400_000
+MIN_EPOCH_MS = 946_684_800_000  # 2000-01-01T00:00:00Z: earlier integers are likely seconds
+MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_DATETIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?"
+    r"\s*(?:([Zz])|([+-])(\d{2}):?(\d{2}))?"
+)
+
+
+class TimeError(ValueError):
+    """A time value that cannot be read; the message says what is wrong."""
+
+
+@lru_cache(maxsize=None)
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone ``name``, or :class:`TimeError` naming the closest known zone."""
+    try:
+        if name.strip() != name or not name:
+            raise ValueError(name)
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        import difflib
+        import zoneinfo
+
+        close = difflib.get_close_matches(name, sorted(zoneinfo.available_timezones()), n=1)
+        hint = f' (did you mean "{close[0]}"?)' if close else ""
+        raise TimeError(f'unknown time zone "{name}"{hint}') from None
+
+
+def offset_at(tz: ZoneInfo, ms: int) -> int:
+    """The zone's UTC offset in milliseconds at instant ``ms``."""
+    dt = datetime.fromtimestamp(ms // 1000, tz)
+    off = dt.utcoffset()
+    assert off is not None
+    return int(off.total_seconds() * 1000)
+
+
+def _offset_of_wall(tz: ZoneInfo, wall_ms: int, fold: int) -> int:
+    dt = datetime(1970, 1, 1) + timedelta(milliseconds=wall_ms)
+    off = dt.replace(tzinfo=tz, fold=fold).utcoffset()
+    assert off is not None
+    return int(off.total_seconds() * 1000)
+
+
+def wall_instants(tz: ZoneInfo, wall_ms: int) -> list[int]:
+    """Every real instant whose wall time in ``tz`` is ``wall_ms``: 0 (gap), 1 or 2 (overlap)."""
+    out: list[int] = []
+    for fold in (0, 1):
+        off = _offset_of_wall(tz, wall_ms, fold)
+        instant = wall_ms - off
+        if instant not in out and offset_at(tz, instant) == off:
+            out.append(instant)
+    out.sort()
+    return out
+
+
+def wall_to_instant(tz: ZoneInfo, wall_ms: int) -> int:
+    """The instant of a wall time, the way Debian cron runs a fixed-time job.
+
+    In an overlap, the first occurrence; in a gap, the first whole minute after it.
+    """
+    for _ in range(3 * 24 * 60):
+        real = wall_instants(tz, wall_ms)
+        if real:
+            return real[0]
+        wall_ms = wall_ms - wall_ms % 60_000 + 60_000
+    raise TimeError("no real time within three days of a wall time")  # pragma: no cover
+
+
+def wall_ms_of(d: date, hour: int = 0, minute: int = 0, second: int = 0, ms: int = 0) -> int:
+    """Naive milliseconds of a wall date and time."""
+    return (d.toordinal() - _EPOCH_ORDINAL) * DAY_MS + ((hour * 60 + minute) * 60 + second) * 1000 + ms
+
+
+def date_of_wall(wall_ms: int) -> date:
+    """The date part of naive milliseconds."""
+    return date.fromordinal(wall_ms // DAY_MS + _EPOCH_ORDINAL)
+
+
+class Time:
+    """A parsed time value: an instant, or a wall time still needing a zone."""
+
+    __slots__ = ("date_only", "instant", "wall")
+
+    def __init__(self, instant: int | None, wall: int | None, date_only: bool) -> None:
+        self.instant = instant
+        self.wall = wall
+        self.date_only = date_only
+
+    def resolve(self, tz: ZoneInfo | None) -> int:
+        """Epoch milliseconds; naive values are local to ``tz``."""
+        if self.instant is not None:
+            return self.instant
+        assert self.wall is not None
+        if tz is None:
+            raise TimeError("has no UTC offset and no timezone is in scope; add one")
+        return _check_range(wall_to_instant(tz, self.wall))
+
+    def end_of(self, tz: ZoneInfo | None) -> int:
+        """The last millisecond it covers: a date covers its whole day."""
+        if not self.date_only:
+            return self.resolve(tz)
+        assert self.wall is not None
+        return Time(None, self.wall + DAY_MS, False).resolve(tz) - 1
+
+
+def _check_range(ms: int) -> int:
+    if ms < MIN_EPOCH_MS:
+        raise TimeError(
+            f"{ms} is before 2000-01-01; times are epoch milliseconds, not seconds"
+        )
+    if ms > MAX_EPOCH_MS:
+        raise TimeError(f"{ms} is after year 9999")
+    return ms
+
+
+def parse(value: object) -> Time:
+    """Read an integer of epoch ms, an ISO 8601 / RFC 3339 date-time, or a date."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TimeError(f"expected a time (epoch ms, date or date-time), got {value!r}")
+    if isinstance(value, int):
+        return Time(_check_range(value), None, False)
+    text = value.strip()
+    if text.isdigit():
+        return Time(_check_range(int(text)), None, False)
+    try:
+        m = _DATE.fullmatch(text)
+        if m:
+            d = date(int(m[1]), int(m[2]), int(m[3]))
+            return Time(None, wall_ms_of(d), True)
+        m = _DATETIME.fullmatch(text)
+        if not m:
+            raise TimeError(
+                f'"{value}" is not a time (use epoch ms, YYYY-MM-DD or '
+                "YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM])"
+            )
+        d = date(int(m[1]), int(m[2]), int(m[3]))
+        hour, minute, second = int(m[4]), int(m[5]), int(m[6] or 0)
+        if hour > 23 or minute > 59 or second > 59:
+            raise ValueError("hour, minute or second out of range")
+        frac = int((m[7] or "0").ljust(9, "0")[:3])
+        wall = wall_ms_of(d, hour, minute, second, frac)
+    except ValueError as e:
+        if isinstance(e, TimeError):
+            raise
+        raise TimeError(f'"{value}" is not a valid date or time ({e})') from None
+    if m[8]:
+        return Time(_check_range(wall), None, False)
+    if m[9]:
+        off_h, off_m = int(m[10]), int(m[11])
+        if off_h > 23 or off_m > 59:
+            raise TimeError(f'"{value}" has an invalid UTC offset')
+        off = (off_h * 60 + off_m) * 60_000
+        return Time(_check_range(wall - off if m[9] == "+" else wall + off), None, False)
+    return Time(None, wall, False)
+
+
+_date_cache: dict[int, str] = {}
+
+
+def format_offset(off_ms: int) -> str:
+    """``+08:00`` style offset (seconds appended when the zone has them)."""
+    sign = "-" if off_ms < 0 else "+"
+    total = abs(off_ms) // 1000
+    h, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    return f"{sign}{h:02d}:{m:02d}" + (f":{s:02d}" if s else "")
+
+
+def format_local(ms: int, off_ms: int) -> str:
+    """RFC 3339 local time of instant ``ms`` at offset ``off_ms`` (fast; no zone lookups)."""
+    wall = ms + off_ms
+    day, in_day = divmod(wall, DAY_MS)
+    prefix = _date_cache.get(day)
+    if prefix is None:
+        prefix = date.fromordinal(day + _EPOCH_ORDINAL).isoformat()
+        if len(_date_cache) < 100_000:
+            _date_cache[day] = prefix
+    secs, millis = divmod(in_day, 1000)
+    h, rest = divmod(secs, 3600)
+    m, s = divmod(rest, 60)
+    frac = f".{millis:03d}" if millis else ""
+    return f"{prefix}T{h:02d}:{m:02d}:{s:02d}{frac}{format_offset(off_ms)}"
+
+
+def format_in_zone(ms: int, tz: ZoneInfo | None) -> str:
+    """RFC 3339 time of ``ms`` in ``tz`` (UTC when None)."""
+    return format_local(ms, offset_at(tz, ms) if tz is not None else 0)
+
+
+def format_utc(ms: int) -> str:
+    """RFC 3339 UTC with milliseconds, as the ledger's ``at`` field uses."""
+    dt = datetime.fromtimestamp(ms / 1000, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def parse_now(text: str) -> int:
+    """Parse ``--now``: any time form; a naive one is read as UTC."""
+    t = parse(int(text) if text.strip().isdigit() else text)
+    return t.instant if t.instant is not None else _check_range(t.wall or 0)
