@@ -52,7 +52,7 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
+    if not 0 < value < float("inf"):  # also refuses NaN
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
@@ -65,13 +65,15 @@ def _non_negative_float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command-line grammar."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--log-format",
         choices=("text", "json"),
         help="log lines on stderr as text or one JSON object each (default: text on a terminal, else json)",
     )
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more detail in the logs")
+    common.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more detail in the logs"
+    )
 
     parser = _Parser(
         prog="planrunner",
@@ -94,7 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("plans", nargs="+", metavar="PLAN", help="plan files (YAML)")
     p.add_argument("--now", help="the moment 'to: now' means (default: the current time)")
-    p.add_argument("--max-triggers", type=_positive_int, default=None, metavar="N", help="most entries a flow may yield (default 100000)")
+    p.add_argument(
+        "--max-triggers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="most entries a flow may yield (default 100000)",
+    )
 
     p = sub.add_parser(
         "plan",
@@ -106,11 +114,30 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("plan", metavar="PLAN", help="plan file (YAML)")
-    p.add_argument("--ledger", metavar="PATH", help="ledger file (default: the plan's path with .ledger.jsonl)")
-    p.add_argument("--now", metavar="TIME", help="the moment 'to: now' means: epoch ms or RFC 3339; naive is UTC")
-    p.add_argument("--format", choices=("text", "json", "markdown"), default="text", help="output format (default text)")
-    p.add_argument("--detailed-exitcode", action="store_true", help="exit 4 when any entry is not done yet")
-    p.add_argument("--max-triggers", type=_positive_int, default=None, metavar="N", help="most entries a flow may yield (default 100000)")
+    p.add_argument(
+        "--ledger", metavar="PATH", help="ledger file (default: the plan's path with .ledger.jsonl)"
+    )
+    p.add_argument(
+        "--now",
+        metavar="TIME",
+        help="the moment 'to: now' means: epoch ms or RFC 3339; naive is UTC",
+    )
+    p.add_argument(
+        "--format",
+        choices=("text", "json", "markdown"),
+        default="text",
+        help="output format (default text)",
+    )
+    p.add_argument(
+        "--detailed-exitcode", action="store_true", help="exit 4 when any entry is not done yet"
+    )
+    p.add_argument(
+        "--max-triggers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="most entries a flow may yield (default 100000)",
+    )
 
     p = sub.add_parser(
         "apply",
@@ -122,17 +149,61 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("plan", metavar="PLAN", help="plan file (YAML)")
-    p.add_argument("--ledger", metavar="PATH", help="ledger file (default: the plan's path with .ledger.jsonl)")
-    p.add_argument("--now", metavar="TIME", help="the moment 'to: now' means: epoch ms or RFC 3339; naive is UTC")
-    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation (required when stdin is not a terminal)")
+    p.add_argument(
+        "--ledger", metavar="PATH", help="ledger file (default: the plan's path with .ledger.jsonl)"
+    )
+    p.add_argument(
+        "--now",
+        metavar="TIME",
+        help="the moment 'to: now' means: epoch ms or RFC 3339; naive is UTC",
+    )
+    p.add_argument(
+        "--format", choices=("text", "json"), default="text", help="output format (default text)"
+    )
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help="do not ask for confirmation (required when stdin is not a terminal)",
+    )
     p.add_argument("--gateway", metavar="URL", help="override target.gateway")
-    p.add_argument("--sim", action="store_true", help="apply against an embedded simulator seeded with the plan's flows (no credentials needed)")
-    p.add_argument("--concurrency", type=_positive_int, default=4, metavar="N", help="flows sent to at once (default 4)")
-    p.add_argument("--rate", type=_positive_float, default=None, metavar="PER_SECOND", help="cap on requests per second (default: no cap)")
-    p.add_argument("--retry-unknown", action="store_true", help="send entries whose outcome is unknown even when the lookup fails")
-    p.add_argument("--lock-timeout", type=_non_negative_float, default=0.0, metavar="SECONDS", help="wait this long for another apply's lock (default 0)")
-    p.add_argument("--max-triggers", type=_positive_int, default=None, metavar="N", help="most entries a flow may yield (default 100000)")
+    p.add_argument(
+        "--sim",
+        action="store_true",
+        help="apply against an embedded simulator seeded with the plan's flows (no credentials needed)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="flows sent to at once (default 4)",
+    )
+    p.add_argument(
+        "--rate",
+        type=_positive_float,
+        default=None,
+        metavar="PER_SECOND",
+        help="cap on requests per second (default: no cap)",
+    )
+    p.add_argument(
+        "--retry-unknown",
+        action="store_true",
+        help="send entries whose outcome is unknown even when the lookup fails",
+    )
+    p.add_argument(
+        "--lock-timeout",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another apply's lock (default 0)",
+    )
+    p.add_argument(
+        "--max-triggers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="most entries a flow may yield (default 100000)",
+    )
 
     p = sub.add_parser(
         "sim",
@@ -141,16 +212,52 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a simulator of the EnOS API gateway and Data Flow batch service on loopback. "
         "Prints its base URL as the first line on stdout, then serves until interrupted.",
     )
-    p.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)"
+    )
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
-    p.add_argument("--flows", metavar="FILE", help="YAML list of {flowId, owner, orgId, locked, hasTask, runSeconds}")
-    p.add_argument("--access-key", help="app key to accept (default $ENOS_ACCESS_KEY, else sim-access-key)")
-    p.add_argument("--secret-key", help="app secret to accept (default $ENOS_SECRET_KEY, else sim-secret-key)")
-    p.add_argument("--rate-limit", type=_positive_float, default=None, metavar="PER_SECOND", help="answer HTTP 429 above this many API requests per second")
-    p.add_argument("--latency", type=float, default=0.0, metavar="SECONDS", help="delay every trigger answer by this long")
-    p.add_argument("--fault", action="append", default=[], metavar="KIND=RATE", help="inject a fault with this probability per trigger: 62109, 503, 504-after-create, drop-after-create, malformed (repeatable)")
-    p.add_argument("--seed", type=int, default=0, help="random seed for faults, so runs repeat (default 0)")
-    p.add_argument("--token-ttl", type=int, default=7200, metavar="SECONDS", help="lifetime of issued tokens (default 7200)")
+    p.add_argument(
+        "--flows",
+        metavar="FILE",
+        help="YAML list of {flowId, owner, orgId, locked, hasTask, runSeconds}",
+    )
+    p.add_argument(
+        "--access-key", help="app key to accept (default $ENOS_ACCESS_KEY, else sim-access-key)"
+    )
+    p.add_argument(
+        "--secret-key", help="app secret to accept (default $ENOS_SECRET_KEY, else sim-secret-key)"
+    )
+    p.add_argument(
+        "--rate-limit",
+        type=_positive_float,
+        default=None,
+        metavar="PER_SECOND",
+        help="answer HTTP 429 above this many API requests per second",
+    )
+    p.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="delay every trigger answer by this long",
+    )
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND=RATE",
+        help="inject a fault with this probability per trigger: 62109, 503, 504-after-create, drop-after-create, malformed (repeatable)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="random seed for faults, so runs repeat (default 0)"
+    )
+    p.add_argument(
+        "--token-ttl",
+        type=int,
+        default=7200,
+        metavar="SECONDS",
+        help="lifetime of issued tokens (default 7200)",
+    )
 
     sub.add_parser(
         "schema",

@@ -18,8 +18,8 @@ from planrunner import times
 
 FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
 _RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
-_MONTHS = "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split()
-_DAYS = "SUN MON TUE WED THU FRI SAT".split()
+_MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
+_DAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
 _DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -76,7 +76,9 @@ def _number(field: int, text: str) -> int:
                     f'bad {name} field "{text}": "{ch}" is not Debian cron syntax '
                     "(L, W, # and ? are not supported)"
                 )
-        names = " or a name (JAN-DEC)" if field == 3 else " or a name (SUN-SAT)" if field == 4 else ""
+        names = (
+            " or a name (JAN-DEC)" if field == 3 else " or a name (SUN-SAT)" if field == 4 else ""
+        )
         raise CronError(f'bad {name} field "{text}" (expected a number {lo}-{hi}{names})')
     value = int(text)
     if not lo <= value <= hi:
@@ -130,15 +132,11 @@ def parse(expr: str) -> Cron:
             f"expected 5 fields (minute hour day-of-month month day-of-week), "
             f"got {len(parts)}{more}"
         )
-    minutes, hours, days, months, weekdays = (
-        _parse_field(i, part) for i, part in enumerate(parts)
-    )
+    minutes, hours, days, months, weekdays = (_parse_field(i, part) for i, part in enumerate(parts))
     day_and = parts[2].startswith("*") or parts[4].startswith("*")
     if day_and and min(days) > max(_DAYS_IN_MONTH[m] for m in months):
         month_names = ",".join(_MONTHS[m - 1] for m in sorted(months))
-        raise CronError(
-            f'bad day-of-month field "{parts[2]}": never occurs in {month_names}'
-        )
+        raise CronError(f'bad day-of-month field "{parts[2]}": never occurs in {month_names}')
     return Cron(
         expr=expr,
         minutes=tuple(sorted(minutes)),

@@ -66,7 +66,8 @@ def record(
 def encode(records: Iterable[dict[str, Any]]) -> bytes:
     """Records as JSON lines, each ending in a newline."""
     return b"".join(
-        json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n" for r in records
+        json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+        for r in records
     )
 
 
@@ -157,11 +158,17 @@ def _parse(path: str, number: int, line: bytes) -> dict[str, Any]:
     try:
         rec = json.loads(line)
     except ValueError:
-        raise LedgerError(f"{path}:{number}: corrupt ledger line (not JSON); refusing to guess") from None
+        raise LedgerError(
+            f"{path}:{number}: corrupt ledger line (not JSON); refusing to guess"
+        ) from None
     if not isinstance(rec, dict) or any(k not in rec for k in _REQUIRED):
-        raise LedgerError(f"{path}:{number}: corrupt ledger line (missing fields); refusing to guess")
+        raise LedgerError(
+            f"{path}:{number}: corrupt ledger line (missing fields); refusing to guess"
+        )
     if rec["v"] != 1 or rec["event"] not in EVENTS or not isinstance(rec["key"], str):
-        raise LedgerError(f"{path}:{number}: unsupported ledger record (v={rec['v']!r}, event={rec['event']!r})")
+        raise LedgerError(
+            f"{path}:{number}: unsupported ledger record (v={rec['v']!r}, event={rec['event']!r})"
+        )
     return rec
 
 
@@ -271,7 +278,9 @@ class Writer:
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as e:
-            raise LedgerError(f"{path}: cannot open ledger for writing: {e.strerror or e}") from None
+            raise LedgerError(
+                f"{path}: cannot open ledger for writing: {e.strerror or e}"
+            ) from None
         self._cv = threading.Condition()
         self._pending: list[bytes] = []
         self._queued = 0

@@ -7,6 +7,7 @@ import sys
 
 import structlog
 
+
 def configure(fmt: str | None, verbosity: int) -> None:
     """Set up structlog; ``fmt`` None means text on a terminal, else JSON; -v adds debug."""
     if fmt is None:

@@ -44,6 +44,7 @@ class Flow:
     end: int | None
     end_is_now: bool
     count: int | None
+    ok: bool  # False when the flow has problems of its own; resolution skips it
 
     @property
     def zone_name(self) -> str:
@@ -59,6 +60,7 @@ class Plan:
     target: Target
     flows: tuple[Flow, ...]
     doc: Document
+    problems: tuple[Problem, ...]  # semantic problems; resolution reports them with its own
 
     def invalid(self, problems: list[Problem]) -> PlanInvalid:
         """The error reporting ``problems`` at their places in this plan's file."""
@@ -119,11 +121,7 @@ def load(path: str, environ: Mapping[str, str] | None = None) -> Plan:
     if problems:
         raise render_problems(path, doc, problems)
     assert isinstance(data, dict)
-    plan = _build(path, doc, data, os.environ if environ is None else environ, problems)
-    if problems:
-        raise render_problems(path, doc, problems)
-    assert plan is not None
-    return plan
+    return _build(path, doc, data, os.environ if environ is None else environ)
 
 
 def _expand_env(value: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
@@ -142,9 +140,8 @@ def _expand_env(value: str, environ: Mapping[str, str]) -> tuple[str, list[str]]
     return _ENV_REF.sub(sub, value), errors
 
 
-def _build(
-    path: str, doc: Document, data: dict[str, Any], environ: Mapping[str, str], problems: list[Problem]
-) -> Plan | None:
+def _build(path: str, doc: Document, data: dict[str, Any], environ: Mapping[str, str]) -> Plan:
+    problems: list[Problem] = []
     target_values: dict[str, str] = {}
     for key in ("gateway", "orgId", "userId"):
         value, errors = _expand_env(data["target"][key], environ)
@@ -165,14 +162,21 @@ def _build(
         name = raw["name"]
         if name in seen_names:
             first = doc.locate(("flows", seen_names[name], "name"))
-            problems.append(Problem((*here, "name"), f'duplicate flow name "{name}" (first at line {first.line})'))
+            problems.append(
+                Problem(
+                    (*here, "name"), f'duplicate flow name "{name}" (first at line {first.line})'
+                )
+            )
         seen_names.setdefault(name, i)
-        tz = _zone(raw["timezone"], (*here, "timezone"), problems) if "timezone" in raw else plan_zone
-        flows.append(_flow(i, raw, tz, problems))
-    if problems:
-        return None
+        before = len(problems)
+        tz = (
+            _zone(raw["timezone"], (*here, "timezone"), problems)
+            if "timezone" in raw
+            else plan_zone
+        )
+        flows.append(_flow(i, raw, tz, problems, ok=len(problems) == before))
     target = Target(target_values["gateway"], target_values["orgId"], target_values["userId"])
-    return Plan(path, target, tuple(flows), doc)
+    return Plan(path, target, tuple(flows), doc, tuple(problems))
 
 
 def _zone(name: object, where: source.Path, problems: list[Problem]) -> ZoneInfo | None:
@@ -186,7 +190,14 @@ def _zone(name: object, where: source.Path, problems: list[Problem]) -> ZoneInfo
         return None
 
 
-def _time(value: object, tz: ZoneInfo | None, where: source.Path, problems: list[Problem], *, end: bool = False) -> int | None:
+def _time(
+    value: object,
+    tz: ZoneInfo | None,
+    where: source.Path,
+    problems: list[Problem],
+    *,
+    end: bool = False,
+) -> int | None:
     try:
         t = times.parse(value)
         return t.end_of(tz) if end else t.resolve(tz)
@@ -195,8 +206,11 @@ def _time(value: object, tz: ZoneInfo | None, where: source.Path, problems: list
         return None
 
 
-def _flow(i: int, raw: dict[str, Any], tz: ZoneInfo | None, problems: list[Problem]) -> Flow:
+def _flow(
+    i: int, raw: dict[str, Any], tz: ZoneInfo | None, problems: list[Problem], ok: bool
+) -> Flow:
     here: source.Path = ("flows", i)
+    before = len(problems)
     at: tuple[int, ...] | None = None
     cron: cronlib.Cron | None = None
     start = end = count = None
@@ -211,7 +225,10 @@ def _flow(i: int, raw: dict[str, Any], tz: ZoneInfo | None, problems: list[Probl
             problems.append(Problem((*here, "cron"), str(e)))
         if tz is None:
             problems.append(
-                Problem((*here, "cron"), 'no timezone in scope for cron; set "timezone" (e.g. UTC) on the plan or the flow')
+                Problem(
+                    (*here, "cron"),
+                    'no timezone in scope for cron; set "timezone" (e.g. UTC) on the plan or the flow',
+                )
             )
         start = _time(raw["from"], tz, (*here, "from"), problems)
         if "count" in raw:
@@ -239,4 +256,5 @@ def _flow(i: int, raw: dict[str, Any], tz: ZoneInfo | None, problems: list[Probl
         end=end,
         end_is_now=end_is_now,
         count=count,
+        ok=ok and len(problems) == before,
     )

@@ -79,7 +79,11 @@ def render_json(r: Result) -> str:
     for e in r.entries:
         q = quoted.get(e.flow)
         if q is None:
-            q = (json.dumps(e.flow), json.dumps(e.org_id), json.dumps(f"{e.org_id}/{e.flow_id}/")[:-1])
+            q = (
+                json.dumps(e.flow),
+                json.dumps(e.org_id),
+                json.dumps(f"{e.org_id}/{e.flow_id}/")[:-1],
+            )
             quoted[e.flow] = q
         o = r.status(e)
         if o is None:
@@ -138,7 +142,12 @@ def _summary_line(r: Result, verb: str) -> str:
 
 def render_text(r: Result, verb: str = "Plan") -> str:
     """Per flow a header, its first and last time, and its entries with runs folded."""
-    lines = [f"{verb} {r.plan.path}", f"  ledger {r.ledger}", f"  now    {times.format_utc(r.now)} ({r.now})", ""]
+    lines = [
+        f"{verb} {r.plan.path}",
+        f"  ledger {r.ledger}",
+        f"  now    {times.format_utc(r.now)} ({r.now})",
+        "",
+    ]
     groups = r.by_flow()
     for flow in r.plan.flows:
         title = f"flow {flow.name} (flowId {flow.flow_id}, {flow.zone_name})"
@@ -164,7 +173,9 @@ def render_text(r: Result, verb: str = "Plan") -> str:
                 extra += f"  {o.flow_instance_id}"
             if o is not None and o.error:
                 extra += f"  {o.error}"
-            lines.append(f"  {SYMBOLS.get(status, ' ')} {item.local_time}  {item.trigger_time}  {status}{extra}")
+            lines.append(
+                f"  {SYMBOLS.get(status, ' ')} {item.local_time}  {item.trigger_time}  {status}{extra}"
+            )
         lines.append("")
     lines.append(_summary_line(r, verb))
     return "\n".join(lines)
@@ -214,7 +225,9 @@ def render_markdown(r: Result, limit: int = MARKDOWN_LIMIT) -> str:
                     table.append(f"| | … {item.count} more {item.status} … | | |")
                 else:
                     s = _status_name(r, item)
-                    table.append(f"| {SYMBOLS.get(s, '')} | `{item.local_time}` | {item.trigger_time} | {s} |")
+                    table.append(
+                        f"| {SYMBOLS.get(s, '')} | `{item.local_time}` | {item.trigger_time} | {s} |"
+                    )
             table += ["", "</details>", ""]
             details.append("\n".join(table))
     return _fit(head, rows, details, limit)
@@ -232,7 +245,9 @@ def _fit(head: list[str], rows: list[str], details: list[str], limit: int) -> st
         used += len(row) + 1
     out = [*head, *kept_rows]
     if len(kept_rows) < len(rows):
-        out.append(f"| … {len(rows) - len(kept_rows)} more flows; see `planrunner plan --format json` | | | | | | | | | |")
+        out.append(
+            f"| … {len(rows) - len(kept_rows)} more flows; see `planrunner plan --format json` | | | | | | | | | |"
+        )
     out.append("")
     used = sum(len(x) + 1 for x in out)
     shown = 0

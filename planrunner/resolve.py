@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import NamedTuple
 
 from planrunner import cron as cronlib
@@ -34,20 +35,22 @@ class Entry(NamedTuple):
 
 def resolve(plan: Plan, now: int, max_triggers: int = DEFAULT_MAX_TRIGGERS) -> list[Entry]:
     """Every enabled flow's entries, sorted; raise ``PlanInvalid`` on semantic problems."""
-    problems: list[Problem] = []
+    problems: list[Problem] = list(plan.problems)
     entries: list[Entry] = []
     # flowId -> [(minute, flow index, where)] to find two triggers in one UTC minute.
     by_flow_id: dict[int, list[tuple[int, int, Path]]] = {}
     org = plan.target.org_id
     for flow in plan.flows:
-        if not flow.enabled:
+        if not flow.enabled or not flow.ok:
             continue
         got = _flow_times(flow, now, max_triggers, problems)
         if got is None:
             continue
         ms_list, off_list, wheres = got
         name, fid = flow.name, flow.flow_id
-        entries += [Entry(ms, fid, name, org, off) for ms, off in zip(ms_list, off_list, strict=True)]
+        entries += [
+            Entry(ms, fid, name, org, off) for ms, off in zip(ms_list, off_list, strict=True)
+        ]
         minutes = by_flow_id.setdefault(fid, [])
         minutes += [(ms // 60_000, flow.index, w) for ms, w in zip(ms_list, wheres, strict=True)]
     for fid, minutes in by_flow_id.items():
@@ -80,7 +83,9 @@ def _flow_times(
         # Only `to: now` gets here: an open-ended plan whose window has not opened yet.
         return [], [], []
     try:
-        ms_list, offs = cronlib.expand(flow.cron, flow.zone, flow.start, end, flow.count, max_triggers)
+        ms_list, offs = cronlib.expand(
+            flow.cron, flow.zone, flow.start, end, flow.count, max_triggers
+        )
     except cronlib.TooMany:
         problems.append(Problem((*here, "cron"), _too_many(flow, max_triggers)))
         return None
@@ -112,10 +117,12 @@ def _too_many(flow: Flow, max_triggers: int) -> str:
     )
 
 
-def _same_minute(plan: Plan, fid: int, minutes: list[tuple[int, int, Path]], problems: list[Problem]) -> None:
+def _same_minute(
+    plan: Plan, fid: int, minutes: list[tuple[int, int, Path]], problems: list[Problem]
+) -> None:
     minutes.sort()
     reported = 0
-    for (m1, f1, _), (m2, f2, where) in zip(minutes, minutes[1:], strict=False):
+    for (m1, f1, _), (m2, f2, where) in pairwise(minutes):
         if m1 != m2:
             continue
         other = plan.flows[f1].name

@@ -43,12 +43,11 @@ def _is_integer(_checker: object, instance: object) -> bool:
 
 
 @cache
-def _validator() -> jsonschema.protocols.Validator:
+def _validator() -> Any:
     base = jsonschema.Draft202012Validator
-    strict = jsonschema.validators.extend(
-        base, type_checker=base.TYPE_CHECKER.redefine("integer", _is_integer)
-    )
-    return strict(schema())  # type: ignore[no-any-return]
+    extend: Any = jsonschema.validators.extend  # untyped in the stubs
+    strict = extend(base, type_checker=base.TYPE_CHECKER.redefine("integer", _is_integer))
+    return strict(schema())
 
 
 def _describe(value: object) -> str:
@@ -56,7 +55,13 @@ def _describe(value: object) -> str:
         return "a boolean"
     if value is None:
         return "null"
-    for py, name in ((dict, "a mapping"), (list, "a list"), (str, "a string"), (int, "an integer"), (float, "a number")):
+    for py, name in (
+        (dict, "a mapping"),
+        (list, "a list"),
+        (str, "a string"),
+        (int, "an integer"),
+        (float, "a number"),
+    ):
         if isinstance(value, py):
             return name
     return type(value).__name__  # pragma: no cover
@@ -67,55 +72,73 @@ def check(data: object) -> list[Problem]:
     problems: list[Problem] = []
     for error in _validator().iter_errors(data):
         problems.extend(_translate(error))
-    return problems
+    # "missing gateway" says nothing that "unknown key gatway (did you mean gateway?)" does not.
+    suggested = {
+        (p.path[:-1], p.message.rpartition('did you mean "')[2][:-3]) for p in problems if p.key
+    }
+    return [
+        p
+        for p in problems
+        if not (
+            p.message.startswith("missing required key") and (p.path, p.message[22:-1]) in suggested
+        )
+    ]
 
 
 def _translate(error: ValidationError) -> Iterator[Problem]:
     path: Path = tuple(error.absolute_path)
     kind = error.validator
-    custom = error.schema.get("errorMessage", {}) if isinstance(error.schema, dict) else {}
+    sch: dict[str, Any] = error.schema if isinstance(error.schema, dict) else {}
+    value: Any = error.validator_value
+    custom = sch.get("errorMessage", {})
     if isinstance(custom, dict) and kind in custom:
         yield Problem(path, custom[kind])
         return
-    instance = error.instance
+    instance: Any = error.instance
     if kind == "additionalProperties" and isinstance(instance, dict):
-        allowed = sorted(error.schema.get("properties", {}))
-        patterns = error.schema.get("patternProperties", {})
+        allowed = sorted(sch.get("properties", {}))
+        patterns = sch.get("patternProperties", {})
         for key in instance:
             if key in allowed or any(p == "^x-" and key.startswith("x-") for p in patterns):
                 continue
             close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-            hint = f' (did you mean "{close[0]}"?)' if close else f" (expected one of: {', '.join(allowed)})"
+            hint = (
+                f' (did you mean "{close[0]}"?)'
+                if close
+                else f" (expected one of: {', '.join(allowed)})"
+            )
             yield Problem((*path, key), f'unknown key "{key}"{hint}', key=True)
         return
     if kind == "required":
-        missing = [k for k in error.validator_value if k not in instance]
+        missing = [k for k in value if k not in instance]
         for key in missing:
             yield Problem(path, f'missing required key "{key}"')
         return
     if kind == "dependentRequired":
-        for key, needs in error.validator_value.items():
+        for key, needs in value.items():
             if key in instance:
                 for need in needs:
                     if need not in instance:
                         yield Problem(path, f'"{key}" needs "{need}"')
         return
     if kind == "type":
-        wanted = error.validator_value
+        wanted = value
         names = [wanted] if isinstance(wanted, str) else list(wanted)
         expected = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
         yield Problem(path, f"expected {expected}, got {_describe(instance)}")
         return
     if kind == "const":
-        yield Problem(path, f"must be {json.dumps(error.validator_value)}, got {json.dumps(instance)}")
+        yield Problem(
+            path, f"must be {json.dumps(value)}, got {json.dumps(instance)}"
+        )
         return
-    if kind in ("minItems", "minLength") and error.validator_value == 1:
+    if kind in ("minItems", "minLength") and value == 1:
         yield Problem(path, "must not be empty")
         return
     if kind == "minimum":
-        yield Problem(path, f"must be at least {error.validator_value}, got {instance}")
+        yield Problem(path, f"must be at least {value}, got {instance}")
         return
     if kind == "maximum":
-        yield Problem(path, f"must be at most {error.validator_value}, got {instance}")
+        yield Problem(path, f"must be at most {value}, got {instance}")
         return
     yield Problem(path, error.message)

@@ -180,7 +180,10 @@ class _Builder:
         if tag == _FLOAT:
             return _constructor.construct_yaml_float(node)
         if tag == _BOOL:
-            return _constructor.construct_yaml_bool(node)
+            # YAML 1.2: only true/false are booleans; `name: off` or `no` stays a string.
+            if node.value.lower() in ("true", "false"):
+                return node.value.lower() == "true"
+            return node.value
         if tag == _NULL:
             return None
         raise SourceError(f"YAML: unsupported tag {tag}", _mark(node))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
+from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DAY_MS = 86_400_000
@@ -28,7 +28,7 @@ class TimeError(ValueError):
     """A time value that cannot be read; the message says what is wrong."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def zone(name: str) -> ZoneInfo:
     """The IANA zone ``name``, or :class:`TimeError` naming the closest known zone."""
     try:
@@ -86,7 +86,9 @@ def wall_to_instant(tz: ZoneInfo, wall_ms: int) -> int:
 
 def wall_ms_of(d: date, hour: int = 0, minute: int = 0, second: int = 0, ms: int = 0) -> int:
     """Naive milliseconds of a wall date and time."""
-    return (d.toordinal() - _EPOCH_ORDINAL) * DAY_MS + ((hour * 60 + minute) * 60 + second) * 1000 + ms
+    return (
+        (d.toordinal() - _EPOCH_ORDINAL) * DAY_MS + ((hour * 60 + minute) * 60 + second) * 1000 + ms
+    )
 
 
 def date_of_wall(wall_ms: int) -> date:
@@ -123,9 +125,7 @@ class Time:
 
 def _check_range(ms: int) -> int:
     if ms < MIN_EPOCH_MS:
-        raise TimeError(
-            f"{ms} is before 2000-01-01; times are epoch milliseconds, not seconds"
-        )
+        raise TimeError(f"{ms} is before 2000-01-01; times are epoch milliseconds, not seconds")
     if ms > MAX_EPOCH_MS:
         raise TimeError(f"{ms} is after year 9999")
     return ms

@@ -1,0 +1,167 @@
+"""`planrunner plan`, `validate`, `schema`, `--version`, help: the read-only commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from planrunner import __version__
+from planrunner.cli import build_parser
+from tests.conftest import ROOT, run_process, write_plan
+
+EXAMPLE = str(ROOT / "plans" / "example.yaml")
+
+
+def test_json_output_has_the_documented_shape(run) -> None:
+    r = run(
+        "plan",
+        EXAMPLE,
+        "--format",
+        "json",
+        "--now",
+        "1764080000000",
+        "--ledger",
+        "/nonexistent/l.jsonl",
+    )
+    assert r.code == 0
+    doc = json.loads(r.out)
+    assert list(doc) == ["plan", "ledger", "now", "entries", "summary"]
+    assert doc["now"] == 1764080000000
+    first = doc["entries"][0]
+    assert first == {
+        "flow": "sales-daily-backfill",
+        "flowId": 3377,
+        "orgId": "o15589291262751",
+        "triggerTime": 1767204000000,
+        "time": "2026-01-01T02:00:00+08:00",
+        "key": "o15589291262751/3377/1767204000000",
+        "status": "pending",
+        "flowInstanceId": None,
+        "error": None,
+    }
+    times = [(e["triggerTime"], e["flowId"]) for e in doc["entries"]]
+    assert times == sorted(times)
+    assert doc["summary"] == {"pending": len(doc["entries"])}
+
+
+def test_default_ledger_path_replaces_yaml_suffix(run) -> None:
+    r = run("plan", EXAMPLE, "--format", "json")
+    assert json.loads(r.out)["ledger"] == str(ROOT / "plans" / "example.ledger.jsonl")
+
+
+def test_text_output_reads_like_a_diff(run) -> None:
+    r = run("plan", EXAMPLE, "--now", "2026-06-01T00:00Z")
+    assert r.code == 0
+    lines = r.out.splitlines()
+    assert "flow sales-daily-backfill (flowId 3377, Asia/Shanghai): 31 entries" in lines
+    assert "  first 2026-01-01T02:00:00+08:00  1767204000000" in lines
+    assert "  last  2026-01-31T02:00:00+08:00  1769796000000" in lines
+    assert "  + 2026-01-01T02:00:00+08:00  1767204000000  pending" in lines
+    assert "    ... 26 more pending ..." in lines
+    assert lines[-1] == "Plan: 82 entries (82 pending)."
+
+
+def test_detailed_exitcode_is_4_when_pending(run) -> None:
+    assert run("plan", EXAMPLE, "--detailed-exitcode").code == 4
+    assert run("plan", EXAMPLE).code == 0
+
+
+def test_max_triggers_names_the_flow(tmp_path: Path, run) -> None:
+    plan = write_plan(
+        tmp_path,
+        '  - {name: busy, flowId: 1, cron: "*/5 * * * *", from: 2026-01-01, to: 2026-01-02}\n',
+    )
+    r = run("plan", str(plan), "--max-triggers", "100")
+    assert r.code == 2
+    assert 'flow "busy" yields more than 100 entries' in r.err
+    assert run("plan", str(plan), "--max-triggers", "576").code == 0
+
+
+def test_to_now_follows_the_now_option(tmp_path: Path, run) -> None:
+    plan = write_plan(
+        tmp_path, '  - {name: c, flowId: 1, cron: "0 * * * *", from: 2026-01-01, to: now}\n'
+    )
+    r = run("plan", str(plan), "--format", "json", "--now", "2026-01-01T05:30Z")
+    assert [e["time"] for e in json.loads(r.out)["entries"]][-1] == "2026-01-01T05:00:00+00:00"
+    assert len(json.loads(r.out)["entries"]) == 6
+    r = run("plan", str(plan), "--format", "json", "--now", "2025-12-01T00:00Z")
+    assert r.code == 0
+    assert json.loads(r.out)["entries"] == []
+
+
+def test_bad_now_is_a_usage_error(run) -> None:
+    r = run("plan", EXAMPLE, "--now", "yesterday")
+    assert r.code == 2
+    assert r.err.startswith("planrunner: error: --now:")
+
+
+@pytest.mark.parametrize("flows", [1, 40, 3000])
+def test_markdown_stays_under_60000_characters(tmp_path: Path, run, flows: int) -> None:
+    text = "".join(
+        f'  - {{name: flow-with-a-long-name-{i:05d}, flowId: {i + 1}, cron: "*/5 * * * *", from: 2026-01-01, to: 2026-01-02}}\n'
+        for i in range(flows)
+    )
+    plan = write_plan(tmp_path, text)
+    r = run("plan", str(plan), "--format", "markdown", "--max-triggers", "1000")
+    assert r.code == 0
+    assert len(r.out) < 60_000
+    assert f"{flows * 576} entries" in r.out
+    assert "| flow-with-a-long-name-00000 |" in r.out
+    if flows == 3000:
+        assert "more flows; see `planrunner plan --format json`" in r.out
+
+
+def test_markdown_folds_long_runs(run) -> None:
+    r = run("plan", EXAMPLE, "--format", "markdown")
+    assert "| | … 26 more pending … | | |" in r.out
+    assert "<details><summary>sales-daily-backfill: 31 entries</summary>" in r.out
+
+
+def test_version(run, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        run("--version")
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"planrunner {__version__}"
+
+
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    names = sorted(sub.choices)  # type: ignore[arg-type]
+    assert names == ["apply", "plan", "schema", "sim", "validate"]
+    for name in names:
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args([name, "--help"])
+        assert e.value.code == 0
+        out = capsys.readouterr().out
+        assert f"usage: planrunner {name}" in out
+        assert "--log-format" in out
+
+
+def test_usage_error_exits_2(run) -> None:
+    with pytest.raises(SystemExit) as e:
+        run("plan", EXAMPLE, "--format", "yaml")
+    assert e.value.code == 2
+
+
+def test_python_dash_m_is_the_same_program() -> None:
+    p = run_process(["validate", EXAMPLE])
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == f"{EXAMPLE}: ok (82 entries in 3 flows)\n"
+    p = run_process(["--version"])
+    assert p.stdout.strip() == f"planrunner {__version__}"
+
+
+def test_env_references_are_expanded(tmp_path: Path, run, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = tmp_path / "p.yaml"
+    plan.write_text(
+        "version: 1\ntarget: {gateway: 'https://${GW_HOST}', orgId: '${ORG}', userId: u}\n"
+        "flows: [{name: a, flowId: 9, at: [2026-01-01T00:00:00Z]}]\n"
+    )
+    monkeypatch.setenv("GW_HOST", "apigw.example.com")
+    monkeypatch.setenv("ORG", "o-env")
+    r = run("plan", str(plan), "--format", "json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["entries"][0]["key"] == "o-env/9/1767225600000"
