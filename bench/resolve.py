@@ -79,18 +79,34 @@ def main() -> None:
         plan = Path(tmp) / "year.yaml"
         plan.write_text(PLAN)
         small = ROOT / "plans" / "example.yaml"
-        cmd = [sys.executable, "-m", "planrunner", "plan", str(plan), "--format", "json", "--max-triggers", "200000"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "planrunner",
+            "plan",
+            str(plan),
+            "--format",
+            "json",
+            "--max-triggers",
+            "200000",
+        ]
         out = subprocess.run(cmd, capture_output=True, check=True, text=True).stdout
         n = len(json.loads(out)["entries"])
         assert n == EXPECTED, n
         assert croniter_loop() == EXPECTED
         assert cronsim_loop() == EXPECTED
-        ours = median_seconds(lambda: subprocess.run(cmd, capture_output=True, check=True), args.runs)
+        ours = median_seconds(
+            lambda: subprocess.run(cmd, capture_output=True, check=True), args.runs
+        )
         base = median_seconds(croniter_loop, max(1, args.runs // 2))
         sim = median_seconds(cronsim_loop, max(1, args.runs // 2))
         floor = median_seconds(int_range, args.runs)
         validate = median_seconds(
-            lambda: subprocess.run([sys.executable, "-m", "planrunner", "validate", str(small)], capture_output=True, check=True),
+            lambda: subprocess.run(
+                [sys.executable, "-m", "planrunner", "validate", str(small)],
+                capture_output=True,
+                check=True,
+            ),
             args.runs,
         )
     print(f"one year of */5 in Europe/Berlin: {EXPECTED:,} entries; medians of {args.runs} runs")
@@ -100,7 +116,9 @@ def main() -> None:
     print(row("planrunner plan --format json (whole process)", ours, base))
     print(row("planrunner validate plans/example.yaml (whole process)", validate))
     verdict = "meets" if ours <= 0.5 * base else "MISSES"
-    print(f"ours / croniter = {ours / base:.3f} ({verdict} the 0.5 target); validate {'under' if validate < 0.3 else 'OVER'} 0.3 s")
+    print(
+        f"ours / croniter = {ours / base:.3f} ({verdict} the 0.5 target); validate {'under' if validate < 0.3 else 'OVER'} 0.3 s"
+    )
 
 
 if __name__ == "__main__":

@@ -128,9 +128,7 @@ def _translate(error: ValidationError) -> Iterator[Problem]:
         yield Problem(path, f"expected {expected}, got {_describe(instance)}")
         return
     if kind == "const":
-        yield Problem(
-            path, f"must be {json.dumps(value)}, got {json.dumps(instance)}"
-        )
+        yield Problem(path, f"must be {json.dumps(value)}, got {json.dumps(instance)}")
         return
     if kind in ("minItems", "minLength") and value == 1:
         yield Problem(path, "must not be empty")

@@ -68,3 +68,20 @@ def write_plan(
     path = tmp_path / name
     path.write_text(PLAN_HEAD.format(gateway=gateway, zone=zone) + flows)
     return path
+
+
+@pytest.fixture
+def sim():
+    """A simulator on a free loopback port, no listed flows (permissive)."""
+    from planrunner.sim import Simulator
+
+    with Simulator() as s:
+        yield s
+
+
+def make_client(url: str, **kw):
+    from planrunner import enos
+    from planrunner.sim import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
+
+    creds = kw.pop("credentials", None) or enos.Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)
+    return enos.Client(url, kw.pop("org_id", "o1"), kw.pop("user_id", "u1"), creds, **kw)
