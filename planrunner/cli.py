@@ -245,8 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--fault",
         action="append",
         default=[],
-        metavar="KIND=RATE",
-        help="inject a fault with this probability per trigger: 62109, 503, 504-after-create, drop-after-create, malformed (repeatable)",
+        metavar="KIND=RATE|KIND@N,M",
+        help="inject a fault: KIND=RATE (a probability per request, seeded) or KIND@N,M (the Nth and Mth "
+        "triggers). KIND: 62109, 503, 504-after-create, drop-after-create, malformed, http-NNN (a gateway "
+        "status), lookup-503 (instance lookups; rate only). Repeatable.",
     )
     p.add_argument(
         "--seed", type=int, default=0, help="random seed for faults, so runs repeat (default 0)"
@@ -311,9 +313,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         sys.stdout.write(schema.text())
         return EXIT_OK
     if args.command == "apply":
-        from planrunner.commands import apply_command
-
-        return apply_command(args)
+        return apply(
+            args.plan,
+            ledger=args.ledger,
+            now=args.now,
+            fmt=args.format,
+            yes=args.yes,
+            gateway=args.gateway,
+            sim=args.sim,
+            concurrency=args.concurrency,
+            rate=args.rate,
+            retry_unknown=args.retry_unknown,
+            lock_timeout=args.lock_timeout,
+            max_triggers=args.max_triggers,
+        )
     if args.command == "sim":
         from planrunner.sim import serve_command
 
@@ -386,3 +399,35 @@ def plan(
     if detailed_exitcode and any(s != "done" for s in result.summary):
         return EXIT_PENDING
     return EXIT_OK
+
+
+def apply(
+    path: str,
+    ledger: str | None = None,
+    now: str | None = None,
+    fmt: str = "text",
+    yes: bool = False,
+    gateway: str | None = None,
+    sim: bool = False,
+    concurrency: int = 4,
+    rate: float | None = None,
+    retry_unknown: bool = False,
+    lock_timeout: float = 0.0,
+    max_triggers: int | None = None,
+) -> int:
+    """Trigger every entry of ``path`` that is not done yet, exactly once."""
+    from planrunner import apply as applylib
+    from planrunner.resolve import DEFAULT_MAX_TRIGGERS
+
+    return applylib.execute(
+        path,
+        ledger_path=ledger,
+        now=_now(now),
+        fmt=fmt,
+        yes=yes,
+        gateway=gateway,
+        sim=sim,
+        options=applylib.Options(concurrency=concurrency, rate=rate, retry_unknown=retry_unknown),
+        lock_timeout=lock_timeout,
+        max_triggers=max_triggers or DEFAULT_MAX_TRIGGERS,
+    )

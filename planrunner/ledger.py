@@ -15,12 +15,15 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from planrunner import log, times
 from planrunner.errors import LedgerError, LedgerLocked
+from planrunner.report import Outcome
 
 EVENTS = ("intent", "triggered", "failed", "unknown", "reconciled")
 _REQUIRED = ("v", "event", "key", "flowId", "orgId", "triggerTime", "attempt", "at")
@@ -124,93 +127,162 @@ class KeyState:
         # "unknown" records say why an attempt is open; the open intent already says it is.
 
 
-class _Lines:
-    """Iterate a ledger's complete lines with their numbers; note a torn tail."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.torn_at: int | None = None  # byte offset where a torn last line starts
-        self.torn_line: int | None = None
-
-    def __iter__(self) -> Iterator[tuple[int, bytes]]:
-        offset = 0
-        number = 0
-        try:
-            f = open(self.path, "rb")  # noqa: SIM115 - closed in the finally below
-        except FileNotFoundError:
-            return
-        except OSError as e:
-            raise LedgerError(f"{self.path}: cannot read ledger: {e.strerror or e}") from None
-        try:
-            for line in f:
-                number += 1
-                if not line.endswith(b"\n"):
-                    self.torn_at = offset
-                    self.torn_line = number
-                    return
-                offset += len(line)
-                yield number, line
-        finally:
-            f.close()
+_REQUIRED_SET = frozenset(_REQUIRED)
+_EVENT_SET = frozenset(EVENTS)
 
 
-def _parse(path: str, number: int, line: bytes) -> dict[str, Any]:
-    try:
-        rec = json.loads(line)
-    except ValueError:
-        raise LedgerError(
-            f"{path}:{number}: corrupt ledger line (not JSON); refusing to guess"
-        ) from None
-    if not isinstance(rec, dict) or any(k not in rec for k in _REQUIRED):
-        raise LedgerError(
-            f"{path}:{number}: corrupt ledger line (missing fields); refusing to guess"
-        )
-    if rec["v"] != 1 or rec["event"] not in EVENTS or not isinstance(rec["key"], str):
+def _corrupt(path: str, number: int, why: str) -> LedgerError:
+    return LedgerError(f"{path}:{number}: corrupt ledger line ({why}); refusing to guess")
+
+
+def _check(path: str, number: int, rec: Any) -> None:
+    if not isinstance(rec, dict) or not rec.keys() >= _REQUIRED_SET:
+        raise _corrupt(path, number, "missing fields")
+    if rec["v"] != 1 or rec["event"] not in _EVENT_SET or not isinstance(rec["key"], str):
         raise LedgerError(
             f"{path}:{number}: unsupported ledger record (v={rec['v']!r}, event={rec['event']!r})"
         )
-    return rec
 
 
-def fold(path: str, keys: set[str] | None = None) -> tuple[dict[str, KeyState], _Lines]:
-    """Stream the ledger into per-key states (only ``keys`` when given)."""
-    states: dict[str, KeyState] = {}
-    lines = _Lines(path)
-    for number, line in lines:
-        if line == b"\n":
-            continue
-        rec = _parse(path, number, line)
-        key = rec["key"]
-        if keys is not None and key not in keys:
-            continue
-        state = states.get(key)
-        if state is None:
-            state = states[key] = KeyState()
-        state.add(rec)
-    return states, lines
+class Folded:
+    """Per-key states of a ledger. Done keys (the bulk of a long ledger) cost one dict slot."""
+
+    __slots__ = ("done", "open", "torn_at", "torn_line")
+
+    def __init__(self) -> None:
+        self.done: dict[str, str | None] = {}  # key -> flowInstanceId
+        self.open: dict[str, KeyState] = {}  # keys not done: unknown, failed or pending
+        self.torn_at: int | None = None
+        self.torn_line: int | None = None
+
+    def status(self, key: str) -> str:
+        """done, unknown, failed or pending."""
+        if key in self.done:
+            return DONE
+        state = self.open.get(key)
+        return state.status if state is not None else PENDING
+
+    def state(self, key: str) -> KeyState:
+        """The key's state (a fresh one for a key the ledger never mentions)."""
+        if key in self.done:
+            return KeyState(done=True, flow_instance_id=self.done[key])
+        return self.open.get(key) or KeyState()
 
 
-def plan_outcomes(path: str, keys: set[str]) -> dict[str, Any]:
-    """Per-key outcomes for ``plan``: done, retry or unknown (pending keys are absent)."""
-    from planrunner.report import Outcome
+def fold(path: str, keys: set[str] | None = None) -> Folded:
+    """Stream the ledger into per-key states (only ``keys`` when given); never skips a bad line.
 
-    states, lines = fold(path, keys)
-    if lines.torn_line is not None:
+    A last line without its newline is a torn write: it is noted (``torn_line``), not folded.
+    """
+    out = Folded()
+    done, open_ = out.done, out.open
+    lone: dict[str, str] = {}  # keys whose only record so far is one intent: key -> attempt
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except FileNotFoundError:
+        return out
+    except OSError as e:
+        raise LedgerError(f"{path}: cannot read ledger: {e.strerror or e}") from None
+    offset = number = 0
+    with f:
+        # One loop with everything inlined: this runs once per line of a ledger that may
+        # hold millions of records.
+        for line in f:
+            number += 1
+            if line[-1:] != b"\n":
+                out.torn_at, out.torn_line = offset, number
+                break
+            offset += len(line)
+            if line == b"\n":
+                continue
+            try:
+                rec = loads(line)
+            except decode_error:
+                raise _corrupt(path, number, "not JSON") from None
+            if (
+                type(rec) is not dict
+                or not rec.keys() >= _REQUIRED_SET
+                or rec["v"] != 1
+                or rec["event"] not in _EVENT_SET
+            ):
+                _check(path, number, rec)
+            key = rec["key"]
+            if key in done or (keys is not None and key not in keys):
+                if type(key) is not str:
+                    _check(path, number, rec)
+                continue
+            event = rec["event"]
+            if event == "triggered":  # the common case, settled without a state object
+                done[key] = rec.get("flowInstanceId")
+                lone.pop(key, None)
+                open_.pop(key, None)
+                continue
+            state = open_.get(key)
+            if state is None:
+                if type(key) is not str:
+                    _check(path, number, rec)
+                if event == "intent" and key not in lone:
+                    lone[key] = rec["attempt"]  # most intents meet their result next: no state yet
+                    continue
+                state = open_[key] = KeyState()
+                if key in lone:
+                    state.intents.add(lone.pop(key))
+            state.add(rec)
+            if state.done:
+                done[key] = state.flow_instance_id
+                del open_[key]
+    for key, attempt in lone.items():
+        open_[key] = KeyState(intents={attempt})
+    return out
+
+
+def plan_outcomes(path: str, keys: set[str]) -> PlanOutcomes:
+    """What ``plan`` shows per key: done, retry or unknown (pending keys have none)."""
+    folded = fold(path, keys)
+    if folded.torn_line is not None:
         log.get("ledger").warning(
             "ledger has an incomplete last line (an apply may be writing); ignoring it",
             ledger=path,
-            line=lines.torn_line,
+            line=folded.torn_line,
         )
-    out: dict[str, Any] = {}
-    for key, state in states.items():
-        status = state.status
-        if status == DONE:
-            out[key] = Outcome("done", state.flow_instance_id)
-        elif status == UNKNOWN:
-            out[key] = Outcome("unknown")
-        elif status == FAILED:
-            out[key] = Outcome("retry", None, state.error)
-    return out
+    return PlanOutcomes(folded)
+
+
+class PlanOutcomes(Mapping[str, "Outcome"]):
+    """A read-only view of a fold as ``plan`` statuses, built per key on demand."""
+
+    def __init__(self, folded: Folded) -> None:
+        self._folded = folded
+
+    def get(self, key: str, default: Any = None) -> Any:
+        folded = self._folded
+        if key in folded.done:
+            return Outcome("done", folded.done[key])
+        state = folded.open.get(key)
+        if state is not None:
+            status = state.status
+            if status == UNKNOWN:
+                return Outcome("unknown")
+            if status == FAILED:
+                return Outcome("retry", None, state.error)
+        return default
+
+    def __getitem__(self, key: str) -> Outcome:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._folded.done
+        yield from (k for k in self._folded.open if self.get(k) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __bool__(self) -> bool:
+        return bool(self._folded.done or self._folded.open)
 
 
 class Lock:
@@ -238,6 +310,12 @@ class Lock:
                     raise LedgerError(f"{self.path}: cannot lock: {e.strerror}") from None
                 if time.monotonic() >= deadline:
                     holder = _read_holder(fd)
+                    for _ in range(10):
+                        # The holder writes its details just after locking; give it a moment.
+                        if holder != _UNKNOWN_HOLDER:
+                            break
+                        time.sleep(0.05)
+                        holder = _read_holder(fd)
                     os.close(fd)
                     raise LedgerLocked(
                         f"ledger {self.path[: -len('.lock')]} is locked by another apply ({holder})"
@@ -249,8 +327,10 @@ class Lock:
             "run": self.run_id,
             "started": times.format_utc(time.time_ns() // 1_000_000),
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        data = (json.dumps(info) + "\n").encode()
+        # Overwrite, then cut: the file is never empty for a waiting apply to read.
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
         self._fd = fd
 
     def release(self) -> None:
@@ -262,12 +342,15 @@ class Lock:
             self._fd = None
 
 
+_UNKNOWN_HOLDER = "holder unknown"
+
+
 def _read_holder(fd: int) -> str:
     try:
         info = json.loads(os.pread(fd, 4096, 0) or b"{}")
         return f"pid {info['pid']} on {info['host']}, run {info['run']}, since {info['started']}"
     except (ValueError, KeyError, TypeError, OSError):
-        return "holder unknown"
+        return _UNKNOWN_HOLDER
 
 
 class Writer:
@@ -331,14 +414,14 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def repair_tail(path: str, lines: _Lines) -> None:
+def repair_tail(path: str, folded: Folded) -> None:
     """Cut off a torn last line (call under the lock); warns with its line number."""
-    if lines.torn_at is None:
+    if folded.torn_at is None:
         return
     with open(path, "r+b") as f:
-        f.truncate(lines.torn_at)
+        f.truncate(folded.torn_at)
         f.flush()
         os.fsync(f.fileno())
     log.get("ledger").warning(
-        "cut off an incomplete last ledger line left by a crash", ledger=path, line=lines.torn_line
+        "cut off an incomplete last ledger line left by a crash", ledger=path, line=folded.torn_line
     )

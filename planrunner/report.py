@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import orjson
 
 from planrunner import times
 from planrunner.plan import Plan
@@ -24,9 +27,8 @@ SYMBOLS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What is known of one key beyond its default status."""
+class Outcome(NamedTuple):
+    """What is known of one key beyond its default status (a NamedTuple: cheap to make)."""
 
     status: str
     flow_instance_id: str | None = None
@@ -44,16 +46,18 @@ class Result:
     outcomes: Mapping[str, Outcome]
     default: str = "pending"
     summary: dict[str, int] = field(default_factory=dict)
+    _per_entry: list[Outcome | None] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        # One lookup per entry, reused by the summary and every rendering.
+        get = self.outcomes.get
+        self._per_entry = [get(e.key) for e in self.entries] if self.outcomes else []
         counts: dict[str, int] = {}
         default_count = len(self.entries)
-        if self.outcomes:
-            for e in self.entries:
-                o = self.outcomes.get(e.key)
-                if o is not None:
-                    counts[o.status] = counts.get(o.status, 0) + 1
-                    default_count -= 1
+        for o in self._per_entry:
+            if o is not None:
+                counts[o.status] = counts.get(o.status, 0) + 1
+                default_count -= 1
         if default_count:
             counts[self.default] = counts.get(self.default, 0) + default_count
         self.summary = {s: counts[s] for s in STATUS_ORDER if s in counts}
@@ -61,6 +65,10 @@ class Result:
     def status(self, e: Entry) -> Outcome | None:
         """The outcome recorded for ``e``, None when it has the default status."""
         return self.outcomes.get(e.key) if self.outcomes else None
+
+    def outcome_list(self) -> list[Outcome | None]:
+        """Outcomes aligned with ``entries``."""
+        return self._per_entry or [None] * len(self.entries)
 
     def by_flow(self) -> dict[str, list[Entry]]:
         """Entries grouped per flow, in plan order, each group sorted by time."""
@@ -70,13 +78,17 @@ class Result:
         return groups
 
 
+def _quote(value: str | None) -> str:
+    return orjson.dumps(value).decode()
+
+
 def render_json(r: Result) -> str:
     """One JSON object as DESIGN.md section 3 shows; one entry per line for diffs."""
     head = {"plan": r.plan.path, "ledger": r.ledger, "now": r.now}
     out = [json.dumps(head)[:-1] + ', "entries": [']
     quoted: dict[str, tuple[str, str, str]] = {}
     lines = []
-    for e in r.entries:
+    for e, o in zip(r.entries, r.outcome_list(), strict=True):
         q = quoted.get(e.flow)
         if q is None:
             q = (
@@ -85,13 +97,12 @@ def render_json(r: Result) -> str:
                 json.dumps(f"{e.org_id}/{e.flow_id}/")[:-1],
             )
             quoted[e.flow] = q
-        o = r.status(e)
         if o is None:
             tail = f'"status": "{r.default}", "flowInstanceId": null, "error": null}}'
         else:
             tail = (
-                f'"status": "{o.status}", "flowInstanceId": {json.dumps(o.flow_instance_id)}, '
-                f'"error": {json.dumps(o.error)}}}'
+                f'"status": "{o.status}", "flowInstanceId": {_quote(o.flow_instance_id)}, '
+                f'"error": {_quote(o.error)}}}'
             )
         lines.append(
             f'{{"flow": {q[0]}, "flowId": {e.flow_id}, "orgId": {q[1]}, '

@@ -21,11 +21,14 @@ class Entry(NamedTuple):
     flow: str
     org_id: str
     offset: int  # the flow zone's UTC offset at trigger_time, in ms, for display
+    key: str  # the ledger key, ``orgId/flowId/triggerTime``
 
-    @property
-    def key(self) -> str:
-        """The ledger key, ``orgId/flowId/triggerTime``."""
-        return f"{self.org_id}/{self.flow_id}/{self.trigger_time}"
+    @classmethod
+    def create(cls, trigger_time: int, flow_id: int, flow: str, org_id: str, offset: int) -> Entry:
+        """An entry with its ledger key."""
+        return cls(
+            trigger_time, flow_id, flow, org_id, offset, f"{org_id}/{flow_id}/{trigger_time}"
+        )
 
     @property
     def local_time(self) -> str:
@@ -48,8 +51,10 @@ def resolve(plan: Plan, now: int, max_triggers: int = DEFAULT_MAX_TRIGGERS) -> l
             continue
         ms_list, off_list, wheres = got
         name, fid = flow.name, flow.flow_id
+        prefix = f"{org}/{fid}/"
         entries += [
-            Entry(ms, fid, name, org, off) for ms, off in zip(ms_list, off_list, strict=True)
+            Entry(ms, fid, name, org, off, prefix + str(ms))
+            for ms, off in zip(ms_list, off_list, strict=True)
         ]
         minutes = by_flow_id.setdefault(fid, [])
         minutes += [(ms // 60_000, flow.index, w) for ms, w in zip(ms_list, wheres, strict=True)]

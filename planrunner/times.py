@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DAY_MS = 86_400_000
@@ -175,6 +175,7 @@ def parse(value: object) -> Time:
 _date_cache: dict[int, str] = {}
 
 
+@lru_cache(maxsize=1024)
 def format_offset(off_ms: int) -> str:
     """``+08:00`` style offset (seconds appended when the zone has them)."""
     sign = "-" if off_ms < 0 else "+"
@@ -184,20 +185,28 @@ def format_offset(off_ms: int) -> str:
     return f"{sign}{h:02d}:{m:02d}" + (f":{s:02d}" if s else "")
 
 
+_suffix_cache: dict[tuple[int, int], str] = {}
+
+
 def format_local(ms: int, off_ms: int) -> str:
     """RFC 3339 local time of instant ``ms`` at offset ``off_ms`` (fast; no zone lookups)."""
-    wall = ms + off_ms
-    day, in_day = divmod(wall, DAY_MS)
+    day, in_day = divmod(ms + off_ms, DAY_MS)
     prefix = _date_cache.get(day)
     if prefix is None:
         prefix = date.fromordinal(day + _EPOCH_ORDINAL).isoformat()
         if len(_date_cache) < 100_000:
             _date_cache[day] = prefix
-    secs, millis = divmod(in_day, 1000)
-    h, rest = divmod(secs, 3600)
-    m, s = divmod(rest, 60)
-    frac = f".{millis:03d}" if millis else ""
-    return f"{prefix}T{h:02d}:{m:02d}:{s:02d}{frac}{format_offset(off_ms)}"
+    # Schedules repeat a few times of day: "T02:00:00+08:00" is made once.
+    suffix = _suffix_cache.get((in_day, off_ms))
+    if suffix is None:
+        secs, millis = divmod(in_day, 1000)
+        h, rest = divmod(secs, 3600)
+        m, s = divmod(rest, 60)
+        frac = f".{millis:03d}" if millis else ""
+        suffix = f"T{h:02d}:{m:02d}:{s:02d}{frac}{format_offset(off_ms)}"
+        if len(_suffix_cache) < 100_000:
+            _suffix_cache[(in_day, off_ms)] = suffix
+    return prefix + suffix
 
 
 def format_in_zone(ms: int, tz: ZoneInfo | None) -> str:

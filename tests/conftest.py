@@ -85,3 +85,31 @@ def make_client(url: str, **kw):
 
     creds = kw.pop("credentials", None) or enos.Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)
     return enos.Client(url, kw.pop("org_id", "o1"), kw.pop("user_id", "u1"), creds, **kw)
+
+
+SIM_ENV = {"ENOS_ACCESS_KEY": "sim-access-key", "ENOS_SECRET_KEY": "sim-secret-key"}
+
+
+def cron_flows(n_flows: int, per_flow: int, first_id: int = 1, step: str = "*/5") -> str:
+    """Plan flows text: n flows of `per_flow` entries each, 5 minutes apart."""
+    return "".join(
+        f'  - {{name: f{first_id + i}, flowId: {first_id + i}, cron: "{step} * * * *", from: 2026-01-01, count: {per_flow}}}\n'
+        for i in range(n_flows)
+    )
+
+
+def assert_exactly_once(triggers: list[dict], expected_keys: set[tuple[int, int]]) -> None:
+    """Every expected (flowId, triggerTime) created exactly once; nothing re-sent over an instance."""
+    from collections import Counter
+
+    created = Counter((t["flowId"], t["triggerTime"]) for t in triggers if t["flowInstanceId"])
+    assert set(created) == expected_keys
+    assert all(n == 1 for n in created.values()), [k for k, n in created.items() if n > 1]
+    dupes = [t for t in triggers if t["status"] == 62102]
+    assert not dupes, f"re-sent for an instance that existed: {dupes[:3]}"
+
+
+@pytest.fixture
+def sim_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in SIM_ENV.items():
+        monkeypatch.setenv(k, v)

@@ -25,7 +25,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from planrunner import enos
 
-FAULT_KINDS = ("62109", "503", "504-after-create", "drop-after-create", "malformed")
+FAULT_KINDS = ("62109", "503", "504-after-create", "drop-after-create", "malformed", "lookup-503")
+LOOKUP_FAULTS = ("lookup-503",)  # applied to Get and Search Flow Instances, as a rate
 # The gateway's own answers, injected before the service sees the request (nothing created).
 GATEWAY_STATUSES = (400, 401, 403, 413, 429, 500, 502, 503, 504)
 
@@ -127,12 +128,17 @@ class Faults:
     def pick(self, number: int) -> str | None:
         """The fault for trigger request ``number`` (1-based), if any."""
         for kind, numbers in self.schedule.items():
-            if number in numbers:
+            if number in numbers and kind not in LOOKUP_FAULTS:
                 return kind
         for kind, rate in self.rates.items():
-            if rate and self._rng.random() < rate:
+            if rate and kind not in LOOKUP_FAULTS and self._rng.random() < rate:
                 return kind
         return None
+
+    def lookup_fails(self) -> bool:
+        """Whether this instance lookup is answered 503."""
+        rate = self.rates.get("lookup-503", 0.0)
+        return bool(rate) and self._rng.random() < rate
 
 
 class State:
@@ -419,6 +425,11 @@ class Handler(BaseHTTPRequestHandler):
         state = self.server.state
         action = params.get("action")
         now = time.time()
+        with state.lock:
+            failing = state.faults.lookup_fails()
+        if failing:
+            self._send_raw(503, b"service unavailable", {"Retry-After": "0"})
+            return
         if method == "GET" and action == "get":
             with state.lock:
                 inst = state.instances.get(params.get("flowInstId", ""))

@@ -1,0 +1,456 @@
+"""`planrunner apply` against the simulator over loopback, with real ledger files."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from planrunner import ledger
+from planrunner.sim import Faults, SimFlow, Simulator
+from tests.conftest import ROOT, SIM_ENV, assert_exactly_once, cron_flows, run_process, write_plan
+
+
+def entry_keys(plan_json: str) -> set[tuple[int, int]]:
+    return {(e["flowId"], e["triggerTime"]) for e in json.loads(plan_json)["entries"]}
+
+
+def apply_json(run, plan: Path, sim: Simulator, *extra: str):
+    r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--format", "json", *extra)
+    return r, json.loads(r.out) if r.out.strip() else None
+
+
+def test_apply_then_reapply_sends_nothing(tmp_path: Path, run, sim, sim_env) -> None:
+    plan = write_plan(tmp_path, cron_flows(3, 10))
+    r, doc = apply_json(run, plan, sim)
+    assert r.code == 0, r.err
+    assert doc["summary"] == {"triggered": 30}
+    assert {e["status"] for e in doc["entries"]} == {"triggered"}
+    assert all(e["flowInstanceId"] for e in doc["entries"])
+    first = sim.triggers()
+    assert len(first) == 30
+    r, doc = apply_json(run, plan, sim)
+    assert r.code == 0
+    assert doc["summary"] == {"skipped": 30}
+    assert len(sim.triggers()) == 30
+    assert_exactly_once(sim.triggers(), {(e["flowId"], e["triggerTime"]) for e in doc["entries"]})
+
+
+def test_ledger_records_follow_the_format(tmp_path: Path, run, sim, sim_env) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    apply_json(run, plan, sim)
+    records = [json.loads(x) for x in (tmp_path / "plan.ledger.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in records].count("intent") == 2
+    assert [r["event"] for r in records].count("triggered") == 2
+    for r in records:
+        assert r["v"] == 1 and r["key"] == f"{r['orgId']}/{r['flowId']}/{r['triggerTime']}"
+        assert r["at"].endswith("Z") and r["attempt"]
+    intents = {r["attempt"]: r for r in records if r["event"] == "intent"}
+    for r in records:
+        if r["event"] == "triggered":
+            assert r["attempt"] in intents and r["flowInstanceId"]
+    assert all(r["flow"] == "f1" and r["run"] for r in intents.values())
+    # Each intent comes before its result in the file.
+    order = [(r["event"], r["attempt"]) for r in records]
+    for attempt in intents:
+        assert order.index(("intent", attempt)) < order.index(("triggered", attempt))
+
+
+def test_per_flow_order_is_ascending(tmp_path: Path, run, sim, sim_env) -> None:
+    plan = write_plan(tmp_path, cron_flows(4, 15))
+    apply_json(run, plan, sim, "--concurrency", "3")
+    by_flow: dict[int, list[int]] = {}
+    for t in sim.triggers():
+        by_flow.setdefault(t["flowId"], []).append(t["triggerTime"])
+    assert len(by_flow) == 4
+    assert all(times == sorted(times) for times in by_flow.values())
+
+
+def test_plan_reads_the_ledger(tmp_path: Path, run, sim_env) -> None:
+    flows = [SimFlow(2, has_task=False)]
+    with Simulator(flows) as s:
+        plan = write_plan(tmp_path, cron_flows(2, 3))
+        r, doc = apply_json(run, plan, s)
+        assert r.code == 1
+        assert doc["summary"] == {"triggered": 3, "failed": 3}
+        failed = [e for e in doc["entries"] if e["status"] == "failed"]
+        assert all(e["error"].startswith("62104:") for e in failed)
+    r = run("plan", str(plan), "--format", "json", "--detailed-exitcode")
+    assert r.code == 4
+    summary = json.loads(r.out)["summary"]
+    assert summary == {"retry": 3, "done": 3}
+    assert "62104" in run("plan", str(plan)).out
+    # Add one more entry: it is pending.
+    plan.write_text(plan.read_text().replace("count: 3}", "count: 4}", 1))
+    assert json.loads(run("plan", str(plan), "--format", "json").out)["summary"] == {
+        "pending": 1,
+        "retry": 3,
+        "done": 3,
+    }
+
+
+def test_unknown_outcomes_are_reconciled_not_resent(tmp_path: Path, run, sim_env) -> None:
+    plan = write_plan(tmp_path, cron_flows(2, 6))
+    with Simulator(
+        faults=Faults.parse(["504-after-create@2,5", "drop-after-create@3", "malformed@7"])
+    ) as s:
+        r, doc = apply_json(run, plan, s)
+        assert r.code == 0, r.err
+        assert doc["summary"] == {"triggered": 12}
+        assert_exactly_once(s.triggers(), entry_keys(r.out))
+        assert len(s.triggers()) == 12
+    events = [
+        json.loads(x)["event"] for x in (tmp_path / "plan.ledger.jsonl").read_text().splitlines()
+    ]
+    assert events.count("unknown") == 4
+    assert events.count("reconciled") == 4
+
+
+def test_crash_left_intent_is_reconciled_first(tmp_path: Path, run, sim, sim_env) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 3))
+    keys = sorted(entry_keys(run("plan", str(plan), "--format", "json").out))
+    # A previous run sent the first entry and died before recording the answer...
+    (tmp_path / "plan.ledger.jsonl").write_bytes(
+        ledger.encode(
+            [
+                ledger.record(
+                    "intent",
+                    f"o1/1/{keys[0][1]}",
+                    1,
+                    "o1",
+                    keys[0][1],
+                    "old.1",
+                    flow="f1",
+                    run="old",
+                )
+            ]
+        )
+    )
+    from tests.conftest import make_client
+
+    assert make_client(sim.url).trigger(1, keys[0][1]).kind.value == "ok"
+    # ...and another sent nothing for the second entry before dying.
+    with (tmp_path / "plan.ledger.jsonl").open("ab") as f:
+        f.write(
+            ledger.encode(
+                [
+                    ledger.record(
+                        "intent",
+                        f"o1/1/{keys[1][1]}",
+                        1,
+                        "o1",
+                        keys[1][1],
+                        "old.2",
+                        flow="f1",
+                        run="old",
+                    )
+                ]
+            )
+        )
+    assert json.loads(run("plan", str(plan), "--format", "json").out)["summary"] == {
+        "pending": 1,
+        "unknown": 2,
+    }
+    r, doc = apply_json(run, plan, sim)
+    assert r.code == 0, r.err
+    assert {e["triggerTime"]: e["status"] for e in doc["entries"]} == {
+        keys[0][1]: "skipped",
+        keys[1][1]: "triggered",
+        keys[2][1]: "triggered",
+    }
+    assert_exactly_once(sim.triggers(), set(keys))
+
+
+def test_unknown_stays_unknown_when_lookups_fail(tmp_path: Path, run, sim_env) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    keys = sorted(entry_keys(run("plan", str(plan), "--format", "json").out))
+    (tmp_path / "plan.ledger.jsonl").write_bytes(
+        ledger.encode(
+            [
+                ledger.record(
+                    "intent",
+                    f"o1/1/{keys[0][1]}",
+                    1,
+                    "o1",
+                    keys[0][1],
+                    "old.1",
+                    flow="f1",
+                    run="old",
+                )
+            ]
+        )
+    )
+    with Simulator(faults=Faults.parse(["lookup-503=1"])) as s:
+        r, doc = apply_json(run, plan, s)
+        assert r.code == 1
+        assert doc["summary"] == {"triggered": 1, "unknown": 1}
+        assert [t["triggerTime"] for t in s.triggers()] == [keys[1][1]]
+        # --retry-unknown sends it anyway.
+        r, doc = apply_json(run, plan, s, "--retry-unknown")
+        assert r.code == 0, r.err
+        assert doc["summary"] == {"triggered": 1, "skipped": 1}
+        assert_exactly_once(s.triggers(), set(keys))
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "62109=0.3",
+        "503=0.3",
+        "504-after-create=0.3",
+        "drop-after-create=0.3",
+        "malformed=0.2",
+        "429",
+    ],
+)
+def test_each_fault_ends_with_every_entry_done_exactly_once(
+    tmp_path: Path, run, sim_env, fault: str
+) -> None:
+    plan = write_plan(tmp_path, cron_flows(4, 10))
+    keys = entry_keys(run("plan", str(plan), "--format", "json").out)
+    faults = Faults() if fault == "429" else Faults.parse([fault], seed=7)
+    with Simulator(faults=faults, rate_limit=40 if fault == "429" else None) as s:
+        for _ in range(4):
+            r, doc = apply_json(run, plan, s)
+            if r.code == 0:
+                break
+        assert r.code == 0, r.err
+        assert set(doc["summary"]) <= {"triggered", "skipped"}
+        assert_exactly_once(s.triggers(), keys)
+        statuses = {t["status"] for t in s.triggers()}
+        expected = {
+            "62109=0.3": 62109,
+            "503=0.3": 503,
+            "504-after-create=0.3": 504,
+            "drop-after-create=0.3": -1,
+            "malformed=0.2": 200,
+        }
+        if fault in expected:
+            assert expected[fault] in statuses  # the fault really happened
+    assert json.loads(run("plan", str(plan), "--format", "json").out)["summary"] == {"done": 40}
+
+
+def test_gateway_rate_limit_is_honoured(tmp_path: Path, run, sim_env) -> None:
+    plan = write_plan(tmp_path, cron_flows(2, 10))
+    with Simulator(rate_limit=1000) as s:
+        started = time.monotonic()
+        r, _doc = apply_json(run, plan, s, "--rate", "40")
+        assert r.code == 0
+        assert time.monotonic() - started >= 19 / 40
+        assert len(s.triggers()) == 20
+
+
+def test_auth_failure_stops_the_run_and_never_shows_the_secret(
+    tmp_path: Path, run, sim, monkeypatch
+) -> None:
+    monkeypatch.setenv("ENOS_ACCESS_KEY", "sim-access-key")
+    monkeypatch.setenv("ENOS_SECRET_KEY", "wrong-secret-XYZZY")
+    plan = write_plan(tmp_path, cron_flows(1, 3))
+    r = run("apply", str(plan), "--gateway", sim.url, "--yes")
+    assert r.code == 1
+    assert "cannot get an access token" in r.err and "1003" in r.err
+    assert "XYZZY" not in r.out + r.err
+    assert sim.triggers() == []
+
+
+def test_missing_credentials_is_a_usage_error(tmp_path: Path, run, sim, monkeypatch) -> None:
+    monkeypatch.delenv("ENOS_ACCESS_KEY", raising=False)
+    monkeypatch.delenv("ENOS_SECRET_KEY", raising=False)
+    plan = write_plan(tmp_path, cron_flows(1, 1))
+    r = run("apply", str(plan), "--gateway", sim.url, "--yes")
+    assert r.code == 2
+    assert "ENOS_ACCESS_KEY and ENOS_SECRET_KEY not set" in r.err
+
+
+def test_non_loopback_http_gateway_is_refused_before_sending(tmp_path: Path, run, sim_env) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 1))
+    r = run("apply", str(plan), "--gateway", "http://apigw.example.com", "--yes")
+    assert r.code == 2
+    assert "only to a loopback address" in r.err
+    assert not (tmp_path / "plan.ledger.jsonl").exists()
+
+
+def test_without_yes_and_without_a_terminal_apply_refuses(tmp_path: Path, sim) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 1))
+    p = run_process(
+        ["apply", str(plan), "--gateway", sim.url], env=SIM_ENV, stdin=subprocess.DEVNULL
+    )
+    assert p.returncode == 2
+    assert "refusing to apply without --yes" in p.stderr
+    assert sim.triggers() == []
+
+
+@pytest.mark.parametrize(("answer", "code", "sent"), [("n", 1, 0), ("y", 0, 2)])
+def test_confirmation_on_a_terminal(tmp_path: Path, sim, answer: str, code: int, sent: int) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "planrunner",
+                "apply",
+                str(plan),
+                "--gateway",
+                sim.url,
+                "--log-format",
+                "json",
+            ],
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            env={**os.environ, **SIM_ENV},
+        )
+        os.write(controller, f"{answer}\n".encode())
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert proc.returncode == code, err
+    assert b"Proceed? [y/N]" in err
+    assert len(sim.triggers()) == sent
+
+
+def test_sim_demo_runs_twice_and_triggers_once(tmp_path: Path, run) -> None:
+    plan = tmp_path / "demo.yaml"
+    plan.write_text((ROOT / "plans" / "example.yaml").read_text())
+    r = run("apply", str(plan), "--sim", "--yes", "--format", "json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["ledger"] == str(tmp_path / "demo.sim.ledger.jsonl")
+    assert doc["summary"] == {"triggered": 82}
+    r = run("apply", str(plan), "--sim", "--yes", "--format", "json")
+    assert json.loads(r.out)["summary"] == {"skipped": 82}
+    # The demo never touches the real ledger.
+    assert not (tmp_path / "demo.ledger.jsonl").exists()
+
+
+def test_corrupt_ledger_is_exit_3_with_the_line(tmp_path: Path, run, sim, sim_env) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    apply_json(run, plan, sim)
+    path = tmp_path / "plan.ledger.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(lines[0] + b"garbage\n" + b"".join(lines[1:]))
+    for cmd in (["plan", str(plan)], ["apply", str(plan), "--gateway", sim.url, "--yes"]):
+        r = run(*cmd)
+        assert r.code == 3
+        assert f"{path}:2: corrupt ledger line" in r.err
+    assert len(sim.triggers()) == 2
+
+
+def test_torn_tail_is_cut_by_apply_and_ignored_by_plan(tmp_path: Path, run, sim, sim_env) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 3))
+    apply_json(run, plan, sim)
+    path = tmp_path / "plan.ledger.jsonl"
+    whole = path.read_bytes()
+    path.write_bytes(whole + b'{"v":1,"event":"intent","key":"o1/1/17')
+    r = run("plan", str(plan), "--format", "json")
+    assert r.code == 0 and json.loads(r.out)["summary"] == {"done": 3}
+    assert "incomplete last line" in r.err
+    assert path.read_bytes() != whole  # plan never writes
+    r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--format", "json")
+    assert r.code == 0
+    assert "cut off an incomplete last ledger line" in r.err
+    assert path.read_bytes() == whole
+
+
+def test_two_applies_at_once_one_exits_3(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, cron_flows(4, 20))
+    with Simulator(faults=Faults(latency=0.01)) as s:
+        argv = [
+            sys.executable,
+            "-m",
+            "planrunner",
+            "apply",
+            str(plan),
+            "--gateway",
+            s.url,
+            "--yes",
+            "--log-format",
+            "json",
+        ]
+        env = {**os.environ, **SIM_ENV}
+        procs = [
+            subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env
+            )
+            for _ in range(2)
+        ]
+        results = [(p.wait(timeout=120), p.communicate()) for p in procs]
+        codes = sorted(code for code, _ in results)
+        assert codes == [0, 3], results
+        loser = next(err for code, (_, err) in results if code == 3)
+        assert "is locked by another apply (pid " in loser
+        keys = {(t["flowId"], t["triggerTime"]) for t in s.triggers()}
+        assert len(keys) == 80
+        assert_exactly_once(s.triggers(), keys)
+        # With a lock timeout, a second apply waits its turn, then has nothing to send.
+        procs = [
+            subprocess.Popen(
+                [*argv, "--lock-timeout", "60"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+                env=env,
+            )
+            for _ in range(2)
+        ]
+        assert [p.wait(timeout=120) for p in procs] == [0, 0]
+        for p in procs:
+            p.communicate()
+        assert len(s.triggers()) == 80
+
+
+def test_ctrl_c_finishes_in_flight_and_exits_130(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, cron_flows(4, 50))
+    with Simulator(faults=Faults(latency=0.02)) as s:
+        argv = [
+            sys.executable,
+            "-m",
+            "planrunner",
+            "apply",
+            str(plan),
+            "--gateway",
+            s.url,
+            "--yes",
+            "--log-format",
+            "json",
+            "--format",
+            "json",
+        ]
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, **SIM_ENV},
+        )
+        deadline = time.monotonic() + 30
+        while len(s.triggers()) < 20 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(2)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        summary = json.loads(out)["summary"]
+        assert summary.get("pending", 0) > 0 and summary.get("triggered", 0) >= 20
+        assert "unknown" not in summary
+        sent = len(s.triggers())
+        # Everything sent was recorded: nothing is unknown in the ledger.
+        folded = ledger.fold(str(tmp_path / "plan.ledger.jsonl"))
+        assert not any(st.status == "unknown" for st in folded.open.values())
+        assert len(folded.done) == sent
+        p = run_process(["apply", str(plan), "--gateway", s.url, "--yes"], env=SIM_ENV)
+        assert p.returncode == 0, p.stderr
+        keys = {(t["flowId"], t["triggerTime"]) for t in s.triggers()}
+        assert len(keys) == 200
+        assert_exactly_once(s.triggers(), keys)
