@@ -44,6 +44,7 @@ TRIGGERED, SKIPPED, FAILED, UNKNOWN, PENDING = (
     "unknown",
     "pending",
 )
+NOT_SENT = "interrupted before sending; nothing was sent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +299,10 @@ class Runner:
                 self._settle(*args)
             settled.clear()
             answer = self._trigger_with_retries(e)
+            if answer is None:  # stopped between the intent and the send: nothing went out
+                pending.append(self._rec("failed", e, attempt, code=None, msg=NOT_SENT))
+                settled.append((e, PENDING, None, NOT_SENT))
+                return
             kind = answer.kind
             if kind is enos.Kind.OK:
                 pending.append(
@@ -368,11 +373,13 @@ class Runner:
                 "not found after an unknown outcome; sending again", key=e.key, reason=answer.msg
             )
 
-    def _trigger_with_retries(self, e: Entry) -> enos.Answer:
+    def _trigger_with_retries(self, e: Entry) -> enos.Answer | None:
+        """The answer to the trigger, retried while retryable; None if stopped before sending."""
         tries = 0
+        answer: enos.Answer | None = None
         while True:
             if not self._limiter.wait(self.stop):
-                return enos.Answer(enos.Kind.RETRYABLE, None, "interrupted before sending")
+                return answer
             answer = self.client.trigger(e.flow_id, e.trigger_time)
             self._log.debug("trigger", key=e.key, kind=answer.kind.value, code=answer.code)
             if answer.kind is not enos.Kind.RETRYABLE or tries >= self.options.max_retries:
@@ -411,8 +418,11 @@ def _interrupts(runner: Runner) -> Iterator[dict[str, bool]]:
     try:
         yield seen
     finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGTERM, previous_term)
+        # Once interrupted, the process is on its way out with 130: a late second Ctrl-C
+        # must still mean "quit now", not a KeyboardInterrupt somewhere in the report.
+        if not seen["interrupted"]:
+            signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGTERM, previous_term)
 
 
 def new_run_id() -> str:
@@ -544,4 +554,10 @@ def execute(
     sys.stdout.flush()
     if runner.fatal is not None and not seen["interrupted"]:
         raise runner.fatal
+    if seen["interrupted"] and threading.current_thread() is threading.main_thread():
+        # Everything is recorded and reported; we exit 130. CPython resets Python-level
+        # handlers to the default while shutting down, so a late second Ctrl-C would kill
+        # the interpreter mid-exit: ignore it instead (ignoring survives the shutdown).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return exit_code(outcomes, seen["interrupted"])

@@ -124,11 +124,17 @@ class Time:
 
 
 def _check_range(ms: int) -> int:
-    if ms < MIN_EPOCH_MS:
-        raise TimeError(f"{ms} is before 2000-01-01; times are epoch milliseconds, not seconds")
     if ms > MAX_EPOCH_MS:
         raise TimeError(f"{ms} is after year 9999")
     return ms
+
+
+def _check_integer(ms: int) -> int:
+    # Only integers: a date-time written out in 1988 means 1988, but an integer that small
+    # is almost always epoch seconds where milliseconds were meant.
+    if ms < MIN_EPOCH_MS:
+        raise TimeError(f"{ms} is before 2000-01-01; times are epoch milliseconds, not seconds")
+    return _check_range(ms)
 
 
 def parse(value: object) -> Time:
@@ -136,10 +142,10 @@ def parse(value: object) -> Time:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise TimeError(f"expected a time (epoch ms, date or date-time), got {value!r}")
     if isinstance(value, int):
-        return Time(_check_range(value), None, False)
+        return Time(_check_integer(value), None, False)
     text = value.strip()
     if text.isdigit():
-        return Time(_check_range(int(text)), None, False)
+        return Time(_check_integer(int(text)), None, False)
     try:
         m = _DATE.fullmatch(text)
         if m:

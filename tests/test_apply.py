@@ -454,3 +454,90 @@ def test_ctrl_c_finishes_in_flight_and_exits_130(tmp_path: Path) -> None:
         keys = {(t["flowId"], t["triggerTime"]) for t in s.triggers()}
         assert len(keys) == 200
         assert_exactly_once(s.triggers(), keys)
+
+
+def test_progress_bar_is_drawn_on_a_terminal(tmp_path: Path, sim) -> None:
+    plan = write_plan(tmp_path, cron_flows(2, 10))
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "planrunner", "apply", str(plan), "--gateway", sim.url, "--yes"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            cwd=ROOT,
+            env={**os.environ, **SIM_ENV},
+        )
+        os.close(terminal)
+        terminal = -1
+        chunks = []
+        while True:
+            try:
+                data = os.read(controller, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.communicate(timeout=60)
+    finally:
+        os.close(controller)
+        if terminal != -1:
+            os.close(terminal)
+    err = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0
+    assert "[##############################] 20/20 triggered 20" in err
+
+
+def test_second_ctrl_c_exits_at_once_and_reapply_is_exactly_once(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, cron_flows(2, 100))
+    with Simulator(faults=Faults(latency=0.05)) as s:
+        argv = [
+            sys.executable,
+            "-m",
+            "planrunner",
+            "apply",
+            str(plan),
+            "--gateway",
+            s.url,
+            "--yes",
+            "--log-format",
+            "json",
+        ]
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, **SIM_ENV},
+        )
+        deadline = time.monotonic() + 30
+        while len(s.state.triggers) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(2)
+        time.sleep(0.005)
+        proc.send_signal(2)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 130, err
+        p = run_process(["apply", str(plan), "--gateway", s.url, "--yes"], env=SIM_ENV)
+        assert p.returncode == 0, p.stderr
+        keys = {(t["flowId"], t["triggerTime"]) for t in s.triggers()}
+        assert len(keys) == 200
+        assert_exactly_once(s.triggers(), keys)
+
+
+def test_secrets_never_reach_output_logs_or_ledger(tmp_path: Path, run, monkeypatch) -> None:
+    key, secret = "ak-4c1e9f-visible-nowhere", "sk-77d2b0-never-shown"
+    monkeypatch.setenv("ENOS_ACCESS_KEY", key)
+    monkeypatch.setenv("ENOS_SECRET_KEY", secret)
+    plan = write_plan(tmp_path, cron_flows(2, 3))
+    with Simulator(
+        access_key=key, secret_key=secret, faults=Faults.parse(["http-401@2", "504-after-create@3"])
+    ) as s:
+        r = run("apply", str(plan), "--gateway", s.url, "--yes", "-v", "--log-format", "json")
+        assert r.code == 0, r.err
+        r2 = run("plan", str(plan), "--format", "json", "-v")
+    blob = r.out + r.err + r2.out + r2.err + (tmp_path / "plan.ledger.jsonl").read_text()
+    assert key not in blob
+    assert secret not in blob

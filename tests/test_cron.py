@@ -116,6 +116,22 @@ def test_lord_howe_half_hour_shifts() -> None:
     ]
 
 
+def test_shanghai_daylight_saving_of_1986() -> None:
+    # China kept DST from 1986 to 1991: 02:00 -> 03:00 on 1986-05-04, 02:00 -> 01:00 on 1986-09-14.
+    assert fire("30 2 * * *", "Asia/Shanghai", "1986-05-04", "1986-05-04") == [
+        "1986-05-04T03:00:00+09:00"
+    ]
+    assert fire("30 1 * * *", "Asia/Shanghai", "1986-09-14", "1986-09-14") == [
+        "1986-09-14T01:30:00+09:00"
+    ]
+    got = fire("30 * * * *", "Asia/Shanghai", "1986-09-14T00:00+09:00", "1986-09-14T02:00+08:00")
+    assert got == [
+        "1986-09-14T00:30:00+09:00",
+        "1986-09-14T01:30:00+09:00",
+        "1986-09-14T01:30:00+08:00",
+    ]
+
+
 def test_shanghai_and_utc_have_no_transitions() -> None:
     for zone in ("Asia/Shanghai", "UTC"):
         got = fire("30 2 * * *", zone, "2026-01-01", "2026-12-31")
@@ -319,6 +335,9 @@ TRANSITIONS = [
     "2026-03-29T00:00Z",
     "2026-10-25T00:00Z",
     "2024-02-28T00:00Z",
+    "1986-05-03T18:00Z",
+    "1986-09-13T17:00Z",
+    "1991-04-13T18:00Z",
 ]
 starts = st.one_of(
     st.tuples(st.sampled_from(TRANSITIONS), st.integers(-36 * 60, 12 * 60)).map(

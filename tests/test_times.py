@@ -36,6 +36,13 @@ def test_time_forms(value: object, zone: str | None, expected: int) -> None:
     assert times.parse(value).resolve(tz) == expected
 
 
+def test_only_integers_must_be_after_2000() -> None:
+    # The 2000 rule catches seconds-for-milliseconds; a written-out date-time means what it says.
+    assert times.parse("1988-06-01T00:00:00+08:00").resolve(None) == 581097600000
+    with pytest.raises(times.TimeError, match="not seconds"):
+        times.parse(581097600).resolve(None)
+
+
 def test_date_only_end_covers_the_whole_day() -> None:
     end = times.parse("2026-01-31").end_of(SHANGHAI)
     assert end == times.parse("2026-02-01T00:00:00+08:00").resolve(None) - 1

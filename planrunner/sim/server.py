@@ -15,6 +15,7 @@ import math
 import random
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -492,3 +493,9 @@ class SimServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], state: State) -> None:
         super().__init__(address, Handler)
         self.state = state
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-answer (a killed apply) is normal here, not an error.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
