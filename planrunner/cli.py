@@ -85,9 +85,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"planrunner {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
+    # What validate, plan and apply share: how to resolve.
+    resolving = _Parser(add_help=False)
+    resolving.add_argument(
+        "--now", metavar="TIME", help="the moment 'to: now' means: epoch ms or RFC 3339; naive is UTC"
+    )
+    resolving.add_argument(
+        "--max-triggers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="most entries a flow may yield (default 100000)",
+    )
+    # What plan and apply share: one plan and its ledger.
+    one_plan = _Parser(add_help=False, parents=[resolving])
+    one_plan.add_argument("plan", metavar="PLAN", help="plan file (YAML)")
+    one_plan.add_argument(
+        "--ledger", metavar="PATH", help="ledger file (default: the plan's path with .ledger.jsonl)"
+    )
+
     p = sub.add_parser(
         "validate",
-        parents=[common],
+        parents=[common, resolving],
         help="check plans: schema, cron, zones, windows",
         description="Check each plan against the schema and every semantic rule; report every problem "
         "as file:line:col. Exit 0 when all are valid, 2 otherwise.",
@@ -95,32 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("plans", nargs="+", metavar="PLAN", help="plan files (YAML)")
-    p.add_argument("--now", help="the moment 'to: now' means (default: the current time)")
-    p.add_argument(
-        "--max-triggers",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="most entries a flow may yield (default 100000)",
-    )
 
     p = sub.add_parser(
         "plan",
-        parents=[common],
+        parents=[common, one_plan],
         help="dry run: what apply would trigger",
         description="Resolve a plan and show each entry with its status from the ledger "
         "(pending, retry, done, unknown). Reads the ledger without taking its lock; sends nothing.",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("plan", metavar="PLAN", help="plan file (YAML)")
-    p.add_argument(
-        "--ledger", metavar="PATH", help="ledger file (default: the plan's path with .ledger.jsonl)"
-    )
-    p.add_argument(
-        "--now",
-        metavar="TIME",
-        help="the moment 'to: now' means: epoch ms or RFC 3339; naive is UTC",
     )
     p.add_argument(
         "--format",
@@ -131,31 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--detailed-exitcode", action="store_true", help="exit 4 when any entry is not done yet"
     )
-    p.add_argument(
-        "--max-triggers",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="most entries a flow may yield (default 100000)",
-    )
 
     p = sub.add_parser(
         "apply",
-        parents=[common],
+        parents=[common, one_plan],
         help="trigger every entry not yet done, exactly once",
         description="Resolve a plan, reconcile unknown outcomes, and trigger each entry that is not done, "
         "recording every step in the ledger first. Re-running never triggers an entry twice.",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("plan", metavar="PLAN", help="plan file (YAML)")
-    p.add_argument(
-        "--ledger", metavar="PATH", help="ledger file (default: the plan's path with .ledger.jsonl)"
-    )
-    p.add_argument(
-        "--now",
-        metavar="TIME",
-        help="the moment 'to: now' means: epoch ms or RFC 3339; naive is UTC",
     )
     p.add_argument(
         "--format", choices=("text", "json"), default="text", help="output format (default text)"
@@ -196,13 +182,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="SECONDS",
         help="wait this long for another apply's lock (default 0)",
-    )
-    p.add_argument(
-        "--max-triggers",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="most entries a flow may yield (default 100000)",
     )
 
     p = sub.add_parser(

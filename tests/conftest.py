@@ -113,3 +113,35 @@ def assert_exactly_once(triggers: list[dict], expected_keys: set[tuple[int, int]
 def sim_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for k, v in SIM_ENV.items():
         monkeypatch.setenv(k, v)
+
+
+def start_apply(
+    plan,
+    url: str,
+    *extra: str,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    stdin=subprocess.DEVNULL,
+):
+    """`planrunner apply PLAN --gateway URL --yes` as a real process, with the simulator's keys."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "planrunner",
+            "apply",
+            str(plan),
+            "--gateway",
+            url,
+            "--yes",
+            "--log-format",
+            "json",
+            *extra,
+        ],
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **SIM_ENV},
+    )

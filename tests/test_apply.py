@@ -14,7 +14,15 @@ import pytest
 
 from planrunner import ledger
 from planrunner.sim import Faults, SimFlow, Simulator
-from tests.conftest import ROOT, SIM_ENV, assert_exactly_once, cron_flows, run_process, write_plan
+from tests.conftest import (
+    ROOT,
+    SIM_ENV,
+    assert_exactly_once,
+    cron_flows,
+    run_process,
+    start_apply,
+    write_plan,
+)
 
 
 def entry_keys(plan_json: str) -> set[tuple[int, int]]:
@@ -365,76 +373,27 @@ def test_torn_tail_is_cut_by_apply_and_ignored_by_plan(tmp_path: Path, run, sim,
 def test_two_applies_at_once_one_exits_3(tmp_path: Path) -> None:
     plan = write_plan(tmp_path, cron_flows(4, 20))
     with Simulator(faults=Faults(latency=0.01)) as s:
-        argv = [
-            sys.executable,
-            "-m",
-            "planrunner",
-            "apply",
-            str(plan),
-            "--gateway",
-            s.url,
-            "--yes",
-            "--log-format",
-            "json",
-        ]
-        env = {**os.environ, **SIM_ENV}
-        procs = [
-            subprocess.Popen(
-                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env
-            )
-            for _ in range(2)
-        ]
-        results = [(p.wait(timeout=120), p.communicate()) for p in procs]
-        codes = sorted(code for code, _ in results)
+        procs = [start_apply(plan, s.url) for _ in range(2)]
+        results = [(p.communicate(timeout=120), p.returncode) for p in procs]
+        codes = sorted(code for _, code in results)
         assert codes == [0, 3], results
-        loser = next(err for code, (_, err) in results if code == 3)
+        loser = next(err for (_, err), code in results if code == 3)
         assert "is locked by another apply (pid " in loser
         keys = {(t["flowId"], t["triggerTime"]) for t in s.triggers()}
         assert len(keys) == 80
         assert_exactly_once(s.triggers(), keys)
         # With a lock timeout, a second apply waits its turn, then has nothing to send.
-        procs = [
-            subprocess.Popen(
-                [*argv, "--lock-timeout", "60"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                cwd=ROOT,
-                env=env,
-            )
-            for _ in range(2)
-        ]
-        assert [p.wait(timeout=120) for p in procs] == [0, 0]
+        procs = [start_apply(plan, s.url, "--lock-timeout", "60") for _ in range(2)]
         for p in procs:
-            p.communicate()
+            p.communicate(timeout=120)
+        assert [p.returncode for p in procs] == [0, 0]
         assert len(s.triggers()) == 80
 
 
 def test_ctrl_c_finishes_in_flight_and_exits_130(tmp_path: Path) -> None:
     plan = write_plan(tmp_path, cron_flows(4, 50))
     with Simulator(faults=Faults(latency=0.02)) as s:
-        argv = [
-            sys.executable,
-            "-m",
-            "planrunner",
-            "apply",
-            str(plan),
-            "--gateway",
-            s.url,
-            "--yes",
-            "--log-format",
-            "json",
-            "--format",
-            "json",
-        ]
-        proc = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env={**os.environ, **SIM_ENV},
-        )
+        proc = start_apply(plan, s.url, "--format", "json")
         deadline = time.monotonic() + 30
         while len(s.triggers()) < 20 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -492,26 +451,7 @@ def test_progress_bar_is_drawn_on_a_terminal(tmp_path: Path, sim) -> None:
 def test_second_ctrl_c_exits_at_once_and_reapply_is_exactly_once(tmp_path: Path) -> None:
     plan = write_plan(tmp_path, cron_flows(2, 100))
     with Simulator(faults=Faults(latency=0.05)) as s:
-        argv = [
-            sys.executable,
-            "-m",
-            "planrunner",
-            "apply",
-            str(plan),
-            "--gateway",
-            s.url,
-            "--yes",
-            "--log-format",
-            "json",
-        ]
-        proc = subprocess.Popen(
-            argv,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env={**os.environ, **SIM_ENV},
-        )
+        proc = start_apply(plan, s.url, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while len(s.state.triggers) < 5 and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -6,13 +6,19 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from planrunner import ledger
 from planrunner.sim import Faults, Simulator
-from tests.conftest import ROOT, SIM_ENV, assert_exactly_once, cron_flows, run_process, write_plan
+from tests.conftest import (
+    SIM_ENV,
+    assert_exactly_once,
+    cron_flows,
+    run_process,
+    start_apply,
+    write_plan,
+)
 
 TRIALS = 24
 FLOWS, PER_FLOW = 6, 50  # 300 entries per trial
@@ -23,7 +29,6 @@ def test_sigkill_at_random_moments_then_reapply_is_exactly_once(tmp_path: Path) 
     rng = random.Random(seed)
     mid_run = 0
     with Simulator(faults=Faults(latency=0.002)) as sim:
-        env = {**os.environ, **SIM_ENV}
         for trial in range(TRIALS):
             first_id = 1000 + trial * 10
             plan = write_plan(
@@ -31,25 +36,14 @@ def test_sigkill_at_random_moments_then_reapply_is_exactly_once(tmp_path: Path) 
             )
             ids = set(range(first_id, first_id + FLOWS))
             before = len(sim.state.triggers)
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "planrunner",
-                    "apply",
-                    str(plan),
-                    "--gateway",
-                    sim.url,
-                    "--yes",
-                    "--log-format",
-                    "json",
-                    "--concurrency",
-                    str(rng.choice([1, 4, 6])),
-                ],
+            concurrency = str(rng.choice([1, 4, 6]))
+            proc = start_apply(
+                plan,
+                sim.url,
+                "--concurrency",
+                concurrency,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                cwd=ROOT,
-                env=env,
             )
             if trial % 4 == 0:
                 time.sleep(rng.uniform(0.0, 0.5))  # anywhere: start-up, lock, fold, first sends
