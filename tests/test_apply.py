@@ -29,6 +29,15 @@ def entry_keys(plan_json: str) -> set[tuple[int, int]]:
     return {(e["flowId"], e["triggerTime"]) for e in json.loads(plan_json)["entries"]}
 
 
+def crashed_intent(path: Path, trigger_time: int, attempt: str) -> None:
+    """Append the intent a run left when it died before recording its answer (flow f1, id 1)."""
+    record = ledger.record(
+        "intent", f"o1/1/{trigger_time}", 1, "o1", trigger_time, attempt, flow="f1", run="old"
+    )
+    with path.open("ab") as f:
+        f.write(ledger.encode([record]))
+
+
 def apply_json(run, plan: Path, sim: Simulator, *extra: str):
     r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--format", "json", *extra)
     return r, json.loads(r.out) if r.out.strip() else None
@@ -124,43 +133,12 @@ def test_crash_left_intent_is_reconciled_first(tmp_path: Path, run, sim, sim_env
     plan = write_plan(tmp_path, cron_flows(1, 3))
     keys = sorted(entry_keys(run("plan", str(plan), "--format", "json").out))
     # A previous run sent the first entry and died before recording the answer...
-    (tmp_path / "plan.ledger.jsonl").write_bytes(
-        ledger.encode(
-            [
-                ledger.record(
-                    "intent",
-                    f"o1/1/{keys[0][1]}",
-                    1,
-                    "o1",
-                    keys[0][1],
-                    "old.1",
-                    flow="f1",
-                    run="old",
-                )
-            ]
-        )
-    )
+    crashed_intent(tmp_path / "plan.ledger.jsonl", keys[0][1], "old.1")
     from tests.conftest import make_client
 
     assert make_client(sim.url).trigger(1, keys[0][1]).kind.value == "ok"
     # ...and another sent nothing for the second entry before dying.
-    with (tmp_path / "plan.ledger.jsonl").open("ab") as f:
-        f.write(
-            ledger.encode(
-                [
-                    ledger.record(
-                        "intent",
-                        f"o1/1/{keys[1][1]}",
-                        1,
-                        "o1",
-                        keys[1][1],
-                        "old.2",
-                        flow="f1",
-                        run="old",
-                    )
-                ]
-            )
-        )
+    crashed_intent(tmp_path / "plan.ledger.jsonl", keys[1][1], "old.2")
     assert json.loads(run("plan", str(plan), "--format", "json").out)["summary"] == {
         "pending": 1,
         "unknown": 2,
@@ -178,22 +156,7 @@ def test_crash_left_intent_is_reconciled_first(tmp_path: Path, run, sim, sim_env
 def test_unknown_stays_unknown_when_lookups_fail(tmp_path: Path, run, sim_env) -> None:
     plan = write_plan(tmp_path, cron_flows(1, 2))
     keys = sorted(entry_keys(run("plan", str(plan), "--format", "json").out))
-    (tmp_path / "plan.ledger.jsonl").write_bytes(
-        ledger.encode(
-            [
-                ledger.record(
-                    "intent",
-                    f"o1/1/{keys[0][1]}",
-                    1,
-                    "o1",
-                    keys[0][1],
-                    "old.1",
-                    flow="f1",
-                    run="old",
-                )
-            ]
-        )
-    )
+    crashed_intent(tmp_path / "plan.ledger.jsonl", keys[0][1], "old.1")
     with Simulator(faults=Faults.parse(["lookup-503=1"])) as s:
         r, doc = apply_json(run, plan, s)
         assert r.code == 1
