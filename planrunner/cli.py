@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     # What validate, plan and apply share: how to resolve.
     resolving = _Parser(add_help=False)
     resolving.add_argument(
-        "--now", metavar="TIME", help="the moment 'to: now' means: epoch ms or RFC 3339; naive is UTC"
+        "--now",
+        metavar="TIME",
+        help="the moment 'to: now' means: epoch ms or RFC 3339; naive is UTC",
     )
     resolving.add_argument(
         "--max-triggers",

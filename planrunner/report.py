@@ -35,6 +35,9 @@ class Outcome(NamedTuple):
     error: str | None = None
 
 
+Row = tuple[Entry, "Outcome | None"]
+
+
 @dataclass(slots=True)
 class Result:
     """Entries with their statuses, ready to render."""
@@ -62,19 +65,19 @@ class Result:
             counts[self.default] = counts.get(self.default, 0) + default_count
         self.summary = {s: counts[s] for s in STATUS_ORDER if s in counts}
 
-    def status(self, e: Entry) -> Outcome | None:
-        """The outcome recorded for ``e``, None when it has the default status."""
-        return self.outcomes.get(e.key) if self.outcomes else None
-
     def outcome_list(self) -> list[Outcome | None]:
-        """Outcomes aligned with ``entries``."""
+        """Outcomes aligned with ``entries`` (None: the default status)."""
         return self._per_entry or [None] * len(self.entries)
 
-    def by_flow(self) -> dict[str, list[Entry]]:
-        """Entries grouped per flow, in plan order, each group sorted by time."""
-        groups: dict[str, list[Entry]] = {f.name: [] for f in self.plan.flows if f.enabled}
-        for e in self.entries:
-            groups[e.flow].append(e)
+    def status_of(self, outcome: Outcome | None) -> str:
+        """The status an entry with ``outcome`` shows."""
+        return self.default if outcome is None else outcome.status
+
+    def by_flow(self) -> dict[str, list[Row]]:
+        """(entry, outcome) rows grouped per flow, in plan order, each sorted by time."""
+        groups: dict[str, list[Row]] = {f.name: [] for f in self.plan.flows if f.enabled}
+        for row in zip(self.entries, self.outcome_list(), strict=True):
+            groups[row[0].flow].append(row)
         return groups
 
 
@@ -122,27 +125,22 @@ class Folded:
     count: int
 
 
-def _fold(r: Result, entries: Sequence[Entry], head: int, tail: int) -> Iterator[Entry | Folded]:
-    """Entries, with long runs of one status cut to their first and last few."""
+def _fold(r: Result, rows: Sequence[Row], head: int, tail: int) -> Iterator[Row | Folded]:
+    """Rows, with long runs of one status cut to their first and last few."""
     i = 0
-    n = len(entries)
+    n = len(rows)
     while i < n:
-        status = _status_name(r, entries[i])
+        status = r.status_of(rows[i][1])
         j = i + 1
-        while j < n and _status_name(r, entries[j]) == status:
+        while j < n and r.status_of(rows[j][1]) == status:
             j += 1
         if j - i > head + tail + 1:
-            yield from entries[i : i + head]
+            yield from rows[i : i + head]
             yield Folded(status, j - i - head - tail)
-            yield from entries[j - tail : j]
+            yield from rows[j - tail : j]
         else:
-            yield from entries[i:j]
+            yield from rows[i:j]
         i = j
-
-
-def _status_name(r: Result, e: Entry) -> str:
-    o = r.status(e)
-    return r.default if o is None else o.status
 
 
 def _summary_line(r: Result, verb: str) -> str:
@@ -165,20 +163,20 @@ def render_text(r: Result, verb: str = "Plan") -> str:
         if not flow.enabled:
             lines += [f"{title}: disabled", ""]
             continue
-        entries = groups[flow.name]
-        lines.append(f"{title}: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}")
-        if not entries:
+        rows = groups[flow.name]
+        lines.append(f"{title}: {len(rows)} entr{'y' if len(rows) == 1 else 'ies'}")
+        if not rows:
             lines += ["  nothing due yet", ""]
             continue
-        first, last = entries[0], entries[-1]
+        first, last = rows[0][0], rows[-1][0]
         lines.append(f"  first {first.local_time}  {first.trigger_time}")
         lines.append(f"  last  {last.local_time}  {last.trigger_time}")
-        for item in _fold(r, entries, 3, 2):
-            if isinstance(item, Folded):
-                lines.append(f"    ... {item.count} more {item.status} ...")
+        for row in _fold(r, rows, 3, 2):
+            if isinstance(row, Folded):
+                lines.append(f"    ... {row.count} more {row.status} ...")
                 continue
-            o = r.status(item)
-            status = r.default if o is None else o.status
+            item, o = row
+            status = r.status_of(o)
             extra = ""
             if o is not None and o.flow_instance_id:
                 extra += f"  {o.flow_instance_id}"
@@ -213,29 +211,30 @@ def render_markdown(r: Result, limit: int = MARKDOWN_LIMIT) -> str:
     for flow in r.plan.flows:
         if not flow.enabled:
             continue
-        entries = groups[flow.name]
+        flow_rows = groups[flow.name]
         per: dict[str, int] = {}
-        for e in entries:
-            s = _status_name(r, e)
+        for _, o in flow_rows:
+            s = r.status_of(o)
             per[s] = per.get(s, 0) + 1
-        first = f"`{entries[0].local_time}`" if entries else ""
-        last = f"`{entries[-1].local_time}`" if entries else ""
+        first = f"`{flow_rows[0][0].local_time}`" if flow_rows else ""
+        last = f"`{flow_rows[-1][0].local_time}`" if flow_rows else ""
         cells = " | ".join(str(per.get(s, 0)) for s in STATUS_ORDER[:4])
         rows.append(
-            f"| {_md_escape(flow.name)} | {flow.flow_id} | {flow.zone_name} | {len(entries)} | {first} | {last} | {cells} |"
+            f"| {_md_escape(flow.name)} | {flow.flow_id} | {flow.zone_name} | {len(flow_rows)} | {first} | {last} | {cells} |"
         )
-        if entries:
+        if flow_rows:
             table = [
-                f"<details><summary>{_md_escape(flow.name)}: {len(entries)} entries</summary>",
+                f"<details><summary>{_md_escape(flow.name)}: {len(flow_rows)} entries</summary>",
                 "",
                 "| | time | triggerTime | status |",
                 "|---|---|---:|---|",
             ]
-            for item in _fold(r, entries, 3, 2):
-                if isinstance(item, Folded):
-                    table.append(f"| | … {item.count} more {item.status} … | | |")
+            for row in _fold(r, flow_rows, 3, 2):
+                if isinstance(row, Folded):
+                    table.append(f"| | … {row.count} more {row.status} … | | |")
                 else:
-                    s = _status_name(r, item)
+                    item, o = row
+                    s = r.status_of(o)
                     table.append(
                         f"| {SYMBOLS.get(s, '')} | `{item.local_time}` | {item.trigger_time} | {s} |"
                     )

@@ -119,11 +119,13 @@ def start_apply(
     plan,
     url: str,
     *extra: str,
+    yes: bool = True,
     stdout=subprocess.PIPE,
     stderr=subprocess.PIPE,
     stdin=subprocess.DEVNULL,
 ):
-    """`planrunner apply PLAN --gateway URL --yes` as a real process, with the simulator's keys."""
+    """`planrunner apply PLAN --gateway URL [--yes]` as a real process, with the simulator's keys."""
+    confirm = ["--yes"] if yes else []
     return subprocess.Popen(
         [
             sys.executable,
@@ -133,7 +135,7 @@ def start_apply(
             str(plan),
             "--gateway",
             url,
-            "--yes",
+            *confirm,
             "--log-format",
             "json",
             *extra,

@@ -262,31 +262,14 @@ def test_confirmation_on_a_terminal(tmp_path: Path, sim, answer: str, code: int,
     plan = write_plan(tmp_path, cron_flows(1, 2))
     controller, terminal = pty.openpty()
     try:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "planrunner",
-                "apply",
-                str(plan),
-                "--gateway",
-                sim.url,
-                "--log-format",
-                "json",
-            ],
-            stdin=terminal,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=ROOT,
-            env={**os.environ, **SIM_ENV},
-        )
+        proc = start_apply(plan, sim.url, yes=False, stdin=terminal)
         os.write(controller, f"{answer}\n".encode())
         _out, err = proc.communicate(timeout=60)
     finally:
         os.close(controller)
         os.close(terminal)
     assert proc.returncode == code, err
-    assert b"Proceed? [y/N]" in err
+    assert "Proceed? [y/N]" in err
     assert len(sim.triggers()) == sent
 
 

@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -312,75 +314,61 @@ def test_faults_repeat_with_a_seed() -> None:
     assert 503 in first and 200 in first
 
 
+@contextmanager
+def sim_process(*args: str, env: dict[str, str]) -> Iterator[str]:
+    """`planrunner sim --port 0 ARGS` as a real process; yields its URL; Ctrl-C must end it with 0."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "planrunner", "sim", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            yield proc.stdout.readline().strip()
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
 def test_sim_command_prints_its_url_first_and_serves(tmp_path: Path) -> None:
     flows = tmp_path / "flows.yaml"
     flows.write_text(
         "- {flowId: 7, owner: u1, orgId: o1, locked: false, hasTask: true, runSeconds: 1}\n"
     )
     env = {**os.environ, "ENOS_ACCESS_KEY": "", "ENOS_SECRET_KEY": ""}
-    with subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "planrunner",
-            "sim",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--flows",
-            str(flows),
-            "--access-key",
-            KEY,
-            "--secret-key",
-            SECRET,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-        env=env,
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            url = proc.stdout.readline().strip()
-            assert url.startswith("http://127.0.0.1:")
-            token = get_token(url)["data"]["accessToken"]
-            r = signed(
-                url,
-                "POST",
-                "/dataflow-batch-service/v2.0/flows",
-                {"action": "trigger", "userId": "u2", "orgId": "o1"},
-                {"flowId": 7, "triggerTime": T0},
-                token,
-            )
-            assert r.json()["status"] == 62103
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(timeout=10) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    args = (
+        "--host",
+        "127.0.0.1",
+        "--flows",
+        str(flows),
+        "--access-key",
+        KEY,
+        "--secret-key",
+        SECRET,
+    )
+    with sim_process(*args, env=env) as url:
+        assert url.startswith("http://127.0.0.1:")
+        token = get_token(url)["data"]["accessToken"]
+        r = signed(
+            url,
+            "POST",
+            "/dataflow-batch-service/v2.0/flows",
+            {"action": "trigger", "userId": "u2", "orgId": "o1"},
+            {"flowId": 7, "triggerTime": T0},
+            token,
+        )
+        assert r.json()["status"] == 62103
 
 
-def test_sim_command_default_keys(tmp_path: Path) -> None:
+def test_sim_command_default_keys() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("ENOS_ACCESS_KEY", "ENOS_SECRET_KEY")}
-    with subprocess.Popen(
-        [sys.executable, "-m", "planrunner", "sim", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-        env=env,
-    ) as proc:
-        try:
-            assert proc.stdout is not None
-            url = proc.stdout.readline().strip()
-            assert get_token(url, key="sim-access-key", secret="sim-secret-key")["status"] == 0
-            proc.send_signal(signal.SIGINT)
-            assert proc.wait(timeout=10) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    with sim_process(env=env) as url:
+        assert get_token(url, key="sim-access-key", secret="sim-secret-key")["status"] == 0
 
 
 def test_bad_flows_file_is_a_usage_error(tmp_path: Path, run) -> None:
