@@ -1,17 +1,19 @@
 """Cron expressions with Debian cron semantics, expanded to epoch milliseconds.
 
 Dense schedules are expanded per matching day: the day's times of day are one list of
-offsets added to the day's start, and zone lookups happen once per day. Only days on
-which the zone's offset changes take the slow path, which applies Debian's DST rules
-(see DESIGN.md section 2) to each wall time. The rules match the ``cronsim`` library,
-which the tests use as an oracle.
+offsets added to the day's start, and zone lookups happen once per day. Only days with a
+wall time that does not happen exactly once at the day's offset take the slow path, which
+applies Debian's DST rules (see DESIGN.md section 2) to each wall time. That includes the
+day before a fall-back at local midnight: its last hour is repeated after the next day's
+midnight (:func:`_steady_offset`). The rules match the ``cronsim`` library, which the tests
+use as an oracle beside a minute-by-minute brute force.
 """
 
 from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from planrunner import times
@@ -21,6 +23,7 @@ _RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 _MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
 _DAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
 _DAYS_IN_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_MS = timedelta(milliseconds=1)
 MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -93,23 +96,30 @@ def _parse_field(field: int, text: str) -> set[int]:
     for term in text.split(","):
         if not term:
             raise CronError(f'bad {name} field "{text}" (empty list item)')
-        base, _, step_text = term.partition("/")
+        base, slash, step_text = term.partition("/")
+        if slash and not step_text:
+            raise CronError(f'bad {name} field "{term}": empty step')
+        if not base:
+            raise CronError(f'bad {name} field "{term}": no value before "/"')
         if base == "*":
             items = list(range(lo, hi + 1))
-            if field == 4 and not step_text:
+            if field == 4 and not slash:
                 items = list(range(0, 7))
         elif "-" in base:
             a, _, b = base.partition("-")
+            if not a or not b:
+                raise CronError(f'bad {name} field "{term}": incomplete range')
             start, end = _number(field, a), _number(field, b)
             if end < start:
                 raise CronError(f'bad {name} field "{term}" (range end before its start)')
             items = list(range(start, end + 1))
         else:
             items = [_number(field, base)]
-            if step_text:
+            if slash:
                 # As cronsim (and common crons) read "5/15": from 5 to the end, every 15.
+                # The end of day-of-week is 7, so "6/1" is Saturday and Sunday.
                 items = list(range(items[0], hi + 1))
-        if step_text:
+        if slash:
             if not step_text.isdigit() or not step_text.isascii() or int(step_text) == 0:
                 raise CronError(f'bad {name} field "{term}" (step must be a number >= 1)')
             items = items[:: int(step_text)]
@@ -177,9 +187,14 @@ def expand(
     else:
         last_day = min(first_day + HORIZON_DAYS, date(9999, 12, 30).toordinal())
     upper = end if end is not None else times.MAX_EPOCH_MS
+    # With ``count``: once that many are found, the wall date past which no day can add an
+    # earlier one (a wall date's instants all come after its midnight less a day).
+    stop_wall: int | None = None
     ordinal = first_day
     while ordinal <= last_day:
         d = date.fromordinal(ordinal)
+        if stop_wall is not None and times.wall_ms_of(d) > stop_wall:
+            break
         if d.month not in cron.months:
             # Jump to the first day of the next month.
             ordinal += calendar.monthrange(d.year, d.month)[1] - d.day + 1
@@ -188,9 +203,9 @@ def expand(
         if not cron.matches_day(d):
             continue
         wall0 = times.wall_ms_of(d)
-        off = times._offset_of_wall(tz, wall0, 0)
-        base = wall0 - off
-        if times.offset_at(tz, base) == off and times.offset_at(tz, base + times.DAY_MS - 1) == off:
+        off = _steady_offset(tz, d)
+        if off is not None:
+            base = wall0 - off
             day_ms = [base + t for t in tod]
             day_off = [off] * len(day_ms)
         else:
@@ -205,8 +220,11 @@ def expand(
         out_ms += day_ms
         out_off += day_off
         if count is not None:
-            if len(out_ms) >= count:
-                break
+            if stop_wall is None and len(out_ms) >= count:
+                # A later wall date can still hold earlier instants (a fall-back across
+                # midnight repeats the end of one day after the next has begun).
+                kth = (sorted(out_ms) if needs_sort else out_ms)[count - 1]
+                stop_wall = kth + times.DAY_MS
         elif len(out_ms) > limit + len(tod):
             # The margin covers fire times a transition day's de-duplication may drop.
             raise TooMany
@@ -221,18 +239,51 @@ def expand(
     return out_ms, out_off
 
 
+def _steady_offset(tz: ZoneInfo, d: date) -> int | None:
+    """The offset (ms) at which every wall time of date ``d`` happens exactly once, if any.
+
+    ``None`` sends the day to the slow path. The test is on wall times, not instants: the
+    day's first and last wall-clock microsecond must each happen once (zoneinfo gives fold 0
+    and fold 1 different offsets in a gap or an overlap) and at the same offset. A change
+    inside the day shows as a different offset at its end; a change at either edge shows as
+    a gap or overlap there. Checking the instants of the day's first and last wall times
+    instead misses a fall-back at the next local midnight (America/Santiago 2025-04-06 00:00
+    back to 23:00): its repeated hour is this day's, but comes after the next day's midnight.
+    This is exact as long as no zone changes offset twice within a day; in the zone
+    database the closest two changes are four days apart (tests/test_cron.py checks it).
+    """
+    first = datetime(d.year, d.month, d.day, tzinfo=tz)
+    last = datetime(d.year, d.month, d.day, 23, 59, 59, 999_999, tzinfo=tz)
+    off = first.utcoffset()
+    if (
+        off is None
+        or first.replace(fold=1).utcoffset() != off
+        or last.utcoffset() != off
+        or last.replace(fold=1).utcoffset() != off
+    ):
+        return None
+    return off // _MS
+
+
 def _transition_day(
     cron: Cron, tz: ZoneInfo, wall0: int, tod: list[int]
 ) -> tuple[list[int], list[int]]:
     """A day on which the offset changes: Debian's DST rules, wall time by wall time."""
     found: dict[int, int] = {}
+    gap_end = gap_instant = 0  # the last gap's first real wall time after it, and its instant
     for t in tod:
         wall = wall0 + t
         real = times.wall_instants(tz, wall)
         if cron.fixed:
             # Fixed-time jobs fire once: first occurrence in an overlap, and just after
             # a gap for a wall time the gap swallowed.
-            instant = real[0] if real else times.wall_to_instant(tz, wall)
+            if real:
+                instant = real[0]
+            elif wall < gap_end:
+                instant = gap_instant  # same gap (times of day ascend)
+            else:
+                instant = gap_instant = times.wall_to_instant(tz, wall)
+                gap_end = instant + times.offset_at(tz, instant)
             found[instant] = times.offset_at(tz, instant)
         else:
             for instant in real:
