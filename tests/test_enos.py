@@ -10,10 +10,10 @@ import time
 import pytest
 from structlog.testing import capture_logs
 
-from planrunner import enos
+from planrunner import enos, protocol
 from planrunner.errors import ServiceError, UsageError
-from planrunner.sim import Faults, SimFlow, Simulator
-from tests.conftest import make_client
+from planrunner.sim import Dialect, Faults, SimFlow, Simulator
+from testing import make_client
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00Z
 SECRET = "s3cr3t-never-shown-4d1f"
@@ -30,24 +30,74 @@ def test_signature_vector_with_body() -> None:
     text = b"tok" + b"actiontriggerorgIdo1userIdu1" + body + b"1574385824000" + b"sec"
     expected = "0ec3668f6e9e487855a56c04299a67929ff11a343c3c8b3e233a2a71f88c8c01"
     assert hashlib.sha256(text).hexdigest() == expected
-    assert enos.signature("tok", params, body, 1574385824000, "sec") == expected
+    assert protocol.signature("tok", params, body, 1574385824000, "sec") == expected
 
 
 def test_signature_vector_without_body() -> None:
     params = {"action": "get", "flowInstId": "3377-20191121010300", "userId": "u1", "orgId": "o1"}
     expected = "b82cb483e35164f3e8ba252fb370e783fcb03a0fe9b813b783c5937ffee94c94"
-    assert enos.signature("tok", params, None, 1574385824000, "sec") == expected
+    assert protocol.signature("tok", params, None, 1574385824000, "sec") == expected
 
 
 def test_token_encryption_vector() -> None:
-    assert enos.token_encryption("AK", 1574385824000, "SK") == (
+    assert protocol.token_encryption("AK", 1574385824000, "SK") == (
         "3af364f253e914664a8db72fdcc7fb62c09fdead089be068931438946f1b27a8"
     )
 
 
-def test_instance_id_is_utc_minute() -> None:
-    assert enos.instance_id(2430, 1563436200123) == "2430-20190718075000"
-    assert enos.instance_id(3377, 1767204000000) == "3377-20251231180000"
+def test_instance_id_is_the_minute_in_a_zone() -> None:
+    assert protocol.instance_id(2430, 1563436200123) == "2430-20190718075000"
+    assert protocol.instance_id(3377, 1767204000000) == "3377-20251231180000"
+    gmt8 = protocol.server_zone("GMT+8")
+    assert protocol.instance_id(3377, 1767204000000, gmt8) == "3377-20260101020000"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "ms"),
+    [
+        ("GMT+8", "2019-08-08 09:32:12", 1565227932000),
+        ("GMT-5", "2019-08-08 09:32:12", 1565274732000),
+        ("GMT+5:30", "2019-08-08 09:32:12", 1565236932000),
+        ("UTC", "2019-08-08 09:32:12", 1565256732000),
+        ("Asia/Shanghai", "2019-08-08 09:32:12", 1565227932000),
+        ("GMT+8", "2019-08-08 09:34:36.0", 1565228076000),
+    ],
+)
+def test_service_time_strings_are_read_in_the_server_zone(name: str, text: str, ms: int) -> None:
+    zone = protocol.server_zone(name)
+    assert protocol.parse_time(text, zone) == ms
+    assert protocol.parse_time(ms, zone) == ms  # integers are epoch ms
+    assert protocol.format_time(ms, zone) == text[:19]
+
+
+@pytest.mark.parametrize("bad", ["GMT+25", "Mars/Olympus", "", "GMT+8:99"])
+def test_bad_server_zones_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="zone"):
+        protocol.server_zone(bad)
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "auth"),
+    [
+        ({"status": 0, "msg": " Success", "data": 1}, 0, False),
+        ({"code": 0, "msg": "OK", "data": 1}, 0, False),
+        ({"code": 62102, "msg": "x"}, 62102, False),
+        ({"apim_status": 4011, "msg": "expired"}, None, True),
+        ({"status": 401, "msg": "no"}, 401, True),
+        ({"status": 497, "msg": "sig"}, 497, True),
+        ({"status": 498, "msg": "perm"}, 498, True),
+        ({"status": 1203, "msg": "expired"}, 1203, True),
+    ],
+)
+def test_envelopes_of_both_versions_and_auth_failures(body: dict, code: int | None, auth: bool) -> None:
+    env = protocol.read_envelope(body)
+    assert env is not None
+    assert (env.code, env.auth_failure) == (code, auth)
+
+
+@pytest.mark.parametrize("body", [None, [], "x", {"msg": "no code"}, {"status": "zero"}, {"status": True}])
+def test_bodies_without_an_envelope(body: object) -> None:
+    assert protocol.read_envelope(body) is None
 
 
 # --- answers ------------------------------------------------------------------------------
@@ -64,7 +114,7 @@ def test_success(sim) -> None:
     [
         (SimFlow(1, owner="u1", org_id="o2"), "u1", "o1", 62101),
         (SimFlow(1, owner="someone-else", org_id="o1"), "u1", "o1", 62103),
-        (SimFlow(1, owner="u1", org_id="o1", locked=True), "u1", "o1", 62103),
+        (SimFlow(1, owner="u1", org_id="o1", locked=True), "u1", "o1", 62105),
         (SimFlow(1, owner="u1", org_id="o1", has_task=False), "u1", "o1", 62104),
     ],
 )
@@ -86,7 +136,8 @@ def test_same_minute_is_a_duplicate(sim) -> None:
 @pytest.mark.parametrize(
     ("fault", "kind", "code"),
     [
-        ("62109", enos.Kind.RETRYABLE, 62109),
+        ("62109", enos.Kind.UNKNOWN, 62109),  # on Trigger: maybe created; look it up
+        ("62109-after-create", enos.Kind.UNKNOWN, 62109),
         ("503", enos.Kind.RETRYABLE, 503),
         ("http-429", enos.Kind.RETRYABLE, 429),
         ("http-500", enos.Kind.UNKNOWN, 500),
@@ -95,7 +146,7 @@ def test_same_minute_is_a_duplicate(sim) -> None:
         ("http-504", enos.Kind.UNKNOWN, 504),
         ("http-400", enos.Kind.PERMANENT, 400),
         ("http-413", enos.Kind.PERMANENT, 413),
-        ("http-403", enos.Kind.FATAL, 403),
+        ("http-403", enos.Kind.PERMANENT, 403),
     ],
 )
 def test_faults_are_classified(fault: str, kind: enos.Kind, code: int) -> None:
@@ -105,7 +156,7 @@ def test_faults_are_classified(fault: str, kind: enos.Kind, code: int) -> None:
 
 
 def test_retry_after_is_read(sim) -> None:
-    with Simulator(rate_limit=1) as limited:
+    with Simulator(rate_limit=1, dialect=Dialect(retry_after=True)) as limited:
         c = make_client(limited.url)
         c.token()
         answers = [c.trigger(8, T0 + i * 60_000) for i in range(3)]
@@ -147,7 +198,7 @@ def test_connection_refused_is_retryable() -> None:
     c = make_client(f"http://127.0.0.1:{port}")
     with pytest.raises(ServiceError, match="cannot get an access token"):
         c.trigger(1, T0)
-    sent = c._send("POST", enos.TRIGGER_PATH, {}, b"{}", {})
+    sent = c._send("POST", protocol.V20.flows, {}, b"{}", {})
     assert isinstance(sent, enos.Answer)
     assert (sent.kind, sent.msg) == (enos.Kind.RETRYABLE, "connection refused (nothing sent)")
 
@@ -167,7 +218,7 @@ def test_connect_timeout_is_retryable() -> None:
             fillers.append(f)
         time.sleep(0.1)
         c = make_client(f"http://127.0.0.1:{port}", connect_timeout=0.3)
-        sent = c._send("POST", enos.TRIGGER_PATH, {}, b"{}", {})
+        sent = c._send("POST", protocol.V20.flows, {}, b"{}", {})
         assert isinstance(sent, enos.Answer)
         assert sent.kind is enos.Kind.RETRYABLE
         assert sent.msg in ("connect timeout (nothing sent)", "connection refused (nothing sent)")
@@ -255,24 +306,39 @@ def test_find_instance_by_id_then_by_search(sim) -> None:
     assert c.find_instance(20, T0) == enos.Lookup(False, None)
     assert c.trigger(20, T0).kind is enos.Kind.OK
     assert c.find_instance(20, T0) == enos.Lookup(True, "20-20260101000000")
-    # An id that does not follow the derived form is still found by Search.
-    with sim.state.lock:
-        inst = sim.state.instances.pop("20-20260101000000")
-        inst.instance_id = "20-custom"
-        sim.state.instances["20-custom"] = inst
-    assert c.find_instance(20, T0) == enos.Lookup(True, "20-custom")
-    # Search's expression is fuzzy: flow 2 must not match flow 20's instance.
+    # Flow 2 must not take flow 20's instance (Search's expression is empty; flowId decides).
     assert c.find_instance(2, T0) == enos.Lookup(False, None)
 
 
-def test_search_pages_and_statuses(sim) -> None:
+def test_search_pages_and_its_half_open_window(sim) -> None:
     c = make_client(sim.url)
     for i in range(5):
         assert c.trigger(30, T0 + i * 60_000).kind is enos.Kind.OK
-    a = c.search_instances(30, T0, T0 + 10 * 60_000, page_no=1, page_size=2)
+    a = c.search_instances(T0, T0 + 4 * 60_000, page_no=1, page_size=2)
     assert a.kind is enos.Kind.OK
-    assert a.data["count"] == 5
-    assert [i["triggerTime"] for i in a.data["flowInsts"]] == [T0 + 120_000, T0 + 180_000]
+    assert [i["triggerTime"] for i in a.data["flowInsts"]] == [
+        protocol.format_time(T0 + 120_000, protocol.server_zone("GMT+8")),
+        protocol.format_time(T0 + 180_000, protocol.server_zone("GMT+8")),
+    ]
+    whole = c.search_instances(T0, T0 + 4 * 60_000, page_size=100)
+    assert len(whole.data["flowInsts"]) == 4  # the instance at exactly `to` is outside
+
+
+def test_lookups_are_retried_through_503s() -> None:
+    with Simulator(faults=Faults.parse(["lookup-503=0.5"], seed=3)) as sim:
+        c = make_client(sim.url)
+        assert c.trigger(31, T0).kind is enos.Kind.OK
+        assert all(c.find_instance(31, T0).found for _ in range(5))
+
+
+def test_server_zone_is_asked_once_and_a_given_one_is_not_asked() -> None:
+    with Simulator(dialect=Dialect(server_zone="GMT-5")) as sim:
+        c = make_client(sim.url)
+        assert c.server_zone().utcoffset(None).total_seconds() == -5 * 3600  # type: ignore[union-attr]
+        assert c.trigger(32, T0 + 7_000).kind is enos.Kind.OK
+        assert c.find_instance(32, T0 + 7_000).found is True
+        given = make_client(sim.url, server_zone=protocol.server_zone("GMT-5"))
+        assert given.find_instance(32, T0 + 7_000).found is True
 
 
 # --- the loopback rule and secrets ------------------------------------------------------------
@@ -298,6 +364,21 @@ def test_plain_http_only_to_loopback(url: str) -> None:
 )
 def test_accepted_gateways(url: str) -> None:
     assert make_client(url).gateway == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1\\@evil.example.com",
+        "https://user:pw@apigw.example.com",
+        "https://apigw.example.com /x",
+        "https://apigw.example.com\x00",
+        "https://apigw.example.com/?a=1",
+    ],
+)
+def test_ambiguous_gateway_urls_are_refused(url: str) -> None:
+    with pytest.raises(UsageError, match="gateway"):
+        make_client(url)
 
 
 def test_secrets_never_appear_in_reprs_logs_or_errors() -> None:

@@ -1,317 +1,826 @@
-"""The simulator against a protocol test written from DESIGN.md section 6 alone.
+"""The simulator against the service as documented (DESIGN.md sections 6 and 7, WIRE.md).
 
-Requests are built by hand here (plain `requests`, hashlib), not with planrunner's client,
-so that the client and the simulator cannot share a misreading.
+Requests are built by hand here (plain `requests`, digests from planrunner.protocol), never
+with planrunner's client, so that the client and the simulator cannot share a misreading.
 """
 
 from __future__ import annotations
 
-import hashlib
+import argparse
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
-from planrunner.sim import Faults, SimFlow, Simulator
-from tests.conftest import ROOT
+from planrunner import protocol as P
+from planrunner.errors import UsageError
+from planrunner.sim import Dialect, Faults, SimFlow, Simulator, load_flows
+from planrunner.sim import command as sim_command
+from testing import ROOT
 
 KEY, SECRET = "app-key", "app-secret"
-T0 = 1_767_225_600_000
+T0 = 1_767_225_600_000  # 2026-01-01 00:00:00 UTC
+USER = {"userId": "u1", "orgId": "o1"}
+FLOWS = [
+    SimFlow(3377, owner="u1", org_id="o1", run_seconds=0.3, name="daily-report"),
+    SimFlow(2430, owner="u1", org_id="o1", has_task=False),
+    SimFlow(11, owner="u2", org_id="o1"),
+    SimFlow(12, owner="u1", org_id="o1", locked=True),
+    SimFlow(40, owner="u1", org_id="o1", type=2, run_seconds=0.05),
+]
 
 
-def sha(text: bytes) -> str:
-    return hashlib.sha256(text).hexdigest()
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
-def get_token(url: str, ts: int | None = None, key: str = KEY, secret: str = SECRET) -> dict:
-    ts = ts or int(time.time() * 1000)
-    body = {"appKey": key, "encryption": sha(f"{key}{ts}{secret}".encode()), "timestamp": ts}
-    return requests.post(url + "/apim-token-service/v2.0/token/get", json=body, timeout=5).json()
+class Api:
+    """A hand-made caller: tokens and signed calls, over one keep-alive session."""
+
+    def __init__(self, url: str, version: P.Api = P.V20) -> None:
+        self.url = url
+        self.v = version
+        self.http = requests.Session()
+        self.token = ""
+        self.ts = now_ms()
+
+    def fresh_ts(self) -> int:
+        self.ts = max(self.ts + 1, now_ms())
+        return self.ts
+
+    def token_call(
+        self, path: str = P.TOKEN_GET_PATH, *, key: str = KEY, secret: str = SECRET, **extra: Any
+    ) -> dict[str, Any]:
+        ts = self.fresh_ts()
+        body = {"appKey": key, "encryption": P.token_encryption(key, ts, secret), "timestamp": ts}
+        body.update(extra)
+        result: dict[str, Any] = self.http.post(self.url + path, json=body, timeout=5).json()
+        return result
+
+    def login(self) -> Api:
+        self.token = self.token_call()["data"]["accessToken"]
+        return self
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        body: dict[str, Any] | None = None,
+        *,
+        token: str | None = None,
+        secret: str = SECRET,
+    ) -> requests.Response:
+        raw = json.dumps(body).encode() if body is not None else b""
+        tok = self.token if token is None else token
+        ts = now_ms()
+        sig = P.signature(tok, params, raw or None, ts, secret)
+        headers = {"apim-accesstoken": tok, "apim-timestamp": str(ts), "apim-signature": sig}
+        if body is not None:
+            headers["Content-Type"] = "application/json;charset=UTF-8"
+        return self.http.request(
+            method, self.url + path, params=params, data=raw or None, headers=headers, timeout=5
+        )
+
+    def code(self, r: requests.Response) -> int:
+        assert r.status_code == 200, r.text
+        value: int = r.json()[self.v.code_key]
+        return value
+
+    def trigger(
+        self, flow_id: int, tt: int, user: str = "u1", org: str = "o1"
+    ) -> requests.Response:
+        params = {"action": "trigger", "userId": user, "orgId": org}
+        return self.call("POST", self.v.flows, params, {"flowId": flow_id, "triggerTime": tt})
+
+    def created(self, flow_id: int, tt: int) -> str:
+        r = self.trigger(flow_id, tt).json()
+        assert r[self.v.code_key] == 0, r
+        iid: str = r["data"]["flowInstanceId"]
+        return iid
+
+    def get(self, iid: str) -> dict[str, Any]:
+        params = {"action": "get", "flowInstId": iid, **USER}
+        result: dict[str, Any] = self.call("GET", self.v.instances, params).json()
+        return result
+
+    def search(self, **body: Any) -> dict[str, Any]:
+        params = {"action": "search", **USER}
+        result: dict[str, Any] = self.call("POST", self.v.instances, params, body).json()
+        return result
+
+    def cancel(self, iid: str) -> dict[str, Any]:
+        params = {"action": "cancel", **USER}
+        result: dict[str, Any] = self.call(
+            "POST", self.v.instances, params, {"flowInstId": iid}
+        ).json()
+        return result
 
 
-def signed(
-    url: str,
-    method: str,
-    path: str,
-    params: dict,
-    body: dict | None,
-    token: str,
-    secret: str = SECRET,
-):
-    raw = json.dumps(body).encode() if body is not None else b""
-    ts = int(time.time() * 1000)
-    p = "".join(f"{k}{params[k]}" for k in sorted(params))
-    sig = sha(token.encode() + p.encode() + raw + str(ts).encode() + secret.encode())
-    headers = {"apim-accesstoken": token, "apim-timestamp": str(ts), "apim-signature": sig}
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-    return requests.request(
-        method, url + path, params=params, data=raw or None, headers=headers, timeout=5
-    )
+def search_body(lo: int, hi: int, **over: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": 0,
+        "owner": "",
+        "expression": "",
+        "fromTriggerTime": lo,
+        "toTriggerTime": hi,
+        "status": P.ALL_STATUSES,
+        "pagination": {"pageNo": 0, "pageSize": 100},
+    }
+    body.update(over)
+    return body
+
+
+@contextmanager
+def simulator(flows: list[SimFlow] = FLOWS, **kw: Any) -> Iterator[tuple[Simulator, Api]]:
+    dialect = kw.pop("dialect", None) or Dialect()
+    with Simulator(flows, access_key=KEY, secret_key=SECRET, dialect=dialect, **kw) as sim:
+        yield sim, Api(sim.url, dialect.version).login()
 
 
 @pytest.fixture
-def gw():
-    flows = [
-        SimFlow(3377, owner="u1", org_id="o1", run_seconds=0.4),
-        SimFlow(2430, owner="u1", org_id="o1", has_task=False),
-        SimFlow(11, owner="u2", org_id="o1"),
-        SimFlow(12, owner="u1", org_id="o1", locked=True),
-    ]
-    with Simulator(flows, access_key=KEY, secret_key=SECRET) as s:
-        yield s
+def gw() -> Iterator[tuple[Simulator, Api]]:
+    with simulator() as pair:
+        yield pair
 
 
-def trigger(gw, token, flow_id, tt, user="u1", org="o1"):
-    return signed(
-        gw.url,
-        "POST",
-        "/dataflow-batch-service/v2.0/flows",
-        {"action": "trigger", "userId": user, "orgId": org},
-        {"flowId": flow_id, "triggerTime": tt},
-        token,
-    )
+# --- envelopes and paths ----------------------------------------------------------------------
 
 
-def test_token_get_and_its_error_codes(gw) -> None:
-    ok = get_token(gw.url)
-    assert ok["status"] == 0
-    assert isinstance(ok["data"]["accessToken"], str) and ok["data"]["expire"] == 7200
-    ts = int(time.time() * 1000) + 5
-    assert get_token(gw.url, ts)["status"] == 0
-    assert get_token(gw.url, ts)["status"] == 1001  # the same encryption twice
-    assert get_token(gw.url, key="nobody")["status"] == 1002
-    assert get_token(gw.url, secret="wrong")["status"] == 1003
-    r = requests.post(
-        gw.url + "/apim-token-service/v2.0/token/get", json={"appKey": KEY}, timeout=5
-    ).json()
-    assert r["status"] == 1202
-    r = requests.post(
-        gw.url + "/apim-token-service/v2.0/token/get",
-        json={"appKey": KEY, "encryption": "x", "timestamp": "t"},
-        timeout=5,
-    ).json()
-    assert r["status"] == 1004
+def test_v20_envelope_and_paths(gw) -> None:
+    _sim, api = gw
+    assert api.trigger(3377, 1574385824000).json() == {
+        "status": 0,
+        "msg": " Success",
+        "data": {"flowInstanceId": "3377-20191122012300"},
+    }
+    assert api.call("GET", P.V20.time, {"action": "getTimeZone"}).json()["msg"] == "Success"
+    other = api.call("GET", P.V21.time, {"action": "getTimeZone"})
+    assert other.status_code == 404
 
 
-def test_token_refresh(gw) -> None:
-    token = get_token(gw.url)["data"]["accessToken"]
-    ts = int(time.time() * 1000) + 17
-    body = {
+def test_v21_envelope_and_paths() -> None:
+    with simulator(dialect=Dialect(api="v2.1")) as (_sim, api):
+        assert api.trigger(3377, 1574385824000).json() == {
+            "code": 0,
+            "msg": "OK",
+            "data": {"flowInstanceId": "3377-20191122012300"},
+        }
+        assert api.trigger(2430, T0).json()["code"] == 62104
+        assert api.call("GET", P.V21.time, {"action": "getTimeZone"}).json() == {
+            "code": 0,
+            "msg": "OK",
+            "data": {"timezone": "GMT+8"},
+        }
+        assert api.call("POST", P.V20.flows, {"action": "trigger", **USER}, {}).status_code == 404
+
+
+# --- tokens and signatures --------------------------------------------------------------------
+
+
+def test_token_is_the_same_while_valid_and_accepts_a_string_timestamp(gw) -> None:
+    _sim, api = gw
+    first = api.token_call()
+    assert first["status"] == 0 and first["business"] == "apim-token-service"
+    assert first["data"]["expire"] == 7200
+    assert api.token_call()["data"]["accessToken"] == first["data"]["accessToken"]
+    ts = api.fresh_ts()
+    as_string = {
         "appKey": KEY,
-        "encryption": sha(f"{KEY}{ts}{SECRET}".encode()),
-        "timestamp": ts,
-        "accessToken": token,
+        "encryption": P.token_encryption(KEY, ts, SECRET),
+        "timestamp": str(ts),
     }
-    r = requests.post(
-        gw.url + "/apim-token-service/v2.0/token/refresh", json=body, timeout=5
-    ).json()
-    assert r["status"] == 0 and r["data"]["accessToken"] != token
-    body = {
-        **body,
-        "timestamp": ts + 1,
-        "encryption": sha(f"{KEY}{ts + 1}{SECRET}".encode()),
-        "accessToken": "nope",
-    }
-    assert (
-        requests.post(
-            gw.url + "/apim-token-service/v2.0/token/refresh", json=body, timeout=5
-        ).json()["status"]
-        == 1204
-    )
+    r = requests.post(api.url + P.TOKEN_GET_PATH, json=as_string, timeout=5).json()
+    assert r["status"] == 0 and r["data"]["accessToken"] == first["data"]["accessToken"]
 
 
-def test_signature_is_checked_over_the_bytes_received(gw) -> None:
-    token = get_token(gw.url)["data"]["accessToken"]
-    assert trigger(gw, token, 3377, T0).json()["status"] == 0
-    # Same headers, different bytes: whitespace inside the body changes the signature.
-    raw = b'{"flowId": 3377,  "triggerTime": 1767225660000}'
-    ts = int(time.time() * 1000)
-    params = {"action": "trigger", "userId": "u1", "orgId": "o1"}
-    sig_other = sha(
-        token.encode()
-        + b"actiontriggerorgIdo1userIdu1"
-        + b'{"flowId": 3377, "triggerTime": 1767225660000}'
-        + str(ts).encode()
-        + SECRET.encode()
-    )
-    r = requests.post(
-        gw.url + "/dataflow-batch-service/v2.0/flows",
-        params=params,
-        data=raw,
-        headers={"apim-accesstoken": token, "apim-timestamp": str(ts), "apim-signature": sig_other},
-        timeout=5,
-    )
+def test_token_error_codes(gw) -> None:
+    _sim, api = gw
+    ts = api.fresh_ts()
+    body = {"appKey": KEY, "encryption": P.token_encryption(KEY, ts, SECRET), "timestamp": ts}
+    post = lambda b: requests.post(api.url + P.TOKEN_GET_PATH, json=b, timeout=5).json()["status"]  # noqa: E731
+    assert post(body) == 0
+    assert post(body) == 1001  # the same encryption twice
+    assert api.token_call(key="nobody")["status"] == 1002
+    assert api.token_call(secret="wrong")["status"] == 1003
+    assert post({"appKey": KEY, "encryption": "x", "timestamp": "t"}) == 1004
+    assert post({"appKey": KEY, "encryption": "x", "timestamp": True}) == 1004
+    assert post({"appKey": KEY}) == 1202
+    assert api.token_call(P.TOKEN_REFRESH_PATH)["status"] == 1202  # no accessToken
+    assert api.token_call(P.TOKEN_REFRESH_PATH, accessToken="nope")["status"] == 1204
+
+
+def test_refresh_issues_a_new_token_and_the_old_one_stays_valid(gw) -> None:
+    _sim, api = gw
+    old = api.token
+    r = api.token_call(P.TOKEN_REFRESH_PATH, accessToken=old)
+    assert r["status"] == 0 and r["data"]["accessToken"] != old
+    assert api.code(api.trigger(3377, T0)) == 0  # the old token still works
+    api.token = r["data"]["accessToken"]
+    assert api.code(api.trigger(3377, T0 + 60_000)) == 0
+    assert api.token_call()["data"]["accessToken"] == api.token  # Get returns the newest
+
+
+def test_expired_token_refresh_is_1203() -> None:
+    with simulator(token_ttl=1) as (_sim, api):
+        time.sleep(1.05)
+        assert api.token_call(P.TOKEN_REFRESH_PATH, accessToken=api.token)["status"] == 1203
+        assert api.trigger(3377, T0).status_code == 401
+
+
+def test_signature_is_checked_over_the_exact_bytes(gw) -> None:
+    sim, api = gw
+    params = {"action": "trigger", **USER}
+    # Signed over compact JSON, sent with an extra space: the bytes differ, so it is refused.
+    signed_bytes = b'{"flowId":3377,"triggerTime":1767225660000}'
+    sent = b'{"flowId":3377, "triggerTime":1767225660000}'
+    ts = now_ms()
+    sig = P.signature(api.token, params, signed_bytes, ts, SECRET)
+    headers = {"apim-accesstoken": api.token, "apim-timestamp": str(ts), "apim-signature": sig}
+    r = requests.post(api.url + P.V20.flows, params=params, data=sent, headers=headers, timeout=5)
     assert r.status_code == 401
-    assert trigger(gw, "not-a-token", 3377, T0 + 120_000).status_code == 401
+    # The same bytes as signed: accepted, whatever their spacing.
+    ts = now_ms()
+    sig = P.signature(api.token, params, sent, ts, SECRET)
+    headers = {"apim-accesstoken": api.token, "apim-timestamp": str(ts), "apim-signature": sig}
+    r = requests.post(api.url + P.V20.flows, params=params, data=sent, headers=headers, timeout=5)
+    assert r.json()["status"] == 0
+    # Query values are signed decoded.
+    iid = "3377-20260101000100"
+    r = api.call(
+        "GET",
+        P.V20.instances,
+        {"action": "get", "flowInstId": iid, "userId": "u 1/é", "orgId": "o1"},
+    )
+    assert r.status_code == 200
+    assert api.trigger(3377, T0, org="o1").status_code == 200
     assert (
-        signed(
-            gw.url,
-            "POST",
-            "/dataflow-batch-service/v2.0/flows",
-            params,
-            {"flowId": 3377, "triggerTime": T0},
-            token,
-            secret="x",
+        api.call(
+            "POST", P.V20.flows, params, {"flowId": 1, "triggerTime": T0}, secret="x"
         ).status_code
         == 401
     )
+    assert [t["status"] for t in sim.state.triggers][-1] == 401
 
 
-def test_trigger_answers_and_codes(gw) -> None:
-    token = get_token(gw.url)["data"]["accessToken"]
-    ok = trigger(gw, token, 3377, 1574385824000).json()
-    assert ok == {"status": 0, "msg": " Success", "data": {"flowInstanceId": "3377-20191122012300"}}
-    assert trigger(gw, token, 3377, 1574385824000 + 10_000).json()["status"] == 62102  # same minute
-    assert trigger(gw, token, 2430, T0).json() == {
+def test_auth_failure_http_shape(gw) -> None:
+    _sim, api = gw
+    r = api.call("GET", P.V20.time, {"action": "getTimeZone"}, token="not-a-token")
+    assert r.status_code == 401 and r.json()["status"] == 401 and r.json()["msg"]
+    r = api.call("GET", P.V20.time, {"action": "getTimeZone"}, secret="wrong")
+    assert r.status_code == 401 and r.json()["status"] == 401
+
+
+def test_auth_failure_body_shape() -> None:
+    with simulator(dialect=Dialect(auth_failure="body")) as (sim, api):
+        r = api.call("GET", P.V20.time, {"action": "getTimeZone"}, token="not-a-token")
+        assert r.status_code == 200
+        assert r.json() == {"apim_status": 4011, "msg": "access token expired or invalid"}
+        r = api.call("GET", P.V20.time, {"action": "getTimeZone"}, secret="wrong")
+        assert r.status_code == 200
+        assert r.json() == {"status": 497, "msg": "signature or timestamp check failed"}
+        api.trigger(3377, T0, org="o1")
+        sim.state.revoke_tokens()
+        api.trigger(3377, T0 + 60_000)
+        assert [t["status"] for t in sim.state.triggers] == [0, 4011]
+
+
+# --- Trigger Flow -----------------------------------------------------------------------------
+
+
+def test_trigger_codes(gw) -> None:
+    sim, api = gw
+    assert api.trigger(2430, T0).json() == {
         "status": 62104,
-        "msg": "This workflow has no task, you cannot trigger it!",
+        "msg": "This workflow has no task. You cannot trigger it.",
         "data": None,
     }
-    assert trigger(gw, token, 11, T0).json()["status"] == 62103  # not the owner
-    assert trigger(gw, token, 12, T0).json()["status"] == 62103  # locked
-    assert trigger(gw, token, 3377, T0, org="o9").json()["status"] == 62101
-    assert (
-        trigger(gw, token, 999, T0, user="anyone", org="any-org").json()["status"] == 0
-    )  # unlisted: permissive
-
-
-def test_instances_move_init_wait_running_success_one_at_a_time(gw) -> None:
-    token = get_token(gw.url)["data"]["accessToken"]
-    now_ms = int(time.time() * 1000) - 3_600_000
-    first = trigger(gw, token, 3377, now_ms).json()["data"]["flowInstanceId"]
-    second = trigger(gw, token, 3377, now_ms + 60_000).json()["data"]["flowInstanceId"]
-
-    def status(iid: str) -> int:
-        r = signed(
-            gw.url,
-            "GET",
-            "/dataflow-batch-service/v2.0/flowInstances",
-            {"action": "get", "flowInstId": iid, "userId": "u1", "orgId": "o1"},
-            None,
-            token,
-        )
-        data = r.json()["data"]
-        assert data["instanceId"] == iid and data["flowId"] == 3377
-        return data["status"]
-
-    assert status(first) == 0  # INIT, just created
-    time.sleep(0.1)
-    assert (status(first), status(second)) == (2, 5)  # RUNNING, WAIT
-    time.sleep(0.4)
-    assert (status(first), status(second)) == (1, 2)  # SUCCESS, RUNNING
-    time.sleep(0.4)
-    assert (status(first), status(second)) == (1, 1)
-    missing = signed(
-        gw.url,
-        "GET",
-        "/dataflow-batch-service/v2.0/flowInstances",
-        {"action": "get", "flowInstId": "3377-20000101000000", "userId": "u1", "orgId": "o1"},
-        None,
-        token,
-    )
-    assert missing.json()["status"] == 62102
-
-
-def test_search_flow_instances(gw) -> None:
-    token = get_token(gw.url)["data"]["accessToken"]
-    for i in range(3):
-        trigger(gw, token, 3377, T0 + i * 60_000)
-    body = {
-        "fromTriggerTime": T0,
-        "toTriggerTime": T0 + 60_000,
-        "expression": "3377",
-        "status": "-1,0,1,2,3,4,5,6,7,8,9,10",
-        "pagination": {"pageNo": 0, "pageSize": 100},
+    assert api.code(api.trigger(11, T0)) == 62103  # not the owner
+    assert api.trigger(12, T0).json()["status"] == 62105  # locked
+    assert api.trigger(12, T0).json()["msg"] == "Your account has been locked"
+    assert api.code(api.trigger(3377, T0, org="o9")) == 62101
+    assert api.code(api.trigger(3377, T0, user="")) == 62101
+    assert api.code(api.trigger(999, T0, user="anyone", org="any-org")) == 0  # unlisted
+    params = {"action": "trigger", **USER}
+    bad = api.call("POST", P.V20.flows, params, {"flowId": "3377", "triggerTime": T0})
+    assert bad.status_code == 200 and bad.json() == {
+        "status": 62102,
+        "msg": "Incorrect parameter",
+        "data": None,
     }
-    r = signed(
-        gw.url,
-        "POST",
-        "/dataflow-batch-service/v2.0/flowInstances",
-        {"action": "search", "userId": "u1", "orgId": "o1"},
-        body,
-        token,
-    ).json()
-    assert r["status"] == 0
-    assert r["data"]["count"] == 2
-    assert [i["triggerTime"] for i in r["data"]["flowInsts"]] == [T0, T0 + 60_000]
-    body["status"] = "8"
-    r = signed(
-        gw.url,
-        "POST",
-        "/dataflow-batch-service/v2.0/flowInstances",
-        {"action": "search", "userId": "u1", "orgId": "o1"},
-        body,
-        token,
-    ).json()
-    assert r["data"] == {"flowInsts": [], "count": 0}
+    assert [t["status"] for t in sim.triggers()] == [62104, 62103, 62105, 62105, 62101, 62101, 0]
 
 
-def test_inspection_lists_every_trigger_in_arrival_order(gw) -> None:
-    token = get_token(gw.url)["data"]["accessToken"]
-    trigger(gw, token, 3377, T0)
-    trigger(gw, token, 3377, T0)
-    trigger(gw, token, 2430, T0)
-    listed = requests.get(gw.url + "/__sim__/triggers", timeout=5).json()["triggers"]
-    assert listed == [
-        {
-            "flowId": 3377,
-            "triggerTime": T0,
-            "userId": "u1",
-            "orgId": "o1",
-            "status": 0,
-            "flowInstanceId": "3377-20260101000000",
-        },
-        {
-            "flowId": 3377,
-            "triggerTime": T0,
-            "userId": "u1",
-            "orgId": "o1",
-            "status": 62102,
-            "flowInstanceId": None,
-        },
-        {
-            "flowId": 2430,
-            "triggerTime": T0,
-            "userId": "u1",
-            "orgId": "o1",
-            "status": 62104,
-            "flowInstanceId": None,
-        },
+@pytest.mark.parametrize(
+    ("zone", "offset_minutes"), [("GMT+8", 480), ("UTC", 0), ("GMT-5", -300), ("GMT+5:30", 330)]
+)
+def test_time_strings_are_wall_time_in_the_server_zone(zone: str, offset_minutes: int) -> None:
+    tt = T0 - 3_600_000 + 12_345  # seconds kept: 23:00:12 UTC on 2025-12-31
+    with simulator(dialect=Dialect(server_zone=zone)) as (_sim, api):
+        iid = api.created(40, tt)
+        time.sleep(0.15)
+        inst = api.get(iid)["data"]
+        shifted = datetime.fromtimestamp(tt / 1000 + offset_minutes * 60, UTC)
+        assert inst["triggerTime"] == shifted.strftime("%Y-%m-%d %H:%M:%S")
+        assert P.parse_time(inst["triggerTime"], P.server_zone(zone)) == tt // 1000 * 1000
+        assert inst["calDt"] == (shifted.date() - timedelta(days=1)).isoformat()
+        for key in ("startTime", "endTime"):
+            started = P.parse_time(inst[key], P.server_zone(zone))
+            assert started is not None and abs(started - now_ms()) < 5_000
+        assert len(inst["timestamp"].rsplit(".", 1)[1]) == 1
+        assert api.call("GET", P.V20.time, {"action": "getTimeZone"}).json()["data"] == {
+            "timezone": zone
+        }
+
+
+def test_instance_has_every_documented_field(gw) -> None:
+    _sim, api = gw
+    inst = api.get(api.created(3377, T0 + 12_000))["data"]
+    assert set(inst) >= {
+        "instanceId", "flowId", "flowName", "status", "statusDesc", "triggerTime", "startTime",
+        "endTime", "timestamp", "owner", "calDt", "virtual", "graph", "parameters", "cycle",
+        "freq", "alertMode", "doAs", "hasEditPri", "hasReadPri",
+    }  # fmt: skip
+    assert inst["instanceId"] == "3377-20260101000000" and inst["flowId"] == 3377
+    assert inst["flowName"] == "daily-report" and inst["owner"] == "u1"
+    assert inst["triggerTime"] == "2026-01-01 08:00:12"  # GMT+8, seconds kept
+    assert inst["calDt"] == "2025-12-31"
+    assert inst["endTime"] is None and inst["statusDesc"] == P.STATUS_NAMES[inst["status"]]
+    assert json.loads(inst["graph"])["instId"] == inst["instanceId"]
+    assert (inst["virtual"], inst["parameters"], inst["cycle"], inst["alertMode"]) == (
+        False,
+        "[]",
+        "D",
+        3,
+    )
+    assert inst["hasEditPri"] is True and inst["hasReadPri"] is True
+
+
+def test_id_digits_in_utc_or_in_the_server_zone() -> None:
+    with simulator() as (_sim, api):
+        assert api.created(3377, T0 + 5_000) == "3377-20260101000000"
+    with simulator(dialect=Dialect(id_zone="server", server_zone="GMT+5:30")) as (_sim, api):
+        assert api.created(3377, T0 + 5_000) == "3377-20260101053000"
+
+
+# --- not found, duplicates ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("form", "answer"),
+    [
+        ("62102", {"status": 62102, "msg": "Instance not found", "data": None}),
+        ("null", {"status": 0, "msg": " Success", "data": None}),
+        ("empty", {"status": 0, "msg": " Success", "data": {}}),
+    ],
+)
+def test_missing_instance_in_each_form(form: str, answer: dict[str, Any]) -> None:
+    with simulator(dialect=Dialect(not_found=form)) as (_sim, api):
+        assert api.get("3377-20000101000000") == answer
+        assert api.cancel("3377-20000101000000") == answer
+
+
+def test_duplicate_minute_key_refuses_the_same_minute(gw) -> None:
+    sim, api = gw
+    assert api.created(3377, T0) == "3377-20260101000000"
+    r = api.trigger(3377, T0 + 10_000).json()
+    assert r == {
+        "status": 62102,
+        "msg": "Do not trigger the same workflow repeatedly in 1 minute",
+        "data": None,
+    }
+    assert api.created(3377, T0 + 60_000) == "3377-20260101000100"  # next minute: accepted
+    assert [(t["status"], t["flowInstanceId"]) for t in sim.triggers()] == [
+        (0, "3377-20260101000000"),
+        (62102, None),
+        (0, "3377-20260101000100"),
     ]
 
 
-def test_rate_limit_answers_429_with_retry_after() -> None:
-    with Simulator(rate_limit=2) as sim:
-        codes = [
-            requests.get(sim.url + "/dataflow-batch-service/v2.0/flowInstances", timeout=5)
-            for _ in range(5)
+def test_duplicate_wall_clock_refuses_within_the_window_only() -> None:
+    window = 0.2
+    with simulator(dialect=Dialect(duplicate="wall-clock", duplicate_window=window)) as (sim, api):
+        api.created(3377, T0)
+        assert api.code(api.trigger(3377, T0 + 3_600_000)) == 62102  # any trigger time
+        assert api.code(api.trigger(40, T0)) == 0  # another flow is not affected
+        time.sleep(window + 0.05)
+        # After the window, even the same minute creates a second instance with the same id.
+        assert api.created(3377, T0 + 1_000) == "3377-20260101000000"
+        created = [t for t in sim.triggers() if t["flowInstanceId"] == "3377-20260101000000"]
+        assert len(created) == 2
+        found = api.search(**search_body(T0, T0 + 60_000, expression="3377"))["data"]
+        assert found["count"] == 2
+
+
+def test_duplicate_none_creates_a_second_instance() -> None:
+    with simulator(dialect=Dialect(duplicate="none")) as (sim, api):
+        assert api.created(3377, T0) == api.created(3377, T0)
+        assert [t["status"] for t in sim.triggers()] == [0, 0]
+        assert all(t["flowInstanceId"] for t in sim.triggers())
+        found = api.search(**search_body(T0, T0 + 60_000))["data"]
+        assert found["count"] == 2
+        assert [i["instanceId"] for i in found["flowInsts"]] == ["3377-20260101000000"] * 2
+        assert api.get("3377-20260101000000")["data"]["instanceId"] == "3377-20260101000000"
+
+
+# --- Search -----------------------------------------------------------------------------------
+
+
+def test_search_requires_type_and_owner(gw) -> None:
+    _sim, api = gw
+    api.created(3377, T0)
+    for missing in ("type", "owner"):
+        body = search_body(T0, T0 + 60_000)
+        del body[missing]
+        assert api.search(**body) == {
+            "status": 62102,
+            "msg": "param: type/owner cannot be empty",
+            "data": None,
+        }
+    assert api.search(**search_body(T0, T0 + 60_000, type="0"))["data"]["count"] == 1
+    assert api.search(**search_body(T0, T0 + 60_000, owner="u1"))["data"]["count"] == 1
+    assert api.search(**search_body(T0, T0 + 60_000, owner="u2"))["data"]["count"] == 0
+
+
+def test_search_window_is_half_open_and_filters(gw) -> None:
+    _sim, api = gw
+    for i in range(3):
+        api.created(3377, T0 + i * 60_000)
+    api.created(40, T0)  # type 2
+    hits = api.search(**search_body(T0, T0 + 60_000))["data"]
+    assert [i["instanceId"] for i in hits["flowInsts"]] == ["3377-20260101000000"]  # `to` excluded
+    assert hits["flowInsts"][0]["isCancelled"] is False
+    hits = api.search(**search_body(T0, T0 + 60_001))["data"]
+    assert hits["count"] == 2
+    assert [i["triggerTime"] for i in hits["flowInsts"]] == [
+        "2026-01-01 08:00:00",
+        "2026-01-01 08:01:00",
+    ]
+    assert api.search(**search_body(str(T0), str(T0 + 60_000)))["data"]["count"] == 1
+    assert api.search(**search_body(T0, T0 + 60_000, type=2))["data"]["count"] == 1
+    assert api.search(**search_body(T0, T0 + 180_000, status="8"))["data"] == {
+        "flowInsts": [],
+        "count": 0,
+    }
+    assert api.search(**search_body(T0, T0 + 180_000, status=""))["data"]["count"] == 3
+
+
+def test_search_expression_matches_instance_id_or_flow_name(gw) -> None:
+    _sim, api = gw
+    api.created(3377, T0)
+    api.created(999, T0)
+    window = (T0, T0 + 60_000)
+    assert api.search(**search_body(*window, expression="3377-2026"))["data"]["count"] == 1
+    assert api.search(**search_body(*window, expression="daily-rep"))["data"]["count"] == 1
+    assert api.search(**search_body(*window, expression="flow-999"))["data"]["count"] == 1
+    assert api.search(**search_body(*window, expression="nothing"))["data"]["count"] == 0
+    body = search_body(*window)
+    del body["expression"]
+    assert api.search(**body)["data"]["count"] == 2
+
+
+@pytest.mark.parametrize(
+    ("dialect", "first"),
+    [(Dialect(), 0), (Dialect(api="v2.1"), 1), (Dialect(api="v2.1", page_origin=0), 0)],
+)
+def test_search_pages_from_the_versions_origin(dialect: Dialect, first: int) -> None:
+    with simulator(dialect=dialect) as (_sim, api):
+        for i in range(5):
+            api.created(3377, T0 + i * 60_000)
+        window = (T0, T0 + 300_000)
+
+        def page(no: int) -> dict[str, Any]:
+            r = api.search(**search_body(*window, pagination={"pageNo": no, "pageSize": 2}))
+            assert r[dialect.version.code_key] == 0
+            data: dict[str, Any] = r["data"]
+            return data
+
+        pages = [page(first + n)["flowInsts"] for n in range(3)]
+        assert [len(p) for p in pages] == [2, 2, 1]
+        assert page(first)["count"] == 5
+        if first == 1:
+            assert page(0)["flowInsts"] == []
+
+
+def test_search_count_total_or_page() -> None:
+    with simulator(dialect=Dialect(search_count="page")) as (_sim, api):
+        for i in range(3):
+            api.created(3377, T0 + i * 60_000)
+        r = api.search(**search_body(T0, T0 + 180_000, pagination={"pageNo": 0, "pageSize": 2}))
+        assert r["data"]["count"] == 2
+        r = api.search(**search_body(T0, T0 + 180_000, pagination={"pageNo": 1, "pageSize": 2}))
+        assert r["data"]["count"] == 1
+
+
+# --- statuses over time, Cancel ---------------------------------------------------------------
+
+
+def test_statuses_move_one_instance_per_flow_at_a_time(gw) -> None:
+    _sim, api = gw
+    past = now_ms() - 3_600_000
+    first = api.created(3377, past)
+    second = api.created(3377, past + 60_000)
+    future = api.created(3377, now_ms() + 3_600_000)
+
+    def status(iid: str) -> int:
+        value: int = api.get(iid)["data"]["status"]
+        return value
+
+    assert status(first) == P.INIT
+    time.sleep(0.1)  # 0.1 s: the first runs (0-0.3 s), the second waits
+    assert (status(first), status(second), status(future)) == (P.RUNNING, P.WAIT, P.READY)
+    time.sleep(0.35)  # 0.45 s: the second runs (0.3-0.6 s)
+    assert (status(first), status(second)) == (P.SUCCESS, P.RUNNING)
+    time.sleep(0.35)  # 0.8 s
+    assert (status(first), status(second), status(future)) == (P.SUCCESS, P.SUCCESS, P.READY)
+    inst = api.get(first)["data"]
+    assert inst["endTime"] is not None and inst["statusDesc"] == "SUCCESS"
+
+
+def test_outcomes_follow_the_fixture_and_repeat_with_a_seed() -> None:
+    flows = [SimFlow(7, run_seconds=0.0, fails=0.4, timeouts=0.3)]
+
+    def outcomes(seed: int) -> list[int]:
+        with simulator(flows, faults=Faults(seed=seed)) as (_sim, api):
+            ids = [api.created(7, T0 + i * 60_000) for i in range(20)]
+            time.sleep(0.02)
+            return [api.get(i)["data"]["status"] for i in ids]
+
+    first = outcomes(3)
+    assert first == outcomes(3)
+    assert {P.SUCCESS, P.FAIL, P.TIMEOUT} <= set(first)
+    assert set(first) <= {P.SUCCESS, P.FAIL, P.TIMEOUT}
+    with simulator([SimFlow(8, run_seconds=0.0, fails=1.0)]) as (_sim, api):
+        assert api.get(api.created(8, T0))["data"]["statusDesc"] == "FAIL"
+
+
+def test_cancel_frees_the_queue_and_final_instances_refuse(gw) -> None:
+    _sim, api = gw
+    past = now_ms() - 3_600_000
+    first = api.created(3377, past)
+    second = api.created(3377, past + 60_000)
+    time.sleep(0.1)
+    assert api.get(second)["data"]["status"] == P.WAIT
+    assert api.cancel(second) == {"status": 0, "msg": " Success", "data": ""}
+    assert api.get(second)["data"]["status"] == P.CANCEL
+    assert api.cancel(first)["status"] == 0  # running
+    third = api.created(3377, past + 120_000)
+    time.sleep(0.1)
+    assert api.get(third)["data"]["status"] == P.RUNNING  # the flow was freed at once
+    hits = api.search(**search_body(past - 1, past + 60_001))["data"]["flowInsts"]
+    assert [(i["status"], i["isCancelled"]) for i in hits] == [(P.CANCEL, True)] * 2
+    refused = api.cancel(first)
+    assert refused == {
+        "status": 62102,
+        "msg": "instance status does not allow cancel",
+        "data": None,
+    }
+    time.sleep(0.35)
+    assert api.cancel(third)["status"] == 62102  # SUCCESS is final
+
+
+# --- Get Flow, time ---------------------------------------------------------------------------
+
+
+def test_get_flow_time_zone_and_current_time(gw) -> None:
+    _sim, api = gw
+    r = api.call("GET", P.V20.flows, {"action": "get", "flowId": "40", **USER}).json()
+    assert r["status"] == 0
+    assert {k: r["data"][k] for k in ("flowId", "owner", "type", "locked", "hasTask")} == {
+        "flowId": 40,
+        "owner": "u1",
+        "type": 2,
+        "locked": False,
+        "hasTask": True,
+    }
+    assert r["data"]["isUserLocked"] is False and r["data"]["cycle"] == "D"
+    r = api.call("GET", P.V20.flows, {"action": "get", "flowId": "555", **USER}).json()
+    assert r["status"] == 62102
+    zone = api.call("GET", P.V20.time, {"action": "getTimeZone"}).json()
+    assert zone == {"status": 0, "msg": "Success", "data": {"timezone": "GMT+8"}}
+    before = now_ms()
+    current = api.call("GET", P.V20.time, {"action": "getCurrentTime"}).json()
+    assert current["status"] == 0 and before - 1 <= current["data"] <= now_ms() + 1
+
+
+# --- gateway limits, faults, trigger log ------------------------------------------------------
+
+
+@pytest.mark.parametrize("retry_after", [False, True])
+def test_rate_limit_429_with_or_without_retry_after(retry_after: bool) -> None:
+    with Simulator(rate_limit=2, dialect=Dialect(retry_after=retry_after)) as sim:
+        answers = [requests.get(sim.url + P.V20.time, timeout=5) for _ in range(5)]
+    limited = [r for r in answers if r.status_code == 429]
+    assert limited
+    if retry_after:
+        assert all(int(r.headers["Retry-After"]) >= 1 for r in limited)
+    else:
+        assert all("Retry-After" not in r.headers for r in limited)
+
+
+def test_trigger_faults_and_the_log() -> None:
+    faults = Faults.parse(
+        [
+            "62109@1",
+            "503@2",
+            "504-after-create@3",
+            "drop-after-create@4",
+            "malformed@5",
+            "62109-after-create@6",
+            "http-413@7",
         ]
-    limited = [r for r in codes if r.status_code == 429]
-    assert limited and all(int(r.headers["Retry-After"]) >= 1 for r in limited)
+    )
+    with simulator(faults=faults) as (sim, api):
+        answers = []
+        for i in range(8):
+            try:
+                answers.append(api.trigger(3377, T0 + i * 60_000).status_code)
+            except requests.ConnectionError:
+                answers.append(-1)
+        assert answers == [200, 503, 504, -1, 200, 200, 413, 200]
+        log = sim.triggers()
+    assert [t["status"] for t in log] == [62109, 503, 504, -1, 200, 62109, 413, 0]
+    assert [bool(t["flowInstanceId"]) for t in log] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+        True,
+        False,
+        True,
+    ]
+    assert log[0] == {
+        "flowId": 3377,
+        "triggerTime": T0,
+        "userId": "u1",
+        "orgId": "o1",
+        "status": 62109,
+        "flowInstanceId": None,
+    }
+    assert sim.state.triggers == log
 
 
-def test_faults_repeat_with_a_seed() -> None:
+def test_lookup_faults() -> None:
+    faults = Faults.parse(["lookup-503@1", "lookup-62109@2", "lookup-drop@3"])
+    with simulator(faults=faults) as (_sim, api):
+        iid = api.created(3377, T0)
+        params = {"action": "get", "flowInstId": iid, **USER}
+        assert api.call("GET", P.V20.instances, params).status_code == 503
+        assert api.call("GET", P.V20.instances, params).json()["status"] == 62109
+        with pytest.raises(requests.ConnectionError):
+            api.call("GET", P.V20.instances, params)
+        assert api.get(iid)["data"]["instanceId"] == iid
+
+
+def test_fault_rates_repeat_with_a_seed() -> None:
     def run() -> list[int]:
-        with Simulator(
-            faults=Faults.parse(["62109=0.3", "503=0.2"], seed=42),
-            access_key=KEY,
-            secret_key=SECRET,
-        ) as sim:
-            token = get_token(sim.url)["data"]["accessToken"]
-            return [trigger(sim, token, 5, T0 + i * 60_000).status_code for i in range(30)]
+        faults = Faults.parse(["62109=0.3", "503=0.2"], seed=42)
+        with simulator(faults=faults) as (_sim, api):
+            return [api.trigger(5, T0 + i * 60_000).status_code for i in range(30)]
 
-    first, second = run(), run()
-    assert first == second
+    first = run()
+    assert first == run()
     assert 503 in first and 200 in first
+
+
+def test_latency_delays_trigger_answers_and_bad_faults_are_refused() -> None:
+    with simulator(faults=Faults(latency=0.1)) as (_sim, api):
+        started = time.monotonic()
+        api.trigger(3377, T0)
+        assert time.monotonic() - started >= 0.1
+    for bad in (["nope=0.1"], ["503=2"], ["http-418@1"], ["503@x"], ["503"]):
+        with pytest.raises(ValueError):
+            Faults.parse(bad)
+    with pytest.raises(ValueError, match="latency"):
+        Faults(latency=-1)
+
+
+def test_dialect_values_are_validated() -> None:
+    for field, value in [
+        ("api", "v3"),
+        ("server_zone", "Mars/Base"),
+        ("id_zone", "local"),
+        ("not_found", "404"),
+        ("duplicate", "sometimes"),
+        ("duplicate_window", -1.0),
+        ("auth_failure", "smoke"),
+        ("page_origin", 2),
+        ("search_count", "all"),
+    ]:
+        with pytest.raises(ValueError, match=field):
+            Dialect(**{field: value})
+
+
+def test_concurrent_triggers_of_one_minute_create_exactly_one(gw) -> None:
+    sim, api = gw
+    token = api.token
+    codes: list[int] = []
+
+    def send() -> None:
+        mine = Api(sim.url)
+        mine.token = token
+        codes.append(mine.code(mine.trigger(3377, T0)))
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [0] + [62102] * 7
+    assert len([t for t in sim.triggers() if t["flowInstanceId"]]) == 1
+
+
+# --- loopback only, fixture, command ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "example.com"])
+def test_non_loopback_bind_is_refused(host: str) -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        Simulator(host=host)
+    args = argparse.ArgumentParser()
+    sim_command.add_arguments(args)
+    with pytest.raises(UsageError, match="loopback"):
+        sim_command.run(args.parse_args(["--host", host, "--port", "0"]))
+
+
+def test_flows_fixture_and_the_sample(tmp_path: Path) -> None:
+    sample = load_flows(str(ROOT / "plans" / "sim-flows.yaml"))
+    assert sample and all(isinstance(f, SimFlow) for f in sample)
+    path = tmp_path / "flows.yaml"
+    path.write_text(
+        "- flowId: 7\n  name: nightly\n  owner: u1\n  orgId: o1\n  runSeconds: 0.5\n"
+        "  type: 2\n  fails: 0.25\n  timeouts: 0.25\n"
+    )
+    assert load_flows(str(path)) == [
+        SimFlow(7, "u1", "o1", run_seconds=0.5, type=2, fails=0.25, timeouts=0.25, name="nightly")
+    ]
+    for text, message in [
+        ("- flowId: 7\n  colour: blue\n", "2:3: unknown key(s) colour"),
+        ("- flowId: 7\n  type: 5\n", "2:9: type must be"),
+        ("- flowId: 7\n  fails: 2\n", "2:10: fails must be a number between 0 and 1"),
+        ("- flowId: 7\n  locked: yes\n", "2:11: locked must be true or false"),
+        ("- flowId: 0\n", "1:11: flowId must be an integer >= 1"),
+        ("- {flowId: 7}\n- {flowId: 7}\n", "2:12: flowId 7 is listed twice"),
+        ("flowId: 7\n", "1:1: expected a list of flows"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(UsageError, match=re.escape(message)) as e:
+            load_flows(str(path))
+        assert str(e.value).startswith(f"{path}:") and "\n" not in str(e.value)
+
+
+def test_command_options_build_the_dialect_in_process(tmp_path: Path, monkeypatch) -> None:
+    parser = argparse.ArgumentParser()
+    sim_command.add_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--port", "0", "--api", "v2.1", "--server-zone", "GMT-5", "--id-zone", "server",
+            "--not-found", "null", "--duplicate", "wall-clock", "--duplicate-window", "0.2",
+            "--auth-failure", "body", "--page-origin", "0", "--search-count", "page",
+            "--retry-after",
+        ]
+    )  # fmt: skip
+    assert sim_command.dialect_from(args) == Dialect(
+        api="v2.1",
+        server_zone="GMT-5",
+        id_zone="server",
+        not_found="null",
+        duplicate="wall-clock",
+        duplicate_window=0.2,
+        auth_failure="body",
+        page_origin=0,
+        search_count="page",
+        retry_after=True,
+    )
+    with pytest.raises(UsageError, match="--server-zone"):
+        sim_command.dialect_from(parser.parse_args(["--server-zone", "Nowhere/City"]))
+    for bad in (["--latency", "-1"], ["--port", "70000"], ["--duplicate-window", "-1"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+
+    # run() prints the URL first and serves; stop it with the KeyboardInterrupt Ctrl-C raises.
+    def interrupted(self: Simulator) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Simulator, "serve", interrupted)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert sim_command.run(args) == 0
+    assert out.getvalue().startswith("http://127.0.0.1:")
 
 
 @contextmanager
@@ -353,22 +862,31 @@ def test_sim_command_prints_its_url_first_and_serves(tmp_path: Path) -> None:
     )
     with sim_process(*args, env=env) as url:
         assert url.startswith("http://127.0.0.1:")
-        token = get_token(url)["data"]["accessToken"]
-        r = signed(
-            url,
-            "POST",
-            "/dataflow-batch-service/v2.0/flows",
-            {"action": "trigger", "userId": "u2", "orgId": "o1"},
-            {"flowId": 7, "triggerTime": T0},
-            token,
-        )
-        assert r.json()["status"] == 62103
+        api = Api(url).login()
+        assert api.code(api.trigger(7, T0, user="u2")) == 62103
+
+
+def test_sim_command_serves_the_dialect_its_options_name() -> None:
+    env = {**os.environ, "ENOS_ACCESS_KEY": KEY, "ENOS_SECRET_KEY": SECRET}
+    args = ("--api", "v2.1", "--server-zone", "UTC", "--id-zone", "server", "--not-found", "empty")
+    with sim_process(*args, env=env) as url:
+        api = Api(url, P.V21).login()
+        assert api.call("GET", P.V21.time, {"action": "getTimeZone"}).json()["data"] == {
+            "timezone": "UTC"
+        }
+        assert api.get("1-20000101000000") == {"code": 0, "msg": "OK", "data": {}}
 
 
 def test_sim_command_default_keys() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("ENOS_ACCESS_KEY", "ENOS_SECRET_KEY")}
     with sim_process(env=env) as url:
-        assert get_token(url, key="sim-access-key", secret="sim-secret-key")["status"] == 0
+        ts = now_ms()
+        body = {
+            "appKey": "sim-access-key",
+            "encryption": P.token_encryption("sim-access-key", ts, "sim-secret-key"),
+            "timestamp": ts,
+        }
+        assert requests.post(url + P.TOKEN_GET_PATH, json=body, timeout=5).json()["status"] == 0
 
 
 def test_bad_flows_file_is_a_usage_error(tmp_path: Path, run) -> None:

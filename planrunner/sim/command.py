@@ -1,0 +1,271 @@
+"""``planrunner sim``: its options and what it does.
+
+``add_arguments`` fills the sub-command's parser; ``run`` prints the base URL as the first
+line on stdout, then serves until interrupted (exit 0). Bad options raise
+:class:`~planrunner.errors.UsageError` (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+from planrunner import protocol
+from planrunner.errors import UsageError
+from planrunner.sim.faults import (
+    AUTH_FAILURE_FORMS,
+    DEFAULT_DUPLICATE_WINDOW,
+    DUPLICATE_RULES,
+    GATEWAY_STATUSES,
+    ID_ZONES,
+    LOOKUP_FAULTS,
+    NOT_FOUND_FORMS,
+    PAGE_ORIGINS,
+    SEARCH_COUNTS,
+    TRIGGER_FAULTS,
+    Dialect,
+    Faults,
+)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_TOKEN_TTL = 7200
+DEFAULT_ACCESS_KEY = "sim-access-key"
+DEFAULT_SECRET_KEY = "sim-secret-key"  # noqa: S105 - the simulator's documented default
+_DEFAULT = Dialect()
+
+
+def _number(text: str, *, positive: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    low_ok = value > 0 if positive else value >= 0
+    if not (low_ok and value < math.inf):  # also refuses NaN
+        raise argparse.ArgumentTypeError(
+            f"must be a {'positive' if positive else 'non-negative'} number, got {text}"
+        )
+    return value
+
+
+def _positive(text: str) -> float:
+    return _number(text, positive=True)
+
+
+def _non_negative(text: str) -> float:
+    return _number(text, positive=False)
+
+
+MAX_PORT = 65535
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"must be 0-{MAX_PORT}, got {value}")
+    return value
+
+
+def _ttl(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add ``planrunner sim``'s options to its parser."""
+    p.add_argument(
+        "--host", default=DEFAULT_HOST, help="loopback address to bind (default 127.0.0.1)"
+    )
+    p.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help="port (default 8080; 0 picks a free one)"
+    )
+    p.add_argument(
+        "--flows",
+        metavar="FILE",
+        help="YAML list of {flowId, name, owner, orgId, locked, hasTask, runSeconds, type, "
+        "fails, timeouts}; see plans/sim-flows.yaml",
+    )
+    p.add_argument(
+        "--access-key", help="app key to accept (default $ENOS_ACCESS_KEY, else sim-access-key)"
+    )
+    p.add_argument(
+        "--secret-key", help="app secret to accept (default $ENOS_SECRET_KEY, else sim-secret-key)"
+    )
+    p.add_argument(
+        "--rate-limit",
+        type=_positive,
+        default=None,
+        metavar="PER_SECOND",
+        help="answer HTTP 429 above this many requests per second",
+    )
+    p.add_argument(
+        "--latency",
+        type=_non_negative,
+        default=0.0,
+        metavar="SECONDS",
+        help="delay every trigger answer by this long",
+    )
+    kinds = ", ".join((*TRIGGER_FAULTS, *LOOKUP_FAULTS))
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND=RATE|KIND@N,M",
+        help=f"inject a fault: KIND=RATE (a probability per request, seeded) or KIND@N,M (the Nth "
+        f"and Mth triggers; lookups for lookup-*). KIND: {kinds}, http-NNN (a gateway status: "
+        f"{', '.join(str(s) for s in GATEWAY_STATUSES)}). Repeatable.",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed for faults and instance outcomes, so runs repeat (default 0)",
+    )
+    p.add_argument(
+        "--token-ttl",
+        type=_ttl,
+        default=DEFAULT_TOKEN_TTL,
+        metavar="SECONDS",
+        help="lifetime of issued tokens (default 7200)",
+    )
+    d = p.add_argument_group("dialect (readings of what the vendor does not document)")
+    d.add_argument(
+        "--api",
+        choices=tuple(protocol.APIS),
+        default=_DEFAULT.api,
+        help="API version (default v2.0)",
+    )
+    d.add_argument(
+        "--server-zone",
+        default=_DEFAULT.server_zone,
+        metavar="ZONE",
+        help="the zone Get Time Zone names and time strings use: GMT+8 (default), UTC, GMT-5, GMT+5:30, ...",
+    )
+    d.add_argument(
+        "--id-zone",
+        choices=ID_ZONES,
+        default=_DEFAULT.id_zone,
+        help="zone of instance id digits (default utc)",
+    )
+    d.add_argument(
+        "--not-found",
+        choices=NOT_FOUND_FORMS,
+        default=_DEFAULT.not_found,
+        help="Get of a missing instance: 62102, or code 0 with data null or {} (default 62102)",
+    )
+    d.add_argument(
+        "--duplicate",
+        choices=DUPLICATE_RULES,
+        default=_DEFAULT.duplicate,
+        help="refuse a second trigger of a flow per trigger minute, per wall-clock window, or never "
+        "(default minute-key)",
+    )
+    d.add_argument(
+        "--duplicate-window",
+        type=_non_negative,
+        default=DEFAULT_DUPLICATE_WINDOW,
+        metavar="SECONDS",
+        help="the wall-clock window of --duplicate wall-clock (default 60)",
+    )
+    d.add_argument(
+        "--auth-failure",
+        choices=AUTH_FAILURE_FORMS,
+        default=_DEFAULT.auth_failure,
+        help="auth failures as HTTP 401, or as HTTP 200 with a legacy body (default http)",
+    )
+    d.add_argument(
+        "--page-origin",
+        type=int,
+        choices=PAGE_ORIGINS,
+        default=None,
+        help="Search's first pageNo (default: 0 for v2.0, 1 for v2.1)",
+    )
+    d.add_argument(
+        "--search-count",
+        choices=SEARCH_COUNTS,
+        default=_DEFAULT.search_count,
+        help="Search count: the total, or the page length (default total)",
+    )
+    d.add_argument(
+        "--retry-after",
+        action="store_true",
+        help="send Retry-After with 429 and 503 (not documented; off by default)",
+    )
+
+
+def dialect_from(args: argparse.Namespace) -> Dialect:
+    """The dialect the options ask for (defaults for options a parser did not define)."""
+    try:
+        return Dialect(
+            api=getattr(args, "api", _DEFAULT.api),
+            server_zone=getattr(args, "server_zone", _DEFAULT.server_zone),
+            id_zone=getattr(args, "id_zone", _DEFAULT.id_zone),
+            not_found=getattr(args, "not_found", _DEFAULT.not_found),
+            duplicate=getattr(args, "duplicate", _DEFAULT.duplicate),
+            duplicate_window=getattr(args, "duplicate_window", DEFAULT_DUPLICATE_WINDOW),
+            auth_failure=getattr(args, "auth_failure", _DEFAULT.auth_failure),
+            page_origin=getattr(args, "page_origin", None),
+            search_count=getattr(args, "search_count", _DEFAULT.search_count),
+            retry_after=bool(getattr(args, "retry_after", False)),
+        )
+    except ValueError as e:
+        message = str(e)
+        for name in Dialect.__dataclass_fields__:
+            message = message.replace(f"dialect {name}", "--" + name.replace("_", "-"))
+        raise UsageError(message) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """``planrunner sim``: print the base URL first, then serve until interrupted."""
+    from planrunner.sim import Simulator, load_flows
+
+    if not protocol.is_loopback(args.host):
+        raise UsageError(
+            f'--host: the simulator binds to loopback addresses only, not "{args.host}" '
+            "(use 127.0.0.1, ::1 or localhost)"
+        )
+    flows = load_flows(args.flows) if args.flows else []
+    try:
+        faults = Faults.parse(args.fault, latency=args.latency, seed=args.seed)
+    except ValueError as e:
+        raise UsageError(f"--fault: {e}") from None
+    dialect = dialect_from(args)
+    access = args.access_key or os.environ.get("ENOS_ACCESS_KEY") or DEFAULT_ACCESS_KEY
+    secret = args.secret_key or os.environ.get("ENOS_SECRET_KEY") or DEFAULT_SECRET_KEY
+    try:
+        sim = Simulator(
+            flows,
+            host=args.host,
+            port=args.port,
+            access_key=access,
+            secret_key=secret,
+            faults=faults,
+            rate_limit=args.rate_limit,
+            token_ttl=args.token_ttl,
+            dialect=dialect,
+        )
+    except OSError as e:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+    print(sim.url, flush=True)
+    print(
+        f"simulating {len(flows)} listed flows (others accepted for any user), API {dialect.api}, "
+        f"server zone {dialect.server_zone}; Ctrl-C stops",
+        file=sys.stderr,
+    )
+    try:
+        sim.serve()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.close()
+    return 0

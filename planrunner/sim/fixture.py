@@ -1,0 +1,130 @@
+"""The flows fixture: a YAML list of the flows the simulator knows.
+
+Each item: ``flowId`` (required), ``name``, ``owner``, ``orgId``, ``locked``, ``hasTask``,
+``runSeconds``, ``type``, ``fails``, ``timeouts``. Unknown keys and bad values are one-line
+errors naming ``file:line:col``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from planrunner.errors import UsageError
+from planrunner.sim.service import DEFAULT_RUN_SECONDS, SCHEDULING_TYPES, SimFlow
+
+KEYS = (
+    "flowId",
+    "name",
+    "owner",
+    "orgId",
+    "locked",
+    "hasTask",
+    "runSeconds",
+    "type",
+    "fails",
+    "timeouts",
+)
+
+
+class _Bad(Exception):
+    """A bad flow item: ``key`` names where (its value, or the key itself if ``at_key``)."""
+
+    def __init__(self, key: str | None, message: str, *, at_key: bool = False) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
+        self.at_key = at_key
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(item: dict[str, Any], key: str, default: float, top: float = math.inf) -> float:
+    value = item.get(key, default)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= top:
+        limit = f"between 0 and {top:g}" if top < math.inf else ">= 0"
+        raise _Bad(key, f"{key} must be a number {limit}, not {value!r}")
+    return float(value)
+
+
+def _text(item: dict[str, Any], key: str) -> str | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _Bad(key, f"{key} must be a string, not {value!r}")
+    return str(value)
+
+
+def _flag(item: dict[str, Any], key: str, default: bool) -> bool:
+    value = item.get(key, default)
+    if not isinstance(value, bool):
+        raise _Bad(key, f"{key} must be true or false, not {value!r}")
+    return value
+
+
+def _flow(item: dict[str, Any]) -> SimFlow:
+    unknown = sorted(set(item) - set(KEYS))
+    if unknown:
+        known = ", ".join(KEYS)
+        raise _Bad(unknown[0], f"unknown key(s) {', '.join(unknown)} (known: {known})", at_key=True)
+    flow_id = item.get("flowId")
+    if not isinstance(flow_id, int) or isinstance(flow_id, bool) or flow_id < 1:
+        raise _Bad("flowId" if "flowId" in item else None, "flowId must be an integer >= 1")
+    type_ = item.get("type", SCHEDULING_TYPES[0])
+    if not _is_int(type_) or type_ not in SCHEDULING_TYPES:
+        raise _Bad("type", f"type must be 0 (manual), 1 (periodic) or 2 (temporary), not {type_!r}")
+    fails, timeouts = _number(item, "fails", 0.0, 1.0), _number(item, "timeouts", 0.0, 1.0)
+    if fails + timeouts > 1:
+        raise _Bad("timeouts", "fails + timeouts must be at most 1")
+    return SimFlow(
+        flow_id=flow_id,
+        owner=_text(item, "owner"),
+        org_id=_text(item, "orgId"),
+        locked=_flag(item, "locked", False),
+        has_task=_flag(item, "hasTask", True),
+        run_seconds=_number(item, "runSeconds", DEFAULT_RUN_SECONDS),
+        type=type_,
+        fails=fails,
+        timeouts=timeouts,
+        name=_text(item, "name"),
+    )
+
+
+def load_flows(path: str) -> list[SimFlow]:
+    """Read a flows fixture; raise :class:`UsageError` (``file:line:col: message``) if bad."""
+    from planrunner import source
+
+    try:
+        with open(path, "rb") as f:
+            doc = source.load(f.read())
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read flows file: {e.strerror or e}") from None
+    except source.SourceError as e:
+        raise UsageError(f"{path}:{e.mark.line}:{e.mark.col}: {e.message}") from None
+    if doc.problems:
+        _, line = doc.problems[0].render(path, doc)
+        raise UsageError(line)
+    if not isinstance(doc.data, list):
+        raise UsageError(f"{path}:1:1: expected a list of flows")
+    flows: list[SimFlow] = []
+    seen: set[int] = set()
+    for i, item in enumerate(doc.data):
+        if not isinstance(item, dict):
+            mark = doc.locate((i,))
+            raise UsageError(f"{path}:{mark.line}:{mark.col}: expected a mapping (one flow)")
+        try:
+            flow = _flow(item)
+        except _Bad as e:
+            mark = doc.locate((i,) if e.key is None else (i, e.key), key=e.at_key)
+            raise UsageError(f"{path}:{mark.line}:{mark.col}: {e.message}") from None
+        if flow.flow_id in seen:
+            mark = doc.locate((i, "flowId"))
+            raise UsageError(
+                f"{path}:{mark.line}:{mark.col}: flowId {flow.flow_id} is listed twice"
+            )
+        seen.add(flow.flow_id)
+        flows.append(flow)
+    return flows

@@ -1,0 +1,248 @@
+"""What one simulator holds, and the order a request goes through.
+
+Rate limit (HTTP 429), then the gateway (token, signature), then injected faults, then the
+service's rules. Every trigger request whose body names a flow and a time is recorded in
+:attr:`State.triggers`, in arrival order, with the status it was answered: the record tests
+hold "exactly once" against.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from planrunner.sim.faults import AFTER_CREATE_FAULTS, Dialect, Faults, gateway_status
+from planrunner.sim.gateway import Gateway
+from planrunner.sim.reply import DROP, JSON_TYPE, Reply, text_reply
+from planrunner.sim.service import Instance, Service, SimFlow
+
+HTTP_TOO_MANY = 429
+HTTP_UNAVAILABLE = 503
+HTTP_GATEWAY_TIMEOUT = 504
+RETRY_AFTER_FAULT = "0"  # seconds, on an injected 503 when the dialect sends Retry-After
+MIN_RETRY_AFTER = 1  # seconds, on a rate-limit 429 when the dialect sends Retry-After
+
+
+class Route(enum.Enum):
+    """What a request asks for, as the HTTP layer routed it."""
+
+    TOKEN_GET = "token-get"  # noqa: S105 - a route name
+    TOKEN_REFRESH = "token-refresh"  # noqa: S105 - a route name
+    TRIGGER = "trigger"
+    GET_FLOW = "get-flow"
+    GET_INSTANCE = "get-instance"
+    SEARCH = "search"
+    CANCEL = "cancel"
+    TIME_ZONE = "time-zone"
+    CURRENT_TIME = "current-time"
+    UNKNOWN_ACTION = "unknown-action"  # a service path with an action it does not have
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request as received: decoded query, lower-cased header names, exact body bytes."""
+
+    path: str
+    params: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class State:
+    """The gateway, the service, faults, the rate limiter and the trigger log."""
+
+    def __init__(
+        self,
+        flows: Iterable[SimFlow],
+        access_key: str,
+        secret_key: str,
+        faults: Faults,
+        rate_limit: float | None,
+        token_ttl: int,
+        dialect: Dialect,
+    ) -> None:
+        self.dialect = dialect
+        self.faults = faults
+        self.rate_limit = rate_limit
+        self.service = Service(flows, dialect, seed=faults.seed)
+        self.gateway = Gateway(access_key, secret_key, token_ttl, dialect)
+        self.triggers: list[dict[str, Any]] = []
+        self.trigger_count = 0  # trigger requests that reached fault injection
+        self.lookup_count = 0  # Get/Search requests that reached fault injection
+        self.requests = 0
+        self._bucket = rate_limit or 0.0
+        self._bucket_at = time.monotonic()
+        self._bucket_lock = threading.Lock()
+        self._handlers: dict[Route, Callable[[Request], Reply]] = {
+            Route.GET_FLOW: lambda r: self.service.get_flow(r.params),
+            Route.GET_INSTANCE: lambda r: self.service.get_instance(r.params),
+            Route.SEARCH: lambda r: self.service.search(r.params, r.body),
+            Route.CANCEL: lambda r: self.service.cancel(r.params, r.body),
+            Route.TIME_ZONE: lambda r: self.service.time_zone(),
+            Route.CURRENT_TIME: lambda r: self.service.current_time(),
+            Route.UNKNOWN_ACTION: lambda r: self.service.bad_request(),
+        }
+
+    # -- for tests -------------------------------------------------------------------------
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The one lock guarding the service's instances and the trigger log."""
+        return self.service.lock
+
+    @property
+    def instances(self) -> dict[str, Instance]:
+        """Instance id -> the newest instance with that id."""
+        return self.service.instances
+
+    @property
+    def token_log(self) -> list[tuple[str, int]]:
+        """``(path, code)`` of every token request, in order."""
+        return self.gateway.token_log
+
+    def revoke_tokens(self) -> None:
+        """Forget every issued token (as after a gateway restart)."""
+        self.gateway.revoke_tokens()
+
+    def flow(self, flow_id: int) -> SimFlow:
+        """A listed flow, or the permissive default for one that is not."""
+        return self.service.flows.get(flow_id) or SimFlow(flow_id)
+
+    def trigger_log(self) -> list[dict[str, Any]]:
+        """A copy of the trigger log."""
+        with self.lock:
+            return [dict(t) for t in self.triggers]
+
+    # -- the pipeline ----------------------------------------------------------------------
+
+    def _retry_after(self, seconds: str) -> tuple[tuple[str, str], ...]:
+        return (("Retry-After", seconds),) if self.dialect.retry_after else ()
+
+    def admit(self) -> Reply | None:
+        """Token-bucket rate limit: None when admitted, else the gateway's 429."""
+        if not self.rate_limit:
+            return None
+        with self._bucket_lock:
+            now = time.monotonic()
+            self._bucket = min(
+                self.rate_limit, self._bucket + (now - self._bucket_at) * self.rate_limit
+            )
+            self._bucket_at = now
+            if self._bucket >= 1:
+                self._bucket -= 1
+                return None
+            wait = (1 - self._bucket) / self.rate_limit
+        seconds = str(max(MIN_RETRY_AFTER, math.ceil(wait)))
+        return text_reply(HTTP_TOO_MANY, "too many requests", self._retry_after(seconds))
+
+    def handle(self, route: Route, req: Request) -> Reply:
+        """Answer ``req``, routed to ``route``."""
+        with self.lock:
+            self.requests += 1
+        if route is Route.TRIGGER:
+            return self._trigger(req)
+        limited = self.admit()
+        if limited is not None:
+            return limited
+        if route in (Route.TOKEN_GET, Route.TOKEN_REFRESH):
+            return self.gateway.token(req.path, req.body)
+        refused = self.gateway.check(req.headers, req.params, req.body)
+        if refused is not None:
+            return refused
+        if route in (Route.GET_INSTANCE, Route.SEARCH):
+            fault = self._lookup_fault()
+            if fault is not None:
+                return fault
+        return self._handlers[route](req)
+
+    def _lookup_fault(self) -> Reply | None:
+        with self.lock:
+            self.lookup_count += 1
+            kind = self.faults.pick_lookup(self.lookup_count)
+        if kind == "lookup-503":
+            return text_reply(
+                HTTP_UNAVAILABLE, "service unavailable", self._retry_after(RETRY_AFTER_FAULT)
+            )
+        if kind == "lookup-62109":
+            return self.service.server_error()
+        if kind == "lookup-drop":
+            return DROP
+        return None
+
+    def _trigger(self, req: Request) -> Reply:
+        parsed = Service.parse_trigger(req.body)
+        early = self._before_service(req, parsed)
+        if isinstance(early, Reply) or parsed is None:
+            answer = early if isinstance(early, Reply) else self.service.bad_request()
+            self._log(req, parsed, answer, None)
+            return answer
+        user, org = req.params.get("userId", ""), req.params.get("orgId", "")
+        # Creating the instance and logging it are one step: the log never lags an instance.
+        with self.lock:
+            reply, inst = self.service.trigger(user, org, *parsed)
+            if inst is not None and early in AFTER_CREATE_FAULTS:
+                reply = self._after_create(early, reply)
+            self._log(req, parsed, reply, inst)
+        return reply
+
+    def _log(
+        self, req: Request, parsed: tuple[int, int] | None, reply: Reply, inst: Instance | None
+    ) -> None:
+        """Append to the trigger log; a body that names no flow and time is not logged."""
+        if parsed is None:
+            return
+        record = {
+            "flowId": parsed[0],
+            "triggerTime": parsed[1],
+            "userId": req.params.get("userId", ""),
+            "orgId": req.params.get("orgId", ""),
+            "status": reply.log_status,
+            "flowInstanceId": inst.instance_id if inst is not None else None,
+        }
+        with self.lock:
+            self.triggers.append(record)
+
+    def _before_service(self, req: Request, parsed: tuple[int, int] | None) -> Reply | str | None:
+        """The answer given before the service sees the trigger, else the fault kind to apply."""
+        limited = self.admit()
+        if limited is not None:
+            return limited
+        refused = self.gateway.check(req.headers, req.params, req.body)
+        if refused is not None:
+            return refused
+        if parsed is None:
+            return None
+        with self.lock:
+            self.trigger_count += 1
+            fault = self.faults.pick(self.trigger_count)
+        if self.faults.latency:
+            time.sleep(self.faults.latency)
+        status = gateway_status(fault) if fault is not None else None
+        if status is not None:
+            # The gateway answers by itself; the service never sees the trigger.
+            retry = status in (HTTP_TOO_MANY, HTTP_UNAVAILABLE)
+            headers = self._retry_after(RETRY_AFTER_FAULT) if retry else ()
+            return text_reply(status, f"gateway says {status}", headers)
+        if fault == "62109":
+            return self.service.server_error()
+        if fault == "503":
+            retry_after = self._retry_after(RETRY_AFTER_FAULT)
+            return text_reply(HTTP_UNAVAILABLE, "service unavailable", retry_after)
+        return fault
+
+    def _after_create(self, fault: str, reply: Reply) -> Reply:
+        """The answer of a fault that strikes after the instance was created."""
+        if fault == "62109-after-create":
+            return self.service.server_error()
+        if fault == "504-after-create":
+            return text_reply(HTTP_GATEWAY_TIMEOUT, "gateway timeout")
+        if fault == "drop-after-create":
+            return DROP
+        whole = json.dumps(reply.body).encode()  # "malformed": the answer, cut in half
+        return Reply(reply.status, whole[: len(whole) // 2], (("Content-Type", JSON_TYPE),))

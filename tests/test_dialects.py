@@ -1,0 +1,203 @@
+"""Exactly once under every reading of what the vendor leaves undocumented.
+
+Each cell of the matrix is one simulator dialect: API version x server zone x the zone of
+instance-id digits x how Get answers a missing instance x how a second trigger within a
+minute is refused. In each cell, apply runs with every fault at once until done, and the
+simulator's trigger log must show every entry created exactly once and nothing sent for
+an entry whose instance already existed. ``duplicate: none`` is the strictest cell: the
+service refuses nothing, so any second send is a second instance.
+
+CI runs a covering sample (every value of every switch, every pair of API and duplicate
+rule); ``PLANRUNNER_MATRIX=full`` runs all 108 cells.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from planrunner import enos, protocol
+from planrunner.errors import ServiceError
+from planrunner.sim import Dialect, Faults, SimFlow, Simulator
+from testing import duplicates_and_resends, make_client, write_plan
+
+APIS = ("v2.0", "v2.1")
+ZONES = ("GMT+8", "UTC", "GMT-5")
+ID_ZONES = ("utc", "server")
+NOT_FOUND = ("62102", "null", "empty")
+DUPLICATE = ("minute-key", "wall-clock", "none")
+ALL_CELLS = list(itertools.product(APIS, ZONES, ID_ZONES, NOT_FOUND, DUPLICATE))
+FAULTS = [
+    "62109=0.05",
+    "62109-after-create=0.05",
+    "503=0.05",
+    "504-after-create=0.08",
+    "drop-after-create=0.05",
+    "malformed=0.04",
+    "lookup-503=0.1",
+]
+MAX_APPLIES = 4
+FLOWS, PER_FLOW = 3, 8
+
+
+def _sample() -> list[tuple[str, ...]]:
+    """Every (api, duplicate) pair, with the other switches rotated so each value appears."""
+    cells = []
+    for i, (api, dup) in enumerate(itertools.product(APIS, DUPLICATE)):
+        cells.append((api, ZONES[i % 3], ID_ZONES[i % 2], NOT_FOUND[(i + 1) % 3], dup))
+        cells.append((api, ZONES[(i + 1) % 3], ID_ZONES[(i + 1) % 2], NOT_FOUND[i % 3], dup))
+    return cells
+
+
+CELLS = ALL_CELLS if os.environ.get("PLANRUNNER_MATRIX") == "full" else _sample()
+
+
+def hourly_flows(first_id: int) -> str:
+    # Hourly entries: with server-local id digits, the instance 8 h (or 5 h) away exists too.
+    return "".join(
+        f'  - {{name: f{first_id + i}, flowId: {first_id + i}, cron: "0 * * * *", '
+        f"from: 2026-01-01, count: {PER_FLOW}}}\n"
+        for i in range(FLOWS)
+    )
+
+
+def dialect(api: str, zone: str, id_zone: str, not_found: str, duplicate: str) -> Dialect:
+    return Dialect(
+        api=api,
+        server_zone=zone,
+        id_zone=id_zone,
+        not_found=not_found,
+        duplicate=duplicate,
+        duplicate_window=0.2,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("api", "zone", "id_zone", "not_found", "duplicate"), CELLS)
+def test_exactly_once_in_every_dialect(
+    tmp_path: Path, run: Any, sim_env: None, api: str, zone: str, id_zone: str, not_found: str, duplicate: str
+) -> None:
+    cell = f"{api}/{zone}/{id_zone}/{not_found}/{duplicate}"
+    seed = ALL_CELLS.index((api, zone, id_zone, not_found, duplicate))
+    flows = [SimFlow(100 + i, run_seconds=0.01) for i in range(FLOWS)]
+    faults = Faults.parse(FAULTS, seed=seed)
+    with Simulator(flows, faults=faults, dialect=dialect(api, zone, id_zone, not_found, duplicate)) as sim:
+        plan = write_plan(tmp_path, hourly_flows(100), api=api)
+        codes = []
+        for _ in range(MAX_APPLIES):
+            r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--format", "json")
+            codes.append(r.code)
+            if r.code == 0:
+                break
+        assert codes[-1] == 0, f"{cell}: not done after {MAX_APPLIES} applies: {codes} {r.err[-1500:]}"
+        entries = json.loads(r.out)["entries"]
+        expected = {(e["flowId"], e["triggerTime"]) for e in entries}
+        log = sim.triggers()
+    created = {(t["flowId"], t["triggerTime"]) for t in log if t["flowInstanceId"]}
+    faulted = [t for t in log if t["status"] not in (0, protocol.BAD_PARAMETER_OR_DUPLICATE)]
+    assert faulted, f"{cell}: no fault fired: the cell proves nothing"
+    dupes, resends = duplicates_and_resends(log)
+    assert created == expected, f"{cell}: missing {sorted(expected - created)[:3]}"
+    assert not dupes, f"{cell}: created more than once: {dupes[:3]}"
+    assert not resends, f"{cell}: sent again over an existing instance: {resends[:3]}"
+
+
+@pytest.mark.parametrize("zone", ["GMT+8", "GMT-5", "GMT+5:30"])
+def test_the_8_hour_hazard_a_lookup_never_takes_another_hours_instance(zone: str) -> None:
+    """Ids in server-local digits: Get by the UTC-derived id returns the instance of another
+    hour; its flowId matches and only the trigger time, read in the server's zone, tells."""
+    t0 = 1_767_225_600_000  # 2026-01-01T00:00Z
+    offset_ms = int(protocol.server_zone(zone).utcoffset(None).total_seconds() * 1000)  # type: ignore[union-attr]
+    with Simulator(dialect=Dialect(server_zone=zone, id_zone="server")) as sim:
+        c = make_client(sim.url)
+        # The instance whose server-local id digits equal the UTC digits of t0.
+        other = t0 - offset_ms
+        assert c.trigger(7, other).kind is enos.Kind.OK
+        assert protocol.instance_id(7, other, protocol.server_zone(zone)) == protocol.instance_id(7, t0)
+        look = c.find_instance(7, t0)
+        assert look.found is False, look
+        assert c.find_instance(7, other).found is True
+
+
+@pytest.mark.parametrize("not_found", NOT_FOUND)
+@pytest.mark.parametrize("api", APIS)
+def test_every_not_found_form_falls_through_to_search(api: str, not_found: str) -> None:
+    t0 = 1_767_225_600_000
+    with Simulator(dialect=Dialect(api=api, not_found=not_found)) as sim:
+        c = make_client(sim.url, api=protocol.api(api))
+        assert c.find_instance(8, t0) == enos.Lookup(False, None)
+        assert c.trigger(8, t0 + 12_000).kind is enos.Kind.OK
+        # Found to the second: the string time keeps the seconds; a time 1 s off is not it.
+        assert c.find_instance(8, t0 + 12_000).found is True
+        assert c.find_instance(8, t0 + 13_000).found is False
+
+
+def test_a_string_trigger_time_is_read_in_the_server_zone_never_as_utc() -> None:
+    t0 = 1_767_225_600_000
+    with Simulator(dialect=Dialect(server_zone="GMT+8")) as sim:
+        c = make_client(sim.url)
+        assert c.trigger(9, t0).kind is enos.Kind.OK
+        got = c.get_instance(protocol.instance_id(9, t0))
+        assert got.data["triggerTime"] == "2026-01-01 08:00:00"
+        assert c.find_instance(9, t0).found is True
+        # A client told the wrong zone must not find it (and must not take another instance).
+        wrong = make_client(sim.url, server_zone=protocol.server_zone("UTC"))
+        assert wrong.find_instance(9, t0).found is False
+
+
+def test_62109_on_trigger_is_looked_up_before_anything_is_sent_again(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    faults = Faults.parse(["62109-after-create@1,3,5"])
+    with Simulator(faults=faults, dialect=Dialect(duplicate="none")) as sim:
+        plan = write_plan(tmp_path, hourly_flows(300))
+        r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--format", "json")
+        assert r.code == 0, r.err
+        doc = json.loads(r.out)
+        assert doc["summary"].get("reconciled") == 3, doc["summary"]
+        dupes, resends = duplicates_and_resends(sim.triggers())
+        assert not dupes and not resends
+
+
+def test_auth_failure_in_a_200_body_is_an_auth_failure() -> None:
+    with Simulator(dialect=Dialect(auth_failure="body")) as sim:
+        c = make_client(sim.url)
+        assert c.trigger(1, 1_767_225_600_000).kind is enos.Kind.OK
+        sim.state.revoke_tokens()
+        # The body says the token is refused: the client refreshes once and succeeds.
+        assert c.trigger(1, 1_767_225_660_000).kind is enos.Kind.OK
+        token_calls = len(sim.state.token_log)
+        bad = make_client(sim.url)
+        bad.token()
+        bad._creds = enos.Credentials("sim-access-key", "wrong")  # signatures now fail
+        # 497 in a 200 body: an auth failure, so one token refresh (refused: wrong secret).
+        with pytest.raises(ServiceError, match="access token"):
+            bad.trigger(1, 1_767_225_720_000)
+        assert len(sim.state.token_log) > token_calls + 1
+
+
+def test_62102_not_found_waits_out_the_minute_rule_and_sends_once_more(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    """wall-clock: a second trigger of a flow within the window is refused whatever its time."""
+    with Simulator(dialect=Dialect(duplicate="wall-clock", duplicate_window=0.2)) as sim:
+        plan = write_plan(tmp_path, hourly_flows(400))
+        r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--format", "json")
+        assert r.code == 0, r.err
+        log = sim.triggers()
+        refused = [t for t in log if t["status"] == protocol.BAD_PARAMETER_OR_DUPLICATE]
+        assert refused, "the wall-clock rule never refused: the test proves nothing"
+        dupes, resends = duplicates_and_resends(log)
+        assert not dupes and not resends
+        assert json.loads(r.out)["summary"] == {"triggered": FLOWS * PER_FLOW}
+
+
+def test_sampled_cells_cover_every_value() -> None:
+    for i, values in enumerate((APIS, ZONES, ID_ZONES, NOT_FOUND, DUPLICATE)):
+        assert {c[i] for c in _sample()} == set(values)
+    assert len(ALL_CELLS) == 108
