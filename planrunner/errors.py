@@ -1,4 +1,4 @@
-"""Expected failures, each carrying the exit code DESIGN.md section 3 gives it.
+"""Expected failures, each carrying its documented exit code (README, "Exit codes").
 
 Library code raises these; only ``cli.py`` turns them into text and an exit code.
 """
@@ -10,6 +10,7 @@ EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_LEDGER = 3
 EXIT_PENDING = 4
+EXIT_INTERNAL = 70  # a bug: the last-resort handler in cli.py
 EXIT_INTERRUPTED = 130
 
 
@@ -49,9 +50,3 @@ class ServiceError(PlanrunnerError):
     """A run-stopping failure talking to the service (network, authentication)."""
 
     exit_code = EXIT_FAILED
-
-
-class Interrupted(PlanrunnerError):
-    """Ctrl-C: sending stopped, what was in flight is recorded."""
-
-    exit_code = EXIT_INTERRUPTED

@@ -13,25 +13,42 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from planrunner import log, times
-from planrunner.errors import LedgerError, LedgerLocked
-from planrunner.report import Outcome
+from planrunner.errors import LedgerError, LedgerLocked, UsageError
+from planrunner.outcome import KeyStatus, Outcome, Status
 
-EVENTS = ("intent", "triggered", "failed", "unknown", "reconciled")
+EVENTS = ("intent", "triggered", "failed", "unknown", "reconciled", "aborted", "cancelled")
 _REQUIRED = ("v", "event", "key", "flowId", "orgId", "triggerTime", "attempt", "at")
+SIM_GATEWAY = "sim"  # the ``gateway`` of records written by ``--sim`` runs
 
-DONE = "done"
-UNKNOWN = "unknown"
-FAILED = "failed"
-PENDING = "pending"
+DONE = KeyStatus.DONE
+UNKNOWN = KeyStatus.UNKNOWN
+FAILED = KeyStatus.FAILED
+PENDING = KeyStatus.PENDING
+CANCELLED = KeyStatus.CANCELLED
+
+
+class Ref(Protocol):
+    """What a record is about: one key (an ``Entry`` is one)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def flow_id(self) -> int: ...
+    @property
+    def org_id(self) -> str: ...
+    @property
+    def trigger_time(self) -> int: ...
 
 
 def default_path(plan_path: str) -> str:
@@ -66,6 +83,52 @@ def record(
     return rec
 
 
+# One constructor per event (DESIGN section 4's table); ``record`` writes the common fields.
+
+
+def _rec(event: str, ref: Ref, attempt: str, gateway: str, **extra: Any) -> dict[str, Any]:
+    return record(
+        event, ref.key, ref.flow_id, ref.org_id, ref.trigger_time, attempt, gateway=gateway, **extra
+    )
+
+
+def intent(ref: Ref, attempt: str, *, gateway: str, flow: str, run: str) -> dict[str, Any]:
+    """Written and made durable before the request is sent."""
+    return _rec("intent", ref, attempt, gateway, flow=flow, run=run)
+
+
+def triggered(ref: Ref, attempt: str, *, gateway: str, flow_instance_id: str | None) -> dict[str, Any]:
+    """The service answered success."""
+    return _rec("triggered", ref, attempt, gateway, flowInstanceId=flow_instance_id)
+
+
+def failed(ref: Ref, attempt: str, *, gateway: str, code: int | None, msg: str) -> dict[str, Any]:
+    """The service answered an error; retries are spent."""
+    return _rec("failed", ref, attempt, gateway, code=code, msg=msg)
+
+
+def unknown(ref: Ref, attempt: str, *, gateway: str, reason: str) -> dict[str, Any]:
+    """No definite answer: the request may have been acted on."""
+    return _rec("unknown", ref, attempt, gateway, reason=reason)
+
+
+def reconciled(
+    ref: Ref, attempt: str, *, gateway: str, found: bool, flow_instance_id: str | None
+) -> dict[str, Any]:
+    """The attempt was looked up on the service."""
+    return _rec("reconciled", ref, attempt, gateway, found=found, flowInstanceId=flow_instance_id)
+
+
+def aborted(ref: Ref, attempt: str, *, gateway: str, reason: str) -> dict[str, Any]:
+    """The run stopped after the intent and before the request left."""
+    return _rec("aborted", ref, attempt, gateway, reason=reason)
+
+
+def cancelled(ref: Ref, attempt: str, *, gateway: str, flow_instance_id: str) -> dict[str, Any]:
+    """``planrunner cancel`` cancelled the key's instance."""
+    return _rec("cancelled", ref, attempt, gateway, flowInstanceId=flow_instance_id)
+
+
 def encode(records: Iterable[dict[str, Any]]) -> bytes:
     """Records as compact UTF-8 JSON lines, each ending in a newline."""
     return b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records)
@@ -77,24 +140,30 @@ class KeyState:
 
     done: bool = False
     flow_instance_id: str | None = None
-    intents: set[str] = field(default_factory=set)
+    intents: dict[str, str] = field(default_factory=dict)  # attempt -> its intent's ``at``
     closed: set[str] = field(default_factory=set)
     failed: bool = False
     error: str | None = None
 
     @property
-    def status(self) -> str:
-        """done, unknown, failed or pending, as DESIGN.md section 4 defines them."""
+    def status(self) -> KeyStatus:
+        """done, unknown, failed or pending, as docs/ledger.md defines them."""
         if self.done:
             return DONE
-        if self.intents - self.closed:
+        if self.intents.keys() - self.closed:
             return UNKNOWN
         return FAILED if self.failed else PENDING
 
     @property
     def open_attempts(self) -> set[str]:
         """Attempts with an intent and no outcome yet."""
-        return self.intents - self.closed
+        return set(self.intents.keys() - self.closed)
+
+    @property
+    def last_intent_at(self) -> str | None:
+        """The ``at`` of the newest open intent (RFC 3339 UTC sorts as text)."""
+        open_ = self.open_attempts
+        return max((self.intents[a] for a in open_), default=None)
 
     def add(self, rec: dict[str, Any]) -> None:
         """Fold one record in."""
@@ -103,29 +172,39 @@ class KeyState:
             return  # done is absorbing: any triggered or found attempt settles the key
         attempt = rec["attempt"]
         if event == "intent":
-            self.intents.add(attempt)
+            self.intents[attempt] = str(rec.get("at", ""))
         elif event == "triggered":
-            self.done = True
-            self.flow_instance_id = rec.get("flowInstanceId")
-            self.intents = set()
-            self.closed = set()
+            self._settle(rec)
         elif event == "failed":
             self.closed.add(attempt)
             self.failed = True
-            self.error = f"{rec.get('code')}: {rec.get('msg')}"
+            self.error = f"{_text(rec.get('code'))}: {_text(rec.get('msg'))}"
         elif event == "reconciled":
             if rec.get("found") is True:
-                self.done = True
-                self.flow_instance_id = rec.get("flowInstanceId")
-                self.intents = set()
-                self.closed = set()
+                self._settle(rec)
             else:
                 self.closed.add(attempt)
+        elif event == "aborted":
+            self.closed.add(attempt)  # nothing left the machine: the key is as it was
         # "unknown" records say why an attempt is open; the open intent already says it is.
+
+    def _settle(self, rec: dict[str, Any]) -> None:
+        self.done = True
+        iid = rec.get("flowInstanceId")
+        self.flow_instance_id = iid if isinstance(iid, str) else None
+        self.intents = {}
+        self.closed = set()
+
+
+def _text(value: object) -> str:
+    """A ledger field for a message: absent or null reads as "none", never Python's None."""
+    return "none" if value is None else str(value)
 
 
 _REQUIRED_SET = frozenset(_REQUIRED)
 _EVENT_SET = frozenset(EVENTS)
+_FIELD_TYPES = {"key": str, "flowId": int, "orgId": str, "triggerTime": int, "attempt": str}
+_CONFLICT_MARKERS = (b"<<<<<<<", b"=======", b">>>>>>>")
 
 
 def _corrupt(path: str, number: int, why: str) -> LedgerError:
@@ -133,29 +212,38 @@ def _corrupt(path: str, number: int, why: str) -> LedgerError:
 
 
 def _check(path: str, number: int, rec: Any) -> None:
+    """Raise for a record that is not one this version writes (exit 3, with its line)."""
     if not isinstance(rec, dict) or not rec.keys() >= _REQUIRED_SET:
         raise _corrupt(path, number, "missing fields")
-    if rec["v"] != 1 or rec["event"] not in _EVENT_SET or not isinstance(rec["key"], str):
+    if rec["v"] != 1 or rec["event"] not in _EVENT_SET:
         raise LedgerError(
             f"{path}:{number}: unsupported ledger record (v={rec['v']!r}, event={rec['event']!r})"
         )
+    for name, kind in _FIELD_TYPES.items():
+        value = rec[name]
+        if type(value) is not kind:
+            raise _corrupt(path, number, f'"{name}" is {type(value).__name__}, not {kind.__name__}')
 
 
 class Folded:
     """Per-key states of a ledger. Done keys (the bulk of a long ledger) cost one dict slot."""
 
-    __slots__ = ("done", "open", "torn_at", "torn_line")
+    __slots__ = ("cancelled", "done", "ignored", "open", "orphans", "torn_at", "torn_line")
 
     def __init__(self) -> None:
+        # Keys outside the plan under ``orphans_of`` prefixes: key -> state (few, usually).
+        self.orphans: dict[str, KeyState] = {}
         self.done: dict[str, str | None] = {}  # key -> flowInstanceId
+        self.cancelled: set[str] = set()  # done keys whose instance ``cancel`` cancelled
         self.open: dict[str, KeyState] = {}  # keys not done: unknown, failed or pending
+        self.ignored = 0  # records of the other kind of run (simulator vs real), not counted
         self.torn_at: int | None = None
         self.torn_line: int | None = None
 
-    def status(self, key: str) -> str:
-        """done, unknown, failed or pending."""
+    def status(self, key: str) -> KeyStatus:
+        """done, cancelled, unknown, failed or pending."""
         if key in self.done:
-            return DONE
+            return CANCELLED if key in self.cancelled else DONE
         state = self.open.get(key)
         return state.status if state is not None else PENDING
 
@@ -166,22 +254,56 @@ class Folded:
         return self.open.get(key) or KeyState()
 
 
-def fold(path: str, keys: set[str] | None = None) -> Folded:
-    """Stream the ledger into per-key states (only ``keys`` when given); never skips a bad line.
-
-    A last line without its newline is a torn write: it is noted (``torn_line``), not folded.
-    """
-    out = Folded()
-    done, open_ = out.done, out.open
-    lone: dict[str, str] = {}  # keys whose only record so far is one intent: key -> attempt
-    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+def _open_for_reading(path: str) -> Any:
+    """The ledger opened for reading (None when it does not exist), never blocking on a
+    FIFO: a directory, FIFO or other non-regular file is :class:`LedgerError` (exit 3)."""
     try:
-        f = open(path, "rb")  # noqa: SIM115 - closed by the with below
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        return out
+        return None
     except OSError as e:
         raise LedgerError(f"{path}: cannot read ledger: {e.strerror or e}") from None
-    offset = number = 0
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError as e:
+        os.close(fd)
+        raise LedgerError(f"{path}: cannot read ledger: {e.strerror or e}") from None
+    if stat.S_ISDIR(mode):
+        os.close(fd)
+        raise LedgerError(f"{path}: the ledger is a directory")
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise LedgerError(f"{path}: the ledger is {kind}; refusing it")
+    return os.fdopen(fd, "rb")
+
+
+def fold(
+    path: str,
+    keys: set[str] | None = None,
+    *,
+    sim: bool = False,
+    orphans_of: set[str] | None = None,
+) -> Folded:
+    """Stream the ledger into per-key states (only ``keys`` when given); never skips a bad line.
+
+    With ``orphans_of`` (key prefixes ``orgId/flowId/``), keys not in ``keys`` under those
+    prefixes are folded too, into ``Folded.orphans``: what the ledger holds that the plan
+    no longer yields.
+
+    Records of simulator runs (``gateway: sim``) count only when ``sim`` is true, and real
+    ones only when it is false: a demo can never mark a real entry done. A last line
+    without its newline is a torn write: it is noted (``torn_line``), not folded.
+    """
+    out = Folded()
+    done, open_, cancelled = out.done, out.open, out.cancelled
+    # Keys whose only record so far is one intent: key -> (attempt, at).
+    lone: dict[str, tuple[str, str]] = {}
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    f = _open_for_reading(path)
+    if f is None:
+        return out
+    offset = number = ignored = 0
     with f:
         # One loop with everything inlined: this runs once per line of a ledger that may
         # hold millions of records.
@@ -196,54 +318,92 @@ def fold(path: str, keys: set[str] | None = None) -> Folded:
             try:
                 rec = loads(line)
             except decode_error:
+                if line.startswith(_CONFLICT_MARKERS):
+                    raise LedgerError(
+                        f"{path}:{number}: git conflict marker in the ledger; ledgers merge "
+                        'without conflicts with "*.ledger.jsonl merge=union" in .gitattributes: '
+                        "keep both sides' lines and delete the marker lines"
+                    ) from None
                 raise _corrupt(path, number, "not JSON") from None
             if (
                 type(rec) is not dict
                 or not rec.keys() >= _REQUIRED_SET
                 or rec["v"] != 1
                 or rec["event"] not in _EVENT_SET
+                or type(rec["key"]) is not str
+                or type(rec["attempt"]) is not str
+                or type(rec["triggerTime"]) is not int
             ):
                 _check(path, number, rec)
-            key = rec["key"]
-            if key in done or (keys is not None and key not in keys):
-                if type(key) is not str:
-                    _check(path, number, rec)
+            if (rec.get("gateway") == SIM_GATEWAY) is not sim:
+                ignored += 1
                 continue
+            key = rec["key"]
             event = rec["event"]
+            if event == "cancelled":
+                if (
+                    keys is None
+                    or key in keys
+                    or (orphans_of and key[: key.rfind("/") + 1] in orphans_of)
+                ):
+                    cancelled.add(key)
+                continue
+            if key in done:
+                continue
+            if keys is not None and key not in keys:
+                if orphans_of and key[: key.rfind("/") + 1] in orphans_of:
+                    out.orphans.setdefault(key, KeyState()).add(rec)
+                continue
             if event == "triggered":  # the common case, settled without a state object
-                done[key] = rec.get("flowInstanceId")
+                iid = rec.get("flowInstanceId")
+                done[key] = iid if type(iid) is str else None
                 lone.pop(key, None)
                 open_.pop(key, None)
                 continue
             state = open_.get(key)
             if state is None:
-                if type(key) is not str:
-                    _check(path, number, rec)
                 if event == "intent" and key not in lone:
-                    lone[key] = rec["attempt"]  # most intents meet their result next: no state yet
+                    # Most intents meet their result next: no state object yet.
+                    lone[key] = (rec["attempt"], str(rec.get("at", "")))
                     continue
                 state = open_[key] = KeyState()
                 if key in lone:
-                    state.intents.add(lone.pop(key))
+                    attempt, at = lone.pop(key)
+                    state.intents[attempt] = at
             state.add(rec)
             if state.done:
                 done[key] = state.flow_instance_id
                 del open_[key]
-    for key, attempt in lone.items():
-        open_[key] = KeyState(intents={attempt})
+    for key, (attempt, at) in lone.items():
+        open_[key] = KeyState(intents={attempt: at})
+    cancelled &= done.keys() | {k for k, st in out.orphans.items() if st.done}
+    out.ignored = ignored
     return out
 
 
-def plan_outcomes(path: str, keys: set[str]) -> PlanOutcomes:
-    """What ``plan`` shows per key: done, retry or unknown (pending keys have none)."""
-    folded = fold(path, keys)
+def plan_outcomes(
+    ledger: Backend | str,
+    keys: set[str],
+    *,
+    sim: bool = False,
+    orphans_of: set[str] | None = None,
+) -> PlanOutcomes:
+    """What ``plan`` shows per key: done, cancelled, retry or unknown (pending keys have none)."""
+    backend = FileLedger(ledger) if isinstance(ledger, str) else ledger
+    folded = backend.fold(keys, sim=sim, orphans_of=orphans_of)
     if folded.torn_line is not None:
         log.get("ledger").warning(
             "ledger has an incomplete last line (an apply may be writing); ignoring it",
-            ledger=path,
+            ledger=backend.name,
             line=folded.torn_line,
         )
     return PlanOutcomes(folded)
+
+
+def _key_order(key: str) -> tuple[int, str]:
+    """Sort keys by trigger time, then the rest."""
+    head, _, tail = key.rpartition("/")
+    return (int(tail) if tail.isdigit() else 0, head)
 
 
 class PlanOutcomes(Mapping[str, "Outcome"]):
@@ -252,17 +412,34 @@ class PlanOutcomes(Mapping[str, "Outcome"]):
     def __init__(self, folded: Folded) -> None:
         self._folded = folded
 
+    @property
+    def folded(self) -> Folded:
+        """The fold this view reads."""
+        return self._folded
+
+    def orphans(self) -> list[tuple[str, str, str | None]]:
+        """(key, status, flowInstanceId) of done or unknown keys the plan no longer yields."""
+        out = []
+        for key, state in sorted(self._folded.orphans.items(), key=lambda kv: _key_order(kv[0])):
+            if state.done:
+                status = Status.CANCELLED if key in self._folded.cancelled else Status.DONE
+                out.append((key, str(status), state.flow_instance_id))
+            elif state.status == UNKNOWN:
+                out.append((key, str(Status.UNKNOWN), None))
+        return out
+
     def get(self, key: str, default: Any = None) -> Any:
         folded = self._folded
         if key in folded.done:
-            return Outcome("done", folded.done[key])
+            status = Status.CANCELLED if key in folded.cancelled else Status.DONE
+            return Outcome(status, folded.done[key])
         state = folded.open.get(key)
         if state is not None:
-            status = state.status
-            if status == UNKNOWN:
-                return Outcome("unknown")
-            if status == FAILED:
-                return Outcome("retry", None, state.error)
+            key_status = state.status
+            if key_status == UNKNOWN:
+                return Outcome(Status.UNKNOWN)
+            if key_status == FAILED:
+                return Outcome(Status.RETRY, None, state.error)
         return default
 
     def __getitem__(self, key: str) -> Outcome:
@@ -283,60 +460,147 @@ class PlanOutcomes(Mapping[str, "Outcome"]):
 
 
 class Lock:
-    """An exclusive ``flock`` on ``<ledger>.lock``, released by the OS if the process dies."""
+    """An exclusive lock on the ledger *file*, released by the OS if the process dies.
+
+    Two ``flock`` s, both never taken through a symlink: first on ``<ledger>.lock`` beside the
+    name (it holds the holder's pid, host, run and start for the "locked by" message, and it
+    outlives ``ledger compact``'s rename), then on the ledger file itself, so that two names
+    for one file (a symlink or a hard link) are one lock. A ledger path that is a symlink, a
+    directory, a FIFO or another non-regular file, or that cannot be written, is refused
+    here, before anything is sent (exit 3).
+    """
 
     def __init__(self, ledger_path: str, run_id: str) -> None:
+        self.ledger_path = ledger_path
         self.path = ledger_path + ".lock"
         self.run_id = run_id
         self._fd: int | None = None
+        self._ledger_fd: int | None = None
 
     def acquire(self, timeout: float) -> None:
         """Take the lock, waiting up to ``timeout`` seconds; else :class:`LedgerLocked`."""
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise LedgerError(f"{self.path}: cannot open lock file: {e.strerror or e}") from None
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    os.close(fd)
-                    raise LedgerError(f"{self.path}: cannot lock: {e.strerror}") from None
-                if time.monotonic() >= deadline:
+        fd = _open_regular(self.path, os.O_RDWR | os.O_CREAT, "lock file")
+        try:
+            if not _flock_until(fd, deadline):
+                holder = _read_holder(fd)
+                for _ in range(10):
+                    # The holder writes its details just after locking; give it a moment.
+                    if holder != _UNKNOWN_HOLDER:
+                        break
+                    time.sleep(0.05)
                     holder = _read_holder(fd)
-                    for _ in range(10):
-                        # The holder writes its details just after locking; give it a moment.
-                        if holder != _UNKNOWN_HOLDER:
-                            break
-                        time.sleep(0.05)
-                        holder = _read_holder(fd)
-                    os.close(fd)
-                    raise LedgerLocked(
-                        f"ledger {self.path[: -len('.lock')]} is locked by another apply ({holder})"
-                    ) from None
-                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "run": self.run_id,
-            "started": times.format_utc(time.time_ns() // 1_000_000),
-        }
-        data = (json.dumps(info) + "\n").encode()
-        # Overwrite, then cut: the file is never empty for a waiting apply to read.
-        os.pwrite(fd, data, 0)
-        os.ftruncate(fd, len(data))
+                raise LedgerLocked(
+                    f"ledger {self.ledger_path} is locked by another apply ({holder})"
+                )
+            self._ledger_fd = self._lock_file(deadline)
+            info = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "run": self.run_id,
+                "started": times.format_utc(time.time_ns() // 1_000_000),
+            }
+            data = (json.dumps(info) + "\n").encode()
+            try:
+                # Overwrite, then cut: the file is never empty for a waiting apply to read.
+                os.pwrite(fd, data, 0)
+                os.ftruncate(fd, len(data))
+            except OSError as e:
+                raise LedgerError(
+                    f"{self.path}: cannot write lock file: {e.strerror or e}"
+                ) from None
+        except BaseException:
+            self._fd = fd
+            self.release()
+            raise
         self._fd = fd
 
+    def _lock_file(self, deadline: float) -> int:
+        """Lock the ledger file itself (the same inode under every name); its descriptor."""
+        # A plan reading the holder takes a shared lock for an instant: a short grace.
+        deadline = max(deadline, time.monotonic() + 0.5)
+        while True:
+            fd = _open_regular(
+                self.ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "ledger", writing=True
+            )
+            try:
+                if not _flock_until(fd, deadline):
+                    raise LedgerLocked(
+                        f"ledger {self.ledger_path} is locked by another apply, through "
+                        "another name for the same file (a symlink or a hard link)"
+                    )
+                try:
+                    now = os.stat(self.ledger_path, follow_symlinks=False)
+                except FileNotFoundError:
+                    now = None
+                mine = os.fstat(fd)
+                if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+                    return fd
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)  # replaced while we waited (ledger compact): lock the new file
+
+    def __enter__(self) -> Lock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
     def release(self) -> None:
-        """Drop the lock (the file stays; deleting it would race with a waiting apply)."""
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        """Drop the lock (the files stay; deleting one would race with a waiting apply)."""
+        for name in ("_ledger_fd", "_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                setattr(self, name, None)
+
+
+def _open_regular(path: str, flags: int, what: str, *, writing: bool = False) -> int:
+    """Open ``path`` (mode 0600 when created) without following a symlink or blocking on a
+    FIFO; refuse anything but a regular file. :class:`LedgerError` (exit 3) otherwise."""
+    flags |= os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            why = "is a symbolic link; refusing to follow it (give the real path)"
+        elif e.errno == errno.EISDIR:
+            why = "is a directory, not a file"
+        elif e.errno == errno.ENXIO:
+            why = "is a FIFO or a socket, not a file"
+        elif writing:
+            why = f"cannot open the ledger for writing: {e.strerror or e}"
+        else:
+            why = f"cannot open {what}: {e.strerror or e}"
+        raise LedgerError(f"{path}: {why}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError as e:
+        os.close(fd)
+        raise LedgerError(f"{path}: cannot read {what}: {e.strerror or e}") from None
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise LedgerError(f"{path}: the {what} is {kind}; refusing it")
+    return fd
+
+
+def _flock_until(fd: int, deadline: float) -> bool:
+    """An exclusive ``flock`` on ``fd``, retried until ``deadline``; False when still held."""
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise LedgerError(f"cannot lock the ledger: {e.strerror or e}") from None
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
 
 _UNKNOWN_HOLDER = "holder unknown"
@@ -355,12 +619,7 @@ class Writer:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        try:
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise LedgerError(
-                f"{path}: cannot open ledger for writing: {e.strerror or e}"
-            ) from None
+        self._fd = _open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "ledger", writing=True)
         self._cv = threading.Condition()
         self._pending: list[bytes] = []
         self._queued = 0
@@ -399,9 +658,17 @@ class Writer:
                         self._durable = upto
                     self._cv.notify_all()
 
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
-        """Close the file."""
-        os.close(self._fd)
+        """Close the file (once)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -415,10 +682,224 @@ def repair_tail(path: str, folded: Folded) -> None:
     """Cut off a torn last line (call under the lock); warns with its line number."""
     if folded.torn_at is None:
         return
-    with open(path, "r+b") as f:
-        f.truncate(folded.torn_at)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            os.ftruncate(fd, folded.torn_at)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        # Read-only, append-only (chattr +a) or immutable: say what to do, no traceback.
+        raise LedgerError(
+            f"{path}:{folded.torn_line}: cannot cut off the incomplete last line a crash left "
+            f"({e.strerror or e}); make the ledger writable, or cut the file to "
+            f"{folded.torn_at} bytes by hand"
+        ) from None
     log.get("ledger").warning(
         "cut off an incomplete last ledger line left by a crash", ledger=path, line=folded.torn_line
     )
+
+
+# -- backends --------------------------------------------------------------------------------
+
+
+class Sink(Protocol):
+    """Where a run's records go: ``append`` returns once they are durable."""
+
+    fsyncs: int
+
+    def append(self, records: Iterable[dict[str, Any]]) -> None: ...
+
+
+class Backend(Protocol):
+    """A ledger: the JSON-lines file (:class:`FileLedger`) or a PostgreSQL table.
+
+    Everything above this interface (plan, apply, status, cancel, the ledger commands) is
+    the same code for both.
+    """
+
+    @property
+    def name(self) -> str:
+        """What to call it in output (a path, or a URL with its password masked)."""
+        ...
+
+    def fold(
+        self,
+        keys: set[str] | None = None,
+        *,
+        sim: bool = False,
+        orphans_of: set[str] | None = None,
+    ) -> Folded:
+        """Per-key states, for ``keys`` only when given (see :func:`fold` for ``orphans_of``)."""
+        ...
+
+    def lock(self, run_id: str, flows: Iterable[tuple[str, int]], timeout: float) -> AbstractContextManager[object]:
+        """Exclusive right to send for ``flows`` ((orgId, flowId) pairs) for a whole run."""
+        ...
+
+    def holder(self) -> str | None:
+        """Who holds the lock now, if anyone (for ``plan``'s note)."""
+        ...
+
+    def repair(self, folded: Folded) -> None:
+        """Cut what a crash left half-written (under the lock)."""
+        ...
+
+    def writer(self) -> AbstractContextManager[Sink]:
+        """A durable appender for one run."""
+        ...
+
+    def records(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every record with where it is (``path:line``), in stored order."""
+        ...
+
+    def add(self, records: Iterable[dict[str, Any]]) -> int:
+        """Add records not already present (idempotent); returns how many were added."""
+        ...
+
+
+def identity(rec: dict[str, Any]) -> bytes:
+    """A record's identity for idempotent import: its canonical JSON."""
+    return orjson.dumps(rec, option=orjson.OPT_SORT_KEYS)
+
+
+class _LockAndRepair:
+    def __init__(self, lock: Lock, timeout: float) -> None:
+        self._lock = lock
+        self._timeout = timeout
+
+    def __enter__(self) -> Lock:
+        self._lock.acquire(self._timeout)
+        return self._lock
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+class FileLedger:
+    """The JSON-lines file ledger (the default)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    @property
+    def name(self) -> str:
+        """The file's path."""
+        return self.path
+
+    def fold(
+        self,
+        keys: set[str] | None = None,
+        *,
+        sim: bool = False,
+        orphans_of: set[str] | None = None,
+    ) -> Folded:
+        """Stream the file into per-key states."""
+        return fold(self.path, keys, sim=sim, orphans_of=orphans_of)
+
+    def lock(
+        self, run_id: str, flows: Iterable[tuple[str, int]], timeout: float
+    ) -> AbstractContextManager[object]:
+        """One lock for the whole file, whatever the flows."""
+        del flows
+        return _LockAndRepair(Lock(self.path, run_id), timeout)
+
+    def holder(self) -> str | None:
+        """The lock holder named in ``LEDGER.lock`` while the lock is held."""
+        return lock_holder(self.path)
+
+    def repair(self, folded: Folded) -> None:
+        """Cut a torn last line."""
+        repair_tail(self.path, folded)
+
+    def writer(self) -> AbstractContextManager[Sink]:
+        """An ``O_APPEND`` group-committing writer."""
+        return Writer(self.path)
+
+    def records(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every whole record with ``path:line``; a torn last line is left out."""
+        f = _open_for_reading(self.path)
+        if f is None:
+            return
+        with f:
+            for number, line in enumerate(f, 1):
+                if line[-1:] != b"\n" or line == b"\n":
+                    continue
+                try:
+                    rec = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    raise _corrupt(self.path, number, "not JSON") from None
+                _check(self.path, number, rec)
+                yield f"{self.path}:{number}", rec
+
+    def add(self, records: Iterable[dict[str, Any]]) -> int:
+        """Append the records the file does not hold yet, durably."""
+        seen = {identity(rec) for _, rec in self.records()}
+        new = []
+        for rec in records:
+            ident = identity(rec)
+            if ident not in seen:
+                seen.add(ident)
+                new.append(rec)
+        if new:
+            with Writer(self.path) as w:
+                w.append(new)
+        return len(new)
+
+
+def lock_holder(ledger_path: str) -> str | None:
+    """Who holds ``LEDGER.lock`` now, or None when nobody does (never blocks)."""
+    try:
+        fd = os.open(ledger_path + ".lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        fd = -1
+    if fd >= 0:
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return _read_holder(fd)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+    # The lock is the file's: an apply may hold it through another name (link or symlink).
+    try:
+        fd = os.open(ledger_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return "an apply through another name for this file (a symlink or a hard link)"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres(spec: str) -> bool:
+    """Whether a ``--ledger`` value names a PostgreSQL ledger."""
+    return spec.startswith(POSTGRES_SCHEMES)
+
+
+def open_ledger(spec: str) -> Backend:
+    """The ledger a ``--ledger`` value (or a default path) names."""
+    if is_postgres(spec):
+        import importlib
+
+        try:
+            pgledger = importlib.import_module("planrunner.pgledger")
+        except ModuleNotFoundError as e:
+            raise UsageError(
+                f"a PostgreSQL ledger needs the postgres extra: pip install 'planrunner[postgres]' ({e.name} is missing)"
+            ) from None
+        backend: Backend = pgledger.PostgresLedger(spec)
+        return backend
+    return FileLedger(spec)

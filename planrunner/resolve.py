@@ -23,13 +23,6 @@ class Entry(NamedTuple):
     offset: int  # the flow zone's UTC offset at trigger_time, in ms, for display
     key: str  # the ledger key, ``orgId/flowId/triggerTime``
 
-    @classmethod
-    def create(cls, trigger_time: int, flow_id: int, flow: str, org_id: str, offset: int) -> Entry:
-        """An entry with its ledger key."""
-        return cls(
-            trigger_time, flow_id, flow, org_id, offset, f"{org_id}/{flow_id}/{trigger_time}"
-        )
-
     @property
     def local_time(self) -> str:
         """RFC 3339 time in the flow's zone."""

@@ -9,7 +9,7 @@ import pytest
 
 from planrunner import __version__
 from planrunner.cli import build_parser
-from tests.conftest import ROOT, run_process, write_plan
+from testing import ROOT, run_process, write_plan
 
 EXAMPLE = str(ROOT / "plans" / "example.yaml")
 
@@ -27,7 +27,18 @@ def test_json_output_has_the_documented_shape(run) -> None:
     )
     assert r.code == 0
     doc = json.loads(r.out)
-    assert list(doc) == ["plan", "ledger", "now", "entries", "summary"]
+    assert list(doc) == [
+        "formatVersion",
+        "plan",
+        "ledger",
+        "now",
+        "selection",
+        "entries",
+        "orphans",
+        "summary",
+        "error",
+    ]
+    assert doc["formatVersion"] == 1 and doc["error"] is None
     assert doc["now"] == 1764080000000
     first = doc["entries"][0]
     assert first == {
@@ -116,7 +127,8 @@ def test_markdown_stays_under_60000_characters(tmp_path: Path, run, flows: int) 
 def test_markdown_folds_long_runs(run) -> None:
     r = run("plan", EXAMPLE, "--format", "markdown")
     assert "| | … 26 more pending … | | |" in r.out
-    assert "<details><summary>sales-daily-backfill: 31 entries</summary>" in r.out
+    assert '<details><summary>sales-daily-backfill: 31 entries, cron "0 2 * * *" from ' in r.out
+    assert r.out.startswith("<!-- planrunner:")
 
 
 def test_version(run, capsys: pytest.CaptureFixture[str]) -> None:
@@ -130,7 +142,19 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     names = sorted(sub.choices)  # type: ignore[arg-type]
-    assert names == ["apply", "plan", "schema", "sim", "validate"]
+    assert names == [
+        "apply",
+        "cancel",
+        "completion",
+        "doctor",
+        "init",
+        "ledger",
+        "plan",
+        "schema",
+        "sim",
+        "status",
+        "validate",
+    ]
     for name in names:
         with pytest.raises(SystemExit) as e:
             parser.parse_args([name, "--help"])
@@ -165,3 +189,22 @@ def test_env_references_are_expanded(tmp_path: Path, run, monkeypatch: pytest.Mo
     r = run("plan", str(plan), "--format", "json")
     assert r.code == 0, r.err
     assert json.loads(r.out)["entries"][0]["key"] == "o-env/9/1767225600000"
+
+
+def test_flow_selection_with_globs_and_excludes(run) -> None:
+    r = run("plan", EXAMPLE, "--format", "json", "--flow", "sales-d*", "--now", "1764080000000")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert {e["flow"] for e in doc["entries"]} == {"sales-daily-backfill"}
+    assert doc["selection"] == {"flow": ["sales-d*"], "exclude": []}
+    r = run("plan", EXAMPLE, "--format", "json", "--exclude", "sales-*", "--now", "1764080000000")
+    assert "sales-daily-backfill" not in {e["flow"] for e in json.loads(r.out)["entries"]}
+    text = run("plan", EXAMPLE, "--flow", "inventory-fix", "--now", "1764080000000").out
+    assert "flows  --flow inventory-fix" in text
+    assert "sales-daily-backfill" not in text
+
+
+def test_a_selection_that_matches_nothing_names_the_flows(run) -> None:
+    r = run("plan", EXAMPLE, "--flow", "nope*")
+    assert r.code == 2
+    assert 'matches no flow of the plan (flows: sales-daily-backfill' in r.err

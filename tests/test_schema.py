@@ -7,7 +7,7 @@ import json
 import jsonschema
 
 from planrunner import schema
-from tests.conftest import ROOT
+from testing import ROOT
 
 
 def test_schema_is_valid_against_its_metaschema() -> None:
@@ -42,7 +42,9 @@ def test_float_is_not_an_integer() -> None:
 def test_example_plans_are_valid_against_the_schema() -> None:
     from planrunner import source
 
-    for path in (ROOT / "plans").glob("*.yaml"):
+    plans = [p for p in (ROOT / "plans").glob("*.yaml") if p.name != "sim-flows.yaml"]
+    assert plans
+    for path in plans:
         data = source.load(path.read_bytes()).data
         assert isinstance(data, dict)
         assert schema.check({k: v for k, v in data.items() if not k.startswith("x-")}) == [], path

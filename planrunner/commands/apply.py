@@ -1,0 +1,419 @@
+"""``planrunner apply``: the prompt, ``--sim``, signals and output around the engine."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import FrameType
+
+from planrunner import engine, enos, ledger, log, protocol, terminal
+from planrunner.commands import options
+from planrunner.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    UsageError,
+)
+from planrunner.outcome import Outcome, Status
+from planrunner.saved import Saved
+from planrunner.select import Selection
+
+HELP = "trigger every entry not yet done, exactly once"
+DESCRIPTION = (
+    "Resolve a plan, reconcile unknown outcomes, and trigger each entry that is not done, "
+    "recording every step in the ledger first. Re-running never triggers an entry twice. "
+    "PLAN may be a saved plan (plan --out SAVED): then exactly its entries not yet done are "
+    "sent, at its --now and selection, and it is refused (exit 2) when the plan file changed."
+)
+EPILOG = options.exit_codes(
+    (0, "every entry is done"),
+    (1, "entries failed, are unknown or were not sent; the confirmation was declined; or a "
+     "runtime error (network, auth)"),
+    (2, "invalid plan or usage; nothing was sent"),
+    (3, "the ledger is locked by another apply, or is unreadable or corrupt"),
+    (130, "interrupted; requests in flight were finished and recorded"),
+    example="planrunner apply plans/backfill.yaml --yes",
+)
+PARENTS = ("one_plan", "selecting")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """apply's own options."""
+    p.add_argument(
+        "--format", choices=("text", "json"), default="text", help="output format (default text)"
+    )
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help="do not ask for confirmation (required when stdin is not a terminal)",
+    )
+    p.add_argument("--gateway", metavar="URL", help="override target.gateway")
+    p.add_argument(
+        "--sim",
+        action="store_true",
+        help="apply against an embedded simulator seeded with the plan's flows (no credentials needed)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=options.positive_int,
+        default=4,
+        metavar="N",
+        help="flows sent to at once (default 4)",
+    )
+    p.add_argument(
+        "--rate",
+        type=options.positive_float,
+        default=None,
+        metavar="PER_SECOND",
+        help="cap on requests per second (default: no cap)",
+    )
+    p.add_argument(
+        "--retry-unknown",
+        action="store_true",
+        help="send entries whose outcome is unknown even when the lookup fails",
+    )
+    p.add_argument(
+        "--quiet", "-q", action="store_true", help="print the summary line only; no progress bar"
+    )
+    p.add_argument(
+        "--lock-timeout",
+        type=options.non_negative_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another apply's lock (default 0)",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run from parsed options."""
+    from planrunner.commands.context import ledger_spec, max_triggers, now, selection
+    from planrunner.saved import read_if_saved
+
+    pinned = read_if_saved(args.plan)
+    if pinned is not None:
+        # What was reviewed is what is applied: the saved plan fixes these.
+        fixed = {
+            "--now": args.now,
+            "--flow": args.flow,
+            "--exclude": args.exclude,
+            "--max-triggers": args.max_triggers,
+        }
+        given = [name for name, value in fixed.items() if value]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)}: {args.plan} is a saved plan, which fixes these; apply it as saved"
+            )
+        return run(
+            Request(
+                pinned.plan,
+                ledger_spec(args.ledger),
+                pinned.now,
+                args.format,
+                args.yes,
+                args.gateway,
+                args.sim,
+                engine.Options(
+                    concurrency=args.concurrency, rate=args.rate, retry_unknown=args.retry_unknown
+                ),
+                args.lock_timeout,
+                pinned.max_triggers,
+                args.quiet,
+                pinned.selection,
+                saved=pinned,
+            )
+        )
+    return run(
+        Request(
+            args.plan,
+            ledger_spec(args.ledger),
+            now(args.now),
+            args.format,
+            args.yes,
+            args.gateway,
+            args.sim,
+            engine.Options(
+                concurrency=args.concurrency, rate=args.rate, retry_unknown=args.retry_unknown
+            ),
+            args.lock_timeout,
+            max_triggers(args.max_triggers),
+            args.quiet,
+            selection(args.flow, args.exclude),
+        )
+    )
+
+
+ENV_IN_FLIGHT = "PLANRUNNER_IN_FLIGHT_SECONDS"
+ENV_DUPLICATE_WAIT = "PLANRUNNER_DUPLICATE_WAIT"
+SIM_RUN_SECONDS = 0.05  # how long the embedded simulator's instances run
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """Everything ``apply`` was asked to do."""
+
+    plan_path: str
+    ledger_path: str | None
+    now: int
+    fmt: str
+    yes: bool
+    gateway: str | None
+    sim: bool
+    options: engine.Options
+    lock_timeout: float
+    max_triggers: int
+    quiet: bool = False
+    selection: Selection = dataclasses.field(default_factory=Selection)
+    saved: Saved | None = None  # `apply SAVED`: only its entries, and only if the plan is unchanged
+
+
+def new_run_id() -> str:
+    """A short id unique to this run."""
+    return "r" + time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def exit_code(outcomes: dict[str, Outcome], interrupted: bool) -> int:
+    """130 when interrupted; 1 when anything failed, is unknown or was not sent; else 0."""
+    if interrupted:
+        return EXIT_INTERRUPTED
+    bad = (Status.FAILED, Status.UNKNOWN, Status.PENDING)
+    if any(o.status in bad for o in outcomes.values()):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def sim_ledger_path(plan_path: str) -> str:
+    """``--sim`` keeps its own ledger, so a demo never marks a real entry done."""
+    return ledger.default_path(plan_path).removesuffix(".ledger.jsonl") + ".sim.ledger.jsonl"
+
+
+def _seconds_from_env(name: str) -> float | None:
+    text = os.environ.get(name)
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{name} must be a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise UsageError(f"{name} must be a number of seconds >= 0")
+    return value
+
+
+def settings_from_env(options: engine.Options) -> engine.Options:
+    """Timing settings that tests shorten through the environment (documented in docs/apply.md)."""
+    in_flight = _seconds_from_env(ENV_IN_FLIGHT)
+    duplicate_wait = _seconds_from_env(ENV_DUPLICATE_WAIT)
+    return dataclasses.replace(
+        options,
+        in_flight=options.in_flight if in_flight is None else in_flight,
+        duplicate_wait=options.duplicate_wait if duplicate_wait is None else duplicate_wait,
+    )
+
+
+class _Interrupts:
+    """First Ctrl-C (or SIGTERM): stop sending, finish what is in flight. Second: exit now."""
+
+    def __init__(self, stop: threading.Event, progress: terminal.Progress) -> None:
+        self.stop = stop
+        self.progress = progress
+        self.seen = False
+
+    def handler(self, signum: int, frame: FrameType | None) -> None:
+        if self.seen:
+            # The intents already on disk make this safe: the next apply reconciles them.
+            os._exit(EXIT_INTERRUPTED)
+        self.seen = True
+        self.stop.set()
+        self.progress.clear()
+        sys.stderr.write(
+            "planrunner: interrupted; finishing requests in flight (Ctrl-C again to quit now)\n"
+        )
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_Interrupts]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = signal.signal(signal.SIGINT, self.handler)
+        previous_term = signal.signal(signal.SIGTERM, self.handler)
+        try:
+            yield self
+        finally:
+            if self.seen:
+                # Everything is recorded; we exit 130. CPython resets Python-level handlers
+                # while shutting down, so a late second Ctrl-C would kill the interpreter
+                # mid-exit: ignore it instead (ignoring survives the shutdown).
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            else:
+                signal.signal(signal.SIGINT, previous)
+                signal.signal(signal.SIGTERM, previous_term)
+
+
+def run(req: Request) -> int:
+    """The whole of ``planrunner apply``; returns the exit code."""
+    from planrunner import plan as planlib
+    from planrunner import report
+    from planrunner.commands.context import note_missing, select
+    from planrunner.resolve import resolve
+
+    if req.sim and req.gateway:
+        raise UsageError("--gateway cannot be combined with --sim (the simulator is the gateway)")
+    if req.saved is not None:
+        plan = planlib.load(req.plan_path, raw=req.saved.plan_bytes())  # exit 2 when stale
+        req.saved.check_target(plan)
+    else:
+        plan = planlib.load(req.plan_path)
+    entries = select(plan, resolve(plan, req.now, req.max_triggers), req.selection)
+    if req.saved is not None:
+        entries = req.saved.narrow(entries)
+    path = req.ledger_path or (
+        sim_ledger_path(req.plan_path) if req.sim else ledger.default_path(req.plan_path)
+    )
+    options = settings_from_env(req.options)
+    target = plan.target
+    version = protocol.api(target.api)
+    zone = protocol.server_zone(target.server_timezone) if target.server_timezone else None
+    run_id = new_run_id()
+    logger = log.get("apply").bind(run=run_id)
+    with contextlib.ExitStack() as stack:
+        if req.sim:
+            from planrunner.sim import (
+                DEFAULT_ACCESS_KEY,
+                DEFAULT_SECRET_KEY,
+                Dialect,
+                SimFlow,
+                Simulator,
+            )
+
+            seeds = {
+                f.flow_id: SimFlow(
+                    f.flow_id, owner=target.user_id, org_id=target.org_id, run_seconds=SIM_RUN_SECONDS
+                )
+                for f in plan.flows
+            }
+            simulator = stack.enter_context(Simulator(seeds.values(), dialect=Dialect(api=version.name)))
+            url, creds = simulator.url, enos.Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)
+            where = "the embedded simulator"
+            gateway_id = ledger.SIM_GATEWAY
+        else:
+            url = enos.check_gateway(req.gateway or target.gateway)
+            creds = enos.Credentials.from_env()
+            where = protocol.origin(url)
+            gateway_id = where
+        client = enos.Client(
+            url,
+            target.org_id,
+            target.user_id,
+            creds,
+            api=version,
+            server_zone=zone,
+        )
+        note_missing(req.ledger_path)
+        backend = ledger.open_ledger(path)
+        flows = sorted({(e.org_id, e.flow_id) for e in entries})
+        stack.enter_context(backend.lock(run_id, flows, req.lock_timeout))
+        folded = backend.fold({e.key for e in entries}, sim=req.sim)
+        backend.repair(folded)
+        if folded.ignored:
+            logger.info(
+                "ignored ledger records of the other kind of run",
+                ignored=folded.ignored,
+                why="simulator records never count for a real run, nor real ones for --sim",
+            )
+        counts: dict[str, int] = {}
+        for e in entries:
+            st = folded.status(e.key)
+            counts[st] = counts.get(st, 0) + 1
+        todo = len(entries) - counts.get(ledger.DONE, 0) - counts.get(ledger.CANCELLED, 0)
+        if not todo:
+            logger.info("nothing to do: every entry is done", entries=len(entries))
+        elif not req.yes and not sys.stdin.isatty():
+            raise UsageError(
+                "refusing to apply without --yes: stdin is not a terminal to confirm on"
+            )
+        elif not req.yes:
+            question = (
+                f"Apply {req.plan_path} to {where} as user {target.user_id} in org {target.org_id}: "
+                f"{counts.get(ledger.PENDING, 0)} to trigger, {counts.get(ledger.FAILED, 0)} to retry, "
+                f"{counts.get(ledger.UNKNOWN, 0)} to reconcile. Proceed? [y/N] "
+            )
+            if not terminal.confirm(question):
+                sys.stderr.write("Apply cancelled; nothing was sent.\n")
+                return EXIT_FAILED
+        logger.info(
+            "apply starting",
+            plan=req.plan_path,
+            ledger=backend.name,
+            gateway=where,
+            entries=len(entries),
+            todo=todo,
+        )
+        if todo:
+            client.token()  # before any intent: a run without a token records nothing
+        writer = stack.enter_context(backend.writer())
+        progress = terminal.Progress(todo, sys.stderr.isatty() and not req.quiet)
+        runner = engine.Runner(
+            client, writer, folded, options, run_id, gateway=gateway_id, on_settle=progress.add
+        )
+        interrupts = _Interrupts(runner.stop, progress)
+        started = time.monotonic()
+        with interrupts.installed():
+            try:
+                outcomes = runner.run(entries)
+            finally:
+                progress.close()
+        seconds = time.monotonic() - started
+    stopped = runner.fatal if runner.fatal is not None and not interrupts.seen else None
+    result = report.Result(
+        plan,
+        backend.name,
+        req.now,
+        entries,
+        outcomes,
+        selection=req.selection,
+        error=str(stopped) if stopped is not None else None,
+    )
+    logger.info(
+        "apply finished",
+        seconds=round(seconds, 3),
+        fsyncs=writer.fsyncs,
+        rate=runner._limiter.learned,  # requests/s learned from 429s; None: never throttled
+        throttled=runner._limiter.throttles,
+        **result.summary,
+    )
+    if req.fmt == "json":
+        text = report.render_json(result)
+    else:
+        text = report.render_text(
+            result, verb="Apply", quiet=req.quiet, colour=terminal.use_colour(sys.stdout)
+        )
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+    if stopped is not None:
+        raise stopped
+    _next_step(result.summary, interrupts.seen, req.plan_path)
+    return exit_code(outcomes, interrupts.seen)
+
+
+def _next_step(summary: dict[str, int], interrupted: bool, plan_path: str) -> None:
+    """One closing line saying how the run ended and what to do next, when it needs one."""
+    if interrupted:
+        sys.stderr.write(
+            f"planrunner: the run was interrupted; everything sent is recorded. "
+            f"Run `planrunner apply {plan_path}` again to continue.\n"
+        )
+    elif summary.get(Status.UNKNOWN):
+        sys.stderr.write(
+            f"planrunner: {summary[Status.UNKNOWN]} entries have an unknown outcome (the lookup "
+            "failed); apply again to look them up, or add --retry-unknown to send them anyway.\n"
+        )

@@ -1,0 +1,191 @@
+"""``planrunner plan``: the dry run, each entry with its status from the ledger."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from planrunner.commands import options
+from planrunner.errors import EXIT_OK, EXIT_PENDING, PlanInvalid, UsageError
+from planrunner.outcome import Status
+from planrunner.select import Selection
+
+if TYPE_CHECKING:
+    from planrunner import report
+
+HELP = "dry run: what apply would trigger"
+DESCRIPTION = (
+    "Resolve a plan and show each entry with its status from the ledger (pending, retry, "
+    "done, unknown, cancelled). Reads the ledger without taking its lock; sends nothing. "
+    "Several plans print one section each (JSON: {\"formatVersion\": 1, \"plans\": [...]}). "
+    "--out SAVED pins the reviewed plan for `apply SAVED`."
+)
+EPILOG = options.exit_codes(
+    (0, "the plan was computed"),
+    (2, "invalid plan or usage"),
+    (3, "the ledger is unreadable or corrupt"),
+    (4, "--detailed-exitcode: some entries are not done yet"),
+    example="planrunner plan plans/backfill.yaml --format markdown",
+)
+PARENTS = ("resolving", "selecting")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """plan's own options."""
+    p.add_argument("plans", nargs="+", metavar="PLAN", help="plan files (YAML)")
+    p.add_argument(
+        "--ledger",
+        metavar="PATH",
+        help="ledger file (default: $PLANRUNNER_LEDGER, else each plan's path with .ledger.jsonl)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="SAVED",
+        help="also write the plan as reviewed (JSON) for `planrunner apply SAVED`; one PLAN only",
+    )
+    p.add_argument(
+        "--format",
+        choices=("text", "json", "markdown"),
+        default="text",
+        help="output format (default text)",
+    )
+    p.add_argument(
+        "--detailed-exitcode", action="store_true", help="exit 4 when any entry is not done yet"
+    )
+    p.add_argument(
+        "--sim",
+        action="store_true",
+        help="show the embedded simulator's ledger (what apply --sim did), not the real one",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run from parsed options."""
+    from planrunner.commands.context import ledger_spec, max_triggers, now, selection
+
+    return run(
+        args.plans,
+        ledger=ledger_spec(args.ledger),
+        now=now(args.now),
+        fmt=args.format,
+        detailed_exitcode=args.detailed_exitcode,
+        max_triggers=max_triggers(args.max_triggers),
+        sim=args.sim,
+        chosen=selection(args.flow, args.exclude),
+        out=args.out,
+    )
+
+
+def run(
+    paths: str | Sequence[str],
+    *,
+    ledger: str | None,
+    now: int,
+    fmt: str,
+    detailed_exitcode: bool,
+    max_triggers: int,
+    sim: bool = False,
+    chosen: Selection | None = None,
+    out: str | None = None,
+) -> int:
+    """Resolve each plan and print its entries with their statuses from the ledger (read-only).
+
+    Every plan is resolved before anything is printed: one invalid plan reports its problems
+    (with the others') and exits 2. ``out`` saves the one plan as reviewed (saved.py).
+    """
+    import hashlib
+
+    from planrunner import report, saved
+
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    if out is not None and len(paths) != 1:
+        raise UsageError("--out saves one plan: give exactly one PLAN")
+    chosen = chosen or Selection()
+    results: list[report.Result] = []
+    problems: list[str] = []
+    raw = None
+    for path in paths:
+        if out is not None:
+            try:
+                with open(path, "rb") as f:
+                    raw = f.read()
+            except OSError as e:
+                raise UsageError(f"{path}: cannot read plan: {e.strerror or e}") from None
+        try:
+            results.append(_result(path, raw, ledger, now, max_triggers, sim, chosen))
+        except PlanInvalid as e:
+            problems += e.lines
+    if problems:
+        raise PlanInvalid(problems)
+    pinned = None
+    if out is not None and raw is not None:
+        r = results[0]
+        rows = [(e, r.status_of(o)) for e, o in zip(r.entries, r.outcome_list(), strict=True)]
+        data = saved.dumps(r.plan, hashlib.sha256(raw).hexdigest(), now, chosen, max_triggers, rows)
+        pinned = (out, saved.write(out, data))
+    if fmt == "json":
+        texts = [report.render_json(r) for r in results]
+        text = texts[0] if len(texts) == 1 else _json_list(texts)
+    elif fmt == "markdown":
+        text = "\n\n".join(report.render_markdown(r, saved=pinned) for r in results)
+    else:
+        from planrunner.terminal import use_colour
+
+        colour = use_colour(sys.stdout)
+        text = "\n\n".join(report.render_text(r, colour=colour) for r in results)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+    settled = (Status.DONE, Status.CANCELLED)
+    if detailed_exitcode and any(s not in settled for r in results for s in r.summary):
+        return EXIT_PENDING
+    return EXIT_OK
+
+
+def _json_list(texts: list[str]) -> str:
+    """Several plans' JSON objects in one: ``{"formatVersion": 1, "plans": [...]}``."""
+    from planrunner.report import FORMAT_VERSION
+
+    return f'{{"formatVersion": {FORMAT_VERSION}, "plans": [\n' + ",\n".join(texts) + "\n]}"
+
+
+def _result(
+    path: str,
+    raw: bytes | None,
+    ledger: str | None,
+    now: int,
+    max_triggers: int,
+    sim: bool,
+    chosen: Selection,
+) -> report.Result:
+    """One plan resolved, with each entry's status from the ledger."""
+    from planrunner import ledger as ledgerlib
+    from planrunner import log, report
+    from planrunner import plan as planlib
+    from planrunner.commands.apply import sim_ledger_path
+    from planrunner.commands.context import note_missing, select
+    from planrunner.resolve import resolve
+
+    p = planlib.load(path, raw=raw)
+    entries = select(p, resolve(p, now, max_triggers), chosen)
+    ledger_path = ledger or (sim_ledger_path(path) if sim else ledgerlib.default_path(path))
+    note_missing(ledger)
+    backend = ledgerlib.open_ledger(ledger_path)
+    prefixes = {f"{p.target.org_id}/{f.flow_id}/" for f in p.flows if f.enabled}
+    if not chosen.everything:
+        names = chosen.names([f.name for f in p.flows])
+        prefixes = {f"{p.target.org_id}/{f.flow_id}/" for f in p.flows if f.name in names}
+    outcomes = ledgerlib.plan_outcomes(
+        backend, {e.key for e in entries}, sim=sim, orphans_of=prefixes
+    )
+    holder = backend.holder()
+    if holder:
+        log.get("plan").warning(
+            "an apply holds the ledger lock: statuses may change while it runs",
+            ledger=backend.name,
+            holder=holder,
+        )
+    return report.Result(
+        p, backend.name, now, entries, outcomes, selection=chosen, orphans=outcomes.orphans()
+    )

@@ -1,0 +1,496 @@
+"""The exactly-once engine: entries in, one outcome per key out, every step in the ledger.
+
+Discipline: an ``intent`` is on disk (fsync) before its request leaves; every answer is
+recorded; an attempt without a recorded answer is *unknown* and is looked up on the
+service (``reconciled``) before anything is sent for its key again; a result is reported
+only once the records it rests on are durable (:class:`FlowWork` enforces it).
+
+What to do with each answer and each lookup result is decided by two pure functions,
+:func:`on_answer` and :func:`after_lookup`, which are the answer table of docs/apply.md as
+code. The engine knows nothing of terminals, prompts or signals: it reports each settled
+entry through a callback, and stops when :attr:`Runner.stop` is set.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from planrunner import enos, ledger, log
+from planrunner.errors import LedgerError, PlanrunnerError, ServiceError
+from planrunner.outcome import Outcome, Status
+from planrunner.rate import RateLimiter
+from planrunner.resolve import Entry
+
+NOT_SENT = "interrupted before sending; nothing was sent"
+ALREADY_THERE = (
+    "already on the service: instances are keyed by flow and minute, so Trigger Flow cannot "
+    "run this entry again (use the EnOS console's rerun, or another trigger time)"
+)
+READ_TIMEOUT = enos.READ_TIMEOUT
+IN_FLIGHT_MARGIN = 15.0  # seconds past the read timeout after which a request is surely over
+DUPLICATE_WAIT = 61.0  # seconds after a flow's previous trigger before a 62102 is re-sent
+GATEWAY_DOWN_AFTER = 5  # consecutive timeouts or unreachable answers that stop the run
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """How hard and how fast to send."""
+
+    concurrency: int = 4
+    rate: float | None = None
+    retry_unknown: bool = False
+    max_retries: int = 6
+    backoff_base: float = 0.2
+    backoff_cap: float = 20.0
+    max_resends: int = 2  # unknown -> looked up, not found -> sent again, per key per run
+    in_flight: float = READ_TIMEOUT + IN_FLIGHT_MARGIN  # an unknown younger than this may be in flight
+    duplicate_wait: float = DUPLICATE_WAIT
+    gateway_down_after: int = GATEWAY_DOWN_AFTER
+
+
+# -- the decisions ---------------------------------------------------------------------------
+
+
+class Act(StrEnum):
+    """What to do with an answer to Trigger Flow."""
+
+    DONE = "done"  # record triggered
+    RETRY = "retry"  # nothing was created: back off, send again under the same intent
+    REFUSE_FLOW = "refuse-flow"  # record failed; the rest of the flow is not sent this run
+    LOOK_UP = "look-up"  # record unknown; look the instance up before anything else
+    LOOK_UP_DUPLICATE = "look-up-duplicate"  # 62102: look the instance up
+    STOP = "stop"  # auth or TLS: record failed, stop the run
+
+
+def on_answer(kind: enos.Kind) -> Act:
+    """The first column of the answer table: what an answer of ``kind`` calls for."""
+    return {
+        enos.Kind.OK: Act.DONE,
+        enos.Kind.RETRYABLE: Act.RETRY,
+        enos.Kind.PERMANENT: Act.REFUSE_FLOW,
+        enos.Kind.UNKNOWN: Act.LOOK_UP,
+        enos.Kind.DUPLICATE: Act.LOOK_UP_DUPLICATE,
+        enos.Kind.AUTH: Act.STOP,
+        enos.Kind.FATAL: Act.STOP,
+    }[kind]
+
+
+class Cause(StrEnum):
+    """Why a key is being looked up."""
+
+    CRASHED = "crashed"  # an earlier run left the attempt open
+    UNKNOWN = "unknown"  # this run's send had no definite answer
+    DUPLICATE = "duplicate"  # this run's send was answered 62102
+    DUPLICATE_AGAIN = "duplicate-again"  # 62102 again after waiting out the one-minute rule
+
+
+FOUND_WHY = {
+    Cause.CRASHED: "found on the service after an earlier run's unanswered request",
+    Cause.UNKNOWN: "created despite the unanswered request (found by lookup)",
+    Cause.DUPLICATE: ALREADY_THERE,
+    Cause.DUPLICATE_AGAIN: ALREADY_THERE,
+}
+
+
+class Then(StrEnum):
+    """What follows a lookup."""
+
+    RECONCILED = "reconciled"  # found: record reconciled found=true; the key is done
+    RESEND = "resend"  # not found: close the attempt, send again
+    WAIT_RESEND = "wait-resend"  # not found after 62102: wait out the minute, send once more
+    FAIL = "fail"  # not found and no more sends this run: record failed
+    KEEP_UNKNOWN = "keep-unknown"  # the lookup failed: the attempt stays open
+
+
+def after_lookup(cause: Cause, found: bool | None, *, may_resend: bool, retry_unknown: bool) -> Then:
+    """The lookup column of the answer table. Only a lookup that answered decides."""
+    if found:
+        return Then.RECONCILED
+    if found is None:
+        if retry_unknown and cause in (Cause.CRASHED, Cause.UNKNOWN):
+            return Then.RESEND
+        return Then.KEEP_UNKNOWN
+    if cause is Cause.CRASHED:
+        return Then.RESEND
+    if cause is Cause.UNKNOWN:
+        return Then.RESEND if may_resend else Then.FAIL
+    if cause is Cause.DUPLICATE:
+        return Then.WAIT_RESEND
+    return Then.FAIL
+
+
+# -- one flow's work -------------------------------------------------------------------------------
+
+Settle = Callable[[Entry, Outcome], None]
+
+
+class FlowWork:
+    """One flowId's entries and where its worker is; held by one worker at a time.
+
+    Records wait in ``_pending`` for the next write (they ride along with the next intent's
+    fsync, or the flow's last flush); outcomes wait in ``_reports`` until every record
+    before them is durable. Nothing is reported any other way.
+    """
+
+    __slots__ = ("_pending", "_reports", "entries", "last_sent", "next", "refused")
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self.entries = entries
+        self.next = 0
+        self.refused: str | None = None  # why the service refused the flow, if it did
+        self.last_sent = 0.0  # monotonic time of the flow's last trigger request
+        self._pending: list[dict[str, object]] = []
+        self._reports: list[tuple[Entry, Outcome]] = []
+
+    def more(self) -> bool:
+        """Whether entries are left."""
+        return self.next < len(self.entries)
+
+    def record(self, rec: dict[str, object]) -> None:
+        """A record for the next durable write."""
+        self._pending.append(rec)
+
+    def report(self, entry: Entry, outcome: Outcome) -> None:
+        """An outcome, reported once the records before it are durable."""
+        self._reports.append((entry, outcome))
+
+    def write(self, writer: ledger.Sink, settle: Settle, *extra: dict[str, object]) -> None:
+        """Make pending records (and ``extra``) durable, then report what waited on them."""
+        batch = [*self._pending, *extra]
+        if batch:
+            writer.append(batch)
+        self._pending = []
+        reports, self._reports = self._reports, []
+        for entry, outcome in reports:
+            settle(entry, outcome)
+
+
+# -- the runner ------------------------------------------------------------------------------------
+
+
+class Runner:
+    """Sends the entries of one apply run; :meth:`run` returns an outcome per key."""
+
+    def __init__(
+        self,
+        client: enos.Client,
+        writer: ledger.Sink,
+        folded: ledger.Folded,
+        options: Options,
+        run_id: str,
+        *,
+        gateway: str,
+        on_settle: Callable[[str], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.writer = writer
+        self.folded = folded
+        self.options = options
+        self.run_id = run_id
+        self.gateway = gateway
+        self.stop = threading.Event()
+        self.fatal: PlanrunnerError | None = None
+        self.outcomes: dict[str, Outcome] = {}
+        self._on_settle = on_settle
+        self._limiter = RateLimiter(options.rate)
+        self._attempts = 0
+        self._lock = threading.Lock()
+        self._down = 0  # consecutive timeouts or unreachable answers
+        self._log = log.get("apply").bind(run=run_id)
+
+    # -- scheduling -----------------------------------------------------------------------
+
+    def run(self, entries: Sequence[Entry]) -> dict[str, Outcome]:
+        """Send per flowId in ascending time, one request in flight per flowId.
+
+        Workers take one entry at a time from any flowId that has none in flight, so every
+        worker stays busy even when flows outnumber workers by a little.
+        """
+        groups: dict[int, list[Entry]] = {}
+        for e in entries:
+            groups.setdefault(e.flow_id, []).append(e)
+        # Longest queues first: they bound the run's length.
+        queue = deque(FlowWork(g) for g in sorted(groups.values(), key=len, reverse=True))
+        queue_lock = threading.Lock()
+
+        def worker() -> None:
+            while True:
+                with queue_lock:
+                    if not queue or self.stop.is_set():
+                        return
+                    work = queue.popleft()
+                try:
+                    self._step(work)
+                except PlanrunnerError as e:
+                    self._halt(e)
+                except Exception as e:  # a bug must not leave other workers sending
+                    self._halt(ServiceError(f"internal error: {type(e).__name__}: {e}"))
+                    raise
+                finally:
+                    if work.more() and not self.stop.is_set():
+                        with queue_lock:
+                            queue.append(work)
+                    else:
+                        self._finish(work)
+
+        threads = [
+            threading.Thread(target=worker, name=f"apply-{i}", daemon=True)
+            for i in range(min(self.options.concurrency, len(queue)))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)  # short joins let the main thread take Ctrl-C
+        for work in queue:  # flows left when the run stopped: record what they hold
+            self._finish(work)
+        self.client.close()
+        return self.outcomes
+
+    def _halt(self, error: PlanrunnerError) -> None:
+        with self._lock:
+            self.fatal = self.fatal or error
+        self.stop.set()
+
+    def _settle(self, e: Entry, outcome: Outcome) -> None:
+        self.outcomes[e.key] = outcome
+        if self._on_settle is not None:
+            self._on_settle(outcome.status)
+
+    def _attempt_id(self) -> str:
+        with self._lock:
+            self._attempts += 1
+            return f"{self.run_id}.{self._attempts}"
+
+    def _finish(self, work: FlowWork) -> None:
+        """Make the flow's last results durable, then report them."""
+        try:
+            work.write(self.writer, self._settle)
+        except LedgerError as e:
+            self._halt(e)
+
+    # -- one flowId -----------------------------------------------------------------------------
+
+    def _step(self, work: FlowWork) -> None:
+        """Settle entries already done, then handle the flow's next entry."""
+        gw = self.gateway
+        while work.more():
+            e = work.entries[work.next]
+            work.next += 1
+            status = self.folded.status(e.key)
+            if status in (ledger.DONE, ledger.CANCELLED):
+                self._settle(e, Outcome(Status.SKIPPED, self.folded.done.get(e.key)))
+                continue
+            if work.refused is not None:
+                work.report(e, Outcome(Status.PENDING, None, f"flow refused: {work.refused}"))
+                continue
+            if self.stop.is_set():
+                work.next -= 1
+                return
+            if status == ledger.UNKNOWN:
+                state = self.folded.state(e.key)
+                if not self._aged(state, e):
+                    work.next -= 1
+                    return
+                look = self.client.find_instance(e.flow_id, e.trigger_time)
+                then = after_lookup(
+                    Cause.CRASHED,
+                    look.found,
+                    may_resend=True,
+                    retry_unknown=self.options.retry_unknown,
+                )
+                if look.found is not None:
+                    for a in sorted(state.open_attempts):
+                        work.record(
+                            ledger.reconciled(
+                                e, a, gateway=gw, found=look.found, flow_instance_id=look.flow_instance_id
+                            )
+                        )
+                if then is Then.RECONCILED:
+                    work.report(e, Outcome(Status.RECONCILED, look.flow_instance_id))
+                    return
+                if then is Then.KEEP_UNKNOWN:
+                    self._log.warning(
+                        "outcome still unknown; not re-sending", key=e.key, reason=look.reason
+                    )
+                    work.report(e, Outcome(Status.UNKNOWN, None, look.reason))
+                    return
+                if look.found is None:
+                    self._log.warning(
+                        "lookup failed; sending anyway (--retry-unknown)", key=e.key, reason=look.reason
+                    )
+            self._send(e, work)
+            return
+
+    def _aged(self, state: ledger.KeyState, e: Entry) -> bool:
+        """Wait until an open attempt is older than a request can be in flight; False if stopped."""
+        at = state.last_intent_at
+        if not at:
+            return True
+        try:
+            sent = datetime.fromisoformat(at).timestamp()
+        except ValueError:
+            return True
+        wait = sent + self.options.in_flight - time.time()
+        if wait > 0:
+            self._log.info(
+                "an earlier run's request may still be in flight; waiting before the lookup",
+                key=e.key,
+                seconds=round(wait, 1),
+            )
+            return not self.stop.wait(wait)
+        return True
+
+    def _send(self, e: Entry, work: FlowWork) -> None:
+        gw = self.gateway
+        resends = 0
+        cause = Cause.UNKNOWN
+        while True:
+            attempt = self._attempt_id()
+            # The intent, and the results still waiting for a sync, reach the disk first.
+            work.write(
+                self.writer,
+                self._settle,
+                ledger.intent(e, attempt, gateway=gw, flow=e.flow, run=self.run_id),
+            )
+            try:
+                answer = self._trigger_with_retries(e, work)
+            except PlanrunnerError as err:
+                # A local failure before the request left (token, header, peer check):
+                # nothing was sent, so the intent is closed as aborted, never unknown.
+                why = f"not sent: {err}"
+                work.record(ledger.aborted(e, attempt, gateway=gw, reason=why))
+                work.report(e, Outcome(Status.PENDING, None, why))
+                raise
+            if answer is None:  # stopped between the intent and the send: nothing went out
+                work.record(ledger.aborted(e, attempt, gateway=gw, reason=NOT_SENT))
+                work.report(e, Outcome(Status.PENDING, None, NOT_SENT))
+                return
+            act = on_answer(answer.kind)
+            if act is Act.DONE:
+                work.record(
+                    ledger.triggered(e, attempt, gateway=gw, flow_instance_id=answer.flow_instance_id)
+                )
+                work.report(e, Outcome(Status.TRIGGERED, answer.flow_instance_id))
+                return
+            if act in (Act.RETRY, Act.REFUSE_FLOW, Act.STOP):
+                # RETRY here means the retries are spent.
+                work.record(ledger.failed(e, attempt, gateway=gw, code=answer.code, msg=answer.msg))
+                work.report(e, Outcome(Status.FAILED, None, enos.describe(answer)))
+                if act is Act.REFUSE_FLOW:
+                    work.refused = enos.describe(answer)
+                if act is Act.STOP:
+                    self._halt(ServiceError(f"stopping: {answer.msg}{enos.code_text(answer)}"))
+                return
+            if act is Act.LOOK_UP:
+                work.record(ledger.unknown(e, attempt, gateway=gw, reason=answer.msg))
+                cause = Cause.UNKNOWN
+            elif cause is not Cause.DUPLICATE:
+                cause = Cause.DUPLICATE
+            else:
+                cause = Cause.DUPLICATE_AGAIN
+            look = self.client.find_instance(e.flow_id, e.trigger_time)
+            then = after_lookup(
+                cause,
+                look.found,
+                may_resend=resends < self.options.max_resends and not self.stop.is_set(),
+                retry_unknown=self.options.retry_unknown,
+            )
+            if then is Then.KEEP_UNKNOWN:
+                if cause is not Cause.UNKNOWN:
+                    work.record(ledger.unknown(e, attempt, gateway=gw, reason=answer.msg))
+                work.report(
+                    e, Outcome(Status.UNKNOWN, None, f"{answer.msg}; lookup failed: {look.reason}")
+                )
+                return
+            if then is Then.RECONCILED:
+                work.record(
+                    ledger.reconciled(
+                        e, attempt, gateway=gw, found=True, flow_instance_id=look.flow_instance_id
+                    )
+                )
+                work.report(e, Outcome(Status.RECONCILED, look.flow_instance_id, FOUND_WHY[cause]))
+                return
+            if then is Then.FAIL:
+                why = f"{answer.msg}; not found on the service, not sent again this run"
+                work.record(ledger.failed(e, attempt, gateway=gw, code=answer.code, msg=why))
+                work.report(e, Outcome(Status.FAILED, None, enos.describe(answer, why)))
+                return
+            work.record(ledger.reconciled(e, attempt, gateway=gw, found=False, flow_instance_id=None))
+            if then is Then.WAIT_RESEND:
+                wait = work.last_sent + self.options.duplicate_wait - time.monotonic()
+                self._log.info(
+                    "62102 and no instance found; waiting out the one-minute rule, then sending once more",
+                    key=e.key,
+                    seconds=round(max(wait, 0.0), 1),
+                )
+                if wait > 0 and self.stop.wait(wait):
+                    work.report(e, Outcome(Status.PENDING, None, NOT_SENT))
+                    return
+            else:
+                resends += 1
+                self._log.info(
+                    "not found after an unknown outcome; sending again", key=e.key, reason=answer.msg
+                )
+
+    def _trigger_with_retries(self, e: Entry, work: FlowWork) -> enos.Answer | None:
+        """The answer to the trigger, retried while retryable.
+
+        None when the run stopped before a request left, or while waiting to retry one the
+        service did not act on: either way nothing was created.
+        """
+        tries = 0
+        while True:
+            slot = self._limiter.wait(self.stop)
+            if slot is None:
+                return None
+            work.last_sent = time.monotonic()
+            answer = self.client.trigger(e.flow_id, e.trigger_time)
+            self._log.debug("trigger", key=e.key, kind=answer.kind.value, code=answer.code)
+            self._watch_gateway(answer)
+            if answer.http_status == 429:
+                # The shared rate halves and holds for Retry-After; while it is adapting, the
+                # 429 does not spend this entry's retries.
+                hold = answer.retry_after
+                if self._limiter.throttled(
+                    slot, None if hold is None else min(hold, self.options.backoff_cap)
+                ):
+                    continue
+            elif answer.kind is enos.Kind.OK:
+                self._limiter.succeeded(slot)
+            if answer.kind is not enos.Kind.RETRYABLE or tries >= self.options.max_retries:
+                return answer
+            # Exponential backoff with full jitter; never sooner than the gateway asked.
+            delay = random.uniform(
+                0, min(self.options.backoff_cap, self.options.backoff_base * 2**tries)
+            )
+            if answer.retry_after is not None:
+                delay = max(delay, min(answer.retry_after, self.options.backoff_cap))
+            tries += 1
+            if self.stop.wait(delay):
+                return None
+
+    def _watch_gateway(self, answer: enos.Answer) -> None:
+        """The circuit breaker: consecutive timeouts or unreachable answers stop the run."""
+        unreachable = answer.http_status is None and answer.kind in (
+            enos.Kind.UNKNOWN,
+            enos.Kind.RETRYABLE,
+        )
+        with self._lock:
+            self._down = self._down + 1 if unreachable else 0
+            down = self._down
+        if down >= self.options.gateway_down_after:
+            self._halt(
+                ServiceError(
+                    f"the gateway {self.client.where} looks down ({down} timeouts or refused "
+                    "connections in a row); stopped sending. Apply again when it is back: "
+                    "unknown entries are looked up first"
+                )
+            )

@@ -1,0 +1,111 @@
+"""What a person at a terminal sees: the progress bar, the confirmation prompt, colour."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+import time
+from typing import TextIO
+
+REDRAW_SECONDS = 0.1
+MIN_BAR = 10
+MAX_BAR = 30
+
+
+def use_colour(stream: TextIO) -> bool:
+    """Colour only on a terminal, never with ``NO_COLOR`` set (https://no-color.org)."""
+    return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class Progress:
+    """A one-line progress bar on a terminal (stderr); silent elsewhere.
+
+    Counts only the entries in ``total`` (entries already done before the run are not
+    counted), never passes 100%, shows rate and ETA, and fits the terminal's width.
+    """
+
+    def __init__(self, total: int, enabled: bool, stream: TextIO | None = None) -> None:
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.enabled = enabled and total > 0
+        self.counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._last = 0.0
+        self._started = time.monotonic()
+        self._drawn = False
+
+    def add(self, status: str) -> None:
+        """Count one settled entry (``skipped`` ones were done before; they are not counted)."""
+        if status == "skipped":
+            return
+        with self._lock:
+            self.counts[status] = self.counts.get(status, 0) + 1
+            if self.enabled and time.monotonic() - self._last > REDRAW_SECONDS:
+                self._draw()
+
+    def line(self, width: int) -> str:
+        """The bar as text, at most ``width`` characters."""
+        done = min(sum(self.counts.values()), self.total)
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        rate = done / elapsed
+        eta = f"ETA {_duration((self.total - done) / rate)}" if rate > 0 and done < self.total else ""
+        parts = " ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
+        tail = f" {done}/{self.total} {rate:.0f}/s {eta} {parts}".rstrip()
+        bar_width = max(MIN_BAR, min(MAX_BAR, width - len(tail) - 2))
+        filled = bar_width * done // self.total
+        text = f"[{'#' * filled}{'-' * (bar_width - filled)}]{tail}"
+        return text[: max(width - 1, 1)]
+
+    def _width(self) -> int:
+        """The terminal's width: $COLUMNS, else the size of the terminal drawn on."""
+        columns = os.environ.get("COLUMNS", "")
+        if columns.isdigit() and int(columns) > 0:
+            return int(columns)
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            return shutil.get_terminal_size((80, 24)).columns
+
+    def _draw(self) -> None:
+        self._last = time.monotonic()
+        width = self._width()
+        self.stream.write(f"\r{self.line(width)}\x1b[K")
+        self.stream.flush()
+        self._drawn = True
+
+    def clear(self) -> None:
+        """Leave a clean line (before a message such as "interrupted")."""
+        if self.enabled and self._drawn:
+            with self._lock:
+                self.stream.write("\r\x1b[K")
+                self.stream.flush()
+                self._drawn = False
+
+    def close(self) -> None:
+        """Draw the final state and end the line."""
+        if self.enabled:
+            with self._lock:
+                self._draw()
+                self.stream.write("\n")
+                self.stream.flush()
+                self._drawn = False
+
+
+def confirm(question: str) -> bool:
+    """Ask on the terminal; only y or yes is yes."""
+    sys.stderr.write(question)
+    sys.stderr.flush()
+    try:
+        answer = input()
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")

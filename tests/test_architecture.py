@@ -1,0 +1,143 @@
+"""The shape of the code: imports point one way, light modules stay light, bugs exit 70."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from testing import ROOT, run_process
+
+PACKAGE = ROOT / "planrunner"
+
+# Layers, lowest first. A module may import its own layer or lower ones, never higher.
+LAYERS = [
+    {"errors", "protocol", "outcome", "times", "log", "select"},
+    {"source", "cron", "schema"},
+    {"plan"},
+    {"resolve", "ledger", "pgledger", "enos", "report", "terminal", "rate"},
+    {"engine", "instances", "ledgertools"},
+    {"sim", "commands", "saved", "inspect"},
+    {"cli", "__main__"},
+]
+
+
+def layer_of(module: str) -> int:
+    top = module.split(".")[1] if module.startswith("planrunner.") else module
+    for i, names in enumerate(LAYERS):
+        if top in names:
+            return i
+    raise AssertionError(f"planrunner.{top} has no layer in tests/test_architecture.py")
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("planrunner"):
+            if node.module == "planrunner":
+                found |= {f"planrunner.{a.name}" for a in node.names}
+            else:
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("planrunner.")}
+    def is_module(name: str) -> bool:
+        rel = Path(*name.split(".")[1:])
+        return (PACKAGE / rel).with_suffix(".py").exists() or (PACKAGE / rel).is_dir()
+
+    return {m for m in found if m != "planrunner" and is_module(m)}
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    return ".".join(rel.parts)
+
+
+def test_imports_point_one_way() -> None:
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path)
+        if name == "planrunner.__init__":
+            continue
+        mine = layer_of(name)
+        for target in imports_of(path):
+            if target.startswith(name.rsplit(".", 1)[0] + ".") and name.count(".") > 1:
+                continue  # within one package (planrunner.sim.*, planrunner.commands.*)
+            if layer_of(target) > mine:
+                wrong.append(f"{name} imports {target}")
+    assert not wrong, wrong
+
+
+@pytest.mark.parametrize(
+    ("module", "forbidden"),
+    [
+        ("planrunner.enos", "planrunner.plan"),  # the client does not load the plan loader
+        ("planrunner.sim", "planrunner.enos"),  # the simulator does not use the client
+        ("planrunner.ledger", "planrunner.report"),  # the store does not know the report layer
+        ("planrunner.engine", "planrunner.commands"),
+    ],
+)
+def test_named_directions(module: str, forbidden: str) -> None:
+    code = (
+        f"import sys, {module}; "
+        f"print(sorted(m for m in sys.modules if m == {forbidden!r} or m.startswith({forbidden!r} + '.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+@pytest.mark.parametrize("module", ["planrunner.ledger", "planrunner.enos", "planrunner.protocol"])
+def test_ledger_and_client_do_not_load_yaml_or_jsonschema(module: str) -> None:
+    code = f"import sys, {module}; print([m for m in ('yaml', 'jsonschema') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_protocol_is_standard_library_only() -> None:
+    allowed = set(sys.stdlib_module_names) | {"__future__"}
+    tree = ast.parse((PACKAGE / "protocol.py").read_text())
+    used = {
+        (n.module or "").split(".")[0] if isinstance(n, ast.ImportFrom) else a.name.split(".")[0]
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Import | ast.ImportFrom)
+        for a in (n.names if isinstance(n, ast.Import) else [n])  # type: ignore[attr-defined]
+    }
+    assert used <= allowed, used - allowed
+
+
+def test_a_bug_exits_70_with_one_line_and_a_traceback_only_with_v(tmp_path: Path) -> None:
+    # A command whose code raises what no handler expects: the last resort catches it.
+    code = (
+        "import sys; from planrunner import cli; import planrunner.commands.schema as s; "
+        "s.main = lambda args: 1 / 0; sys.exit(cli.main(sys.argv[1:]))"
+    )
+    quiet = subprocess.run([sys.executable, "-c", code, "schema"], capture_output=True, text=True, check=False)
+    assert quiet.returncode == 70
+    assert "internal error (a bug): ZeroDivisionError: division by zero" in quiet.stderr
+    assert len(quiet.stderr.strip().splitlines()) == 2
+    assert "Traceback" not in quiet.stderr
+    loud = subprocess.run([sys.executable, "-c", code, "schema", "-v"], capture_output=True, text=True, check=False)
+    assert loud.returncode == 70 and "Traceback" in loud.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["sim", "--port", "70000"], "must be 0-65535"),
+        (["apply", "plans/example.yaml", "--lock-timeout", "-1"], "must be a number >= 0"),
+        (["sim", "--latency", "-0.5"], "latency"),
+    ],
+)
+def test_options_are_range_checked(argv: list[str], message: str) -> None:
+    p = run_process(argv, timeout=30)
+    assert p.returncode == 2, p.stderr
+    assert message in p.stderr
+
+
+def test_lock_timeout_zero_in_any_spelling() -> None:
+    from planrunner.commands.options import non_negative_float
+
+    assert non_negative_float("0.0") == 0.0 == non_negative_float("0")
