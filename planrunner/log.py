@@ -1,11 +1,18 @@
-"""Logging: structlog to stderr, as text on a terminal or one JSON object per line."""
+"""Logging: structlog to stderr, as short text on a terminal or one JSON object per line."""
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
+
+# Fields a person at a terminal does not need on every line (JSON logs keep them).
+_QUIET_KEYS = ("timestamp", "component", "run")
 
 
 def configure(fmt: str | None, verbosity: int) -> None:
@@ -13,11 +20,14 @@ def configure(fmt: str | None, verbosity: int) -> None:
     if fmt is None:
         fmt = "text" if sys.stderr.isatty() else "json"
     level = logging.INFO if verbosity <= 0 else logging.DEBUG
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
+    renderer: structlog.typing.Processor
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+    elif sys.stderr.isatty() and verbosity <= 0:
+        renderer = _short_line
+    else:
+        colour = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+        renderer = structlog.dev.ConsoleRenderer(colors=colour)
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
@@ -29,6 +39,22 @@ def configure(fmt: str | None, verbosity: int) -> None:
         logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
+
+
+def _short_line(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> str:
+    """``planrunner: message (key=value ...)``, cut to the terminal's width."""
+    level = event.pop("level", "info")
+    message = str(event.pop("event", ""))
+    for key in _QUIET_KEYS:
+        event.pop(key, None)
+    details = " ".join(f"{k}={v}" for k, v in event.items() if v is not None)
+    prefix = "planrunner: " if level == "info" else f"planrunner: {level}: "
+    line = prefix + message + (f" ({details})" if details else "")
+    try:
+        width = os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        width = shutil.get_terminal_size((160, 24)).columns
+    return line if len(line) < width else line[: max(width - 2, 20)] + "…"
 
 
 def _stderr_logger(*args: object) -> structlog.PrintLogger:

@@ -5,35 +5,53 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import orjson
 
 from planrunner import times
-from planrunner.plan import Plan
+from planrunner.outcome import Outcome
+from planrunner.plan import Flow, Plan
 from planrunner.resolve import Entry
+from planrunner.select import Selection
+
+FORMAT_VERSION = 1
 
 MARKDOWN_LIMIT = 60_000
 # Order in summaries: what will (or did) happen first, then what needs attention.
-STATUS_ORDER = ("pending", "retry", "unknown", "done", "triggered", "skipped", "failed")
+STATUS_ORDER = (
+    "pending",
+    "retry",
+    "unknown",
+    "done",
+    "cancelled",
+    "triggered",
+    "reconciled",
+    "skipped",
+    "failed",
+)
 SYMBOLS = {
     "pending": "+",
     "retry": "~",
     "unknown": "?",
     "done": "=",
+    "cancelled": "x",
     "triggered": "+",
+    "reconciled": "=",
     "skipped": "=",
     "failed": "!",
 }
 
 
-class Outcome(NamedTuple):
-    """What is known of one key beyond its default status (a NamedTuple: cheap to make)."""
-
-    status: str
-    flow_instance_id: str | None = None
-    error: str | None = None
-
+# ANSI colours for the markers on a terminal (never with NO_COLOR or when piped).
+COLOURS = {
+    "+": "\x1b[32m",  # green: will be (or was) triggered
+    "~": "\x1b[33m",  # yellow: retry
+    "?": "\x1b[35m",  # magenta: unknown
+    "!": "\x1b[31m",  # red: failed
+    "=": "\x1b[2m",  # dim: done, nothing to do
+    "x": "\x1b[2m",
+}
+RESET = "\x1b[0m"
 
 Row = tuple[Entry, "Outcome | None"]
 
@@ -48,6 +66,9 @@ class Result:
     entries: Sequence[Entry]
     outcomes: Mapping[str, Outcome]
     default: str = "pending"
+    selection: Selection = field(default_factory=Selection)
+    orphans: list[tuple[str, str, str | None]] = field(default_factory=list)
+    error: str | None = None
     summary: dict[str, int] = field(default_factory=dict)
     _per_entry: list[Outcome | None] = field(default_factory=list, init=False, repr=False)
 
@@ -65,6 +86,15 @@ class Result:
             counts[self.default] = counts.get(self.default, 0) + default_count
         self.summary = {s: counts[s] for s in STATUS_ORDER if s in counts}
 
+    def flows(self) -> list[Flow]:
+        """The enabled flows the selection keeps, in plan order."""
+        names = (
+            None
+            if self.selection.everything
+            else self.selection.names([f.name for f in self.plan.flows])
+        )
+        return [f for f in self.plan.flows if f.enabled and (names is None or f.name in names)]
+
     def outcome_list(self) -> list[Outcome | None]:
         """Outcomes aligned with ``entries`` (None: the default status)."""
         return self._per_entry or [None] * len(self.entries)
@@ -75,7 +105,7 @@ class Result:
 
     def by_flow(self) -> dict[str, list[Row]]:
         """(entry, outcome) rows grouped per flow, in plan order, each sorted by time."""
-        groups: dict[str, list[Row]] = {f.name: [] for f in self.plan.flows if f.enabled}
+        groups: dict[str, list[Row]] = {f.name: [] for f in self.flows()}
         for row in zip(self.entries, self.outcome_list(), strict=True):
             groups[row[0].flow].append(row)
         return groups
@@ -87,7 +117,13 @@ def _quote(value: str | None) -> str:
 
 def render_json(r: Result) -> str:
     """One JSON object as DESIGN.md section 3 shows; one entry per line for diffs."""
-    head = {"plan": r.plan.path, "ledger": r.ledger, "now": r.now}
+    head = {
+        "formatVersion": FORMAT_VERSION,
+        "plan": r.plan.path,
+        "ledger": r.ledger,
+        "now": r.now,
+        "selection": r.selection.as_json(),
+    }
     out = [json.dumps(head)[:-1] + ', "entries": [']
     quoted: dict[str, tuple[str, str, str]] = {}
     lines = []
@@ -113,8 +149,15 @@ def render_json(r: Result) -> str:
             f'"key": {q[2]}{e.trigger_time}", {tail}'
         )
     out.append(",\n".join(lines))
-    out.append(f'], "summary": {json.dumps(r.summary)}}}')
-    return "\n".join(out) if lines else out[0] + f'], "summary": {json.dumps(r.summary)}}}'
+    orphans = json.dumps(
+        [{"key": k, "status": st, "flowInstanceId": iid} for k, st, iid in r.orphans]
+    )
+    tail = (
+        f'], "orphans": {orphans}, "summary": {json.dumps(r.summary)}, '
+        f'"error": {_quote(r.error)}}}'
+    )
+    out.append(tail)
+    return "\n".join(out) if lines else out[0] + tail
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,13 +169,18 @@ class Folded:
 
 
 def _fold(r: Result, rows: Sequence[Row], head: int, tail: int) -> Iterator[Row | Folded]:
-    """Rows, with long runs of one status cut to their first and last few."""
+    """Rows, with long runs of one status cut to their first and last few.
+
+    A run never spans a UTC-offset change: the entries on both sides of a daylight-saving
+    change stay visible, so a reviewer can check them.
+    """
     i = 0
     n = len(rows)
     while i < n:
         status = r.status_of(rows[i][1])
+        offset = rows[i][0].offset
         j = i + 1
-        while j < n and r.status_of(rows[j][1]) == status:
+        while j < n and r.status_of(rows[j][1]) == status and rows[j][0].offset == offset:
             j += 1
         if j - i > head + tail + 1:
             yield from rows[i : i + head]
@@ -143,18 +191,67 @@ def _fold(r: Result, rows: Sequence[Row], head: int, tail: int) -> Iterator[Row 
         i = j
 
 
+def schedule(flow: Flow) -> str:
+    """The flow's schedule as the plan says it: cron and window, or the ``at`` list."""
+    if flow.cron is not None:
+        window = f"from {times.format_in_zone(flow.start, flow.zone)}" if flow.start is not None else ""
+        if flow.count is not None:
+            window += f" count {flow.count}"
+        elif flow.end_is_now:
+            window += " to now"
+        elif flow.end is not None:
+            window += f" to {times.format_in_zone(flow.end, flow.zone)}"
+        return f'cron "{flow.cron.expr}" {window}'.rstrip()
+    n = len(flow.at or ())
+    return f"at {n} time{'s' if n != 1 else ''}"
+
+
+def gap_moved(flow: Flow, entry: Entry) -> bool:
+    """Whether a fixed-time cron entry fired after a spring-forward gap, not at its wall time."""
+    cron = flow.cron
+    if cron is None or not cron.fixed:
+        return False
+    minutes, rest = divmod((entry.trigger_time + entry.offset) // 1000, 60)
+    hour, minute = (minutes // 60) % 24, minutes % 60
+    return rest != 0 or minute not in cron.minutes or hour not in cron.hours
+
+
+def orphan_lines(r: Result, limit: int = 5) -> list[str]:
+    """The count and first few ledger keys the plan no longer yields (as Terraform reports)."""
+    if not r.orphans:
+        return []
+    lines = [
+        f"{len(r.orphans)} ledger entr{'y' if len(r.orphans) == 1 else 'ies'} no longer in the "
+        "plan (done or unknown keys of its flows that it does not yield now):"
+    ]
+    lines += [f"  - {key}  {status}" for key, status, _ in r.orphans[:limit]]
+    if len(r.orphans) > limit:
+        lines.append(f"  ... {len(r.orphans) - limit} more")
+    return lines
+
+
 def _summary_line(r: Result, verb: str) -> str:
     parts = [f"{n} {s}" for s, n in r.summary.items()]
     total = len(r.entries)
     return f"{verb}: {total} entries" + (f" ({', '.join(parts)})" if parts else "") + "."
 
 
-def render_text(r: Result, verb: str = "Plan") -> str:
+def _marker(status: str, colour: bool) -> str:
+    symbol = SYMBOLS.get(status, " ")
+    return f"{COLOURS[symbol]}{symbol}{RESET}" if colour and symbol in COLOURS else symbol
+
+
+def render_text(
+    r: Result, verb: str = "Plan", *, quiet: bool = False, colour: bool = False
+) -> str:
     """Per flow a header, its first and last time, and its entries with runs folded."""
+    if quiet:
+        return _summary_line(r, verb)
     lines = [
         f"{verb} {r.plan.path}",
         f"  ledger {r.ledger}",
         f"  now    {times.format_utc(r.now)} ({r.now})",
+        f"  flows  {r.selection.describe()}",
         "",
     ]
     groups = r.by_flow()
@@ -163,8 +260,11 @@ def render_text(r: Result, verb: str = "Plan") -> str:
         if not flow.enabled:
             lines += [f"{title}: disabled", ""]
             continue
+        if flow.name not in groups:
+            continue  # not selected
         rows = groups[flow.name]
         lines.append(f"{title}: {len(rows)} entr{'y' if len(rows) == 1 else 'ies'}")
+        lines.append(f"  {schedule(flow)}")
         if not rows:
             lines += ["  nothing due yet", ""]
             continue
@@ -177,15 +277,18 @@ def render_text(r: Result, verb: str = "Plan") -> str:
                 continue
             item, o = row
             status = r.status_of(o)
-            extra = ""
+            extra = "  (moved by a DST gap)" if gap_moved(flow, item) else ""
             if o is not None and o.flow_instance_id:
                 extra += f"  {o.flow_instance_id}"
             if o is not None and o.error:
                 extra += f"  {o.error}"
             lines.append(
-                f"  {SYMBOLS.get(status, ' ')} {item.local_time}  {item.trigger_time}  {status}{extra}"
+                f"  {_marker(status, colour)} {item.local_time}  {item.trigger_time}  {status}{extra}"
             )
         lines.append("")
+    orphans = orphan_lines(r)
+    if orphans:
+        lines += [*orphans, ""]
     lines.append(_summary_line(r, verb))
     return "\n".join(lines)
 
@@ -194,23 +297,43 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def render_markdown(r: Result, limit: int = MARKDOWN_LIMIT) -> str:
-    """A summary and per-flow tables for a pull-request comment, always under ``limit``."""
+def markdown_marker(plan_path: str) -> str:
+    """The first line of a plan's markdown: CI finds (and updates) its comment by it."""
+    return f"<!-- planrunner:{plan_path.replace('--', '-&#45;')} -->"
+
+
+def render_markdown(
+    r: Result, limit: int = MARKDOWN_LIMIT, *, saved: tuple[str, str] | None = None
+) -> str:
+    """A summary and per-flow tables for a pull-request comment, always under ``limit``.
+
+    ``saved``: ``(path, sha256)`` of the saved plan written with it (``plan --out``).
+    """
     counts = ", ".join(f"**{n}** {s}" for s, n in r.summary.items()) or "nothing"
     head = [
+        markdown_marker(r.plan.path),
         f"### planrunner plan `{_md_escape(r.plan.path)}`",
         "",
-        f"{len(r.entries)} entries: {counts} · now `{times.format_utc(r.now)}`",
+        f"{len(r.entries)} entries: {counts} · now `{times.format_utc(r.now)}` · {_md_escape(r.selection.describe())}",
         "",
         "| flow | flowId | zone | entries | first | last | " + " | ".join(STATUS_ORDER[:4]) + " |",
         "|---|---:|---|---:|---|---|" + "---:|" * 4,
     ]
+    if r.orphans:
+        note = f"{len(r.orphans)} ledger entries are no longer in the plan (done or unknown): " + ", ".join(
+            f"`{k}`" for k, _, _ in r.orphans[:3]
+        )
+        head[4:4] = [note + (" …" if len(r.orphans) > 3 else ""), ""]
+    if saved is not None:
+        head[4:4] = [
+            "",
+            f"Saved plan `{_md_escape(saved[0])}` · sha256 `{saved[1]}` · "
+            f"`planrunner apply {_md_escape(saved[0])}` applies exactly this",
+        ]
     groups = r.by_flow()
     rows: list[str] = []
     details: list[str] = []
-    for flow in r.plan.flows:
-        if not flow.enabled:
-            continue
+    for flow in r.flows():
         flow_rows = groups[flow.name]
         per: dict[str, int] = {}
         for _, o in flow_rows:
@@ -224,7 +347,8 @@ def render_markdown(r: Result, limit: int = MARKDOWN_LIMIT) -> str:
         )
         if flow_rows:
             table = [
-                f"<details><summary>{_md_escape(flow.name)}: {len(flow_rows)} entries</summary>",
+                f"<details><summary>{_md_escape(flow.name)}: {len(flow_rows)} entries, "
+                f"{_md_escape(schedule(flow))}</summary>",
                 "",
                 "| | time | triggerTime | status |",
                 "|---|---|---:|---|",
@@ -235,8 +359,9 @@ def render_markdown(r: Result, limit: int = MARKDOWN_LIMIT) -> str:
                 else:
                     item, o = row
                     s = r.status_of(o)
+                    moved = " (moved by a DST gap)" if gap_moved(flow, item) else ""
                     table.append(
-                        f"| {SYMBOLS.get(s, '')} | `{item.local_time}` | {item.trigger_time} | {s} |"
+                        f"| {SYMBOLS.get(s, '')} | `{item.local_time}`{moved} | {item.trigger_time} | {s} |"
                     )
             table += ["", "</details>", ""]
             details.append("\n".join(table))

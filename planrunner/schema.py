@@ -68,21 +68,44 @@ def _describe(value: object) -> str:
 
 
 def check(data: object) -> list[Problem]:
-    """Every structural problem of ``data``, each with its path."""
+    """Every structural problem of ``data``, each with its path, root causes only.
+
+    Follow-on problems are dropped: "missing gateway" beside "unknown key gatway (did you
+    mean gateway?)", and the shape complaints ("needs exactly one of at or cron") about a
+    mapping that has an unknown key, or that holds both alternatives.
+    """
     problems: list[Problem] = []
     for error in _validator().iter_errors(data):
         problems.extend(_translate(error))
-    # "missing gateway" says nothing that "unknown key gatway (did you mean gateway?)" does not.
-    suggested = {
-        (p.path[:-1], p.message.rpartition('did you mean "')[2][:-3]) for p in problems if p.key
-    }
-    return [
-        p
-        for p in problems
-        if not (
-            p.message.startswith("missing required key") and (p.path, p.message[22:-1]) in suggested
-        )
-    ]
+    suggested = {(p.path[:-1], p.subject) for p in problems if p.kind == "unknown-key"}
+    with_unknown = {p.path[:-1] for p in problems if p.kind == "unknown-key"}
+    both = {p.path for p in problems if p.kind == "shape" and p.subject == "both"}
+    kept = []
+    for p in problems:
+        if p.kind == "missing-key" and (p.path, p.subject) in suggested:
+            continue
+        if p.kind == "shape" and p.path in with_unknown:
+            continue
+        if p.kind == "shape" and p.path in both and p.subject != "both":
+            continue
+        kept.append(p)
+    return kept
+
+
+_YAML11_BOOLEANS = {"yes": "true", "no": "false", "on": "true", "off": "false", "y": "true", "n": "false"}
+
+
+def _hint(wanted: list[str], instance: object, path: Path) -> str:
+    """A way to fix a type mistake that YAML makes easy."""
+    if "boolean" in wanted and isinstance(instance, str):
+        fixed = _YAML11_BOOLEANS.get(instance.lower())
+        if fixed:
+            return f'; "{instance}" is a string in YAML 1.2: write {fixed}'
+    if "array" in wanted and isinstance(instance, str | int) and path and path[-1] == "at":
+        return f"; a single time is still a list: write at: [{instance}]"
+    if wanted == ["string"] and isinstance(instance, int | float) and not isinstance(instance, bool):
+        return f'; quote it: "{instance}"'
+    return ""
 
 
 def _translate(error: ValidationError) -> Iterator[Problem]:
@@ -90,11 +113,21 @@ def _translate(error: ValidationError) -> Iterator[Problem]:
     kind = error.validator
     sch: dict[str, Any] = error.schema if isinstance(error.schema, dict) else {}
     value: Any = error.validator_value
+    instance: Any = error.instance
     custom = sch.get("errorMessage", {})
     if isinstance(custom, dict) and kind in custom:
-        yield Problem(path, custom[kind])
+        shape = kind in ("oneOf", "not")
+        # The at/cron choice made twice: the root cause of the other shape complaints.
+        both = (
+            kind == "oneOf"
+            and isinstance(instance, dict)
+            and any("at" in alt.get("required", ()) for alt in value if isinstance(alt, dict))
+            and sum(k in instance for k in ("at", "cron")) > 1
+        )
+        yield Problem(
+            path, custom[kind], kind="shape" if shape else "", subject="both" if both else None
+        )
         return
-    instance: Any = error.instance
     if kind == "additionalProperties" and isinstance(instance, dict):
         allowed = sorted(sch.get("properties", {}))
         patterns = sch.get("patternProperties", {})
@@ -107,25 +140,31 @@ def _translate(error: ValidationError) -> Iterator[Problem]:
                 if close
                 else f" (expected one of: {', '.join(allowed)})"
             )
-            yield Problem((*path, key), f'unknown key "{key}"{hint}', key=True)
+            yield Problem(
+                (*path, key),
+                f'unknown key "{key}"{hint}',
+                key=True,
+                kind="unknown-key",
+                subject=close[0] if close else None,
+            )
         return
     if kind == "required":
         missing = [k for k in value if k not in instance]
         for key in missing:
-            yield Problem(path, f'missing required key "{key}"')
+            yield Problem(path, f'missing required key "{key}"', kind="missing-key", subject=key)
         return
     if kind == "dependentRequired":
         for key, needs in value.items():
             if key in instance:
                 for need in needs:
                     if need not in instance:
-                        yield Problem(path, f'"{key}" needs "{need}"')
+                        yield Problem(path, f'"{key}" needs "{need}"', kind="shape")
         return
     if kind == "type":
         wanted = value
         names = [wanted] if isinstance(wanted, str) else list(wanted)
         expected = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
-        yield Problem(path, f"expected {expected}, got {_describe(instance)}")
+        yield Problem(path, f"expected {expected}, got {_describe(instance)}{_hint(names, instance, path)}")
         return
     if kind == "const":
         yield Problem(path, f"must be {json.dumps(value)}, got {json.dumps(instance)}")

@@ -17,6 +17,10 @@ _constructor = yaml.constructor.SafeConstructor()
 
 # A plan with a 100k-entry `at` list is about 100k nodes; a billion-laughs file is 10^9.
 MAX_NODES = 2_000_000
+# A plan is about 5 levels deep; deeper documents are refused before they are built, so
+# nothing recurses past Python's stack.
+MAX_DEPTH = 100
+MAX_MESSAGE = 1000  # characters of a problem message shown (a value may be 50 MB)
 
 PathItem = str | int
 Path = tuple[PathItem, ...]
@@ -28,6 +32,8 @@ _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _MERGE = "tag:yaml.org,2002:merge"
+_SEQ = "tag:yaml.org,2002:seq"
+_MAP = "tag:yaml.org,2002:map"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +85,9 @@ def format_path(path: Path) -> str:
     return "".join(out)
 
 
-def _mark(node: yaml.Node) -> Mark:
-    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+def _mark(node: yaml.Node | yaml.Event) -> Mark:
+    m = node.start_mark
+    return Mark(m.line + 1, m.column + 1) if m is not None else Mark(1, 1)
 
 
 def load(text: bytes | str) -> Document:
@@ -94,16 +101,19 @@ def load(text: bytes | str) -> Document:
         text = text[1:]
     loader = _Loader(text)
     try:
+        _check_events(text)
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = Mark(mark.line + 1, mark.column + 1) if mark else Mark(1, 1)
         problem = e.problem or e.context or "malformed YAML"
+        if mark is not None and _tab_at(text, mark.line, mark.column):
+            problem = "a tab character; YAML does not allow tabs for indentation: use spaces"
         if "expected a single document" in str(e):
             problem = "only one YAML document per plan file (found a second '---')"
-        raise SourceError(f"YAML: {problem}", where) from None
+        raise SourceError(f"YAML: {_cut(str(problem))}", where) from None
     except yaml.YAMLError as e:
-        raise SourceError(f"YAML: {str(e).splitlines()[0]}") from None
+        raise SourceError(f"YAML: {_cut(str(e).splitlines()[0])}") from None
     except RecursionError:
         raise SourceError("YAML: nesting too deep") from None
     finally:
@@ -116,41 +126,88 @@ def load(text: bytes | str) -> Document:
     return Document(data, builder.values, builder.keys, builder.problems)
 
 
-def _check_size(root: yaml.Node) -> None:
-    """Refuse documents whose aliases expand past MAX_NODES, and recursive aliases."""
-    sizes: dict[int, int] = {}
-    active: set[int] = set()
+def _tab_at(text: str, line: int, column: int) -> bool:
+    """Whether the (0-based) line holds a tab at or before ``column``."""
+    lines = text.splitlines()
+    return 0 <= line < len(lines) and "\t" in lines[line][: column + 1]
 
-    def size(node: yaml.Node) -> int:
+
+def _cut(message: str) -> str:
+    """A message cut to MAX_MESSAGE characters (values in messages can be huge)."""
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return f"{message[: MAX_MESSAGE - 40]}… ({len(message):,} characters in all)"
+
+
+def _check_events(text: str) -> None:
+    """Refuse, from the event stream (constant memory, no recursion), a document of more
+    than MAX_NODES nodes as written or nested deeper than MAX_DEPTH."""
+    nodes = depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            nodes += 1
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise SourceError(
+                    f"YAML: nested deeper than {MAX_DEPTH} levels (the nesting limit); refusing it",
+                    _mark(event),
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, yaml.ScalarEvent | yaml.AliasEvent):
+            nodes += 1
+        else:
+            continue
+        if nodes > MAX_NODES:
+            raise SourceError(
+                f"YAML: more than {MAX_NODES:,} nodes (values, lists and mappings; the node "
+                "limit); refusing it: split the plan",
+                _mark(event),
+            )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _check_size(root: yaml.Node) -> None:
+    """Refuse documents whose aliases expand past MAX_NODES or MAX_DEPTH, and recursive
+    aliases. Iterative: a deep document cannot exhaust the stack here."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded size, height)
+    active: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
         ident = id(node)
-        known = sizes.get(ident)
-        if known is not None:
-            return known
+        if finished:
+            kids = [sizes[id(c)] for c in _children(node)]
+            total = 1 + sum(k[0] for k in kids)
+            height = 1 + max((k[1] for k in kids), default=0)
+            active.discard(ident)
+            if total > MAX_NODES:
+                raise SourceError(
+                    f"YAML: aliases expand this document past {MAX_NODES:,} nodes; refusing it",
+                    _mark(node),
+                )
+            if height > MAX_DEPTH:
+                raise SourceError(
+                    f"YAML: aliases nest this document deeper than {MAX_DEPTH} levels (the "
+                    "nesting limit); refusing it",
+                    _mark(node),
+                )
+            sizes[ident] = (total, height)
+            continue
+        if ident in sizes:
+            continue
         if ident in active:
             raise SourceError("YAML: an alias refers to a node that contains it", _mark(node))
-        total = 1
-        if isinstance(node, yaml.SequenceNode):
-            active.add(ident)
-            for child in node.value:
-                total += size(child)
-            active.discard(ident)
-        elif isinstance(node, yaml.MappingNode):
-            active.add(ident)
-            for k, v in node.value:
-                total += size(k) + size(v)
-            active.discard(ident)
-        if total > MAX_NODES:
-            raise SourceError(
-                f"YAML: aliases expand this document past {MAX_NODES:,} nodes; refusing it",
-                _mark(node),
-            )
-        sizes[ident] = total
-        return total
-
-    try:
-        size(root)
-    except RecursionError:
-        raise SourceError("YAML: nesting too deep") from None
+        active.add(ident)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
 
 
 class _Builder:
@@ -164,8 +221,12 @@ class _Builder:
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node)
         if isinstance(node, yaml.SequenceNode):
+            if node.tag != _SEQ:
+                raise SourceError(f"YAML: unsupported tag {_cut(node.tag)}", _mark(node))
             return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
         if isinstance(node, yaml.MappingNode):
+            if node.tag != _MAP:
+                raise SourceError(f"YAML: unsupported tag {_cut(node.tag)}", _mark(node))
             return self._mapping(node, path)
         raise SourceError("YAML: unsupported node", _mark(node))  # pragma: no cover
 
@@ -186,7 +247,7 @@ class _Builder:
             return node.value
         if tag == _NULL:
             return None
-        raise SourceError(f"YAML: unsupported tag {tag}", _mark(node))
+        raise SourceError(f"YAML: unsupported tag {_cut(tag)}", _mark(node))
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, object]:
         merged: dict[str, object] = {}
@@ -235,10 +296,13 @@ class Problem:
     message: str
     key: bool = False
     mark: Mark | None = None  # when the path alone cannot say where (a duplicate key)
+    kind: str = ""  # "unknown-key", "missing-key", "shape": lets the checker drop follow-ons
+    subject: str | None = None  # the key an unknown-key problem suggests, or a missing key
+    severity: str = "error"  # "error" or "warning"
 
     def render(self, name: str, doc: Document) -> tuple[Mark, str]:
         """``(mark, "name:line:col: error: path: message")``."""
         mark = self.mark or doc.locate(self.path, key=self.key)
         shown = format_path(self.path[:-1] if self.key else self.path)
         prefix = f"{shown}: " if shown else ""
-        return mark, f"{name}:{mark.line}:{mark.col}: error: {prefix}{self.message}"
+        return mark, f"{name}:{mark.line}:{mark.col}: {self.severity}: {prefix}{_cut(self.message)}"

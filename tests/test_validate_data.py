@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DATA
+from testing import DATA
 
 INVALID = sorted((DATA / "plans" / "invalid").glob("*.yaml"))
 VALID = sorted((DATA / "plans" / "valid").glob("*.yaml"))

@@ -1,0 +1,402 @@
+"""What a new user tripped over (newcomer trial findings), each pinned by a test.
+
+The finding numbers are those of the newcomer trial report; terminal findings run through a
+pseudo-terminal, as a person would see them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from planrunner import ledger
+from planrunner.sim import Faults, SimFlow, Simulator
+from planrunner.terminal import Progress
+from testing import (
+    FAST_ENV,
+    ROOT,
+    SIM_ENV,
+    cron_flows,
+    run_in_pty,
+    run_process,
+    write_plan,
+)
+
+EXAMPLE = str(ROOT / "plans" / "example.yaml")
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def apply_json(run: Any, plan: Path, url: str, *extra: str) -> tuple[Any, dict[str, Any]]:
+    r = run("apply", str(plan), "--gateway", url, "--yes", "--format", "json", *extra)
+    return r, json.loads(r.out) if r.out.strip() else {}
+
+
+# --- 1, 2, 27: the progress bar --------------------------------------------------------------
+
+
+def test_1_2_27_the_bar_counts_only_its_total_fits_the_width_and_shows_rate_and_eta() -> None:
+    p = Progress(10, enabled=False)
+    for _ in range(7):
+        p.add("skipped")  # done before the run: not part of the total
+    for _ in range(12):
+        p.add("triggered")  # more than the total: the bar still stops at 100%
+    for width in (40, 60, 160):
+        line = p.line(width)
+        assert len(line) < width, line
+        assert "10/10" in line and "12/10" not in line and "skipped" not in line
+    p = Progress(100, enabled=False)
+    p.add("triggered")
+    assert re.search(r"\d+/s ETA \d+:\d\d", p.line(160)), p.line(160)
+
+
+def test_1_2_on_a_60_column_terminal_the_bar_never_wraps_nor_passes_100(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, cron_flows(2, 40))
+    with Simulator(faults=Faults(latency=0.005)) as sim:
+        # Half of it done first, so the second run has skipped entries beside its total.
+        half = write_plan(tmp_path, cron_flows(1, 40), name="plan.yaml")
+        run_process(["apply", str(half), "--gateway", sim.url, "--yes"], env={**SIM_ENV, **FAST_ENV})
+        plan = write_plan(tmp_path, cron_flows(2, 40))
+        code, _out, screen = run_in_pty(
+            ["apply", str(plan), "--gateway", sim.url, "--yes"], columns=60
+        )
+    assert code == 0, screen
+    frames = [ANSI.sub("", f) for f in re.split(r"[\r\n]", screen) if f.startswith("[")]
+    assert frames, screen
+    for frame in frames:
+        assert len(frame) < 60, frame
+        done, total = map(int, re.search(r"(\d+)/(\d+)", frame).groups())  # type: ignore[union-attr]
+        assert total == 40 and done <= total, frame
+
+
+# --- 3, 12: simulator records never count for a real run ------------------------------------
+
+
+def test_3_12_sim_records_in_a_real_ledger_never_mark_real_entries_done(
+    tmp_path: Path, run: Any
+) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 4))
+    real = tmp_path / "plan.ledger.jsonl"
+    r = run("apply", str(plan), "--sim", "--yes", "--ledger", str(real))
+    assert r.code == 0, r.err
+    records = [json.loads(x) for x in real.read_text().splitlines()]
+    assert records and {x["gateway"] for x in records} == {"sim"}
+    doc = json.loads(run("plan", str(plan), "--format", "json").out)
+    assert doc["summary"] == {"pending": 4}, "a demo marked real entries done"
+    # plan --sim reads what apply --sim did (its own ledger by default).
+    r = run("apply", str(plan), "--sim", "--yes")
+    assert r.code == 0
+    assert json.loads(run("plan", str(plan), "--sim", "--format", "json").out)["summary"] == {
+        "done": 4
+    }
+
+
+# --- 5: reconciled is not skipped ----------------------------------------------------------
+
+
+def test_5_entries_found_on_the_service_are_reconciled_not_skipped(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 3))
+    with Simulator() as sim:
+        assert apply_json(run, plan, sim.url)[0].code == 0
+        # The ledger is lost: the service already has every instance.
+        r, doc = apply_json(run, plan, sim.url, "--ledger", str(tmp_path / "fresh.jsonl"))
+    assert r.code == 0, r.err
+    assert doc["summary"] == {"reconciled": 3}
+    assert all(e["error"].startswith("already on the service") for e in doc["entries"])
+
+
+# --- 6, 7, 16: interrupted entries are pending; Python's None never shows ---------------
+
+
+def test_6_an_aborted_intent_folds_to_pending_and_no_message_says_none(tmp_path: Path) -> None:
+    path = tmp_path / "l.jsonl"
+
+    class Ref:
+        key, flow_id, org_id, trigger_time = "o1/1/1767225600000", 1, "o1", 1767225600000
+
+    path.write_bytes(
+        ledger.encode(
+            [
+                ledger.intent(Ref, "a1", gateway="https://x", flow="f", run="r"),
+                ledger.aborted(Ref, "a1", gateway="https://x", reason="interrupted"),
+                ledger.intent(Ref, "a2", gateway="https://x", flow="f", run="r"),
+                ledger.record("failed", Ref.key, 1, "o1", Ref.trigger_time, "a2", gateway="https://x"),
+            ]
+        )
+    )
+    folded = ledger.fold(str(path))
+    assert folded.status(Ref.key) == "failed"
+    assert "None" not in (folded.state(Ref.key).error or "")
+    path.write_bytes(path.read_bytes().splitlines(keepends=True)[0] + path.read_bytes().splitlines(keepends=True)[1])
+    assert ledger.fold(str(path)).status(Ref.key) == "pending"
+
+
+def test_7_a_token_error_without_a_code_says_no_none(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 1))
+    p = run_process(
+        ["apply", str(plan), "--gateway", "http://127.0.0.1:9", "--yes"], env=SIM_ENV
+    )
+    assert p.returncode == 1
+    assert "cannot get an access token" in p.stderr and "None" not in p.stderr
+
+
+# --- 8, 26: the confirmation names scheme, host and port; "yes" is yes -----------------
+
+
+def test_8_26_the_prompt_names_the_port_and_yes_means_yes(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    with Simulator() as sim:
+        code, _out, screen = run_in_pty(["apply", str(plan), "--gateway", sim.url], answer="yes")
+        assert code == 0, screen
+        assert f"to {sim.url} as user u1 in org o1" in screen
+        assert len(sim.triggers()) == 2
+
+
+def test_28_gateway_with_sim_is_refused(tmp_path: Path, run: Any) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 1))
+    r = run("apply", str(plan), "--sim", "--gateway", "http://127.0.0.1:1", "--yes")
+    assert r.code == 2
+    assert "--gateway cannot be combined with --sim" in r.err
+
+
+# --- 10, 20, 21, 36: messages ---------------------------------------------------------------
+
+
+def _validate(tmp_path: Path, run: Any, text: str) -> list[str]:
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    r = run("validate", str(path))
+    assert r.code == 2
+    return [line.split(": error: ", 1)[1] for line in r.err.splitlines() if ": error: " in line]
+
+
+HEAD = "version: 1\ntarget: {gateway: https://apigw.example.com, orgId: o1, userId: u}\n"
+
+
+def test_10_a_misspelt_zone_is_one_error_not_also_no_zone(tmp_path: Path, run: Any) -> None:
+    errors = _validate(
+        tmp_path,
+        run,
+        HEAD + 'flows:\n  - {name: a, flowId: 1, timezone: Europe/Berlim, at: ["2026-01-01 02:00"]}\n',
+    )
+    assert errors == ['flows[0].timezone: unknown time zone "Europe/Berlim" (did you mean "Europe/Berlin"?)']
+
+
+def test_20_tabs_are_named_as_tabs(tmp_path: Path, run: Any) -> None:
+    errors = _validate(tmp_path, run, "version: 1\ntarget:\n\tgateway: x\n")
+    assert len(errors) == 1 and "tab" in errors[0] and "use spaces" in errors[0]
+
+
+def test_21_the_root_cause_only(tmp_path: Path, run: Any) -> None:
+    typo = HEAD + "timezone: UTC\nflows:\n  - name: a\n    flowId: 1\n    corn: '0 2 * * *'\n    from: 2026-01-01\n    to: 2026-01-02\n"
+    assert _validate(tmp_path, run, typo) == ['flows[0]: unknown key "corn" (did you mean "cron"?)']
+    both = HEAD + "timezone: UTC\nflows:\n  - {name: a, flowId: 1, at: [2026-01-01], cron: '0 * * * *'}\n"
+    assert _validate(tmp_path, run, both) == ['flows[0]: needs exactly one of "at" or "cron"']
+
+
+def test_36_yaml_hints(tmp_path: Path, run: Any) -> None:
+    errors = _validate(
+        tmp_path,
+        run,
+        "version: 1\ntarget: {gateway: https://apigw.example.com, orgId: 15589291262751, userId: u}\n"
+        "timezone: UTC\nflows:\n  - {name: a, flowId: 1, enabled: no, at: 2026-01-01}\n",
+    )
+    joined = "\n".join(errors)
+    assert 'quote it: "15589291262751"' in joined
+    assert '"no" is a string in YAML 1.2: write false' in joined
+    assert "write at: [2026-01-01]" in joined
+
+
+# --- 13, 14: a run that ends interrupted or with unknown entries says what to do -------------
+
+
+def test_14_unknown_entries_end_with_what_to_do(tmp_path: Path, run: Any, sim_env: None) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    with Simulator(faults=Faults.parse(["504-after-create=1", "lookup-503=1"])) as sim:
+        r, doc = apply_json(run, plan, sim.url)
+    assert r.code == 1
+    assert doc["summary"] == {"unknown": 2}
+    assert "apply again to look them up, or add --retry-unknown" in r.err
+
+
+# --- 19, 24: usage ------------------------------------------------------------------------------
+
+
+def test_19_an_unknown_option_gets_the_subcommand_usage_and_a_did_you_mean(run: Any) -> None:
+    p = run_process(["plan", EXAMPLE, "--formt", "json"])
+    assert p.returncode == 2
+    assert p.stderr.startswith("usage: planrunner plan")
+    assert 'did you mean "--format"' in p.stderr
+    p = run_process(["valdate", EXAMPLE])
+    assert 'did you mean "validate"' in p.stderr
+
+
+def test_24_each_command_lists_only_its_own_exit_codes_and_an_example() -> None:
+    out = run_process(["validate", "--help"]).stdout
+    codes = re.findall(r"^  (\d+) ", out.split("exit codes:")[1], re.M)
+    assert codes == ["0", "2"]
+    assert "example:" in out
+    apply_codes = re.findall(r"^  (\d+) ", run_process(["apply", "--help"]).stdout.split("exit codes:")[1], re.M)
+    assert apply_codes == ["0", "1", "2", "3", "130"]
+
+
+# --- 27, 42: colour only on a terminal, never with NO_COLOR; short log lines ----------------
+
+
+def test_42_27_markers_are_coloured_on_a_terminal_and_not_with_no_color(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    piped = run_process(["plan", str(plan)])
+    assert "\x1b[" not in piped.stdout
+    with Simulator() as sim:
+        code, _out, screen = run_in_pty(["apply", str(plan), "--gateway", sim.url, "--yes"], columns=100)
+    assert code == 0
+    log_lines = [ANSI.sub("", x) for x in screen.splitlines() if "planrunner:" in x]
+    assert log_lines and all(len(x) < 100 for x in log_lines), log_lines
+    assert not any(re.match(r"\d{4}-\d\d-\d\dT", x) for x in log_lines)
+
+
+def test_42_colour_on_a_terminal_for_plan_markers(tmp_path: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+
+    def plan_on_terminal(no_color: bool) -> str:
+        controller, terminal = pty.openpty()
+        env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+        if no_color:
+            env["NO_COLOR"] = "1"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "planrunner", "plan", str(plan)],
+            stdout=terminal, stderr=subprocess.DEVNULL, cwd=ROOT, env=env,
+        )
+        os.close(terminal)
+        data = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        proc.wait()
+        os.close(controller)
+        return data.decode()
+
+    assert "\x1b[32m+\x1b[0m" in plan_on_terminal(no_color=False)
+    assert "\x1b[" not in plan_on_terminal(no_color=True)
+
+
+# --- 29: nothing to do needs no confirmation --------------------------------------------------
+
+
+def test_29_nothing_to_do_exits_0_without_asking(tmp_path: Path, run: Any, sim_env: None) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    with Simulator() as sim:
+        assert apply_json(run, plan, sim.url)[0].code == 0
+        # No --yes and no terminal: still fine, since nothing is to be sent.
+        p = run_process(["apply", str(plan), "--gateway", sim.url], env={**SIM_ENV, **FAST_ENV})
+    assert p.returncode == 0, p.stderr
+    assert "nothing to do" in p.stderr
+
+
+# --- 32, 33, 34: the ledger speaks up ---------------------------------------------------------
+
+
+def test_32_plan_says_when_an_apply_holds_the_lock(tmp_path: Path, run: Any) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    path = str(tmp_path / "plan.ledger.jsonl")
+    with ledger.Lock(path, "r-held") as lock:
+        lock.acquire(0)
+        r = run("plan", str(plan))
+    assert r.code == 0
+    assert "an apply holds the ledger lock" in r.err and "r-held" in r.err
+
+
+def test_33_a_git_conflict_marker_gets_a_merge_union_hint(tmp_path: Path, run: Any) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    (tmp_path / "plan.ledger.jsonl").write_text("<<<<<<< HEAD\n")
+    r = run("plan", str(plan))
+    assert r.code == 3
+    assert "merge=union" in r.err and ":1:" in r.err
+
+
+def test_34_an_explicit_ledger_that_does_not_exist_is_named(tmp_path: Path, run: Any) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    missing = tmp_path / "typo" / "l.jsonl"
+    r = run("plan", str(plan), "--ledger", str(missing))
+    assert r.code == 0
+    assert "does not exist" in r.err and str(missing) in r.err
+
+
+# --- 15: a refused flow is not sent again this run --------------------------------------------
+
+
+def test_15_a_permanent_refusal_holds_the_rest_of_the_flow(tmp_path: Path, run: Any, sim_env: None) -> None:
+    plan = write_plan(tmp_path, cron_flows(2, 5))
+    with Simulator([SimFlow(1, owner="someone-else")]) as sim:
+        r, doc = apply_json(run, plan, sim.url)
+        sent_to_1 = [t for t in sim.triggers() if t["flowId"] == 1]
+    assert r.code == 1
+    assert len(sent_to_1) == 1
+    assert doc["summary"] == {"pending": 4, "triggered": 5, "failed": 1}
+
+
+# --- 16, 17: output a reviewer can check ------------------------------------------------------
+
+
+def test_16_headers_show_the_schedule_offsets_stay_visible_and_gap_moves_are_marked(
+    tmp_path: Path, run: Any
+) -> None:
+    plan = write_plan(
+        tmp_path,
+        '  - {name: berlin, flowId: 1, cron: "30 2 * * *", from: 2026-03-20, to: 2026-04-05}\n',
+        zone="Europe/Berlin",
+    )
+    out = run("plan", str(plan)).out
+    assert 'cron "30 2 * * *" from 2026-03-20T00:00:00+01:00' in out
+    # The lines on both sides of the +01:00 -> +02:00 change are shown, not folded away.
+    assert "2026-03-28T02:30:00+01:00" in out
+    assert "2026-03-29T03:00:00+02:00" in out and "(moved by a DST gap)" in out
+    assert "2026-03-30T02:30:00+02:00" in out
+
+
+def test_17_orphans_are_counted_and_listed(tmp_path: Path, run: Any, sim_env: None) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 4))
+    with Simulator() as sim:
+        assert apply_json(run, plan, sim.url)[0].code == 0
+    plan.write_text(plan.read_text().replace("count: 4", "count: 2"))
+    doc = json.loads(run("plan", str(plan), "--format", "json").out)
+    assert len(doc["orphans"]) == 2 and {o["status"] for o in doc["orphans"]} == {"done"}
+    assert "2 ledger entries no longer in the plan" in run("plan", str(plan)).out
+
+
+def test_22_a_stopped_apply_still_prints_its_json_with_the_error(tmp_path: Path, run: Any, sim_env: None) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 3))
+    with Simulator(faults=Faults(rates={"http-401": 1.0})) as sim:
+        r, doc = apply_json(run, plan, sim.url)
+    assert r.code == 1
+    assert doc["formatVersion"] == 1
+    assert doc["error"] and "stopping" in doc["error"]
+
+
+def test_43_completion_scripts_are_made_from_the_parser(tmp_path: Path) -> None:
+    import subprocess
+
+    bash = run_process(["completion", "bash"]).stdout
+    script = tmp_path / "c.bash"
+    script.write_text(bash)
+    probe = subprocess.run(
+        ["bash", "-c", f'source {script}; COMP_WORDS=(planrunner apply --conc); COMP_CWORD=2; _planrunner; echo "${{COMPREPLY[@]}}"'],
+        capture_output=True, text=True, check=True,
+    )
+    assert probe.stdout.split() == ["--concurrency"]
+    fish = run_process(["completion", "fish"]).stdout
+    assert "complete -c planrunner -n '__fish_seen_subcommand_from apply' -l concurrency" in fish
+    assert "bashcompinit" in run_process(["completion", "zsh"]).stdout
