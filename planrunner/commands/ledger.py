@@ -1,0 +1,356 @@
+"""``planrunner ledger``: look into a ledger and move it (log, verify, compact, export, import)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import orjson
+
+from planrunner.commands import options
+from planrunner.errors import EXIT_OK, UsageError
+
+HELP = "inspect, check, compact, export or import a ledger"
+DESCRIPTION = (
+    "Work on a ledger (a JSON-lines file or a PostgreSQL URL): show its history (log), check "
+    "every line (verify), rewrite it to the fewest records that fold to the same states "
+    "(compact), export its records to a JSON-lines file, or import a JSON-lines file's "
+    "records into it (records already there are not added twice)."
+)
+EPILOG = options.exit_codes(
+    (0, "done; verify: no problem found"),
+    (2, "bad usage; compact of a PostgreSQL ledger"),
+    (3, "the ledger is locked, unreadable or corrupt; verify: a problem found"),
+    example="planrunner ledger log plans/backfill.yaml --flow sales-daily-backfill",
+)
+PARENTS = ()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ledger subcommands."""
+    sub = p.add_subparsers(dest="ledger_command", metavar="SUBCOMMAND", parser_class=options.Parser)
+    sub.required = True
+    lg = sub.add_parser(
+        "log",
+        help="the history of a ledger by key, flow or run",
+        description="Show every record of a ledger grouped by key (runs, attempts, answers, "
+        "times), with each key's state; --key, --flow and --run narrow it.",
+    )
+    _ledger_place(lg)
+    lg.add_argument("--key", metavar="KEY", help="only this key (orgId/flowId/triggerTime)")
+    lg.add_argument(
+        "--flow", metavar="NAME", help="only this flow (a name or shell glob; with PLAN, also by flowId)"
+    )
+    lg.add_argument("--run", metavar="RUN", help="only the records of this run id")
+    lg.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    v = sub.add_parser(
+        "verify",
+        help="check every line of a ledger and count keys per status",
+        description="Read every line of a ledger, report every problem with its place "
+        "(path:line), and print how many keys are done, cancelled, unknown, failed or pending "
+        "(real runs and --sim runs apart). Exit 3 when a problem is found.",
+    )
+    _ledger_place(v)
+    v.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    c = sub.add_parser(
+        "compact",
+        help="rewrite a ledger file to the fewest records that fold to the same states",
+        description="Under the ledger's lock, rewrite a ledger file to the fewest records that "
+        "fold to exactly the same states (done keys keep the record that made them done; "
+        "cancelled, open and failed keys keep what makes them so), atomically: a temporary "
+        "file in the same directory, fsync, rename, fsync of the directory. The dropped "
+        "history is gone: `ledger export` it first to keep it. Not for PostgreSQL ledgers.",
+    )
+    _ledger_place(c)
+    c.add_argument(
+        "--lock-timeout",
+        type=options.non_negative_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for an apply's lock (default 0)",
+    )
+    e = sub.add_parser(
+        "export",
+        help="write every record of a ledger to a JSON-lines file",
+        description="Write every record of --ledger (a file or a PostgreSQL URL) to FILE "
+        "('-' for stdout), one JSON object per line.",
+    )
+    e.add_argument("--ledger", required=True, metavar="SOURCE", help="the ledger to read")
+    e.add_argument("file", metavar="FILE", help="JSON-lines file to write ('-': stdout)")
+    i = sub.add_parser(
+        "import",
+        help="add a JSON-lines file's records to a ledger (idempotent)",
+        description="Add the records of FILE to --ledger (a file or a PostgreSQL URL). Records "
+        "already there are not added again, so importing twice adds nothing.",
+    )
+    i.add_argument("--ledger", required=True, metavar="TARGET", help="the ledger to add to")
+    i.add_argument("file", metavar="FILE", help="JSON-lines file to read")
+
+
+def _ledger_place(p: argparse.ArgumentParser) -> None:
+    p.add_argument("plan", nargs="?", metavar="PLAN", help="plan file whose ledger to use")
+    p.add_argument(
+        "--ledger",
+        metavar="PATH",
+        help="the ledger (default: $PLANRUNNER_LEDGER, else the plan's path with .ledger.jsonl)",
+    )
+    p.add_argument(
+        "--sim", action="store_true", help="the plan's --sim ledger (PLAN.sim.ledger.jsonl)"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Dispatch to the subcommand."""
+    if args.ledger_command == "log":
+        return log(args)
+    if args.ledger_command == "verify":
+        return verify(args)
+    if args.ledger_command == "compact":
+        return compact(args)
+    if args.ledger_command == "export":
+        return export(args.ledger, args.file)
+    if args.ledger_command == "import":
+        return import_(args.ledger, args.file)
+    raise UsageError(f"unknown ledger subcommand {args.ledger_command!r}")
+
+
+def export(source: str, target: str) -> int:
+    """Every record of ``source`` to the JSON-lines file ``target``."""
+    from planrunner import ledger
+
+    backend = ledger.open_ledger(source)
+    count = 0
+    out = sys.stdout.buffer if target == "-" else open(target, "wb")  # noqa: SIM115
+    try:
+        for _, rec in backend.records():
+            out.write(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
+            count += 1
+        out.flush()
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+    print(f"exported {count} records from {backend.name} to {target}", file=sys.stderr)
+    return EXIT_OK
+
+
+def import_(target: str, source: str, lock_timeout: float = 0.0) -> int:
+    """Add the records of the JSON-lines file ``source`` to ``target`` (idempotent).
+
+    Under the ledger's lock, like apply, so an import never races an apply or a compaction.
+    """
+    import os
+
+    from planrunner import ledger
+    from planrunner.commands.apply import new_run_id
+
+    if not os.path.isfile(source):
+        raise UsageError(f"{source}: no such ledger file to import")
+    records = [rec for _, rec in ledger.FileLedger(source).records()]
+    backend = ledger.open_ledger(target)
+    flows = sorted({(rec["orgId"], rec["flowId"]) for rec in records})
+    with backend.lock(new_run_id(), flows, lock_timeout):
+        added = backend.add(records)
+    print(
+        f"imported {added} new records of {len(records)} from {source} into {backend.name}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+# -- log, verify, compact --------------------------------------------------------------------
+
+
+def _place(args: argparse.Namespace) -> str:
+    """The ledger a log/verify/compact names: --ledger, $PLANRUNNER_LEDGER, else PLAN's."""
+    from planrunner import ledger
+    from planrunner.commands.apply import sim_ledger_path
+    from planrunner.commands.context import ledger_spec
+
+    explicit = ledger_spec(args.ledger)
+    if explicit:
+        return explicit
+    if not args.plan:
+        raise UsageError("name a PLAN or --ledger (or set $PLANRUNNER_LEDGER)")
+    return sim_ledger_path(args.plan) if args.sim else ledger.default_path(args.plan)
+
+
+def _flow_ids(plan_path: str | None, pattern: str) -> set[tuple[str, int]]:
+    """(orgId, flowId) of the plan's flows whose names match ``pattern``."""
+    if not plan_path:
+        return set()
+    import fnmatch
+
+    from planrunner import plan as planlib
+
+    p = planlib.load(plan_path)
+    names = [f.name for f in p.flows]
+    if not fnmatch.filter(names, pattern):
+        raise UsageError(f'--flow "{pattern}" matches no flow of the plan (flows: {", ".join(names)})')
+    return {(p.target.org_id, f.flow_id) for f in p.flows if fnmatch.fnmatchcase(f.name, pattern)}
+
+
+def _details(rec: dict[str, Any]) -> str:
+    common = {"v", "event", "key", "flowId", "orgId", "triggerTime", "attempt", "at"}
+    return ", ".join(f"{k} {v}" for k, v in rec.items() if k not in common)
+
+
+def log(args: argparse.Namespace) -> int:
+    """The history of a ledger, by key, flow or run."""
+    import fnmatch
+
+    from planrunner import ledger, ledgertools
+
+    backend = ledger.open_ledger(_place(args))
+    records = list(backend.records())
+    runs = ledgertools.attempt_runs(rec for _, rec in records)
+    key_flows: dict[str, set[str]] = {}
+    for _, rec in records:
+        if rec["event"] == "intent" and isinstance(rec.get("flow"), str):
+            key_flows.setdefault(rec["key"], set()).add(rec["flow"])
+    chosen = records
+    if args.key:
+        chosen = [(w, r) for w, r in chosen if r["key"] == args.key]
+    if args.flow:
+        ids = _flow_ids(args.plan, args.flow)
+        chosen = [
+            (w, r)
+            for w, r in chosen
+            if (r["orgId"], r["flowId"]) in ids
+            or any(fnmatch.fnmatchcase(f, args.flow) for f in key_flows.get(r["key"], ()))
+        ]
+    if args.run:
+        chosen = [(w, r) for w, r in chosen if ledgertools.run_of(r, runs) == args.run]
+    all_records = [r for _, r in records]
+    states = {sim: ledgertools.key_states(all_records, sim=sim) for sim in (False, True)}
+
+    def state_of(key: str, sim: bool) -> str:
+        st, cancelled = states[sim]
+        s = st.get(key)
+        if s is None:
+            return "pending"
+        if s.done and key in cancelled:
+            return str(ledger.CANCELLED)
+        return str(s.status)
+
+    run_rows: dict[str, dict[str, Any]] = {}
+    for _, rec in chosen:
+        run = ledgertools.run_of(rec, runs)
+        row = run_rows.setdefault(
+            run, {"run": run, "first": rec["at"], "last": rec["at"], "attempts": set(), "events": {}}
+        )
+        row["first"], row["last"] = min(row["first"], rec["at"]), max(row["last"], rec["at"])
+        row["attempts"].add(rec["attempt"])
+        row["events"][rec["event"]] = row["events"].get(rec["event"], 0) + 1
+    keys = []
+    for key, group in ledgertools.by_key(chosen):
+        first = group[0][1]
+        kinds = sorted({ledgertools.is_sim(r) for _, r in group})
+        keys.append(
+            {
+                "key": key,
+                "flowId": first["flowId"],
+                "orgId": first["orgId"],
+                "triggerTime": first["triggerTime"],
+                "flows": sorted(key_flows.get(key, ())),
+                "state": {("sim" if k else "real"): state_of(key, k) for k in kinds},
+                "records": [{"where": w, **r} for w, r in group],
+            }
+        )
+    runs_out = sorted(
+        ({**row, "attempts": len(row["attempts"])} for row in run_rows.values()),
+        key=lambda row: (row["first"], row["run"]),
+    )
+    if args.format == "json":
+        doc = {
+            "formatVersion": 1,
+            "ledger": backend.name,
+            "filter": {"key": args.key, "flow": args.flow, "run": args.run},
+            "runs": runs_out,
+            "keys": keys,
+            "error": None,
+        }
+        sys.stdout.write(orjson.dumps(doc).decode() + "\n")
+        return EXIT_OK
+    lines = [f"Ledger {backend.name}: {len(chosen)} of {len(records)} records, {len(keys)} keys", ""]
+    if runs_out:
+        lines.append("runs:")
+        for row in runs_out:
+            events = ", ".join(f"{n} {e}" for e, n in sorted(row["events"].items()))
+            lines.append(
+                f"  {row['run']}  {row['first']} .. {row['last']}  {row['attempts']} attempts ({events})"
+            )
+        lines.append("")
+    for k in keys:
+        state = ", ".join(f"{v}" if kind == "real" else f"{v} (sim)" for kind, v in k["state"].items())
+        flows = f"  {', '.join(k['flows'])}" if k["flows"] else ""
+        lines.append(f"{k['key']}{flows}  {state}")
+        for rec in k["records"]:
+            lines.append(
+                f"  {rec['at']}  {rec['event']:<10}  {rec['attempt']}  {_details({kk: vv for kk, vv in rec.items() if kk != 'where'})}"
+            )
+    if not keys:
+        lines.append("no records match")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def verify(args: argparse.Namespace) -> int:
+    """Check every line; count keys per status; exit 3 on a problem."""
+    from planrunner import ledger, ledgertools
+    from planrunner.errors import EXIT_LEDGER
+
+    backend = ledger.open_ledger(_place(args))
+    checked = ledgertools.check_backend(backend)
+    records = [r for _, r in checked.records]
+    counts = {
+        "real": ledgertools.status_counts(records, sim=False),
+        "sim": ledgertools.status_counts(records, sim=True),
+    }
+    if args.format == "json":
+        doc = {
+            "formatVersion": 1,
+            "ledger": backend.name,
+            "lines": checked.lines,
+            "records": len(records),
+            "counts": counts,
+            "problems": checked.problems,
+            "ok": not checked.problems,
+        }
+        sys.stdout.write(orjson.dumps(doc).decode() + "\n")
+    else:
+        lines = [f"Ledger {backend.name}: {len(records)} records in {checked.lines} lines"]
+        for kind, c in counts.items():
+            if c or kind == "real":
+                text = ", ".join(f"{n} {s}" for s, n in c.items()) or "no keys"
+                lines.append(f"  {kind:<4}  {sum(c.values())} keys: {text}")
+        lines += [f"problem: {p}" for p in checked.problems]
+        lines.append(
+            f"{len(checked.problems)} problems found." if checked.problems else "ok: every line is a valid record."
+        )
+        sys.stdout.write("\n".join(lines) + "\n")
+    return EXIT_LEDGER if checked.problems else EXIT_OK
+
+
+def compact(args: argparse.Namespace) -> int:
+    """Rewrite a file ledger to the fewest records folding to the same states."""
+    from planrunner import ledger, ledgertools
+    from planrunner.commands.apply import new_run_id
+
+    place = _place(args)
+    if ledger.is_postgres(place):
+        raise UsageError(
+            "ledger compact works on ledger files only: a PostgreSQL ledger keeps one row per "
+            "record and its fold runs in SQL (export, compact the file, and import into a new table instead)"
+        )
+    done = ledgertools.compact_file(place, new_run_id(), args.lock_timeout)
+    if done.torn_line is not None:
+        print(
+            f"{place}:{done.torn_line}: cut off an incomplete last line left by a crash",
+            file=sys.stderr,
+        )
+    print(
+        f"compacted {place}: {done.before} records -> {done.after} (same state for every key)",
+        file=sys.stdout,
+    )
+    return EXIT_OK

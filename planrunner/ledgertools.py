@@ -1,0 +1,332 @@
+"""What ``planrunner ledger log|verify|compact`` do with a ledger, apart from printing.
+
+- :func:`check_lines`: every problem of a ledger file, located (``path:line``);
+- :func:`key_states`: per-key states of a list of records (the fold, for counting);
+- :func:`compact_records`: the fewest records that fold to the same states, and stay right
+  when a ``merge=union`` later brings back some of the dropped lines;
+- :func:`compact_file`: that, under the lock, written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from planrunner import ledger
+from planrunner.errors import LedgerError, UsageError
+
+SIM = ledger.SIM_GATEWAY
+_CONFLICT_MARKERS = (b"<<<<<<<", b"=======", b">>>>>>>")
+SETTLERS = ("triggered", "reconciled")
+# Extra fields each event must carry, with the types they may have.
+_EXTRAS: dict[str, dict[str, tuple[type, ...]]] = {
+    "intent": {"flow": (str,), "run": (str,)},
+    "triggered": {"flowInstanceId": (str, type(None))},
+    "failed": {"code": (int, type(None)), "msg": (str,)},
+    "unknown": {"reason": (str,)},
+    "reconciled": {"found": (bool,), "flowInstanceId": (str, type(None))},
+    "aborted": {"reason": (str,)},
+    "cancelled": {"flowInstanceId": (str,)},
+}
+
+
+def is_sim(rec: dict[str, Any]) -> bool:
+    """Whether a record was written by a ``--sim`` run."""
+    return rec.get("gateway") == SIM
+
+
+# -- verify --------------------------------------------------------------------------------------
+
+
+def record_problem(rec: Any) -> str | None:
+    """What is wrong with one decoded record, or None."""
+    if not isinstance(rec, dict):
+        return "not a JSON object"
+    missing = [f for f in ledger._REQUIRED if f not in rec]
+    if missing:
+        return f"missing fields: {', '.join(missing)}"
+    if rec["v"] != 1:
+        return f"unsupported version v={rec['v']!r}"
+    if rec["event"] not in ledger.EVENTS:
+        return f"unknown event {rec['event']!r}"
+    for name, kind in ledger._FIELD_TYPES.items():
+        if type(rec[name]) is not kind:
+            return f'"{name}" is {type(rec[name]).__name__}, not {kind.__name__}'
+    if rec["key"] != f"{rec['orgId']}/{rec['flowId']}/{rec['triggerTime']}":
+        return f'"key" {rec["key"]!r} does not match orgId/flowId/triggerTime'
+    at = rec["at"]
+    if not isinstance(at, str):
+        return '"at" is not a string'
+    try:
+        datetime.fromisoformat(at)
+    except ValueError:
+        return f'"at" {at!r} is not an RFC 3339 time'
+    gateway = rec.get("gateway")
+    if gateway is not None and not isinstance(gateway, str):
+        return '"gateway" is not a string'
+    for name, kinds in _EXTRAS[rec["event"]].items():
+        if name not in rec:
+            return f'{rec["event"]} record without "{name}"'
+        value = rec[name]
+        if type(value) not in kinds:
+            return f'"{name}" of a {rec["event"]} record is {type(value).__name__}'
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A ledger file read line by line: the good records and every problem."""
+
+    records: list[tuple[str, dict[str, Any]]]
+    problems: list[str]
+    lines: int
+
+
+def check_lines(path: str) -> Checked:
+    """Read every line of a ledger file; never stops at the first problem."""
+    records: list[tuple[str, dict[str, Any]]] = []
+    problems: list[str] = []
+    if os.path.islink(path):
+        problems.append(f"{path}: the ledger is a symlink (apply refuses it)")
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such ledger") from None
+    except OSError as e:
+        raise LedgerError(f"{path}: cannot read ledger: {e.strerror or e}") from None
+    number = 0
+    with f:
+        for number, line in enumerate(f, 1):
+            where = f"{path}:{number}"
+            if line[-1:] != b"\n":
+                problems.append(
+                    f"{where}: incomplete last line (a crash while writing; the next apply cuts it off)"
+                )
+                break
+            if line == b"\n":
+                continue
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                if line.startswith(_CONFLICT_MARKERS):
+                    problems.append(
+                        f'{where}: git conflict marker (use "*.ledger.jsonl merge=union" in '
+                        ".gitattributes; keep both sides' lines and delete the marker lines)"
+                    )
+                else:
+                    problems.append(f"{where}: not JSON")
+                continue
+            why = record_problem(rec)
+            if why:
+                problems.append(f"{where}: {why}")
+                continue
+            records.append((where, rec))
+    return Checked(records, problems, number)
+
+
+def check_backend(backend: ledger.Backend) -> Checked:
+    """:func:`check_lines` for a file ledger; for another backend, what its records say."""
+    if isinstance(backend, ledger.FileLedger):
+        return check_lines(backend.path)
+    records: list[tuple[str, dict[str, Any]]] = []
+    problems: list[str] = []
+    try:
+        for where, rec in backend.records():
+            why = record_problem(rec)
+            if why:
+                problems.append(f"{where}: {why}")
+            else:
+                records.append((where, rec))
+    except LedgerError as e:
+        problems.append(str(e))
+    return Checked(records, problems, len(records) + len(problems))
+
+
+# -- the fold over a list of records ---------------------------------------------------------
+
+
+def key_states(
+    records: Iterable[dict[str, Any]], *, sim: bool
+) -> tuple[dict[str, ledger.KeyState], set[str]]:
+    """Per-key states of the records of one kind of run, and the keys recorded as cancelled."""
+    states: dict[str, ledger.KeyState] = {}
+    cancelled: set[str] = set()
+    for rec in records:
+        if is_sim(rec) is not sim:
+            continue
+        if rec["event"] == "cancelled":
+            cancelled.add(rec["key"])
+            continue
+        states.setdefault(rec["key"], ledger.KeyState()).add(rec)
+    return states, cancelled
+
+
+def status_counts(records: Sequence[dict[str, Any]], *, sim: bool) -> dict[str, int]:
+    """How many keys are done, cancelled, unknown, failed or pending."""
+    states, cancelled = key_states(records, sim=sim)
+    counts: dict[str, int] = {}
+    for key, st in states.items():
+        status = str(ledger.CANCELLED if st.done and key in cancelled else st.status)
+        counts[status] = counts.get(status, 0) + 1
+    order = [str(s) for s in (ledger.DONE, ledger.CANCELLED, ledger.UNKNOWN, ledger.FAILED, ledger.PENDING)]
+    return {s: counts[s] for s in order if s in counts}
+
+
+# -- compaction ------------------------------------------------------------------------------
+
+
+def _identity(rec: dict[str, Any]) -> bytes:
+    return orjson.dumps(rec, option=orjson.OPT_SORT_KEYS)
+
+
+def compact_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records to keep, in their order, folding (per kind of run) to the same states.
+
+    Per kind (simulator or real) and key:
+
+    - done: the first ``triggered`` or ``reconciled found: true`` (the one the fold takes);
+    - every key: its first ``cancelled``;
+    - not done: the intents of open attempts (their ``at`` too), and every record that
+      closes an attempt (``failed``, the last of which gives the error; ``aborted``;
+      ``reconciled found: false``). The closers cost little (keys that are not done are
+      few) and keep the compacted ledger right when a union merge brings back a dropped
+      intent; with them, compacting twice changes nothing.
+
+    Dropped: intents and ``unknown`` records of closed attempts, the history of done keys,
+    and exact duplicates (the last copy is kept, so the fold's last-wins fields are kept).
+    """
+    settler: dict[tuple[bool, str], int] = {}  # the first, as the fold takes it
+    first_cancel: dict[tuple[bool, str], int] = {}
+    closed: dict[tuple[bool, str], set[str]] = {}
+    last: dict[bytes, int] = {}
+    for i, rec in enumerate(records):
+        last[_identity(rec)] = i
+        k = (is_sim(rec), rec["key"])
+        event = rec["event"]
+        if event == "cancelled":
+            first_cancel.setdefault(k, i)
+        elif event == "triggered" or (event == "reconciled" and rec.get("found") is True):
+            settler.setdefault(k, i)
+        elif event in ("failed", "aborted", "reconciled"):
+            closed.setdefault(k, set()).add(rec["attempt"])
+    keep = [*settler.values(), *first_cancel.values()]
+    for i in sorted(last.values()):
+        rec = records[i]
+        k = (is_sim(rec), rec["key"])
+        event = rec["event"]
+        if event == "cancelled" or k in settler:
+            continue
+        if event == "intent":
+            if rec["attempt"] not in closed.get(k, ()):
+                keep.append(i)
+        elif event in ("failed", "aborted", "reconciled"):
+            keep.append(i)
+    return [records[i] for i in sorted(keep)]
+
+
+def fold_differences(a: ledger.Folded, b: ledger.Folded) -> list[str]:
+    """Keys whose state differs between two folds (status, instance id, open attempts, error)."""
+
+    def view(f: ledger.Folded, key: str) -> tuple[object, ...]:
+        st = f.state(key)
+        opened = {att: st.intents[att] for att in st.open_attempts}
+        return (f.status(key), f.done.get(key), opened, st.failed, st.error)
+
+    keys = set(a.done) | set(a.open) | set(b.done) | set(b.open) | a.cancelled | b.cancelled
+    return sorted(k for k in keys if view(a, k) != view(b, k))
+
+
+@dataclass(frozen=True, slots=True)
+class Compacted:
+    """What compaction did."""
+
+    before: int
+    after: int
+    torn_line: int | None
+
+
+def compact_file(path: str, run_id: str, lock_timeout: float) -> Compacted:
+    """Rewrite a ledger file, under its lock, to :func:`compact_records` of it, atomically.
+
+    The new file is written next to the old one (same directory, same mode), fsync'd,
+    checked to fold to the same states, renamed over the old one, and the directory is
+    fsync'd, so a crash leaves either the old ledger or the new one, never a mix.
+    """
+    if os.path.islink(path):
+        raise LedgerError(f"{path}: the ledger is a symlink; compact the file it points to")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such ledger") from None
+    if st.st_nlink > 1:
+        raise LedgerError(
+            f"{path}: the ledger has {st.st_nlink} hard links; compacting would leave the "
+            "other names with the old file"
+        )
+    with contextlib.ExitStack() as stack:
+        lock = ledger.Lock(path, run_id)
+        lock.acquire(lock_timeout)
+        stack.callback(lock.release)
+        records = [rec for _, rec in ledger.FileLedger(path).records()]
+        torn = ledger.fold(path).torn_line
+        kept = compact_records(records)
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{os.path.basename(path)}.", suffix=".compact", dir=directory
+        )
+        try:
+            with os.fdopen(fd, "wb") as out:
+                os.fchmod(out.fileno(), st.st_mode & 0o777)
+                out.write(ledger.encode(kept))
+                out.flush()
+                os.fsync(out.fileno())
+            for sim in (False, True):
+                diff = fold_differences(ledger.fold(path, sim=sim), ledger.fold(tmp, sim=sim))
+                if diff:
+                    raise LedgerError(
+                        f"{path}: compaction would change the state of {diff[0]} "
+                        f"(and {len(diff) - 1} more); the ledger is left as it was"
+                    )
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+    return Compacted(len(records), len(kept), torn)
+
+
+# -- history ---------------------------------------------------------------------------------
+
+
+def run_of(rec: dict[str, Any], runs: dict[str, str]) -> str:
+    """The run a record belongs to: its intent's ``run``, else its attempt id's prefix."""
+    attempt = rec["attempt"]
+    return runs.get(attempt) or attempt.rsplit(".", 1)[0]
+
+
+def attempt_runs(records: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """attempt -> run, from the intents."""
+    return {r["attempt"]: r["run"] for r in records if r["event"] == "intent" and "run" in r}
+
+
+def by_key(
+    records: Iterable[tuple[str, dict[str, Any]]],
+) -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]:
+    """Records grouped per key (keys by trigger time, then key), each in stored order."""
+    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for where, rec in records:
+        groups.setdefault(rec["key"], []).append((where, rec))
+    for key in sorted(groups, key=lambda k: (groups[k][0][1]["triggerTime"], k)):
+        yield key, groups[key]
