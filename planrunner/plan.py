@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from planrunner import cron as cronlib
-from planrunner import schema, source, times
+from planrunner import protocol, schema, source, times
 from planrunner.errors import PlanInvalid, UsageError
 from planrunner.source import Document, Problem
 
@@ -27,6 +25,8 @@ class Target:
     gateway: str
     org_id: str
     user_id: str
+    api: str = protocol.DEFAULT_API.name  # "v2.0" or "v2.1"
+    server_timezone: str | None = None  # the zone of the service's time strings, if given
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +61,8 @@ class Plan:
     flows: tuple[Flow, ...]
     doc: Document
     problems: tuple[Problem, ...]  # semantic problems; resolution reports them with its own
+    # Unset ${VAR} references when loaded with env_missing="warn" (validate): not errors.
+    warnings: tuple[Problem, ...] = ()
 
     def invalid(self, problems: list[Problem]) -> PlanInvalid:
         """The error reporting ``problems`` at their places in this plan's file."""
@@ -77,35 +79,26 @@ def render_problems(name: str, doc: Document, problems: list[Problem]) -> PlanIn
     return PlanInvalid(lines)
 
 
-def gateway_problem(url: str) -> str | None:
-    """Why ``url`` is not an acceptable gateway, or None: https, or http only to loopback."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return f'"{url}" is not a valid URL'
-    if parts.scheme == "https" and host:
-        return None
-    if parts.scheme == "http" and host:
-        if host == "localhost":
-            return None
+def load(
+    path: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    env_missing: str = "error",
+    raw: bytes | None = None,
+) -> Plan:
+    """Read and validate the plan at ``path``; raise :class:`PlanInvalid` with every problem.
+
+    ``env_missing="warn"`` (validate) turns an unset ``${VAR}`` into a warning in
+    ``Plan.warnings``, the reference left unexpanded, so that a check needs no secrets.
+    ``raw``: the plan's bytes when already read (stdin, a saved plan's check); ``path`` then
+    only names it.
+    """
+    if raw is None:
         try:
-            if ipaddress.ip_address(host).is_loopback:
-                return None
-        except ValueError:
-            pass
-        return f'plain http:// is allowed only to a loopback address, not "{host}"; use https://'
-    return f'"{url}" is not an https:// URL'
-
-
-def load(path: str, environ: Mapping[str, str] | None = None) -> Plan:
-    """Read and validate the plan at ``path``; raise :class:`PlanInvalid` with every problem."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(64 * 1024 * 1024 + 1)
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read plan: {e.strerror or e}") from None
+            with open(path, "rb") as f:
+                raw = f.read(64 * 1024 * 1024 + 1)
+        except OSError as e:
+            raise UsageError(f"{path}: cannot read plan: {e.strerror or e}") from None
     if len(raw) > 64 * 1024 * 1024:
         raise UsageError(f"{path}: plan file larger than 64 MiB")
     try:
@@ -121,11 +114,15 @@ def load(path: str, environ: Mapping[str, str] | None = None) -> Plan:
     if problems:
         raise render_problems(path, doc, problems)
     assert isinstance(data, dict)
-    return _build(path, doc, data, os.environ if environ is None else environ)
+    if env_missing not in ("error", "warn"):
+        raise ValueError(f"env_missing: {env_missing!r}")
+    return _build(path, doc, data, os.environ if environ is None else environ, env_missing)
 
 
-def _expand_env(value: str, environ: Mapping[str, str]) -> tuple[str, list[str]]:
+def _expand_env(value: str, environ: Mapping[str, str]) -> tuple[str, list[str], list[str]]:
+    """``(expanded, errors, unset variable messages)``."""
     errors: list[str] = []
+    missing: list[str] = []
 
     def sub(m: re.Match[str]) -> str:
         name = m[1]
@@ -133,26 +130,53 @@ def _expand_env(value: str, environ: Mapping[str, str]) -> tuple[str, list[str]]
             errors.append(f'"${{{name}}}" is not a valid environment variable reference')
             return ""
         if name not in environ:
-            errors.append(f'environment variable "{name}" is not set')
+            missing.append(f'environment variable "{name}" is not set')
             return ""
         return environ[name]
 
-    return _ENV_REF.sub(sub, value), errors
+    return _ENV_REF.sub(sub, value), errors, missing
 
 
-def _build(path: str, doc: Document, data: dict[str, Any], environ: Mapping[str, str]) -> Plan:
+def _build(
+    path: str,
+    doc: Document,
+    data: dict[str, Any],
+    environ: Mapping[str, str],
+    env_missing: str = "error",
+) -> Plan:
     problems: list[Problem] = []
+    warnings: list[Problem] = []
+    unresolved: set[str] = set()
     target_values: dict[str, str] = {}
     for key in ("gateway", "orgId", "userId"):
-        value, errors = _expand_env(data["target"][key], environ)
+        value, errors, missing = _expand_env(data["target"][key], environ)
         problems.extend(Problem(("target", key), e) for e in errors)
+        if missing and env_missing == "warn":
+            # Left as written: nothing may be judged from a value that is not known here.
+            warnings.extend(Problem(("target", key), m) for m in missing)
+            value = data["target"][key]
+            unresolved.add(key)
+        else:
+            problems.extend(Problem(("target", key), m) for m in missing)
+            errors += missing
         target_values[key] = value
-        if not errors and not value:
+        if not errors and not missing and not value:
             problems.append(Problem(("target", key), "is empty after ${...} expansion"))
-    if not problems:
-        why = gateway_problem(target_values["gateway"])
+    if not problems and "gateway" not in unresolved:
+        refs = _ENV_REF.findall(data["target"]["gateway"])
+        # Never echo what came from the environment: name the variables instead.
+        why = protocol.gateway_problem(target_values["gateway"], show=not refs)
+        if why and refs:
+            names = ", ".join(f"${{{n}}}" for n in dict.fromkeys(refs))
+            why = f"{why} (after expanding {names}; the value is not shown)"
         if why:
             problems.append(Problem(("target", "gateway"), why))
+    server_tz = data["target"].get("serverTimezone")
+    if server_tz is not None:
+        try:
+            protocol.server_zone(server_tz)
+        except ValueError as e:
+            problems.append(Problem(("target", "serverTimezone"), str(e)))
 
     plan_zone = _zone(data.get("timezone"), ("timezone",), problems)
     flows: list[Flow] = []
@@ -174,9 +198,17 @@ def _build(path: str, doc: Document, data: dict[str, Any], environ: Mapping[str,
             if "timezone" in raw
             else plan_zone
         )
-        flows.append(_flow(i, raw, tz, problems, ok=len(problems) == before))
-    target = Target(target_values["gateway"], target_values["orgId"], target_values["userId"])
-    return Plan(path, target, tuple(flows), doc, tuple(problems))
+        # A zone that is given but invalid is the root cause: say nothing of "no zone".
+        zone_given = "timezone" in raw or data.get("timezone") is not None
+        flows.append(_flow(i, raw, tz, problems, ok=len(problems) == before, zone_given=zone_given))
+    target = Target(
+        target_values["gateway"],
+        target_values["orgId"],
+        target_values["userId"],
+        data["target"].get("api", protocol.DEFAULT_API.name),
+        server_tz,
+    )
+    return Plan(path, target, tuple(flows), doc, tuple(problems), tuple(warnings))
 
 
 def _zone(name: object, where: source.Path, problems: list[Problem]) -> ZoneInfo | None:
@@ -197,9 +229,12 @@ def _time(
     problems: list[Problem],
     *,
     end: bool = False,
+    zone_given: bool = False,
 ) -> int | None:
     try:
         t = times.parse(value)
+        if tz is None and zone_given and t.instant is None:
+            return None  # the zone itself is invalid, and already reported
         return t.end_of(tz) if end else t.resolve(tz)
     except times.TimeError as e:
         problems.append(Problem(where, str(e)))
@@ -207,7 +242,12 @@ def _time(
 
 
 def _flow(
-    i: int, raw: dict[str, Any], tz: ZoneInfo | None, problems: list[Problem], ok: bool
+    i: int,
+    raw: dict[str, Any],
+    tz: ZoneInfo | None,
+    problems: list[Problem],
+    ok: bool,
+    zone_given: bool = False,
 ) -> Flow:
     here: source.Path = ("flows", i)
     before = len(problems)
@@ -216,27 +256,30 @@ def _flow(
     start = end = count = None
     end_is_now = False
     if "at" in raw:
-        values = [_time(v, tz, (*here, "at", j), problems) for j, v in enumerate(raw["at"])]
+        values = [
+            _time(v, tz, (*here, "at", j), problems, zone_given=zone_given)
+            for j, v in enumerate(raw["at"])
+        ]
         at = tuple(v for v in values if v is not None)
     else:
         try:
             cron = cronlib.parse(raw["cron"])
         except cronlib.CronError as e:
             problems.append(Problem((*here, "cron"), str(e)))
-        if tz is None:
+        if tz is None and not zone_given:
             problems.append(
                 Problem(
                     (*here, "cron"),
                     'no timezone in scope for cron; set "timezone" (e.g. UTC) on the plan or the flow',
                 )
             )
-        start = _time(raw["from"], tz, (*here, "from"), problems)
+        start = _time(raw["from"], tz, (*here, "from"), problems, zone_given=zone_given)
         if "count" in raw:
             count = raw["count"]
         elif raw["to"] == "now":
             end_is_now = True
         else:
-            end = _time(raw["to"], tz, (*here, "to"), problems, end=True)
+            end = _time(raw["to"], tz, (*here, "to"), problems, end=True, zone_given=zone_given)
             if start is not None and end is not None and start > end:
                 problems.append(
                     Problem(

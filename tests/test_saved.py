@@ -1,0 +1,154 @@
+"""Saved plans (`plan --out SAVED`, `apply SAVED`) and several plans per `plan` run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from testing import cron_flows, write_plan
+
+NOW = "2026-01-01T01:00:00Z"
+OPEN_ENDED = '  - {name: hourly, flowId: 5, cron: "0 * * * *", from: 2026-01-01, to: now}\n'
+
+
+def save(run, plan: Path, out: Path, *extra: str):
+    return run("plan", str(plan), "--out", str(out), "--format", "markdown", *extra)
+
+
+def test_saved_plan_records_what_was_reviewed(tmp_path: Path, run, monkeypatch) -> None:
+    monkeypatch.setenv("GW", "https://gw.internal.example.com")
+    plan = write_plan(tmp_path, cron_flows(2, 3), gateway="${GW}")
+    out = tmp_path / "x.json"
+    r = save(run, plan, out, "--now", NOW, "--flow", "f1")
+    assert r.code == 0, r.err
+    doc = json.loads(out.read_text())
+    assert doc["kind"] == "planrunner-saved-plan" and doc["formatVersion"] == 1
+    assert doc["plan"] == str(plan)
+    assert doc["sha256"] == hashlib.sha256(plan.read_bytes()).hexdigest()
+    assert doc["now"] == 1767229200000
+    # The gateway stays as written; the rest is expanded.
+    assert doc["target"] == {"gateway": "${GW}", "orgId": "o1", "userId": "u1", "api": "v2.0"}
+    assert doc["selection"] == {"flow": ["f1"], "exclude": []}
+    assert [e["key"] for e in doc["entries"]] == [
+        "o1/1/1767225600000",
+        "o1/1/1767225900000",
+        "o1/1/1767226200000",
+    ]
+    assert {e["status"] for e in doc["entries"]} == {"pending"}
+    # The markdown shows the digest of the saved file, after the marker.
+    lines = r.out.splitlines()
+    assert lines[0] == f"<!-- planrunner:{plan} -->"
+    assert hashlib.sha256(out.read_bytes()).hexdigest() in r.out
+
+
+def test_apply_saved_sends_exactly_the_saved_entries(tmp_path: Path, run, sim, sim_env) -> None:
+    plan = write_plan(tmp_path, OPEN_ENDED, gateway=sim.url)
+    out = tmp_path / "reviewed.yaml"  # recognised by content, whatever its name
+    assert save(run, plan, out, "--now", NOW).code == 0
+    saved = json.loads(out.read_text())
+    assert len(saved["entries"]) == 2  # 00:00 and 01:00; `to: now` pinned
+    r = run("apply", str(out), "--gateway", sim.url, "--yes", "--format", "json")
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["now"] == saved["now"]
+    assert doc["summary"] == {"triggered": 2}
+    sent = sorted(t["triggerTime"] for t in sim.triggers())
+    assert sent == [e["triggerTime"] for e in saved["entries"]]
+    again = run("apply", str(out), "--gateway", sim.url, "--yes", "--format", "json")
+    assert json.loads(again.out)["summary"] == {"skipped": 2}
+    assert len(sim.triggers()) == 2
+
+
+def test_apply_saved_skips_what_was_done_at_plan_time(tmp_path: Path, run, sim, sim_env) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2), gateway=sim.url)
+    assert run("apply", str(plan), "--gateway", sim.url, "--yes", "--flow", "f1").code == 0
+    plan.write_text(plan.read_text().replace("count: 2", "count: 3"))
+    out = tmp_path / "s.json"
+    assert save(run, plan, out).code == 0
+    statuses = [e["status"] for e in json.loads(out.read_text())["entries"]]
+    assert statuses == ["done", "done", "pending"]
+    r = run("apply", str(out), "--gateway", sim.url, "--yes", "--format", "json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["summary"] == {"triggered": 1}
+    assert len(sim.triggers()) == 3
+
+
+def test_stale_saved_plan_is_refused_and_nothing_sent(tmp_path: Path, run, sim, sim_env) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2), gateway=sim.url)
+    out = tmp_path / "s.json"
+    assert save(run, plan, out).code == 0
+    plan.write_text(plan.read_text() + "# a comment changes the bytes\n")
+    r = run("apply", str(out), "--gateway", sim.url, "--yes")
+    assert r.code == 2
+    assert f"saved plan is stale: {plan} changed since it was saved" in r.err
+    assert sim.triggers() == []
+
+
+def test_saved_plan_fixes_now_and_selection(tmp_path: Path, run, sim, sim_env) -> None:
+    plan = write_plan(tmp_path, cron_flows(2, 2), gateway=sim.url)
+    out = tmp_path / "s.json"
+    assert save(run, plan, out, "--exclude", "f2").code == 0
+    for extra in (["--now", NOW], ["--flow", "f2"], ["--max-triggers", "5"]):
+        r = run("apply", str(out), "--gateway", sim.url, "--yes", *extra)
+        assert r.code == 2 and "saved plan, which fixes these" in r.err
+    r = run("apply", str(out), "--gateway", sim.url, "--yes", "--format", "json")
+    assert r.code == 0
+    assert {t["flowId"] for t in sim.triggers()} == {1}
+
+
+def test_saved_plan_for_another_user_is_refused(tmp_path: Path, run, sim, monkeypatch) -> None:
+    monkeypatch.setenv("ENOS_ACCESS_KEY", "sim-access-key")
+    monkeypatch.setenv("ENOS_SECRET_KEY", "sim-secret-key")
+    monkeypatch.setenv("WHO", "u1")
+    plan = write_plan(tmp_path, cron_flows(1, 1), gateway=sim.url)
+    plan.write_text(plan.read_text().replace("userId: u1", "userId: ${WHO}"))
+    out = tmp_path / "s.json"
+    assert save(run, plan, out).code == 0
+    monkeypatch.setenv("WHO", "u2")
+    r = run("apply", str(out), "--gateway", sim.url, "--yes")
+    assert r.code == 2 and "target.userId 'u1', but it is now 'u2'" in r.err
+    assert sim.triggers() == []
+
+
+def test_a_yaml_plan_named_json_is_still_a_plan(tmp_path: Path, run) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 1), name="plan.json")
+    r = run("apply", str(plan), "--yes", "--sim", "--format", "json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["summary"] == {"triggered": 1}
+
+
+def test_out_takes_one_plan(tmp_path: Path, run) -> None:
+    a = write_plan(tmp_path, cron_flows(1, 1), name="a.yaml")
+    b = write_plan(tmp_path, cron_flows(1, 1), name="b.yaml")
+    r = run("plan", str(a), str(b), "--out", str(tmp_path / "s.json"))
+    assert r.code == 2 and "--out saves one plan" in r.err
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_several_plans_one_section_each(tmp_path: Path, run) -> None:
+    a = write_plan(tmp_path, cron_flows(1, 2), name="a.yaml")
+    b = write_plan(tmp_path, cron_flows(2, 1), name="b.yaml")
+    text = run("plan", str(a), str(b))
+    assert text.code == 0
+    assert f"Plan {a}" in text.out and f"Plan {b}" in text.out
+    assert text.out.count("Plan: ") == 2
+    md = run("plan", str(a), str(b), "--format", "markdown").out
+    assert md.startswith(f"<!-- planrunner:{a} -->\n")
+    assert f"\n<!-- planrunner:{b} -->\n" in md
+    doc = json.loads(run("plan", str(a), str(b), "--format", "json").out)
+    assert doc["formatVersion"] == 1
+    assert [(p["plan"], len(p["entries"])) for p in doc["plans"]] == [(str(a), 2), (str(b), 2)]
+    one = json.loads(run("plan", str(a), "--format", "json").out)
+    assert one["plan"] == str(a) and "plans" not in one  # one plan keeps its shape
+    assert run("plan", str(a), str(b), "--detailed-exitcode").code == 4
+
+
+def test_several_plans_one_invalid_prints_only_problems(tmp_path: Path, run) -> None:
+    a = write_plan(tmp_path, cron_flows(1, 1), name="a.yaml")
+    b = tmp_path / "b.yaml"
+    b.write_text("version: 2\n")
+    r = run("plan", str(a), str(b))
+    assert r.code == 2
+    assert r.out == ""
+    assert f"{b}:1:1: error:" in r.err
