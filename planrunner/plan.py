@@ -14,6 +14,7 @@ from planrunner import protocol, schema, source, times
 from planrunner.errors import PlanInvalid, UsageError
 from planrunner.source import Document, Problem
 
+MAX_PLAN_BYTES = 64 * 2**20  # a plan larger than this is surely a mistake
 _ENV_REF = re.compile(r"\$\{([^}]*)\}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -54,19 +55,23 @@ class Flow:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """A validated plan; ``doc`` keeps positions for errors found later (resolution)."""
+    """A plan read and checked; flows with problems of their own have ``ok=False``."""
 
     path: str
     target: Target
     flows: tuple[Flow, ...]
-    doc: Document
-    problems: tuple[Problem, ...]  # semantic problems; resolution reports them with its own
-    # Unset ${VAR} references when loaded with env_missing="warn" (validate): not errors.
-    warnings: tuple[Problem, ...] = ()
+    raw_target: Mapping[str, Any]  # target as written, before ${VAR} expansion
 
-    def invalid(self, problems: list[Problem]) -> PlanInvalid:
-        """The error reporting ``problems`` at their places in this plan's file."""
-        return render_problems(self.path, self.doc, problems)
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What reading a plan file gave: the located document, the plan when it could be
+    built, its problems (YAML, schema, semantic) and warnings (unset ${VAR} in validate)."""
+
+    doc: Document | None
+    plan: Plan | None
+    problems: tuple[Problem, ...]
+    warnings: tuple[Problem, ...] = ()
 
 
 def render_problems(name: str, doc: Document, problems: list[Problem]) -> PlanInvalid:
@@ -79,32 +84,34 @@ def render_problems(name: str, doc: Document, problems: list[Problem]) -> PlanIn
     return PlanInvalid(lines)
 
 
-def load(
+def read(
     path: str,
     environ: Mapping[str, str] | None = None,
     *,
     env_missing: str = "error",
     raw: bytes | None = None,
-) -> Plan:
-    """Read and validate the plan at ``path``; raise :class:`PlanInvalid` with every problem.
+) -> Reading:
+    """Read and check the plan at ``path``, collecting every problem (never raising them).
 
-    ``env_missing="warn"`` (validate) turns an unset ``${VAR}`` into a warning in
-    ``Plan.warnings``, the reference left unexpanded, so that a check needs no secrets.
-    ``raw``: the plan's bytes when already read (stdin, a saved plan's check); ``path`` then
-    only names it.
+    ``env_missing="warn"`` (validate) turns an unset ``${VAR}`` into a warning, the
+    reference left unexpanded, so that a check needs no secrets. ``raw``: the plan's bytes
+    when already read (stdin, a saved plan's check); ``path`` then only names it. A file
+    that cannot be read is a :class:`UsageError`.
     """
+    if env_missing not in ("error", "warn"):
+        raise ValueError(f"env_missing: {env_missing!r}")
     if raw is None:
         try:
             with open(path, "rb") as f:
-                raw = f.read(64 * 1024 * 1024 + 1)
+                raw = f.read(MAX_PLAN_BYTES + 1)
         except OSError as e:
             raise UsageError(f"{path}: cannot read plan: {e.strerror or e}") from None
-    if len(raw) > 64 * 1024 * 1024:
-        raise UsageError(f"{path}: plan file larger than 64 MiB")
+    if len(raw) > MAX_PLAN_BYTES:
+        raise UsageError(f"{path}: plan file larger than {MAX_PLAN_BYTES // 2**20} MiB")
     try:
         doc = source.load(raw)
     except source.SourceError as e:
-        raise PlanInvalid([f"{path}:{e.mark.line}:{e.mark.col}: error: {e.message}"]) from None
+        return Reading(None, None, (Problem((), e.message, mark=e.mark),))
     problems = list(doc.problems)
     data = doc.data
     if isinstance(data, dict):
@@ -112,11 +119,29 @@ def load(
         data = {k: v for k, v in data.items() if not k.startswith("x-")}
     problems += schema.check(data)
     if problems:
-        raise render_problems(path, doc, problems)
+        return Reading(doc, None, tuple(problems))
     assert isinstance(data, dict)
-    if env_missing not in ("error", "warn"):
-        raise ValueError(f"env_missing: {env_missing!r}")
     return _build(path, doc, data, os.environ if environ is None else environ, env_missing)
+
+
+def load(
+    path: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    env_missing: str = "error",
+    raw: bytes | None = None,
+) -> Plan:
+    """The plan at ``path``; :class:`PlanInvalid` with every YAML, schema and semantic problem."""
+    reading = read(path, environ, env_missing=env_missing, raw=raw)
+    if reading.problems or reading.plan is None:
+        if reading.doc is None:
+            mark = reading.problems[0].mark
+            assert mark is not None
+            raise PlanInvalid(
+                [f"{path}:{mark.line}:{mark.col}: error: {reading.problems[0].message}"]
+            )
+        raise render_problems(path, reading.doc, list(reading.problems))
+    return reading.plan
 
 
 def _expand_env(value: str, environ: Mapping[str, str]) -> tuple[str, list[str], list[str]]:
@@ -143,7 +168,7 @@ def _build(
     data: dict[str, Any],
     environ: Mapping[str, str],
     env_missing: str = "error",
-) -> Plan:
+) -> Reading:
     problems: list[Problem] = []
     warnings: list[Problem] = []
     unresolved: set[str] = set()
@@ -200,7 +225,9 @@ def _build(
         )
         # A zone that is given but invalid is the root cause: say nothing of "no zone".
         zone_given = "timezone" in raw or data.get("timezone") is not None
-        flows.append(_flow(i, raw, tz, problems, ok=len(problems) == before, zone_given=zone_given))
+        # A plan-level zone that failed leaves tz None: the flow cannot be resolved either.
+        ok = len(problems) == before and not (zone_given and tz is None)
+        flows.append(_flow(i, raw, tz, problems, ok=ok, zone_given=zone_given))
     target = Target(
         target_values["gateway"],
         target_values["orgId"],
@@ -208,7 +235,8 @@ def _build(
         data["target"].get("api", protocol.DEFAULT_API.name),
         server_tz,
     )
-    return Plan(path, target, tuple(flows), doc, tuple(problems), tuple(warnings))
+    plan = Plan(path, target, tuple(flows), dict(data["target"]))
+    return Reading(doc, plan, tuple(problems), tuple(warnings))
 
 
 def _zone(name: object, where: source.Path, problems: list[Problem]) -> ZoneInfo | None:

@@ -29,9 +29,15 @@ class Entry(NamedTuple):
         return times.format_local(self.trigger_time, self.offset)
 
 
-def resolve(plan: Plan, now: int, max_triggers: int = DEFAULT_MAX_TRIGGERS) -> list[Entry]:
-    """Every enabled flow's entries, sorted; raise ``PlanInvalid`` on semantic problems."""
-    problems: list[Problem] = list(plan.problems)
+def resolve(
+    plan: Plan, now: int, max_triggers: int = DEFAULT_MAX_TRIGGERS
+) -> tuple[list[Entry], list[Problem]]:
+    """Every enabled flow's entries, sorted, and the problems resolution found (pure).
+
+    Flows with problems of their own (``Flow.ok`` false) are left out; what is wrong with
+    them was reported when the plan was read.
+    """
+    problems: list[Problem] = []
     entries: list[Entry] = []
     # flowId -> [(minute, flow index, where)] to find two triggers in one UTC minute.
     by_flow_id: dict[int, list[tuple[int, int, Path]]] = {}
@@ -53,10 +59,8 @@ def resolve(plan: Plan, now: int, max_triggers: int = DEFAULT_MAX_TRIGGERS) -> l
         minutes += [(ms // 60_000, flow.index, w) for ms, w in zip(ms_list, wheres, strict=True)]
     for fid, minutes in by_flow_id.items():
         _same_minute(plan, fid, minutes, problems)
-    if problems:
-        raise plan.invalid(problems)
     entries.sort()
-    return entries
+    return entries, problems
 
 
 def _flow_times(

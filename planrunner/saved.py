@@ -93,7 +93,7 @@ def dumps(
     rows: Sequence[tuple[Entry, str]],
 ) -> bytes:
     """The saved plan's bytes: one JSON object, an entry per line so it diffs well."""
-    raw_target = plan.doc.data.get("target", {}) if isinstance(plan.doc.data, dict) else {}
+    raw_target = plan.raw_target
     target = {
         "gateway": str(raw_target.get("gateway", plan.target.gateway)),
         "orgId": plan.target.org_id,

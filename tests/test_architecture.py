@@ -19,7 +19,7 @@ LAYERS = [
     {"source", "cron", "schema"},
     {"plan"},
     {"resolve", "ledger", "pgledger", "enos", "report", "terminal", "rate"},
-    {"engine", "instances", "ledgertools"},
+    {"engine", "instances", "ledgertools", "checking"},
     {"sim", "commands", "saved", "inspect"},
     {"cli", "__main__"},
 ]

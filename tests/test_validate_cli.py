@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from planrunner.commands.validate import Found, github_command
+from planrunner.checking import Located as Found
+from planrunner.commands.validate import github_command
 from testing import ROOT, cron_flows, run_process, write_plan
 
 EXAMPLE = ROOT / "plans" / "example.yaml"

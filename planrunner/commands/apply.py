@@ -52,29 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--format", choices=("text", "json"), default="text", help="output format (default text)"
     )
     p.add_argument(
-        "--yes",
-        action="store_true",
-        help="do not ask for confirmation (required when stdin is not a terminal)",
-    )
-    p.add_argument("--gateway", metavar="URL", help="override target.gateway")
-    p.add_argument(
         "--sim",
         action="store_true",
         help="apply against an embedded simulator seeded with the plan's flows (no credentials needed)",
-    )
-    p.add_argument(
-        "--concurrency",
-        type=options.positive_int,
-        default=4,
-        metavar="N",
-        help="flows sent to at once (default 4)",
-    )
-    p.add_argument(
-        "--rate",
-        type=options.positive_float,
-        default=None,
-        metavar="PER_SECOND",
-        help="cap on requests per second (default: no cap)",
     )
     p.add_argument(
         "--retry-unknown",
@@ -84,13 +64,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quiet", "-q", action="store_true", help="print the summary line only; no progress bar"
     )
-    p.add_argument(
-        "--lock-timeout",
-        type=options.non_negative_float,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for another apply's lock (default 0)",
-    )
+    options.add_yes(p)
+    options.add_gateway(p)
+    options.add_pace(p, "flows sent to")
+    options.add_lock_timeout(p)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -261,19 +238,16 @@ class _Interrupts:
 
 def run(req: Request) -> int:
     """The whole of ``planrunner apply``; returns the exit code."""
-    from planrunner import plan as planlib
-    from planrunner import report
+    from planrunner import checking, report
     from planrunner.commands.context import note_missing, select
-    from planrunner.resolve import resolve
 
     if req.sim and req.gateway:
         raise UsageError("--gateway cannot be combined with --sim (the simulator is the gateway)")
+    raw = req.saved.plan_bytes() if req.saved is not None else None  # exit 2 when stale
+    plan, entries = checking.load_entries(req.plan_path, req.now, req.max_triggers, raw=raw)
     if req.saved is not None:
-        plan = planlib.load(req.plan_path, raw=req.saved.plan_bytes())  # exit 2 when stale
         req.saved.check_target(plan)
-    else:
-        plan = planlib.load(req.plan_path)
-    entries = select(plan, resolve(plan, req.now, req.max_triggers), req.selection)
+    entries = select(plan, entries, req.selection)
     if req.saved is not None:
         entries = req.saved.narrow(entries)
     path = req.ledger_path or (

@@ -51,33 +51,10 @@ OUTCOME_ORDER = (CANCELLED, ALREADY, FINISHED, FAILED, NOT_SENT)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """cancel's own options."""
-    p.add_argument(
-        "--yes",
-        action="store_true",
-        help="do not ask for confirmation (required when stdin is not a terminal)",
-    )
-    p.add_argument("--gateway", metavar="URL", help="override target.gateway")
-    p.add_argument(
-        "--concurrency",
-        type=options.positive_int,
-        default=4,
-        metavar="N",
-        help="lookups and flows cancelled at once (default 4)",
-    )
-    p.add_argument(
-        "--rate",
-        type=options.positive_float,
-        default=None,
-        metavar="PER_SECOND",
-        help="cap on requests per second (default: no cap)",
-    )
-    p.add_argument(
-        "--lock-timeout",
-        type=options.non_negative_float,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for an apply's lock (default 0)",
-    )
+    options.add_yes(p)
+    options.add_gateway(p)
+    options.add_pace(p, "lookups and flows cancelled")
+    options.add_lock_timeout(p)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,13 +195,12 @@ class Canceller:
 
 def run(req: Request) -> int:
     """The whole of ``planrunner cancel``; returns the exit code."""
-    from planrunner import plan as planlib
+    from planrunner import checking
     from planrunner.commands.apply import new_run_id
     from planrunner.commands.context import select
-    from planrunner.resolve import resolve
 
-    plan = planlib.load(req.plan_path)
-    entries = select(plan, resolve(plan, req.now, req.max_triggers), req.selection)
+    plan, entries = checking.load_entries(req.plan_path, req.now, req.max_triggers)
+    entries = select(plan, entries, req.selection)
     path = req.ledger_path or ledger.default_path(req.plan_path)
     target = instances.connect(plan, req.gateway)
     client = target.client

@@ -8,6 +8,7 @@ import sys
 from planrunner.errors import EXIT_INVALID
 
 MAX_PORT = 65_535
+DEFAULT_CONCURRENCY = 4
 
 
 class Parser(argparse.ArgumentParser):
@@ -144,6 +145,49 @@ def selecting() -> Parser:
         help="leave this flow out (a name or shell glob; repeatable)",
     )
     return p
+
+
+def add_gateway(p: argparse.ArgumentParser) -> None:
+    """``--gateway URL``: override the plan's target.gateway."""
+    p.add_argument("--gateway", metavar="URL", help="override target.gateway")
+
+
+def add_pace(p: argparse.ArgumentParser, what: str) -> None:
+    """``--concurrency`` and ``--rate``: how many requests at once and how many per second."""
+    p.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help=f"{what} at once (default {DEFAULT_CONCURRENCY})",
+    )
+    p.add_argument(
+        "--rate",
+        type=positive_float,
+        default=None,
+        metavar="PER_SECOND",
+        help="cap on requests per second (default: no cap; a throttled gateway slows the run)",
+    )
+
+
+def add_yes(p: argparse.ArgumentParser) -> None:
+    """``--yes``: no confirmation (required when stdin is not a terminal)."""
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help="do not ask for confirmation (required when stdin is not a terminal)",
+    )
+
+
+def add_lock_timeout(p: argparse.ArgumentParser) -> None:
+    """``--lock-timeout SECONDS``: how long to wait for another run's ledger lock."""
+    p.add_argument(
+        "--lock-timeout",
+        type=non_negative_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another run's ledger lock (default 0)",
+    )
 
 
 def exit_codes(*rows: tuple[int, str], example: str) -> str:

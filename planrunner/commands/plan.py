@@ -160,15 +160,13 @@ def _result(
     chosen: Selection,
 ) -> report.Result:
     """One plan resolved, with each entry's status from the ledger."""
+    from planrunner import checking, log, report
     from planrunner import ledger as ledgerlib
-    from planrunner import log, report
-    from planrunner import plan as planlib
     from planrunner.commands.apply import sim_ledger_path
     from planrunner.commands.context import note_missing, select
-    from planrunner.resolve import resolve
 
-    p = planlib.load(path, raw=raw)
-    entries = select(p, resolve(p, now, max_triggers), chosen)
+    p, entries = checking.load_entries(path, now, max_triggers, raw=raw)
+    entries = select(p, entries, chosen)
     ledger_path = ledger or (sim_ledger_path(path) if sim else ledgerlib.default_path(path))
     note_missing(ledger)
     backend = ledgerlib.open_ledger(ledger_path)

@@ -63,26 +63,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help=f"seconds between polls with --watch (default {DEFAULT_INTERVAL:g})",
     )
-    p.add_argument("--gateway", metavar="URL", help="override target.gateway")
     p.add_argument(
         "--sim",
         action="store_true",
         help="show the --sim ledger (what apply --sim did); its instances cannot be looked up",
     )
-    p.add_argument(
-        "--concurrency",
-        type=options.positive_int,
-        default=4,
-        metavar="N",
-        help="lookups at once (default 4)",
-    )
-    p.add_argument(
-        "--rate",
-        type=options.positive_float,
-        default=None,
-        metavar="PER_SECOND",
-        help="cap on lookups per second (default: no cap)",
-    )
+    options.add_gateway(p)
+    options.add_pace(p, "lookups")
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,15 +383,15 @@ def run(req: Request) -> int:
     """The whole of ``planrunner status``; returns the exit code."""
     from planrunner import ledger as ledgerlib
     from planrunner import log
-    from planrunner import plan as planlib
     from planrunner.commands.apply import sim_ledger_path
     from planrunner.commands.context import select
-    from planrunner.resolve import resolve
 
     if req.sim and req.gateway:
         raise UsageError("--gateway cannot be combined with --sim (the simulator is the gateway)")
-    plan = planlib.load(req.plan_path)
-    entries = select(plan, resolve(plan, req.now, req.max_triggers), req.selection)
+    from planrunner import checking
+
+    plan, entries = checking.load_entries(req.plan_path, req.now, req.max_triggers)
+    entries = select(plan, entries, req.selection)
     path = req.ledger_path or (
         sim_ledger_path(req.plan_path) if req.sim else ledgerlib.default_path(req.plan_path)
     )

@@ -8,11 +8,11 @@ line on stdout, then serves until interrupted (exit 0). Bad options raise
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 
 from planrunner import protocol
+from planrunner.commands import options
 from planrunner.errors import UsageError
 from planrunner.sim.faults import (
     AUTH_FAILURE_FORMS,
@@ -29,6 +29,19 @@ from planrunner.sim.faults import (
     Faults,
 )
 
+HELP = "run the local service simulator (loopback only)"
+DESCRIPTION = (
+    "Serve a simulator of the EnOS API gateway and Data Flow batch service on loopback, "
+    "speaking the service as the vendor documents it, with a switch for every undocumented "
+    "point (dialects) and fault injection. Prints its base URL as the first line on stdout, "
+    "then serves until interrupted."
+)
+EPILOG = options.exit_codes(
+    (0, "stopped by Ctrl-C"),
+    (2, "bad usage: a non-loopback host, a bad flows file, a bad fault"),
+    example="planrunner sim --port 0 --flows plans/sim-flows.yaml --api v2.1 --server-zone UTC",
+)
+PARENTS = ()
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_TOKEN_TTL = 7200
@@ -37,57 +50,13 @@ DEFAULT_SECRET_KEY = "sim-secret-key"  # noqa: S105 - the simulator's documented
 _DEFAULT = Dialect()
 
 
-def _number(text: str, *, positive: bool) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    low_ok = value > 0 if positive else value >= 0
-    if not (low_ok and value < math.inf):  # also refuses NaN
-        raise argparse.ArgumentTypeError(
-            f"must be a {'positive' if positive else 'non-negative'} number, got {text}"
-        )
-    return value
-
-
-def _positive(text: str) -> float:
-    return _number(text, positive=True)
-
-
-def _non_negative(text: str) -> float:
-    return _number(text, positive=False)
-
-
-MAX_PORT = 65535
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= MAX_PORT:
-        raise argparse.ArgumentTypeError(f"must be 0-{MAX_PORT}, got {value}")
-    return value
-
-
-def _ttl(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add ``planrunner sim``'s options to its parser."""
     p.add_argument(
         "--host", default=DEFAULT_HOST, help="loopback address to bind (default 127.0.0.1)"
     )
     p.add_argument(
-        "--port", type=_port, default=DEFAULT_PORT, help="port (default 8080; 0 picks a free one)"
+        "--port", type=options.port, default=DEFAULT_PORT, help="port (default 8080; 0 picks a free one)"
     )
     p.add_argument(
         "--flows",
@@ -103,14 +72,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--rate-limit",
-        type=_positive,
+        type=options.positive_float,
         default=None,
         metavar="PER_SECOND",
         help="answer HTTP 429 above this many requests per second",
     )
     p.add_argument(
         "--latency",
-        type=_non_negative,
+        type=options.non_negative_float,
         default=0.0,
         metavar="SECONDS",
         help="delay every trigger answer by this long",
@@ -133,7 +102,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--token-ttl",
-        type=_ttl,
+        type=options.positive_int,
         default=DEFAULT_TOKEN_TTL,
         metavar="SECONDS",
         help="lifetime of issued tokens (default 7200)",
@@ -172,7 +141,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     d.add_argument(
         "--duplicate-window",
-        type=_non_negative,
+        type=options.non_negative_float,
         default=DEFAULT_DUPLICATE_WINDOW,
         metavar="SECONDS",
         help="the wall-clock window of --duplicate wall-clock (default 60)",
