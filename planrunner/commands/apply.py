@@ -89,30 +89,24 @@ def main(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"{', '.join(given)}: {args.plan} is a saved plan, which fixes these; apply it as saved"
             )
-        return run(
-            Request(
-                pinned.plan,
-                ledger_spec(args.ledger),
-                pinned.now,
-                args.format,
-                args.yes,
-                args.gateway,
-                args.sim,
-                engine.Options(
-                    concurrency=args.concurrency, rate=args.rate, retry_unknown=args.retry_unknown
-                ),
-                args.lock_timeout,
-                pinned.max_triggers,
-                args.quiet,
-                pinned.selection,
-                saved=pinned,
-            )
+        plan_path, moment, most, chosen = (
+            pinned.plan,
+            pinned.now,
+            pinned.max_triggers,
+            pinned.selection,
+        )
+    else:
+        plan_path, moment, most, chosen = (
+            args.plan,
+            now(args.now),
+            max_triggers(args.max_triggers),
+            selection(args.flow, args.exclude),
         )
     return run(
         Request(
-            args.plan,
+            plan_path,
             ledger_spec(args.ledger),
-            now(args.now),
+            moment,
             args.format,
             args.yes,
             args.gateway,
@@ -121,9 +115,10 @@ def main(args: argparse.Namespace) -> int:
                 concurrency=args.concurrency, rate=args.rate, retry_unknown=args.retry_unknown
             ),
             args.lock_timeout,
-            max_triggers(args.max_triggers),
+            most,
             args.quiet,
-            selection(args.flow, args.exclude),
+            chosen,
+            saved=pinned,
         )
     )
 
