@@ -13,7 +13,6 @@ rule); ``PLANRUNNER_MATRIX=full`` runs all 108 cells.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 from pathlib import Path
@@ -23,88 +22,35 @@ import pytest
 
 from planrunner import enos, protocol
 from planrunner.errors import ServiceError
-from planrunner.sim import Dialect, Faults, SimFlow, Simulator
+from planrunner.sim import Dialect, Faults, Simulator
 from testing import duplicates_and_resends, make_client, write_plan
+from testing.matrix import (
+    ALL_CELLS,
+    APIS,
+    DUPLICATE,
+    FLOWS,
+    ID_ZONES,
+    MAX_APPLIES,
+    NOT_FOUND,
+    PER_FLOW,
+    ZONES,
+    hourly_flows,
+    run_cell,
+    sample,
+)
 
-APIS = ("v2.0", "v2.1")
-ZONES = ("GMT+8", "UTC", "GMT-5")
-ID_ZONES = ("utc", "server")
-NOT_FOUND = ("62102", "null", "empty")
-DUPLICATE = ("minute-key", "wall-clock", "none")
-ALL_CELLS = list(itertools.product(APIS, ZONES, ID_ZONES, NOT_FOUND, DUPLICATE))
-FAULTS = [
-    "62109=0.05",
-    "62109-after-create=0.05",
-    "503=0.05",
-    "504-after-create=0.08",
-    "drop-after-create=0.05",
-    "malformed=0.04",
-    "lookup-503=0.1",
-]
-MAX_APPLIES = 4
-FLOWS, PER_FLOW = 3, 8
-
-
-def _sample() -> list[tuple[str, ...]]:
-    """Every (api, duplicate) pair, with the other switches rotated so each value appears."""
-    cells = []
-    for i, (api, dup) in enumerate(itertools.product(APIS, DUPLICATE)):
-        cells.append((api, ZONES[i % 3], ID_ZONES[i % 2], NOT_FOUND[(i + 1) % 3], dup))
-        cells.append((api, ZONES[(i + 1) % 3], ID_ZONES[(i + 1) % 2], NOT_FOUND[i % 3], dup))
-    return cells
-
-
-CELLS = ALL_CELLS if os.environ.get("PLANRUNNER_MATRIX") == "full" else _sample()
-
-
-def hourly_flows(first_id: int) -> str:
-    # Hourly entries: with server-local id digits, the instance 8 h (or 5 h) away exists too.
-    return "".join(
-        f'  - {{name: f{first_id + i}, flowId: {first_id + i}, cron: "0 * * * *", '
-        f"from: 2026-01-01, count: {PER_FLOW}}}\n"
-        for i in range(FLOWS)
-    )
-
-
-def dialect(api: str, zone: str, id_zone: str, not_found: str, duplicate: str) -> Dialect:
-    return Dialect(
-        api=api,
-        server_zone=zone,
-        id_zone=id_zone,
-        not_found=not_found,
-        duplicate=duplicate,
-        duplicate_window=0.2,
-    )
+CELLS = ALL_CELLS if os.environ.get("PLANRUNNER_MATRIX") == "full" else sample()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("api", "zone", "id_zone", "not_found", "duplicate"), CELLS)
-def test_exactly_once_in_every_dialect(
-    tmp_path: Path, run: Any, sim_env: None, api: str, zone: str, id_zone: str, not_found: str, duplicate: str
-) -> None:
-    cell = f"{api}/{zone}/{id_zone}/{not_found}/{duplicate}"
-    seed = ALL_CELLS.index((api, zone, id_zone, not_found, duplicate))
-    flows = [SimFlow(100 + i, run_seconds=0.01) for i in range(FLOWS)]
-    faults = Faults.parse(FAULTS, seed=seed)
-    with Simulator(flows, faults=faults, dialect=dialect(api, zone, id_zone, not_found, duplicate)) as sim:
-        plan = write_plan(tmp_path, hourly_flows(100), api=api)
-        codes = []
-        for _ in range(MAX_APPLIES):
-            r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--format", "json")
-            codes.append(r.code)
-            if r.code == 0:
-                break
-        assert codes[-1] == 0, f"{cell}: not done after {MAX_APPLIES} applies: {codes} {r.err[-1500:]}"
-        entries = json.loads(r.out)["entries"]
-        expected = {(e["flowId"], e["triggerTime"]) for e in entries}
-        log = sim.triggers()
-    created = {(t["flowId"], t["triggerTime"]) for t in log if t["flowInstanceId"]}
-    faulted = [t for t in log if t["status"] not in (0, protocol.BAD_PARAMETER_OR_DUPLICATE)]
-    assert faulted, f"{cell}: no fault fired: the cell proves nothing"
-    dupes, resends = duplicates_and_resends(log)
-    assert created == expected, f"{cell}: missing {sorted(expected - created)[:3]}"
-    assert not dupes, f"{cell}: created more than once: {dupes[:3]}"
-    assert not resends, f"{cell}: sent again over an existing instance: {resends[:3]}"
+@pytest.mark.parametrize("cell", CELLS, ids="/".join)
+def test_exactly_once_in_every_dialect(tmp_path: Path, sim_env: None, cell: tuple[str, ...]) -> None:
+    trial = run_cell(cell, tmp_path, ALL_CELLS.index(cell))
+    assert trial.applies[-1] == 0, f"{trial.cell}: not done after {MAX_APPLIES} applies: {trial.applies}"
+    assert trial.faulted, f"{trial.cell}: no fault fired: the cell proves nothing"
+    assert trial.created == trial.expected, f"{trial.cell}: missing {sorted(trial.expected - trial.created)[:3]}"
+    assert not trial.duplicates, f"{trial.cell}: created more than once: {trial.duplicates[:3]}"
+    assert not trial.resends, f"{trial.cell}: sent again over an existing instance"
 
 
 @pytest.mark.parametrize("zone", ["GMT+8", "GMT-5", "GMT+5:30"])
@@ -199,5 +145,5 @@ def test_62102_not_found_waits_out_the_minute_rule_and_sends_once_more(
 
 def test_sampled_cells_cover_every_value() -> None:
     for i, values in enumerate((APIS, ZONES, ID_ZONES, NOT_FOUND, DUPLICATE)):
-        assert {c[i] for c in _sample()} == set(values)
+        assert {c[i] for c in sample()} == set(values)
     assert len(ALL_CELLS) == 108
