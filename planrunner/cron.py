@@ -3,7 +3,7 @@
 Dense schedules are expanded per matching day: the day's times of day are one list of
 offsets added to the day's start, and zone lookups happen once per day. Only days with a
 wall time that does not happen exactly once at the day's offset take the slow path, which
-applies Debian's DST rules (see DESIGN.md section 2) to each wall time. That includes the
+applies Debian's DST rules (see docs/plans.md) to each wall time. That includes the
 day before a fall-back at local midnight: its last hour is repeated after the next day's
 midnight (:func:`_steady_offset`). The rules match the ``cronsim`` library, which the tests
 use as an oracle beside a minute-by-minute brute force.

@@ -37,6 +37,7 @@ READ_TIMEOUT = enos.READ_TIMEOUT
 IN_FLIGHT_MARGIN = 15.0  # seconds past the read timeout after which a request is surely over
 DUPLICATE_WAIT = 61.0  # seconds after a flow's previous trigger before a 62102 is re-sent
 GATEWAY_DOWN_AFTER = 5  # consecutive timeouts or unreachable answers that stop the run
+JOIN_SECONDS = 0.2  # how often the main thread wakes while workers run (to take Ctrl-C)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +249,7 @@ class Runner:
             t.start()
         for t in threads:
             while t.is_alive():
-                t.join(0.2)  # short joins let the main thread take Ctrl-C
+                t.join(JOIN_SECONDS)  # short joins let the main thread take Ctrl-C
         for work in queue:  # flows left when the run stopped: record what they hold
             self._finish(work)
         self.client.close()

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 
 class KeyStatus(StrEnum):
-    """What the ledger says of a key (DESIGN section 4's fold)."""
+    """What the ledger says of a key (the fold of docs/apply.md)."""
 
     DONE = "done"
     UNKNOWN = "unknown"

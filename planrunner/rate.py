@@ -1,4 +1,4 @@
-"""The run's send rate to the gateway, shared by every worker of one apply (DESIGN section 5).
+"""The run's send rate to the gateway, shared by every worker of one apply (docs/apply.md).
 
 With no rate known, requests go out freely. A gateway 429 halves the rate (the first time,
 half the send rate observed just before it) and, when the gateway says ``Retry-After``,

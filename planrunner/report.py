@@ -17,6 +17,8 @@ from planrunner.select import Selection
 FORMAT_VERSION = 1
 
 MARKDOWN_LIMIT = 60_000
+FOLD_HEAD, FOLD_TAIL = 3, 2  # entries kept before and after a folded run
+NOTE_ROOM = 200  # characters kept free in markdown for the notes on what was left out
 # Order in summaries: what will (or did) happen first, then what needs attention.
 STATUS_ORDER = (
     "pending",
@@ -29,6 +31,8 @@ STATUS_ORDER = (
     "skipped",
     "failed",
 )
+PLAN_COLUMNS = STATUS_ORDER[:4]  # the statuses plan's markdown table counts per flow
+MARKDOWN_FIXED_COLUMNS = ("flow", "flowId", "zone", "entries", "first", "last")
 SYMBOLS = {
     "pending": "+",
     "retry": "~",
@@ -116,7 +120,7 @@ def _quote(value: str | None) -> str:
 
 
 def render_json(r: Result) -> str:
-    """One JSON object as DESIGN.md section 3 shows; one entry per line for diffs."""
+    """One JSON object (README, "plan --format json"); one entry per line for diffs."""
     head = {
         "formatVersion": FORMAT_VERSION,
         "plan": r.plan.path,
@@ -271,7 +275,7 @@ def render_text(
         first, last = rows[0][0], rows[-1][0]
         lines.append(f"  first {first.local_time}  {first.trigger_time}")
         lines.append(f"  last  {last.local_time}  {last.trigger_time}")
-        for row in _fold(r, rows, 3, 2):
+        for row in _fold(r, rows, FOLD_HEAD, FOLD_TAIL):
             if isinstance(row, Folded):
                 lines.append(f"    ... {row.count} more {row.status} ...")
                 continue
@@ -316,7 +320,7 @@ def render_markdown(
         "",
         f"{len(r.entries)} entries: {counts} · now `{times.format_utc(r.now)}` · {_md_escape(r.selection.describe())}",
         "",
-        "| flow | flowId | zone | entries | first | last | " + " | ".join(STATUS_ORDER[:4]) + " |",
+        "| flow | flowId | zone | entries | first | last | " + " | ".join(PLAN_COLUMNS) + " |",
         "|---|---:|---|---:|---|---|" + "---:|" * 4,
     ]
     if r.orphans:
@@ -341,7 +345,7 @@ def render_markdown(
             per[s] = per.get(s, 0) + 1
         first = f"`{flow_rows[0][0].local_time}`" if flow_rows else ""
         last = f"`{flow_rows[-1][0].local_time}`" if flow_rows else ""
-        cells = " | ".join(str(per.get(s, 0)) for s in STATUS_ORDER[:4])
+        cells = " | ".join(str(per.get(s, 0)) for s in PLAN_COLUMNS)
         rows.append(
             f"| {_md_escape(flow.name)} | {flow.flow_id} | {flow.zone_name} | {len(flow_rows)} | {first} | {last} | {cells} |"
         )
@@ -353,7 +357,7 @@ def render_markdown(
                 "| | time | triggerTime | status |",
                 "|---|---|---:|---|",
             ]
-            for row in _fold(r, flow_rows, 3, 2):
+            for row in _fold(r, flow_rows, FOLD_HEAD, FOLD_TAIL):
                 if isinstance(row, Folded):
                     table.append(f"| | … {row.count} more {row.status} … | | |")
                 else:
@@ -371,7 +375,7 @@ def render_markdown(
 def _fit(head: list[str], rows: list[str], details: list[str], limit: int) -> str:
     """Join the parts, dropping flow details, then summary rows, until under ``limit``."""
     used = sum(len(x) + 1 for x in head)
-    note_room = 200
+    note_room = NOTE_ROOM
     kept_rows: list[str] = []
     for row in rows:
         if used + len(row) + 1 + note_room > limit:
@@ -381,7 +385,8 @@ def _fit(head: list[str], rows: list[str], details: list[str], limit: int) -> st
     out = [*head, *kept_rows]
     if len(kept_rows) < len(rows):
         out.append(
-            f"| … {len(rows) - len(kept_rows)} more flows; see `planrunner plan --format json` | | | | | | | | | |"
+            f"| … {len(rows) - len(kept_rows)} more flows; see `planrunner plan --format json` |"
+            + " |" * (len(MARKDOWN_FIXED_COLUMNS) + len(PLAN_COLUMNS) - 1)
         )
     out.append("")
     used = sum(len(x) + 1 for x in out)

@@ -422,7 +422,7 @@ def _lord_howe_fall_backs() -> list[int]:
 # cronsim advances wildcard expressions by whole hours (and, for a single minute, by
 # "minutes to go" of real time), which assumes offset changes of whole hours. Around Lord
 # Howe's half-hour shifts it skips real instants whose wall time matches (the second 01:30
-# after the fall-back, 02:00-02:29 after it, 00:00-00:29 the next day). DESIGN.md says every
+# after the fall-back, 02:00-02:29 after it, 00:00-00:29 the next day). docs/plans.md says every
 # such instant fires; named tests pin those cases, and the oracle is asked only about
 # fixed-time expressions there, which it steps through in wall time.
 LORD_HOWE_FALL_BACKS = _lord_howe_fall_backs()

@@ -7,7 +7,7 @@ import pytest
 from planrunner.engine import Act, Cause, Then, after_lookup, on_answer
 from planrunner.enos import Kind
 
-# DESIGN's answer table, first column: what each class of answer calls for.
+# The answer table of docs/apply.md, first column: what each class of answer calls for.
 ANSWERS = [
     (Kind.OK, Act.DONE),
     (Kind.PERMANENT, Act.REFUSE_FLOW),  # 62101/62103/62104/62105, HTTP 400/403/413

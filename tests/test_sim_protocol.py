@@ -1,4 +1,4 @@
-"""The simulator against the service as documented (DESIGN.md sections 6 and 7, WIRE.md).
+"""The simulator against the service as documented (docs/protocol.md, docs/simulator.md).
 
 Requests are built by hand here (plain `requests`, digests from planrunner.protocol), never
 with planrunner's client, so that the client and the simulator cannot share a misreading.

@@ -1,4 +1,4 @@
-"""Time forms of DESIGN.md section 1."""
+"""Time forms of the plan language (docs/plans.md)."""
 
 from __future__ import annotations
 

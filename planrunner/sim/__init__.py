@@ -1,7 +1,7 @@
 """The local service simulator: in-process for tests and ``apply --sim``, or ``planrunner sim``.
 
 It speaks the EnOS API gateway and Data Flow batch service as the vendor documents them
-(DESIGN.md sections 6 and 7, docs/simulator.md), with a :class:`Dialect` switch for every
+(docs/protocol.md, docs/simulator.md), with a :class:`Dialect` switch for every
 undocumented point and :class:`Faults` to inject failures. Modules, one concern each:
 
 - :mod:`~planrunner.sim.service`: the service's rules (flows, instances, queues, lookups);
