@@ -1,15 +1,19 @@
-"""Apply benchmarks, each against a baseline measured in the same run.
+"""Apply benchmarks against the simulator in its own process, each against a baseline.
 
-Run: python bench/apply.py [--runs 3] [--records 1000000]
+Run: python bench/apply.py [--runs 3]
 
-1. Latency: the simulator (its own process) answers each trigger after 20 ms. 400 entries
-   over 20 flows: `planrunner apply --concurrency 16` (the whole process) against the naive
-   script a user would write from the seed's sample (requests, one Session, one fsync'd
-   ledger line before and after each call). Target: ours <= 0.15 x naive; ideal 1/16.
-2. Throughput with no latency: durable triggers per second of a whole `planrunner apply`
-   process. Target: >= 1,000/s.
-3. `planrunner plan` over a ledger of 1,000,000 records: wall time and peak memory of the
-   process. Target: < 3 s and < 400 MB.
+1. Concurrency: 640 entries over 64 flows at 0 and 20 ms of trigger latency, `planrunner
+   apply --concurrency 1, 4, 16, 64`, against the naive sequential script a user would write
+   from the seed's sample (requests, one Session, one fsync'd ledger line before and after
+   each call; the baseline). The run's own time is the ``seconds`` of apply's final log
+   line (the engine: from the first send to the last record); the whole process adds
+   interpreter start, resolution and the token. Goal: at 20 ms and concurrency 16 within
+   1.25 x the ideal, entries / 16 x latency.
+2. Lookup-heavy: 1,000 entries, 10% of triggers answered 504 after the instance was made
+   (each is looked up, then recorded reconciled), against the same run without faults.
+3. Throttled: a gateway quota of 80 requests/s, 20 ms latency, 800 entries over 20 flows,
+   --concurrency 16, no --rate: the adaptive rate. Goals: at least 0.85 of the quota
+   achieved, at most 5% of requests answered 429, no entry failed.
 """
 
 from __future__ import annotations
@@ -17,73 +21,68 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
+from _common import (
+    SimProcess,
+    Table,
+    fmt_s,
+    fmt_x,
+    median,
+    planrunner,
+    print_tables,
+    run_child,
+    verdict,
+)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import row
-
-from planrunner import enos, ledger
+from planrunner import enos, protocol
 from planrunner.sim import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
+from testing import assert_exactly_once
 
-ENV = {**os.environ, "ENOS_ACCESS_KEY": DEFAULT_ACCESS_KEY, "ENOS_SECRET_KEY": DEFAULT_SECRET_KEY}
+ENV = {"ENOS_ACCESS_KEY": DEFAULT_ACCESS_KEY, "ENOS_SECRET_KEY": DEFAULT_SECRET_KEY}
 HEAD = """version: 1
 target: {{gateway: "{url}", orgId: o1, userId: u1}}
 timezone: UTC
 flows:
 """
-
-
-def start_sim(*extra: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "planrunner", "sim", "--port", "0", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
+CONCURRENCY = (1, 4, 16, 64)
+LATENCIES = (0.0, 0.02)
+FLOWS, PER_FLOW = 64, 10
+IDEAL_GOAL = 1.25
+QUOTA, THROTTLED_FLOWS, THROTTLED_PER_FLOW = 80, 20, 40
+QUOTA_GOAL, SHARE_429_GOAL = 0.85, 0.05
 
 
 def write_plan(
-    path: Path, url: str, flows: int, per_flow: int, first_id: int, step: str = "*/5"
+    path: Path, url: str, flows: int, per_flow: int, first_id: int
 ) -> list[tuple[int, int]]:
-    text = HEAD.format(url=url) + "".join(
-        f'  - {{name: f{first_id + i}, flowId: {first_id + i}, cron: "{step} * * * *", from: 2026-01-01, count: {per_flow}}}\n'
-        for i in range(flows)
+    """A plan of ``flows`` x ``per_flow`` entries 5 minutes apart; its (flowId, triggerTime)s."""
+    from planrunner import plan as planlib
+    from planrunner.resolve import resolve
+
+    path.write_text(
+        HEAD.format(url=url)
+        + "".join(
+            f'  - {{name: f{first_id + i}, flowId: {first_id + i}, cron: "*/5 * * * *", '
+            f"from: 2026-01-01, count: {per_flow}}}\n"
+            for i in range(flows)
+        )
     )
-    path.write_text(text)
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "planrunner",
-            "plan",
-            str(path),
-            "--format",
-            "json",
-            "--max-triggers",
-            "1000000",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [(e["flowId"], e["triggerTime"]) for e in json.loads(out)["entries"]]
+    return [(e.flow_id, e.trigger_time) for e in resolve(planlib.load(str(path)), 0, 1_000_000)[0]]
 
 
-def naive(url: str, entries: list[tuple[int, int]], ledger_path: Path) -> None:
-    """What a user would write from the seed's sample, made durable line by line."""
+def naive(url: str, entries: list[tuple[int, int]], ledger_path: Path) -> float:
+    """What a user would write from the seed's sample, made durable line by line; seconds."""
     client = enos.Client(url, "o1", "u1", enos.Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY))
     token = client.token()
     session = requests.Session()
     params = {"action": "trigger", "userId": "u1", "orgId": "o1"}
+    path = protocol.DEFAULT_API.flows
+    t0 = time.perf_counter()
     with open(ledger_path, "ab") as f:
         for flow_id, tt in entries:
             f.write(
@@ -98,168 +97,230 @@ def naive(url: str, entries: list[tuple[int, int]], ledger_path: Path) -> None:
                 "apim-accesstoken": token,
                 "apim-timestamp": str(ts),
                 "Content-Type": "application/json",
-                "apim-signature": enos.signature(token, params, body, ts, DEFAULT_SECRET_KEY),
+                "apim-signature": protocol.signature(token, params, body, ts, DEFAULT_SECRET_KEY),
             }
             answer = session.post(
-                url + enos.TRIGGER_PATH, params=params, data=body, headers=headers, timeout=30
+                url + path, params=params, data=body, headers=headers, timeout=30
             ).json()
             assert answer["status"] == 0, answer
-            f.write(
-                json.dumps(
-                    {
-                        "event": "triggered",
-                        "flowId": flow_id,
-                        "triggerTime": tt,
-                        "data": answer["data"],
-                    }
-                ).encode()
-                + b"\n"
-            )
+            record = {
+                "event": "triggered",
+                "flowId": flow_id,
+                "triggerTime": tt,
+                "data": answer["data"],
+            }
+            f.write(json.dumps(record).encode() + b"\n")
             f.flush()
             os.fsync(f.fileno())
+    return time.perf_counter() - t0
 
 
-def timed_apply(plan: Path, url: str, *extra: str) -> float:
-    t0 = time.perf_counter()
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "planrunner",
-            "apply",
-            str(plan),
-            "--gateway",
-            url,
-            "--yes",
-            "--log-format",
-            "json",
-            "--max-triggers",
-            "1000000",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
+def apply(plan: Path, url: str, *extra: str) -> tuple[float, dict[str, Any]]:
+    """A whole `planrunner apply` process: (wall seconds, its final log line)."""
+    c = run_child(
+        planrunner(
+            "apply", str(plan), "--gateway", url, "--yes", "--log-format", "json",
+            "--max-triggers", "1000000", *extra,
+        ),
         env=ENV,
-        check=False,
+    )  # fmt: skip
+    finished = [
+        json.loads(line) for line in c.err.decode().splitlines() if "apply finished" in line
+    ]
+    assert c.code == 0 and finished, c.err[-2000:]
+    return c.seconds, finished[-1]
+
+
+def bench_concurrency(tmp: Path, runs: int) -> Table:
+    n = FLOWS * PER_FLOW
+    table = Table(
+        f"Apply: {n} entries over {FLOWS} flows (baseline: the naive sequential script)",
+        [
+            "latency",
+            "run",
+            "run time (ratio to naive)",
+            "triggers/s",
+            "whole process",
+            "ideal (entries / concurrency x latency)",
+            "run / ideal",
+        ],
     )
-    seconds = time.perf_counter() - t0
-    assert p.returncode == 0, p.stderr[-2000:]
-    return seconds
-
-
-def bench_latency(tmp: Path, runs: int) -> tuple[float, float]:
-    ours, base = [], []
-    for r in range(runs):
-        proc, url = start_sim("--latency", "0.02")
-        try:
-            entries = write_plan(tmp / f"lat{r}.yaml", url, 20, 20, first_id=100 + r * 100)
-            assert len(entries) == 400
-            t0 = time.perf_counter()
-            naive(url, [(f + 50, t) for f, t in entries], tmp / f"naive{r}.jsonl")
-            base.append(time.perf_counter() - t0)
-            ours.append(timed_apply(tmp / f"lat{r}.yaml", url, "--concurrency", "16"))
-        finally:
-            proc.terminate()
-            proc.wait()
-    return statistics.median(ours), statistics.median(base)
-
-
-def bench_throughput(tmp: Path, runs: int, n_flows: int = 40, per_flow: int = 100) -> float:
-    rates = []
-    for r in range(runs):
-        proc, url = start_sim()
-        try:
-            plan = tmp / f"tp{r}.yaml"
-            entries = write_plan(plan, url, n_flows, per_flow, first_id=5000 + r * 100)
-            seconds = timed_apply(plan, url, "--concurrency", "16")
-            assert len(ledger.fold(str(plan.with_suffix("")) + ".ledger.jsonl").done) == len(
-                entries
-            )
-            rates.append(len(entries) / seconds)
-        finally:
-            proc.terminate()
-            proc.wait()
-    return statistics.median(rates)
-
-
-def make_big_ledger(tmp: Path, records: int) -> Path:
-    """A plan of 2 x one year of */5 (210,240 entries) and a ledger of ``records`` records."""
-    plan = tmp / "big.yaml"
-    plan.write_text(
-        HEAD.format(url="https://apigw.example.com")
-        + "".join(
-            f'  - {{name: b{i}, flowId: {i}, cron: "*/5 * * * *", from: 2025-01-01, to: 2025-12-31}}\n'
-            for i in (1, 2)
+    series: dict[str, dict[int, float]] = {}
+    goal = None
+    for latency in LATENCIES:
+        base: list[float] = []
+        ours: dict[int, list[tuple[float, float]]] = {c: [] for c in CONCURRENCY}
+        for r in range(runs):
+            with SimProcess("--latency", str(latency)) as sim:
+                first = 100_000 * (r + 1)
+                entries = write_plan(tmp / "naive.yaml", sim.url, FLOWS, PER_FLOW, first)
+                base.append(naive(sim.url, entries, tmp / f"naive{latency}-{r}.jsonl"))
+                for i, c in enumerate(CONCURRENCY):
+                    plan = tmp / f"c{c}-{latency}-{r}.yaml"
+                    write_plan(plan, sim.url, FLOWS, PER_FLOW, first + 1000 * (i + 1))
+                    wall, fin = apply(plan, sim.url, "--concurrency", str(c))
+                    assert fin.get("triggered") == n, fin
+                    ours[c].append((fin["seconds"], wall))
+        b = median(base)
+        ms = f"{latency * 1000:.0f} ms"
+        table.rows.append(
+            [ms, "naive sequential script (baseline)", fmt_s(b), f"{n / b:,.0f}", "-", "-", "-"]
         )
+        series[ms] = {0: n / b}
+        for c in CONCURRENCY:
+            run = median([s for s, _ in ours[c]])
+            wall = median([w for _, w in ours[c]])
+            ideal = n / min(c, FLOWS) * latency
+            table.rows.append(
+                [
+                    ms,
+                    f"apply --concurrency {c}",
+                    f"{fmt_s(run)} ({fmt_x(run / b)})",
+                    f"{n / run:,.0f}",
+                    fmt_s(wall),
+                    fmt_s(ideal) if ideal else "-",
+                    fmt_x(run / ideal) if ideal else "-",
+                ]
+            )
+            series[ms][c] = n / run
+            if latency and c == 16:
+                goal = run / ideal
+    assert goal is not None
+    table.notes.append(
+        f"goal: at 20 ms and --concurrency 16 the run within {IDEAL_GOAL} x the ideal: "
+        f"{goal:.3f}x, {verdict(goal <= IDEAL_GOAL)}"
     )
-    start = 1_735_689_600_000
-    keys = [(fid, start + k * 300_000) for fid in (1, 2) for k in range(105_120)]
-    path = tmp / "big.ledger.jsonl"
-    written = 0
-    with open(path, "wb") as f:
-        chunk = []
-        i = 0
-        while written < records:
-            fid, tt = keys[i % len(keys)] if i < len(keys) else (3 + i % 50, start + i * 60_000)
-            key = f"o1/{fid}/{tt}"
-            a = f"run.{i}"
-            chunk.append(ledger.record("intent", key, fid, "o1", tt, a, flow="b", run="run"))
-            chunk.append(
-                ledger.record("triggered", key, fid, "o1", tt, a, flowInstanceId=f"{fid}-x")
-            )
-            written += 2
-            i += 1
-            if len(chunk) >= 20_000:
-                f.write(ledger.encode(chunk))
-                chunk = []
-        f.write(ledger.encode(chunk))
-    return plan
+    table.notes.append(
+        "run time: apply's own `seconds` (final log line); whole process: wall time of the "
+        "`planrunner apply` process (interpreter start, plan, token, fold included)"
+    )
+    table.data = {"throughput": series, "goal": goal}
+    return table
 
 
-def bench_big_plan(tmp: Path, records: int, runs: int) -> tuple[float, float, float]:
-    plan = make_big_ledger(tmp, records)
-    times, peaks = [], []
-    for _ in range(runs):
-        code = (
-            "import resource, subprocess, sys, time\n"
-            "t = time.perf_counter()\n"
-            f"p = subprocess.run([sys.executable, '-m', 'planrunner', 'plan', {str(plan)!r}, '--format', 'json', '--max-triggers', '200000'], stdout=subprocess.DEVNULL)\n"
-            "assert p.returncode == 0\n"
-            "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+def bench_lookups(tmp: Path, runs: int) -> Table:
+    flows, per_flow = 40, 25
+    n = flows * per_flow
+    table = Table(
+        f"Apply, lookup-heavy: {n} entries over {flows} flows, --concurrency 16 "
+        "(baseline: the same run without faults)",
+        [
+            "run",
+            "run time (ratio to baseline)",
+            "whole process",
+            "triggered",
+            "reconciled",
+            "exactly once",
+        ],
+    )
+    for label, extra in (
+        ("no faults (baseline)", ()),
+        ("10% 504-after-create", ("--fault", "504-after-create=0.1", "--seed", "1")),
+    ):
+        times, walls, fin = [], [], {}
+        for r in range(runs):
+            with SimProcess(*extra) as sim:
+                plan = tmp / f"look-{len(extra)}-{r}.yaml"
+                entries = write_plan(plan, sim.url, flows, per_flow, 500_000 + 100 * r)
+                wall, fin = apply(plan, sim.url, "--concurrency", "16")
+                assert_exactly_once(sim.triggers(), set(entries))
+                times.append(fin["seconds"])
+                walls.append(wall)
+        t = median(times)
+        if not table.rows:
+            table.data["base"] = t
+        b = table.data["base"]
+        table.rows.append(
+            [
+                label,
+                f"{fmt_s(t)} ({fmt_x(t / b)})",
+                fmt_s(median(walls)),
+                str(fin.get("triggered", 0)),
+                str(fin.get("reconciled", 0)),
+                "yes",
+            ]
         )
-        out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
-        ).stdout.split()
-        times.append(float(out[0]))
-        peaks.append(int(out[1]) / 1024)
-    size = (tmp / "big.ledger.jsonl").stat().st_size / 1e6
-    return statistics.median(times), max(peaks), size
+    table.notes.append(
+        "a 504 after the instance was made leaves the outcome unknown: apply looks the entry up "
+        "(Get by derived id, then Search) and records it reconciled; nothing is sent twice"
+    )
+    return table
+
+
+def bench_throttled(tmp: Path, runs: int) -> Table:
+    n = THROTTLED_FLOWS * THROTTLED_PER_FLOW
+    table = Table(
+        f"Apply, throttled: gateway quota {QUOTA}/s, 20 ms latency, {n} entries over "
+        f"{THROTTLED_FLOWS} flows, --concurrency 16, no --rate (baseline: the quota)",
+        [
+            "gateway",
+            "run time",
+            "quota achieved",
+            "quota achieved, burst excluded",
+            "429 share",
+            "failed",
+            "learned rate",
+        ],
+    )
+    results = {}
+    for label, extra in (("no Retry-After", ()), ("with Retry-After", ("--retry-after",))):
+        times, shares, failed, rates = [], [], 0, []
+        for r in range(runs):
+            with SimProcess("--latency", "0.02", "--rate-limit", str(QUOTA), *extra) as sim:
+                plan = tmp / f"thr-{len(extra)}-{r}.yaml"
+                entries = write_plan(
+                    plan, sim.url, THROTTLED_FLOWS, THROTTLED_PER_FLOW, 700_000 + 100 * r
+                )
+                _, fin = apply(plan, sim.url, "--concurrency", "16", "--format", "json")
+                statuses = [t["status"] for t in sim.triggers()]
+                assert_exactly_once(sim.triggers(), set(entries))
+                times.append(fin["seconds"])
+                shares.append(statuses.count(429) / len(statuses))
+                failed += int(fin.get("failed", 0))
+                rates.append(fin.get("rate") or 0.0)
+        t = median(times)
+        achieved = n / t / QUOTA
+        # The simulator's token bucket holds one second of quota: the first QUOTA requests
+        # pass at once. Excluding them is the conservative reading.
+        steady = (n - QUOTA) / t / QUOTA
+        share = median(shares)
+        results[label] = (steady, share, failed)
+        table.rows.append(
+            [
+                label,
+                fmt_s(t),
+                f"{achieved:.3f}",
+                f"{steady:.3f}",
+                f"{share:.1%}",
+                str(failed),
+                f"{median(rates):.1f}/s",
+            ]
+        )
+    steady, share, failed = results["no Retry-After"]
+    table.notes.append(
+        f"goals (no Retry-After, the vendor does not promise it): quota achieved >= {QUOTA_GOAL} "
+        f"(burst excluded): {steady:.3f}, {verdict(steady >= QUOTA_GOAL)}; 429 share <= "
+        f"{SHARE_429_GOAL:.0%}: {share:.1%}, {verdict(share <= SHARE_429_GOAL)}; no entry failed: "
+        f"{verdict(failed == 0)}"
+    )
+    table.notes.append(
+        "quota achieved: entries / (run time x quota); 429 share: 429s over all trigger "
+        "requests in the simulator's trigger log; learned rate: `rate` of apply's final log line"
+    )
+    return table
+
+
+def collect(runs: int) -> list[Table]:
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        return [bench_concurrency(tmp, runs), bench_lookups(tmp, runs), bench_throttled(tmp, runs)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--records", type=int, default=1_000_000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        ours, base = bench_latency(tmp, args.runs)
-        print(f"1. 20 ms latency, 400 entries over 20 flows (medians of {args.runs} runs)")
-        print(row("naive sequential script (baseline)", base, base))
-        print(row("planrunner apply --concurrency 16 (whole process)", ours, base))
-        print(
-            f"   ratio {ours / base:.3f} (target <= 0.15, ideal {1 / 16:.3f}): {'met' if ours / base <= 0.15 else 'MISSED'}"
-        )
-        rate = bench_throughput(tmp, args.runs)
-        print(
-            f"2. no latency, 4,000 entries over 40 flows, --concurrency 16: {rate:,.0f} durable triggers/s "
-            f"(whole process; target >= 1,000: {'met' if rate >= 1000 else 'MISSED'})"
-        )
-        seconds, peak, size = bench_big_plan(tmp, args.records, args.runs)
-        print(
-            f"3. plan over {args.records:,} ledger records ({size:.0f} MB), 210,240 entries: {seconds:.2f} s, "
-            f"peak {peak:.0f} MB (targets < 3 s, < 400 MB: {'met' if seconds < 3 and peak < 400 else 'MISSED'})"
-        )
+    print_tables(collect(args.runs), args.runs)
 
 
 if __name__ == "__main__":

@@ -38,28 +38,53 @@ example:
   planrunner apply plans/example.yaml --sim
 """
 
-# Command name -> module under planrunner.commands (or a full module path).
+# Command name -> (its module, its one-line help). The help lives here so that the
+# top-level --help, and every other command, import only the module they run.
 COMMANDS = {
-    "init": "planrunner.commands.init",
-    "validate": "planrunner.commands.validate",
-    "plan": "planrunner.commands.plan",
-    "apply": "planrunner.commands.apply",
-    "status": "planrunner.commands.status",
-    "cancel": "planrunner.commands.cancel",
-    "doctor": "planrunner.commands.doctor",
-    "ledger": "planrunner.commands.ledger",
-    "sim": "planrunner.sim.command",
-    "schema": "planrunner.commands.schema",
-    "completion": "planrunner.commands.completion",
+    "init": (
+        "planrunner.commands.init",
+        "set up a repository: .gitattributes, .gitignore, example plan, schema, CI workflow",
+    ),
+    "validate": ("planrunner.commands.validate", "check plans: schema, cron, zones, windows"),
+    "plan": ("planrunner.commands.plan", "dry run: what apply would trigger"),
+    "apply": ("planrunner.commands.apply", "trigger every entry not yet done, exactly once"),
+    "status": (
+        "planrunner.commands.status",
+        "look up the instances apply triggered: running, succeeded or failed",
+    ),
+    "cancel": (
+        "planrunner.commands.cancel",
+        "cancel the plan's instances that are still queued or running",
+    ),
+    "doctor": (
+        "planrunner.commands.doctor",
+        "check a real gateway's assumptions without changing anything",
+    ),
+    "ledger": (
+        "planrunner.commands.ledger",
+        "inspect, check, compact, export or import a ledger",
+    ),
+    "sim": ("planrunner.sim.command", "run the local service simulator (loopback only)"),
+    "schema": ("planrunner.commands.schema", "print the plan JSON Schema"),
+    "completion": (
+        "planrunner.commands.completion",
+        "print a shell completion script (bash, zsh, fish)",
+    ),
 }
 
 
 def _module(name: str) -> ModuleType:
-    return importlib.import_module(COMMANDS[name])
+    return importlib.import_module(COMMANDS[name][0])
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command-line grammar."""
+def command_in(argv: Sequence[str]) -> str | None:
+    """The command named in ``argv`` (the first word that is one), if any."""
+    return next((word for word in argv if word in COMMANDS), None)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command-line grammar; with ``only``, that command's options in full and the
+    others by name (so that running one command imports only its own module)."""
     common = options.common()
     parents = {
         "resolving": options.resolving(),
@@ -76,12 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"planrunner {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=options.Parser)
-    for name in COMMANDS:
+    for name, (_, help_text) in COMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=help_text, parents=[common])
+            continue
         module = _module(name)
         p = sub.add_parser(
             name,
             parents=[common, *(parents[x] for x in getattr(module, "PARENTS", ()))],
-            help=getattr(module, "HELP", None),
+            help=help_text,
             description=getattr(module, "DESCRIPTION", None),
             epilog=getattr(module, "EPILOG", None),
             formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -126,9 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None, in_main: bool, previous_term: object) -> int:
     import signal
 
+    words = list(sys.argv[1:] if argv is None else argv)
+    named = command_in(words)
     try:
-        parser = build_parser()
-        args, extra = parser.parse_known_args(argv)
+        # Only the command being run is imported; completion describes the whole grammar.
+        parser = build_parser(only=None if named == "completion" else named or "")
+        args, extra = parser.parse_known_args(words)
     except KeyboardInterrupt:
         print("planrunner: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

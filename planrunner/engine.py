@@ -255,6 +255,11 @@ class Runner:
         self.client.close()
         return self.outcomes
 
+    @property
+    def rate(self) -> dict[str, float | int | None]:
+        """The send rate learned from the gateway's 429s (None: never throttled) and their count."""
+        return {"learned": self._limiter.learned, "throttled": self._limiter.throttles}
+
     def _halt(self, error: PlanrunnerError) -> None:
         with self._lock:
             self.fatal = self.fatal or error

@@ -53,6 +53,8 @@ def _short_line(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> st
     try:
         width = os.get_terminal_size(sys.stderr.fileno()).columns
     except (OSError, ValueError):
+        width = 0
+    if width <= 0:
         width = shutil.get_terminal_size((160, 24)).columns
     return line if len(line) < width else line[: max(width - 2, 20)] + "…"
 

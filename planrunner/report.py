@@ -73,6 +73,7 @@ class Result:
     selection: Selection = field(default_factory=Selection)
     orphans: list[tuple[str, str, str | None]] = field(default_factory=list)
     error: str | None = None
+    rate: dict[str, float | int | None] | None = None  # apply: the send rate learned from 429s
     summary: dict[str, int] = field(default_factory=dict)
     _per_entry: list[Outcome | None] = field(default_factory=list, init=False, repr=False)
 
@@ -156,8 +157,9 @@ def render_json(r: Result) -> str:
     orphans = json.dumps(
         [{"key": k, "status": st, "flowInstanceId": iid} for k, st, iid in r.orphans]
     )
+    rate = f', "rate": {json.dumps(r.rate)}' if r.rate is not None else ""
     tail = (
-        f'], "orphans": {orphans}, "summary": {json.dumps(r.summary)}, '
+        f'], "orphans": {orphans}, "summary": {json.dumps(r.summary)}{rate}, '
         f'"error": {_quote(r.error)}}}'
     )
     out.append(tail)

@@ -67,13 +67,15 @@ class Progress:
 
     def _width(self) -> int:
         """The terminal's width: $COLUMNS, else the size of the terminal drawn on."""
-        columns = os.environ.get("COLUMNS", "")
-        if columns.isdigit() and int(columns) > 0:
-            return int(columns)
+        given = os.environ.get("COLUMNS", "")
+        if given.isdigit() and int(given) > 0:
+            return int(given)
         try:
-            return os.get_terminal_size(self.stream.fileno()).columns
+            columns = os.get_terminal_size(self.stream.fileno()).columns
         except (OSError, ValueError, AttributeError):
-            return shutil.get_terminal_size((80, 24)).columns
+            columns = 0
+        # A terminal that does not know its size (0 columns) gets the usual 80.
+        return columns if columns > 0 else shutil.get_terminal_size((80, 24)).columns
 
     def _draw(self) -> None:
         self._last = time.monotonic()

@@ -162,9 +162,7 @@ def exit_code(outcomes: dict[str, Outcome], interrupted: bool) -> int:
     return EXIT_OK
 
 
-def sim_ledger_path(plan_path: str) -> str:
-    """``--sim`` keeps its own ledger, so a demo never marks a real entry done."""
-    return ledger.default_path(plan_path).removesuffix(".ledger.jsonl") + ".sim.ledger.jsonl"
+sim_ledger_path = ledger.sim_path  # --sim keeps its own ledger
 
 
 def _seconds_from_env(name: str) -> float | None:
@@ -351,13 +349,14 @@ def run(req: Request) -> int:
         outcomes,
         selection=req.selection,
         error=str(stopped) if stopped is not None else None,
+        rate=runner.rate,
     )
     logger.info(
         "apply finished",
         seconds=round(seconds, 3),
         fsyncs=writer.fsyncs,
-        rate=runner._limiter.learned,  # requests/s learned from 429s; None: never throttled
-        throttled=runner._limiter.throttles,
+        rate=runner.rate["learned"],  # requests/s learned from 429s; None: never throttled
+        throttled=runner.rate["throttled"],
         **result.summary,
     )
     if req.fmt == "json":

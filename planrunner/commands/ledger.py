@@ -164,7 +164,6 @@ def import_(target: str, source: str, lock_timeout: float = 0.0) -> int:
 def _place(args: argparse.Namespace) -> str:
     """The ledger a log/verify/compact names: --ledger, $PLANRUNNER_LEDGER, else PLAN's."""
     from planrunner import ledger
-    from planrunner.commands.apply import sim_ledger_path
     from planrunner.commands.context import ledger_spec
 
     explicit = ledger_spec(args.ledger)
@@ -172,7 +171,7 @@ def _place(args: argparse.Namespace) -> str:
         return explicit
     if not args.plan:
         raise UsageError("name a PLAN or --ledger (or set $PLANRUNNER_LEDGER)")
-    return sim_ledger_path(args.plan) if args.sim else ledger.default_path(args.plan)
+    return ledger.sim_path(args.plan) if args.sim else ledger.default_path(args.plan)
 
 
 def _flow_ids(plan_path: str | None, pattern: str) -> set[tuple[str, int]]:

@@ -162,12 +162,11 @@ def _result(
     """One plan resolved, with each entry's status from the ledger."""
     from planrunner import checking, log, report
     from planrunner import ledger as ledgerlib
-    from planrunner.commands.apply import sim_ledger_path
     from planrunner.commands.context import note_missing, select
 
     p, entries = checking.load_entries(path, now, max_triggers, raw=raw)
     entries = select(p, entries, chosen)
-    ledger_path = ledger or (sim_ledger_path(path) if sim else ledgerlib.default_path(path))
+    ledger_path = ledger or (ledgerlib.sim_path(path) if sim else ledgerlib.default_path(path))
     note_missing(ledger)
     backend = ledgerlib.open_ledger(ledger_path)
     prefixes = {f"{p.target.org_id}/{f.flow_id}/" for f in p.flows if f.enabled}

@@ -383,7 +383,6 @@ def run(req: Request) -> int:
     """The whole of ``planrunner status``; returns the exit code."""
     from planrunner import ledger as ledgerlib
     from planrunner import log
-    from planrunner.commands.apply import sim_ledger_path
     from planrunner.commands.context import select
 
     if req.sim and req.gateway:
@@ -393,7 +392,7 @@ def run(req: Request) -> int:
     plan, entries = checking.load_entries(req.plan_path, req.now, req.max_triggers)
     entries = select(plan, entries, req.selection)
     path = req.ledger_path or (
-        sim_ledger_path(req.plan_path) if req.sim else ledgerlib.default_path(req.plan_path)
+        ledgerlib.sim_path(req.plan_path) if req.sim else ledgerlib.default_path(req.plan_path)
     )
     backend = ledgerlib.open_ledger(path)
     keys = {e.key for e in entries}
