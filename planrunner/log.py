@@ -7,16 +7,30 @@ import os
 import shutil
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import structlog
+if TYPE_CHECKING:
+    import structlog
 
 # Fields a person at a terminal does not need on every line (JSON logs keep them).
 _QUIET_KEYS = ("timestamp", "component", "run")
 
 
+_pending: list[tuple[str | None, int]] = []  # what configure() asked, applied on first use
+
+
 def configure(fmt: str | None, verbosity: int) -> None:
-    """Set up structlog; ``fmt`` None means text on a terminal, else JSON; -v adds debug."""
+    """Set up logging; ``fmt`` None means text on a terminal, else JSON; -v adds debug.
+
+    structlog is imported and configured when the first logger is made, so a command that
+    logs nothing does not pay for it.
+    """
+    _pending[:] = [(fmt, verbosity)]
+
+
+def _apply(fmt: str | None, verbosity: int) -> None:
+    import structlog
+
     if fmt is None:
         fmt = "text" if sys.stderr.isatty() else "json"
     level = logging.INFO if verbosity <= 0 else logging.DEBUG
@@ -60,10 +74,16 @@ def _short_line(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> st
 
 
 def _stderr_logger(*args: object) -> structlog.PrintLogger:
+    import structlog
+
     return structlog.PrintLogger(file=sys.stderr)
 
 
 def get(name: str) -> structlog.typing.FilteringBoundLogger:
-    """A logger bound to ``component=name``."""
+    """A logger bound to ``component=name`` (configuring logging on first use)."""
+    import structlog
+
+    if _pending:
+        _apply(*_pending.pop())
     logger: structlog.typing.FilteringBoundLogger = structlog.get_logger().bind(component=name)
     return logger

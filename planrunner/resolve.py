@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from itertools import pairwise
+from functools import partial
+from itertools import pairwise, repeat
 from typing import NamedTuple
 
 from planrunner import cron as cronlib
@@ -39,9 +40,11 @@ def resolve(
     """
     problems: list[Problem] = []
     entries: list[Entry] = []
-    # flowId -> [(minute, flow index, where)] to find two triggers in one UTC minute.
-    by_flow_id: dict[int, list[tuple[int, int, Path]]] = {}
+    # flowId -> [(times, flow index, where, may repeat a minute)] to find two triggers of a
+    # flowId in one UTC minute. A lone cron flow cannot: its times are whole minutes apart.
+    by_flow_id: dict[int, list[tuple[list[int], int, list[Path], bool]]] = {}
     org = plan.target.org_id
+    make = partial(tuple.__new__, Entry)  # Entry from a tuple, without a Python-level call
     for flow in plan.flows:
         if not flow.enabled or not flow.ok:
             continue
@@ -51,13 +54,17 @@ def resolve(
         ms_list, off_list, wheres = got
         name, fid = flow.name, flow.flow_id
         prefix = f"{org}/{fid}/"
-        entries += [
-            Entry(ms, fid, name, org, off, prefix + str(ms))
-            for ms, off in zip(ms_list, off_list, strict=True)
+        keys = [prefix + str(ms) for ms in ms_list]
+        entries += map(make, zip(ms_list, repeat(fid), repeat(name), repeat(org), off_list, keys))
+        by_flow_id.setdefault(fid, []).append((ms_list, flow.index, wheres, flow.at is not None))
+    for fid, groups in by_flow_id.items():
+        if len(groups) == 1 and not groups[0][3]:
+            continue
+        minutes = [
+            (ms // 60_000, index, w)
+            for ms_list, index, wheres, _ in groups
+            for ms, w in zip(ms_list, wheres, strict=True)
         ]
-        minutes = by_flow_id.setdefault(fid, [])
-        minutes += [(ms // 60_000, flow.index, w) for ms, w in zip(ms_list, wheres, strict=True)]
-    for fid, minutes in by_flow_id.items():
         _same_minute(plan, fid, minutes, problems)
     entries.sort()
     return entries, problems
