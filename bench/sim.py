@@ -19,7 +19,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from planrunner import enos
+from planrunner import enos, protocol
 from planrunner.sim import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
 
 
@@ -54,7 +54,7 @@ def bare(url: str, n: int, base: int) -> float:
     for i in range(n):
         body = json.dumps({"flowId": 2, "triggerTime": base + i * 60_000}).encode()
         ts = int(time.time() * 1000)
-        sig = enos.signature(token, params, body, ts, DEFAULT_SECRET_KEY)
+        sig = protocol.signature(token, params, body, ts, DEFAULT_SECRET_KEY)
         reqs.append(
             (
                 body,
@@ -69,7 +69,7 @@ def bare(url: str, n: int, base: int) -> float:
     t0 = time.perf_counter()
     for body, headers in reqs:
         conn.request(
-            "POST", enos.TRIGGER_PATH + "?action=trigger&userId=u1&orgId=o1", body, headers
+            "POST", protocol.V20.flows + "?action=trigger&userId=u1&orgId=o1", body, headers
         )
         resp = conn.getresponse()
         resp.read()
