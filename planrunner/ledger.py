@@ -59,6 +59,11 @@ def default_path(plan_path: str) -> str:
     return plan_path + ".ledger.jsonl"
 
 
+def sim_path(plan_path: str) -> str:
+    """``--sim``'s own ledger, ``PLAN.sim.ledger.jsonl``: a demo never touches the real one."""
+    return default_path(plan_path).removesuffix(".ledger.jsonl") + ".sim.ledger.jsonl"
+
+
 def record(
     event: str,
     key: str,
@@ -83,7 +88,7 @@ def record(
     return rec
 
 
-# One constructor per event (DESIGN section 4's table); ``record`` writes the common fields.
+# One constructor per event (docs/apply.md's table); ``record`` writes the common fields.
 
 
 def _rec(event: str, ref: Ref, attempt: str, gateway: str, **extra: Any) -> dict[str, Any]:
@@ -214,7 +219,11 @@ def _corrupt(path: str, number: int, why: str) -> LedgerError:
 def _check(path: str, number: int, rec: Any) -> None:
     """Raise for a record that is not one this version writes (exit 3, with its line)."""
     if not isinstance(rec, dict) or not rec.keys() >= _REQUIRED_SET:
-        raise _corrupt(path, number, "missing fields")
+        missing = sorted(_REQUIRED_SET - rec.keys()) if isinstance(rec, dict) else []
+        why = f"missing fields: {', '.join(missing)}" if missing else "not a record object"
+        raise _corrupt(path, number, why)
+    if type(rec["v"]) is not int or type(rec["event"]) is not str:
+        raise _corrupt(path, number, '"v" must be the integer 1 and "event" a string')
     if rec["v"] != 1 or rec["event"] not in _EVENT_SET:
         raise LedgerError(
             f"{path}:{number}: unsupported ledger record (v={rec['v']!r}, event={rec['event']!r})"
@@ -328,9 +337,13 @@ def fold(
             if (
                 type(rec) is not dict
                 or not rec.keys() >= _REQUIRED_SET
+                or type(rec["v"]) is not int
                 or rec["v"] != 1
+                or type(rec["event"]) is not str
                 or rec["event"] not in _EVENT_SET
                 or type(rec["key"]) is not str
+                or type(rec["flowId"]) is not int
+                or type(rec["orgId"]) is not str
                 or type(rec["attempt"]) is not str
                 or type(rec["triggerTime"]) is not int
             ):

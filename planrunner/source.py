@@ -8,6 +8,7 @@ anything is expanded.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import yaml
@@ -132,11 +133,18 @@ def _tab_at(text: str, line: int, column: int) -> bool:
     return 0 <= line < len(lines) and "\t" in lines[line][: column + 1]
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def _cut(message: str) -> str:
-    """A message cut to MAX_MESSAGE characters (values in messages can be huge)."""
-    if len(message) <= MAX_MESSAGE:
-        return message
-    return f"{message[: MAX_MESSAGE - 40]}… ({len(message):,} characters in all)"
+    """A message made safe for one output line: control characters (which a plan's values
+    may hold) escaped, and cut to MAX_MESSAGE characters (values can be huge)."""
+    if len(message) > MAX_MESSAGE:
+        message = f"{message[: MAX_MESSAGE - 40]}… ({len(message):,} characters in all)"
+    message = message.replace("\n", "\\n").replace("\t", "\\t")
+    return _CONTROL.sub(
+        lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 256 else f"\\u{ord(m[0]):04x}", message
+    )
 
 
 def _check_events(text: str) -> None:
@@ -210,6 +218,23 @@ def _check_size(root: yaml.Node) -> None:
         stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
 
 
+_PLAIN_TAGS = frozenset({_STR, _TIMESTAMP, _INT, _FLOAT, _BOOL, _NULL, _MERGE, _SEQ, _MAP})
+
+
+def _check_tags(root: yaml.Node) -> None:
+    """Refuse any tag but the plain ones anywhere under ``root`` (each node visited once)."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.tag not in _PLAIN_TAGS:
+            raise SourceError(f"YAML: unsupported tag {_cut(node.tag)}", _mark(node))
+        stack.extend(_children(node))
+
+
 class _Builder:
     def __init__(self) -> None:
         self.values: dict[Path, Mark] = {}
@@ -236,10 +261,18 @@ class _Builder:
             # Times are parsed by planrunner, never by YAML's timestamp resolver, so that
             # `2026-01-01` quoted and unquoted mean the same thing.
             return node.value
-        if tag == _INT:
-            return _constructor.construct_yaml_int(node)
-        if tag == _FLOAT:
-            return _constructor.construct_yaml_float(node)
+        if tag in (_INT, _FLOAT):
+            try:
+                if tag == _INT:
+                    return _constructor.construct_yaml_int(node)
+                return _constructor.construct_yaml_float(node)
+            except ValueError:
+                # An explicit !!int or !!float on text that is not one.
+                kind = "an integer" if tag == _INT else "a number"
+                raise SourceError(
+                    f'YAML: "{_cut(node.value[:40])}" is tagged as {kind} but is not one',
+                    _mark(node),
+                ) from None
         if tag == _BOOL:
             # YAML 1.2: only true/false are booleans; `name: off` or `no` stays a string.
             if node.value.lower() in ("true", "false"):
@@ -274,6 +307,12 @@ class _Builder:
                 )
                 continue
             self.keys[(*path, key)] = _mark(key_node)
+            if not path and key.startswith("x-"):
+                # Top-level x- keys hold anchored fragments that nothing reads: their tags
+                # are checked, but they are not expanded (an alias fan-out would cost time).
+                _check_tags(value_node)
+                explicit[key] = None
+                continue
             explicit[key] = self.build(value_node, (*path, key))
         merged.update(explicit)
         return merged
@@ -299,6 +338,10 @@ class Problem:
     kind: str = ""  # "unknown-key", "missing-key", "shape": lets the checker drop follow-ons
     subject: str | None = None  # the key an unknown-key problem suggests, or a missing key
     severity: str = "error"  # "error" or "warning"
+
+    def __post_init__(self) -> None:
+        # Messages quote the plan's values: one line each, never a 50 MB echo.
+        object.__setattr__(self, "message", _cut(self.message))
 
     def render(self, name: str, doc: Document) -> tuple[Mark, str]:
         """``(mark, "name:line:col: error: path: message")``."""
