@@ -627,30 +627,47 @@ def _read_holder(fd: int) -> str:
         return _UNKNOWN_HOLDER
 
 
-class Writer:
-    """Appends records durably; concurrent callers share one write and one fsync."""
+class GroupCommit:
+    """Concurrent ``append`` calls share one durable write (group commit).
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._fd = _open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "ledger", writing=True)
+    A caller's records wait in a queue; whoever finds no flush under way takes the whole
+    queue and makes it durable with :meth:`_flush` (a write and an fsync, or a
+    transaction), and every caller returns only once its own records are durable. A failed
+    flush fails every caller from then on (:meth:`_failure` says how). ``fsyncs`` counts
+    flushes.
+    """
+
+    def __init__(self) -> None:
         self._cv = threading.Condition()
-        self._pending: list[bytes] = []
+        self._pending: list[dict[str, Any]] = []
         self._queued = 0
         self._durable = 0
         self._flushing = False
-        self._error: OSError | None = None
+        self._error: Exception | None = None
         self.fsyncs = 0
 
+    def _flush(self, batch: list[dict[str, Any]]) -> None:
+        """Make ``batch`` durable; raise on failure."""
+        raise NotImplementedError
+
+    def _failure(self, error: Exception) -> LedgerError:
+        """The error every later ``append`` raises after a failed flush."""
+        raise NotImplementedError
+
+    def _caught(self) -> tuple[type[Exception], ...]:
+        """The exceptions a failed flush raises (others are bugs and propagate)."""
+        return (OSError,)
+
     def append(self, records: Iterable[dict[str, Any]]) -> None:
-        """Write ``records`` and return once they are on disk (fsync'd)."""
-        data = encode(records)
+        """Queue ``records`` and return once they are durable."""
+        mine_records = list(records)
         with self._cv:
-            self._pending.append(data)
+            self._pending.extend(mine_records)
             self._queued += 1
             mine = self._queued
             while self._durable < mine:
                 if self._error is not None:
-                    raise LedgerError(f"{self.path}: cannot write ledger: {self._error.strerror}")
+                    raise self._failure(self._error)
                 if self._flushing:
                     self._cv.wait()
                     continue
@@ -658,18 +675,41 @@ class Writer:
                 batch, self._pending = self._pending, []
                 upto = self._queued
                 self._cv.release()
+                done = False
                 try:
-                    _write_all(self._fd, b"".join(batch))
-                    os.fsync(self._fd)
-                except OSError as e:
+                    if batch:
+                        self._flush(batch)
+                    done = True
+                except Exception as e:
+                    # Nothing of this batch is known durable: every caller fails from now on.
                     self._error = e
+                    if not isinstance(e, self._caught()):
+                        raise  # a bug, not a full disk: let it surface
                 finally:
                     self._cv.acquire()
                     self._flushing = False
-                    self.fsyncs += 1
-                    if self._error is None:
+                    if batch:
+                        self.fsyncs += 1
+                    if done:
                         self._durable = upto
                     self._cv.notify_all()
+
+
+class Writer(GroupCommit):
+    """Appends records to the file durably; concurrent callers share one write and one fsync."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self._fd = _open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "ledger", writing=True)
+
+    def _flush(self, batch: list[dict[str, Any]]) -> None:
+        _write_all(self._fd, encode(batch))
+        os.fsync(self._fd)
+
+    def _failure(self, error: Exception) -> LedgerError:
+        why = error.strerror if isinstance(error, OSError) else str(error)
+        return LedgerError(f"{self.path}: cannot write ledger: {why}")
 
     def __enter__(self) -> Writer:
         return self

@@ -671,20 +671,14 @@ class _Locks:
             conn.close()
 
 
-class _Writer:
+class _Writer(ledger.GroupCommit):
     """Group commit: concurrent ``append`` calls share one transaction; ``fsyncs`` counts commits."""
 
     def __init__(self, owner: PostgresLedger) -> None:
+        super().__init__()
         self._owner = owner
-        self._cv = threading.Condition()
-        self._pending: list[dict[str, Any]] = []
-        self._queued = 0
-        self._durable = 0
-        self._flushing = False
-        self._error: str | None = None
         self._conn: psycopg.Connection[Any] | None = None
         self._run: _RunConnection | None = None
-        self.fsyncs = 0
 
     def __enter__(self) -> _Writer:
         owner = self._owner
@@ -703,7 +697,7 @@ class _Writer:
             self._conn.close()
             self._conn = None
 
-    def _commit(self, batch: list[dict[str, Any]]) -> None:
+    def _flush(self, batch: list[dict[str, Any]]) -> None:
         owner = self._owner
         if self._run is not None:
             with self._run.mutex, self._run.conn.transaction():
@@ -713,37 +707,13 @@ class _Writer:
             with self._conn.transaction():
                 owner._insert(self._conn, batch)
 
-    def append(self, records: Iterable[dict[str, Any]]) -> None:
-        """Insert ``records`` and return once their transaction has committed."""
-        mine_records = list(records)
-        with self._cv:
-            self._pending.extend(mine_records)
-            self._queued += 1
-            mine = self._queued
-            while self._durable < mine:
-                if self._error is not None:
-                    raise LedgerError(
-                        f"{self._owner.name}: cannot write ledger ({self._error}); stopped "
-                        "sending: the next apply reconciles what is unknown"
-                    )
-                if self._flushing:
-                    self._cv.wait()
-                    continue
-                self._flushing = True
-                batch, self._pending = self._pending, []
-                upto = self._queued
-                self._cv.release()
-                try:
-                    if batch:
-                        self._commit(batch)
-                except psycopg.Error as e:
-                    detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                    self._error = self._owner._url.mask(detail)
-                finally:
-                    self._cv.acquire()
-                    self._flushing = False
-                    if batch:
-                        self.fsyncs += 1
-                    if self._error is None:
-                        self._durable = upto
-                    self._cv.notify_all()
+    def _caught(self) -> tuple[type[Exception], ...]:
+        return (psycopg.Error,)
+
+    def _failure(self, error: Exception) -> LedgerError:
+        text = str(error).strip()
+        detail = text.splitlines()[0] if text else type(error).__name__
+        return LedgerError(
+            f"{self._owner.name}: cannot write ledger ({self._owner._url.mask(detail)}); stopped "
+            "sending: the next apply reconciles what is unknown"
+        )
