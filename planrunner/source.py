@@ -112,6 +112,9 @@ def load(text: bytes | str) -> Document:
             problem = "a tab character; YAML does not allow tabs for indentation: use spaces"
         if "expected a single document" in str(e):
             problem = "only one YAML document per plan file (found a second '---')"
+        if "nesting depth" in str(problem):
+            # Newer PyYAML stops deep nesting itself, before our own event pass does.
+            problem = f"nested deeper than {MAX_DEPTH} levels (the nesting limit); refusing it"
         raise SourceError(f"YAML: {_cut(str(problem))}", where) from None
     except yaml.YAMLError as e:
         raise SourceError(f"YAML: {_cut(str(e).splitlines()[0])}") from None
