@@ -10,10 +10,11 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +36,9 @@ _EXTRAS: dict[str, dict[str, tuple[type, ...]]] = {
     "aborted": {"reason": (str,)},
     "cancelled": {"flowInstanceId": (str,)},
 }
+
+
+WRITE_CHUNK = 10_000  # records encoded and written at a time while compacting
 
 
 def is_sim(rec: dict[str, Any]) -> bool:
@@ -183,7 +187,51 @@ def status_counts(records: Sequence[dict[str, Any]], *, sim: bool) -> dict[str, 
 
 
 def _identity(rec: dict[str, Any]) -> bytes:
-    return orjson.dumps(rec, option=orjson.OPT_SORT_KEYS)
+    """A short digest of a record's canonical JSON: exact duplicates share it."""
+    return hashlib.blake2b(orjson.dumps(rec, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+
+
+@dataclass(slots=True)
+class _Scan:
+    """What one pass over a ledger tells compaction (small: per key, not per record)."""
+
+    settler: dict[tuple[bool, str], int] = field(default_factory=dict)  # first, as the fold takes
+    first_cancel: dict[tuple[bool, str], int] = field(default_factory=dict)
+    closed: dict[tuple[bool, str], set[str]] = field(default_factory=dict)
+    last: dict[bytes, int] = field(default_factory=dict)  # identity -> index of its last copy
+    kept_firsts: set[int] = field(default_factory=set)
+    count: int = 0
+
+
+def _scan(records: Iterable[dict[str, Any]]) -> _Scan:
+    scan = _Scan()
+    for i, rec in enumerate(records):
+        scan.count += 1
+        scan.last[_identity(rec)] = i
+        k = (is_sim(rec), rec["key"])
+        event = rec["event"]
+        if event == "cancelled":
+            scan.first_cancel.setdefault(k, i)
+        elif event == "triggered" or (event == "reconciled" and rec.get("found") is True):
+            scan.settler.setdefault(k, i)
+        elif event in ("failed", "aborted", "reconciled"):
+            scan.closed.setdefault(k, set()).add(rec["attempt"])
+    scan.kept_firsts = {*scan.settler.values(), *scan.first_cancel.values()}
+    return scan
+
+
+def _keeps(scan: _Scan, i: int, rec: dict[str, Any]) -> bool:
+    if i in scan.kept_firsts:
+        return True
+    if scan.last.get(_identity(rec)) != i:
+        return False  # an exact duplicate of a later record
+    k = (is_sim(rec), rec["key"])
+    event = rec["event"]
+    if event == "cancelled" or k in scan.settler:
+        return False
+    if event == "intent":
+        return rec["attempt"] not in scan.closed.get(k, ())
+    return event in ("failed", "aborted", "reconciled")
 
 
 def compact_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -202,33 +250,8 @@ def compact_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     Dropped: intents and ``unknown`` records of closed attempts, the history of done keys,
     and exact duplicates (the last copy is kept, so the fold's last-wins fields are kept).
     """
-    settler: dict[tuple[bool, str], int] = {}  # the first, as the fold takes it
-    first_cancel: dict[tuple[bool, str], int] = {}
-    closed: dict[tuple[bool, str], set[str]] = {}
-    last: dict[bytes, int] = {}
-    for i, rec in enumerate(records):
-        last[_identity(rec)] = i
-        k = (is_sim(rec), rec["key"])
-        event = rec["event"]
-        if event == "cancelled":
-            first_cancel.setdefault(k, i)
-        elif event == "triggered" or (event == "reconciled" and rec.get("found") is True):
-            settler.setdefault(k, i)
-        elif event in ("failed", "aborted", "reconciled"):
-            closed.setdefault(k, set()).add(rec["attempt"])
-    keep = [*settler.values(), *first_cancel.values()]
-    for i in sorted(last.values()):
-        rec = records[i]
-        k = (is_sim(rec), rec["key"])
-        event = rec["event"]
-        if event == "cancelled" or k in settler:
-            continue
-        if event == "intent":
-            if rec["attempt"] not in closed.get(k, ()):
-                keep.append(i)
-        elif event in ("failed", "aborted", "reconciled"):
-            keep.append(i)
-    return [records[i] for i in sorted(keep)]
+    scan = _scan(records)
+    return [rec for i, rec in enumerate(records) if _keeps(scan, i, rec)]
 
 
 def fold_differences(a: ledger.Folded, b: ledger.Folded) -> list[str]:
@@ -274,9 +297,11 @@ def compact_file(path: str, run_id: str, lock_timeout: float) -> Compacted:
         lock = ledger.Lock(path, run_id)
         lock.acquire(lock_timeout)
         stack.callback(lock.release)
-        records = [rec for _, rec in ledger.FileLedger(path).records()]
+        # Two streaming passes (scan, then write what is kept): memory grows with keys,
+        # not with records.
+        source = ledger.FileLedger(path)
+        scan = _scan(rec for _, rec in source.records())
         torn = ledger.fold(path).torn_line
-        kept = compact_records(records)
         directory = os.path.dirname(os.path.abspath(path))
         fd, tmp = tempfile.mkstemp(
             prefix=f".{os.path.basename(path)}.", suffix=".compact", dir=directory
@@ -284,7 +309,16 @@ def compact_file(path: str, run_id: str, lock_timeout: float) -> Compacted:
         try:
             with os.fdopen(fd, "wb") as out:
                 os.fchmod(out.fileno(), st.st_mode & 0o777)
-                out.write(ledger.encode(kept))
+                kept = 0
+                chunk: list[dict[str, Any]] = []
+                for i, (_, rec) in enumerate(source.records()):
+                    if _keeps(scan, i, rec):
+                        chunk.append(rec)
+                        kept += 1
+                        if len(chunk) >= WRITE_CHUNK:
+                            out.write(ledger.encode(chunk))
+                            chunk = []
+                out.write(ledger.encode(chunk))
                 out.flush()
                 os.fsync(out.fileno())
             for sim in (False, True):
@@ -304,7 +338,7 @@ def compact_file(path: str, run_id: str, lock_timeout: float) -> Compacted:
             os.fsync(dirfd)
         finally:
             os.close(dirfd)
-    return Compacted(len(records), len(kept), torn)
+    return Compacted(scan.count, kept, torn)
 
 
 # -- history ---------------------------------------------------------------------------------
