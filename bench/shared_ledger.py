@@ -32,7 +32,7 @@ from _common import row
 from planrunner import ledger
 from planrunner.pgledger import PostgresLedger
 from planrunner.sim import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
-from testing import postgres
+from testing import apply_argv, postgres
 
 ENV = {**os.environ, "ENOS_ACCESS_KEY": DEFAULT_ACCESS_KEY, "ENOS_SECRET_KEY": DEFAULT_SECRET_KEY}
 HEAD = """version: 1
@@ -72,26 +72,18 @@ def write_plan(path: Path, url: str, first_id: int, entries: int) -> None:
 
 
 def apply_cmd(plan: Path, url: str, ledger_spec: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "planrunner",
-        "apply",
-        str(plan),
-        "--gateway",
+    return apply_argv(
+        plan,
         url,
-        "--yes",
         "--ledger",
         ledger_spec,
         "--concurrency",
         CONCURRENCY,
-        "--log-format",
-        "json",
         "--lock-timeout",
         "60",
         "--max-triggers",
         "1000000",
-    ]
+    )
 
 
 def batch_rate(tmp: Path, n: int, spec_of: list[str], entries: int, tag: str) -> float:

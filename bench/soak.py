@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from planrunner.sim import Dialect, Faults, Simulator  # noqa: E402
-from testing import FAST_ENV, SIM_ENV, duplicates_and_resends, write_plan  # noqa: E402
+from testing import FAST_ENV, SIM_ENV, apply_argv, duplicates_and_resends, write_plan  # noqa: E402
 
 FAULTS = [
     "62109",
@@ -150,24 +150,7 @@ def _apply(
 ) -> tuple[int, int, bool]:
     """One apply process; kill -9 after ``kill_after`` s if still running. (exit, max RSS KiB, killed)."""
     p = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "planrunner",
-            "apply",
-            str(plan),
-            "--gateway",
-            url,
-            "--yes",
-            "--ledger",
-            str(led),
-            "--log-format",
-            "json",
-            "--concurrency",
-            "8",
-            "--format",
-            "json",
-        ],
+        apply_argv(plan, url, "--ledger", str(led), "--concurrency", "8", "--format", "json"),
         stdout=subprocess.DEVNULL,
         stderr=log,
         cwd=ROOT,

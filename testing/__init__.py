@@ -121,6 +121,24 @@ def assert_exactly_once(triggers: list[dict[str, Any]], expected_keys: set[tuple
     assert not resends, f"re-sent for an instance that existed: {resends[:3]}"
 
 
+def apply_argv(plan: Path | str, url: str, *extra: str, yes: bool = True) -> list[str]:
+    """The command line of `planrunner apply PLAN --gateway URL [--yes] --log-format json ...`."""
+    confirm = ["--yes"] if yes else []
+    return [
+        sys.executable,
+        "-m",
+        "planrunner",
+        "apply",
+        str(plan),
+        "--gateway",
+        url,
+        *confirm,
+        "--log-format",
+        "json",
+        *extra,
+    ]
+
+
 def start_apply(
     plan: Path | str,
     url: str,
@@ -132,21 +150,8 @@ def start_apply(
     env: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:
     """`planrunner apply PLAN --gateway URL [--yes]` as a real process, with the simulator's keys."""
-    confirm = ["--yes"] if yes else []
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "planrunner",
-            "apply",
-            str(plan),
-            "--gateway",
-            url,
-            *confirm,
-            "--log-format",
-            "json",
-            *extra,
-        ],
+        apply_argv(plan, url, *extra, yes=yes),
         stdin=stdin,
         stdout=stdout,
         stderr=stderr,
