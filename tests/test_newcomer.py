@@ -400,3 +400,47 @@ def test_43_completion_scripts_are_made_from_the_parser(tmp_path: Path) -> None:
     fish = run_process(["completion", "fish"]).stdout
     assert "complete -c planrunner -n '__fish_seen_subcommand_from apply' -l concurrency" in fish
     assert "bashcompinit" in run_process(["completion", "zsh"]).stdout
+
+
+def test_13_ctrl_c_on_a_terminal_leaves_a_clean_line_and_says_how_to_continue(tmp_path: Path) -> None:
+    import os
+    import pty
+    import signal
+    import subprocess
+    import time
+
+    from testing import apply_argv
+
+    plan = write_plan(tmp_path, cron_flows(4, 50))
+    with Simulator(faults=Faults(latency=0.02)) as sim:
+        controller, terminal = pty.openpty()
+        proc = subprocess.Popen(
+            apply_argv(plan, sim.url)[:-2],  # without --log-format json: what a person sees
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=terminal,
+            cwd=ROOT,
+            env={**os.environ, **SIM_ENV, **FAST_ENV},
+        )
+        os.close(terminal)
+        deadline = time.monotonic() + 30
+        while len(sim.state.triggers) < 20 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        chunks = []
+        while True:
+            try:
+                data = os.read(controller, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait(timeout=60)
+        os.close(controller)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 130, screen
+    # The bar's line is cleared before the message, so the two never share a line.
+    assert "\r\x1b[Kplanrunner: interrupted; finishing requests in flight" in screen
+    last = [line for line in ANSI.sub("", screen).splitlines() if line.strip()][-1]
+    assert "the run was interrupted" in last and "planrunner apply" in last
