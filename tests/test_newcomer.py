@@ -444,3 +444,11 @@ def test_13_ctrl_c_on_a_terminal_leaves_a_clean_line_and_says_how_to_continue(tm
     assert "\r\x1b[Kplanrunner: interrupted; finishing requests in flight" in screen
     last = [line for line in ANSI.sub("", screen).splitlines() if line.strip()][-1]
     assert "the run was interrupted" in last and "planrunner apply" in last
+
+
+def test_46_quiet_prints_the_summary_only(tmp_path: Path, run: Any, sim_env: None) -> None:
+    plan = write_plan(tmp_path, cron_flows(2, 3))
+    with Simulator() as sim:
+        r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--quiet")
+    assert r.code == 0, r.err
+    assert r.out.strip() == "Apply: 6 entries (6 triggered)."
