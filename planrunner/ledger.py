@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import orjson
@@ -413,6 +414,9 @@ def plan_outcomes(
     return PlanOutcomes(folded)
 
 
+_new_outcome = partial(tuple.__new__, Outcome)  # an Outcome without a Python-level call
+
+
 def _key_order(key: str) -> tuple[int, str]:
     """Sort keys by trigger time, then the rest."""
     head, _, tail = key.rpartition("/")
@@ -443,9 +447,10 @@ class PlanOutcomes(Mapping[str, "Outcome"]):
 
     def get(self, key: str, default: Any = None) -> Any:
         folded = self._folded
-        if key in folded.done:
+        done = folded.done
+        if key in done:
             status = Status.CANCELLED if key in folded.cancelled else Status.DONE
-            return Outcome(status, folded.done[key])
+            return _new_outcome((status, done[key], None))
         state = folded.open.get(key)
         if state is not None:
             key_status = state.status

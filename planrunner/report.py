@@ -148,9 +148,11 @@ def render_json(r: Result) -> str:
         if o is None:
             tail = default_tail
         else:
+            iid, error = o.flow_instance_id, o.error
             tail = (
-                f'"status": "{o.status}", "flowInstanceId": {_quote(o.flow_instance_id)}, '
-                f'"error": {_quote(o.error)}}}'
+                f'"status": "{o.status}", '
+                f'"flowInstanceId": {"null" if iid is None else _quote(iid)}, '
+                f'"error": {"null" if error is None else _quote(error)}}}'
             )
         tt = e.trigger_time
         append(
