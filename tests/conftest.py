@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from planrunner.cli import main
 from testing import FAST_ENV, SIM_ENV, Run
+
+# In CI (CI=true) property tests draw the same examples every run, so a verdict repeats;
+# locally they explore new ones each run (and keep failures in .hypothesis/).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture
