@@ -214,3 +214,29 @@ def run_in_pty(
         if proc.poll() is None:
             proc.kill()
     return proc.returncode, out, b"".join(chunks).decode(errors="replace")
+
+
+def apply_json(run: Any, plan: Path | str, url: str, *extra: str) -> tuple[Run, Any]:
+    """`apply PLAN --gateway URL --yes --format json` in-process: (the run, its JSON or None)."""
+    import json
+
+    r: Run = run("apply", str(plan), "--gateway", url, "--yes", "--format", "json", *extra)
+    return r, json.loads(r.out) if r.out.strip() else None
+
+
+def crashed_intent(path: Path, trigger_time: int, attempt: str = "old.1", flow_id: int = 1) -> None:
+    """Append the intent a run left when it died before recording its answer (org o1)."""
+    from planrunner import ledger
+
+    record = ledger.record(
+        "intent",
+        f"o1/{flow_id}/{trigger_time}",
+        flow_id,
+        "o1",
+        trigger_time,
+        attempt,
+        flow=f"f{flow_id}",
+        run="old",
+    )
+    with path.open("ab") as f:
+        f.write(ledger.encode([record]))

@@ -17,7 +17,9 @@ from planrunner.sim import Faults, SimFlow, Simulator
 from testing import (
     ROOT,
     SIM_ENV,
+    apply_json,
     assert_exactly_once,
+    crashed_intent,
     cron_flows,
     run_process,
     start_apply,
@@ -29,30 +31,16 @@ def entry_keys(plan_json: str) -> set[tuple[int, int]]:
     return {(e["flowId"], e["triggerTime"]) for e in json.loads(plan_json)["entries"]}
 
 
-def crashed_intent(path: Path, trigger_time: int, attempt: str) -> None:
-    """Append the intent a run left when it died before recording its answer (flow f1, id 1)."""
-    record = ledger.record(
-        "intent", f"o1/1/{trigger_time}", 1, "o1", trigger_time, attempt, flow="f1", run="old"
-    )
-    with path.open("ab") as f:
-        f.write(ledger.encode([record]))
-
-
-def apply_json(run, plan: Path, sim: Simulator, *extra: str):
-    r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--format", "json", *extra)
-    return r, json.loads(r.out) if r.out.strip() else None
-
-
 def test_apply_then_reapply_sends_nothing(tmp_path: Path, run, sim, sim_env) -> None:
     plan = write_plan(tmp_path, cron_flows(3, 10))
-    r, doc = apply_json(run, plan, sim)
+    r, doc = apply_json(run, plan, sim.url)
     assert r.code == 0, r.err
     assert doc["summary"] == {"triggered": 30}
     assert {e["status"] for e in doc["entries"]} == {"triggered"}
     assert all(e["flowInstanceId"] for e in doc["entries"])
     first = sim.triggers()
     assert len(first) == 30
-    r, doc = apply_json(run, plan, sim)
+    r, doc = apply_json(run, plan, sim.url)
     assert r.code == 0
     assert doc["summary"] == {"skipped": 30}
     assert len(sim.triggers()) == 30
@@ -61,7 +49,7 @@ def test_apply_then_reapply_sends_nothing(tmp_path: Path, run, sim, sim_env) -> 
 
 def test_ledger_records_follow_the_format(tmp_path: Path, run, sim, sim_env) -> None:
     plan = write_plan(tmp_path, cron_flows(1, 2))
-    apply_json(run, plan, sim)
+    apply_json(run, plan, sim.url)
     records = [json.loads(x) for x in (tmp_path / "plan.ledger.jsonl").read_text().splitlines()]
     assert [r["event"] for r in records].count("intent") == 2
     assert [r["event"] for r in records].count("triggered") == 2
@@ -81,7 +69,7 @@ def test_ledger_records_follow_the_format(tmp_path: Path, run, sim, sim_env) -> 
 
 def test_per_flow_order_is_ascending(tmp_path: Path, run, sim, sim_env) -> None:
     plan = write_plan(tmp_path, cron_flows(4, 15))
-    apply_json(run, plan, sim, "--concurrency", "3")
+    apply_json(run, plan, sim.url, "--concurrency", "3")
     by_flow: dict[int, list[int]] = {}
     for t in sim.triggers():
         by_flow.setdefault(t["flowId"], []).append(t["triggerTime"])
@@ -93,7 +81,7 @@ def test_plan_reads_the_ledger(tmp_path: Path, run, sim_env) -> None:
     flows = [SimFlow(2, has_task=False)]
     with Simulator(flows) as s:
         plan = write_plan(tmp_path, cron_flows(2, 3))
-        r, doc = apply_json(run, plan, s)
+        r, doc = apply_json(run, plan, s.url)
         assert r.code == 1
         # A permanent refusal: that entry failed, the rest of its flow was not sent.
         assert doc["summary"] == {"pending": 2, "triggered": 3, "failed": 1}
@@ -121,7 +109,7 @@ def test_unknown_outcomes_are_reconciled_not_resent(tmp_path: Path, run, sim_env
     with Simulator(
         faults=Faults.parse(["504-after-create@2,5", "drop-after-create@3", "malformed@7"])
     ) as s:
-        r, doc = apply_json(run, plan, s)
+        r, doc = apply_json(run, plan, s.url)
         assert r.code == 0, r.err
         # Found by the lookup after an unknown outcome: reconciled, not triggered.
         assert doc["summary"] == {"triggered": 8, "reconciled": 4}
@@ -148,7 +136,7 @@ def test_crash_left_intent_is_reconciled_first(tmp_path: Path, run, sim, sim_env
         "pending": 1,
         "unknown": 2,
     }
-    r, doc = apply_json(run, plan, sim)
+    r, doc = apply_json(run, plan, sim.url)
     assert r.code == 0, r.err
     assert {e["triggerTime"]: e["status"] for e in doc["entries"]} == {
         keys[0][1]: "reconciled",
@@ -163,12 +151,12 @@ def test_unknown_stays_unknown_when_lookups_fail(tmp_path: Path, run, sim_env) -
     keys = sorted(entry_keys(run("plan", str(plan), "--format", "json").out))
     crashed_intent(tmp_path / "plan.ledger.jsonl", keys[0][1], "old.1")
     with Simulator(faults=Faults.parse(["lookup-503=1"])) as s:
-        r, doc = apply_json(run, plan, s)
+        r, doc = apply_json(run, plan, s.url)
         assert r.code == 1
         assert doc["summary"] == {"triggered": 1, "unknown": 1}
         assert [t["triggerTime"] for t in s.triggers()] == [keys[1][1]]
         # --retry-unknown sends it anyway.
-        r, doc = apply_json(run, plan, s, "--retry-unknown")
+        r, doc = apply_json(run, plan, s.url, "--retry-unknown")
         assert r.code == 0, r.err
         assert doc["summary"] == {"triggered": 1, "skipped": 1}
         assert_exactly_once(s.triggers(), set(keys))
@@ -193,7 +181,7 @@ def test_each_fault_ends_with_every_entry_done_exactly_once(
     faults = Faults() if fault == "429" else Faults.parse([fault], seed=7)
     with Simulator(faults=faults, rate_limit=40 if fault == "429" else None) as s:
         for _ in range(4):
-            r, doc = apply_json(run, plan, s)
+            r, doc = apply_json(run, plan, s.url)
             if r.code == 0:
                 break
         assert r.code == 0, r.err
@@ -216,7 +204,7 @@ def test_gateway_rate_limit_is_honoured(tmp_path: Path, run, sim_env) -> None:
     plan = write_plan(tmp_path, cron_flows(2, 10))
     with Simulator(rate_limit=1000) as s:
         started = time.monotonic()
-        r, _doc = apply_json(run, plan, s, "--rate", "40")
+        r, _doc = apply_json(run, plan, s.url, "--rate", "40")
         assert r.code == 0
         assert time.monotonic() - started >= 19 / 40
         assert len(s.triggers()) == 20
@@ -294,7 +282,7 @@ def test_sim_demo_runs_twice_and_triggers_once(tmp_path: Path, run) -> None:
 
 def test_corrupt_ledger_is_exit_3_with_the_line(tmp_path: Path, run, sim, sim_env) -> None:
     plan = write_plan(tmp_path, cron_flows(1, 2))
-    apply_json(run, plan, sim)
+    apply_json(run, plan, sim.url)
     path = tmp_path / "plan.ledger.jsonl"
     lines = path.read_bytes().splitlines(keepends=True)
     path.write_bytes(lines[0] + b"garbage\n" + b"".join(lines[1:]))
@@ -307,7 +295,7 @@ def test_corrupt_ledger_is_exit_3_with_the_line(tmp_path: Path, run, sim, sim_en
 
 def test_torn_tail_is_cut_by_apply_and_ignored_by_plan(tmp_path: Path, run, sim, sim_env) -> None:
     plan = write_plan(tmp_path, cron_flows(1, 3))
-    apply_json(run, plan, sim)
+    apply_json(run, plan, sim.url)
     path = tmp_path / "plan.ledger.jsonl"
     whole = path.read_bytes()
     path.write_bytes(whole + b'{"v":1,"event":"intent","key":"o1/1/17')

@@ -25,7 +25,7 @@ import pytest
 from planrunner import engine, enos, ledger, protocol, source
 from planrunner.errors import LedgerLocked
 from planrunner.sim import Dialect, Faults, Simulator
-from testing import FAST_ENV, ROOT, SIM_ENV, make_client, write_plan
+from testing import FAST_ENV, ROOT, SIM_ENV, crashed_intent, make_client, write_plan
 
 SECRET = "SEKRET-abc123XYZ-secretvalue"
 KEY = "AKEY-zzz987-accesskey"
@@ -504,22 +504,6 @@ def test_d19_a_file_past_the_size_limit_says_which_limit(tmp_path: Path, run) ->
 # -- D6, D11, D16, D17, D21: the engine --------------------------------------------------------
 
 
-def crashed_intent(path: Path, flow_id: int, trigger_time: int, attempt: str = "old.1") -> None:
-    rec = ledger.record(
-        "intent",
-        f"o1/{flow_id}/{trigger_time}",
-        flow_id,
-        "o1",
-        trigger_time,
-        attempt,
-        flow=f"f{flow_id}",
-        run="old",
-    )
-    rec["gateway"] = "http://127.0.0.1"
-    with path.open("ab") as f:
-        f.write(ledger.encode([rec]))
-
-
 def test_d6_a_request_still_in_flight_is_not_sent_again(
     tmp_path: Path, run, sim_env, monkeypatch
 ) -> None:
@@ -529,7 +513,7 @@ def test_d6_a_request_still_in_flight_is_not_sent_again(
     with Simulator(dialect=Dialect(duplicate="none")) as sim:
         plan = write_plan(tmp_path, ONE)
         led = tmp_path / "l.jsonl"
-        crashed_intent(led, 1, T0)
+        crashed_intent(led, T0)
         sent_at = time.time()
         late = threading.Timer(
             max(0.0, sent_at + 1.0 - time.time()), lambda: make_client(sim.url).trigger(1, T0)
@@ -617,7 +601,7 @@ def test_d11_a_token_failure_mid_run_closes_the_intent_as_aborted(
 
 def test_d16_entries_interrupted_before_sending_are_pending_not_retry(tmp_path: Path, run) -> None:
     led = tmp_path / "l.jsonl"
-    crashed_intent(led, 1, T0, "r1.1")
+    crashed_intent(led, T0, "r1.1")
     ref = ledger.record(
         "aborted",
         f"o1/1/{T0}",
@@ -640,7 +624,7 @@ def test_d17_lookups_are_retried_within_the_run(tmp_path: Path, run, sim_env) ->
     with Simulator(faults=Faults.parse(["lookup-503@1,2,3"])) as sim:
         plan = write_plan(tmp_path, ONE)
         led = tmp_path / "l.jsonl"
-        crashed_intent(led, 1, T0)
+        crashed_intent(led, T0)
         r = run(
             "apply",
             str(plan),

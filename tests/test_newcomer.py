@@ -18,6 +18,7 @@ from testing import (
     FAST_ENV,
     ROOT,
     SIM_ENV,
+    apply_json,
     cron_flows,
     run_in_pty,
     run_process,
@@ -26,11 +27,6 @@ from testing import (
 
 EXAMPLE = str(ROOT / "plans" / "example.yaml")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def apply_json(run: Any, plan: Path, url: str, *extra: str) -> tuple[Any, dict[str, Any]]:
-    r = run("apply", str(plan), "--gateway", url, "--yes", "--format", "json", *extra)
-    return r, json.loads(r.out) if r.out.strip() else {}
 
 
 # --- 1, 2, 27: the progress bar --------------------------------------------------------------

@@ -48,9 +48,7 @@ PARENTS = ("one_plan", "selecting")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """apply's own options."""
-    p.add_argument(
-        "--format", choices=("text", "json"), default="text", help="output format (default text)"
-    )
+    options.add_format(p, "json")
     p.add_argument(
         "--sim",
         action="store_true",

@@ -39,9 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--org", metavar="ORG_ID", help="orgId to use without a plan")
     p.add_argument("--user", metavar="USER_ID", help="userId to use without a plan")
     p.add_argument("--api", choices=("v2.0", "v2.1"), help="API version to use without a plan")
-    p.add_argument(
-        "--format", choices=("text", "json"), default="text", help="output format (default text)"
-    )
+    options.add_format(p, "json")
 
 
 def main(args: argparse.Namespace) -> int:

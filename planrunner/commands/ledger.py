@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--flow", metavar="NAME", help="only this flow (a name or shell glob; with PLAN, also by flowId)"
     )
     lg.add_argument("--run", metavar="RUN", help="only the records of this run id")
-    lg.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    options.add_format(lg, "json")
     v = sub.add_parser(
         "verify",
         help="check every line of a ledger and count keys per status",
@@ -52,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(real runs and --sim runs apart). Exit 3 when a problem is found.",
     )
     _ledger_place(v)
-    v.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    options.add_format(v, "json")
     c = sub.add_parser(
         "compact",
         help="rewrite a ledger file to the fewest records that fold to the same states",

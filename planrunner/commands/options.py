@@ -147,6 +147,16 @@ def selecting() -> Parser:
     return p
 
 
+def add_format(p: argparse.ArgumentParser, *choices: str) -> None:
+    """``--format``: ``text`` (the default) or one of ``choices``."""
+    p.add_argument(
+        "--format",
+        choices=("text", *choices),
+        default="text",
+        help=f"output format: text (default), {', '.join(choices)}",
+    )
+
+
 def add_gateway(p: argparse.ArgumentParser) -> None:
     """``--gateway URL``: override the plan's target.gateway."""
     p.add_argument("--gateway", metavar="URL", help="override target.gateway")

@@ -45,12 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SAVED",
         help="also write the plan as reviewed (JSON) for `planrunner apply SAVED`; one PLAN only",
     )
-    p.add_argument(
-        "--format",
-        choices=("text", "json", "markdown"),
-        default="text",
-        help="output format (default text)",
-    )
+    options.add_format(p, "json", "markdown")
     p.add_argument(
         "--detailed-exitcode", action="store_true", help="exit 4 when any entry is not done yet"
     )

@@ -47,12 +47,7 @@ MARKDOWN_FAILED_SHOWN = 50
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """status's own options."""
-    p.add_argument(
-        "--format",
-        choices=("text", "json", "markdown"),
-        default="text",
-        help="output format (default text)",
-    )
+    options.add_format(p, "json", "markdown")
     p.add_argument(
         "--watch", action="store_true", help="poll until every instance has ended, then report"
     )

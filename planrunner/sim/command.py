@@ -174,19 +174,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def dialect_from(args: argparse.Namespace) -> Dialect:
     """The dialect the options ask for (defaults for options a parser did not define)."""
+    given = {
+        name: getattr(args, name)
+        for name in Dialect.__dataclass_fields__
+        if getattr(args, name, None) is not None
+    }
     try:
-        return Dialect(
-            api=getattr(args, "api", _DEFAULT.api),
-            server_zone=getattr(args, "server_zone", _DEFAULT.server_zone),
-            id_zone=getattr(args, "id_zone", _DEFAULT.id_zone),
-            not_found=getattr(args, "not_found", _DEFAULT.not_found),
-            duplicate=getattr(args, "duplicate", _DEFAULT.duplicate),
-            duplicate_window=getattr(args, "duplicate_window", DEFAULT_DUPLICATE_WINDOW),
-            auth_failure=getattr(args, "auth_failure", _DEFAULT.auth_failure),
-            page_origin=getattr(args, "page_origin", None),
-            search_count=getattr(args, "search_count", _DEFAULT.search_count),
-            retry_after=bool(getattr(args, "retry_after", False)),
-        )
+        return Dialect(**given)
     except ValueError as e:
         message = str(e)
         for name in Dialect.__dataclass_fields__:
