@@ -32,6 +32,18 @@ SIM_ENV = {"ENOS_ACCESS_KEY": "sim-access-key", "ENOS_SECRET_KEY": "sim-secret-k
 FAST_ENV = {"PLANRUNNER_IN_FLIGHT_SECONDS": "0.5", "PLANRUNNER_DUPLICATE_WAIT": "0.3"}
 
 
+def venv_tool(name: str) -> str:
+    """A console script installed beside this interpreter (the test extras' tools).
+
+    CI runs the venv's python without activating the venv, so its scripts are not on PATH:
+    look next to ``sys.executable``, never on PATH, so a tool installed by hand elsewhere
+    can never stand in for a missing install step.
+    """
+    exe = Path(sys.executable).parent / name
+    assert exe.is_file(), f"{name} is a test dependency (pip install '.[test]'); not found at {exe}"
+    return str(exe)
+
+
 @dataclass
 class Run:
     """What an in-process ``main([...])`` returned and printed."""

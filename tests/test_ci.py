@@ -23,7 +23,7 @@ import yaml
 from planrunner import __version__, ledger
 from planrunner.commands import init
 from planrunner.sim import SimFlow, Simulator
-from testing import FAST_ENV, ROOT, SIM_ENV
+from testing import FAST_ENV, ROOT, SIM_ENV, venv_tool
 
 WORKFLOW = ROOT / "ci" / "github" / "planrunner.yml"
 GITLAB = ROOT / "ci" / "gitlab" / "planrunner.gitlab-ci.yml"
@@ -51,8 +51,7 @@ GIT_ID = {
     ],
 )
 def test_ci_files_match_their_schemas(schema: str, path: Path) -> None:
-    exe = shutil.which("check-jsonschema")
-    assert exe, "check-jsonschema is a test dependency (pip install '.[test]')"
+    exe = venv_tool("check-jsonschema")
     p = subprocess.run(
         [exe, "--builtin-schema", schema, str(path)], capture_output=True, text=True, check=False
     )
@@ -63,8 +62,7 @@ def test_check_jsonschema_rejects_a_broken_workflow(tmp_path: Path) -> None:
     # The check above can fail: a job without runs-on or steps is refused.
     bad = tmp_path / "bad.yml"
     bad.write_text("on: push\njobs:\n  x:\n    stepz: []\n")
-    exe = shutil.which("check-jsonschema")
-    assert exe
+    exe = venv_tool("check-jsonschema")
     p = subprocess.run(
         [exe, "--builtin-schema", "vendor.github-workflows", str(bad)],
         capture_output=True,
@@ -556,8 +554,7 @@ def test_the_action_runs_its_command_with_split_arguments(repo: Repo, tmp_path: 
 
 @pytest.mark.slow
 def test_pre_commit_hook_validates_staged_plans(tmp_path: Path) -> None:
-    exe = shutil.which("pre-commit")
-    assert exe, "pre-commit is a test dependency (pip install '.[test]')"
+    exe = venv_tool("pre-commit")
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "ENOS_"))},
         **GIT_ID,
