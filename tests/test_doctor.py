@@ -49,11 +49,21 @@ def test_doctor_names_the_dialect(
     assert checks["search"]["result"] == "ok"
 
 
-def test_the_wrong_api_version_is_a_problem(run: Any, sim_env: None) -> None:
+def test_finding_26_a_wrong_api_version_stops_doctor_with_the_fix(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
     with Simulator(dialect=Dialect(api="v2.1")) as sim:
         code, doc = doctor(run, sim.url, "--api", "v2.0")
+        plan = write_plan(tmp_path, '  - {name: f1, flowId: 1, at: ["2026-01-01T00:00:00Z"]}\n')
+        text = run("doctor", str(plan), "--gateway", sim.url)
     assert code == 1 and doc["ok"] is False
-    assert "v2.1 answers" in by_name(doc)["api version"]["detail"]
+    checks = by_name(doc)
+    assert "set target.api: v2.1" in checks["api version"]["detail"]
+    # It stops there: no follow-on problems with wrong fixes (time zone, search, flows).
+    assert [c["name"] for c in doc["checks"] if c["result"] == "problem"] == ["api version"]
+    assert "server time zone" not in checks and "search" not in checks
+    assert text.code == 1 and text.out.count("problem") == 1
+    assert "set target.api: v2.1" in text.out
 
 
 def test_a_plans_flows_are_checked(tmp_path: Path, run: Any, sim_env: None) -> None:

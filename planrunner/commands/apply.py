@@ -273,8 +273,10 @@ def run(req: Request) -> int:
         else:
             url = enos.check_gateway(req.gateway or target.gateway)
             creds = enos.Credentials.from_env()
-            where = protocol.origin(url)
-            gateway_id = where
+            gateway_id = protocol.origin(url)
+            # ${VAR} in target.gateway: shown as written, never expanded (D5).
+            written = None if req.gateway else plan.raw_target.get("gateway")
+            where = protocol.shown_gateway(written if isinstance(written, str) else None, url)
         client = enos.Client(
             url,
             target.org_id,
@@ -282,6 +284,7 @@ def run(req: Request) -> int:
             creds,
             api=version,
             server_zone=zone,
+            shown=where,
         )
         note_missing(req.ledger_path)
         backend = ledger.open_ledger(path)
