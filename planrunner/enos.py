@@ -292,13 +292,18 @@ def _peer_address(sock: Any) -> str:
     return str(sock.getpeername()[0])
 
 
+def _awaiting_answer(sock: socket.socket | None) -> None:
+    """The request of this thread was sent on ``sock``: its deadline may now cut it."""
+    watch: _Watch | None = getattr(_CURRENT, "watch", None)
+    if watch is not None:
+        watch.attach(sock)
+
+
 class _WatchedConnection(urllib3.connection.HTTPConnection):
     """An http:// connection whose answer is bounded by the request's overall deadline."""
 
     def getresponse(self) -> Any:
-        watch: _Watch | None = getattr(_CURRENT, "watch", None)
-        if watch is not None:
-            watch.attach(self.sock)
+        _awaiting_answer(self.sock)
         return super().getresponse()
 
 
@@ -306,9 +311,7 @@ class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
     """An https:// connection whose answer is bounded by the request's overall deadline."""
 
     def getresponse(self) -> Any:
-        watch: _Watch | None = getattr(_CURRENT, "watch", None)
-        if watch is not None:
-            watch.attach(self.sock)
+        _awaiting_answer(self.sock)
         return super().getresponse()
 
 
@@ -896,11 +899,12 @@ class Client:
             if (
                 got.kind is Kind.OK
                 and isinstance(got.data, dict)
-                and protocol.same_trigger(got.data, flow_id, trigger_time, zone)
+                and protocol.same_trigger(got.data, flow_id, trigger_time, zone, ambiguous=False)
             ):
                 return Lookup(True, got.data.get("instanceId") or derived)
-            # Anything else ("not found" as 62102, null or {}, or a different instance)
-            # falls through to Search: only Search decides "absent".
+            # Anything else ("not found" as 62102, null or {}, a different instance, or a
+            # time in the hour a DST zone repeats) falls through to Search: only Search
+            # decides "absent", and its window tells the repeated hour's two instants apart.
         minute = trigger_time - trigger_time % protocol.MINUTE_MS
         failures: list[str] = []
         for type_ in protocol.SEARCH_TYPES:

@@ -295,11 +295,20 @@ def format_time(ms: int, zone: tzinfo, *, fraction: bool = False) -> str:
     return f"{text}.{dt.microsecond // 100_000}" if fraction else text
 
 
-def same_trigger(inst: Mapping[str, Any], flow_id: int, trigger_time: int, zone: tzinfo) -> bool:
+def same_trigger(
+    inst: Mapping[str, Any],
+    flow_id: int,
+    trigger_time: int,
+    zone: tzinfo,
+    *,
+    ambiguous: bool = True,
+) -> bool:
     """Whether ``inst`` is the instance of ``flow_id`` at ``trigger_time``, to the second.
 
-    The instance's ``triggerTime`` is read in the server's zone (an ambiguous wall time as
-    either of its instants); an instance whose time cannot be read is never taken.
+    The instance's ``triggerTime`` is read in the server's zone; a wall time the zone
+    repeats matches either of its instants, unless ``ambiguous`` is False (then it never
+    matches: Get by a derived id cannot tell the two hours' instances apart, Search's
+    window can). An instance whose time cannot be read is never taken.
     """
     raw_flow = inst.get("flowId")
     if isinstance(raw_flow, bool):
@@ -309,10 +318,10 @@ def same_trigger(inst: Mapping[str, Any], flow_id: int, trigger_time: int, zone:
             return False
     except ValueError:
         return False
-    # A wall time the server zone repeats (daylight saving's last hour) matches either instant.
-    return any(
-        tt // 1000 == trigger_time // 1000 for tt in parse_times(inst.get("triggerTime"), zone)
-    )
+    times = parse_times(inst.get("triggerTime"), zone)
+    if len(times) > 1 and not ambiguous:
+        return False
+    return any(tt // 1000 == trigger_time // 1000 for tt in times)
 
 
 def search_body(
