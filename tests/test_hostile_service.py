@@ -28,11 +28,10 @@ import pytest
 from planrunner import enos, protocol
 from planrunner.errors import ServiceError
 from planrunner.sim import Dialect, Simulator
-from testing import FAST_ENV, make_client, write_plan
+from testing import make_client, write_plan
+from tests.test_hostile import KEY, SECRET, TOKEN
+from tests.test_hostile import creds as creds  # the probe's credentials, as a fixture
 
-SECRET = "SEKRET-abc123XYZ-secretvalue"
-KEY = "AKEY-zzz987-accesskey"
-TOKEN = "TOKEN-SENTINEL-7f3a9c"
 INJECTION = "\x1b[2J\x1b[31m::error file=x::INJECTED\n::add-mask::x\r\n"
 GMT8 = protocol.server_zone("GMT+8")
 TWO = '  - {name: f1, flowId: 1, at: ["2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"]}\n'
@@ -57,7 +56,28 @@ def env(code: int, msg: str = "", data: Any = None) -> Reply:
 Handler = Callable[[str, dict[str, str], Any], Reply | None]
 
 
-class Gateway:
+class _Serving:
+    """A loopback server run on a thread while in a ``with`` block."""
+
+    server: socketserver.TCPServer
+
+    def _start(self, server: socketserver.TCPServer) -> None:
+        self.server = server
+        self.server.daemon_threads = True  # type: ignore[attr-defined]
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Any:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Gateway(_Serving):
     """A loopback gateway; ``on(path, params, body) -> Reply | None`` overrides any answer
     (None: the default one). Triggers create instances unless ``create`` is False."""
 
@@ -99,11 +119,7 @@ class Gateway:
 
             do_GET = do_POST = _go
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._start(ThreadingHTTPServer(("127.0.0.1", 0), H))
 
     def answer(self, path: str, params: dict[str, str], body: Any) -> Reply:
         special = self.on(path, params, body)
@@ -139,16 +155,8 @@ class Gateway:
             return env(0, "OK", {"flowInsts": insts})
         return env(62102, "Instance not found")
 
-    def __enter__(self) -> Gateway:
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class ConnectProxy:
+class ConnectProxy(_Serving):
     """A loopback CONNECT proxy that records every ``host:port`` it was asked to reach."""
 
     def __init__(self) -> None:
@@ -179,26 +187,7 @@ class ConnectProxy:
                                 return
                             (up if s is self.connection else self.connection).sendall(data)
 
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), H)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> ConnectProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def creds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ENOS_ACCESS_KEY", KEY)
-    monkeypatch.setenv("ENOS_SECRET_KEY", SECRET)
-    for k, v in FAST_ENV.items():
-        monkeypatch.setenv(k, v)
+        self._start(socketserver.ThreadingTCPServer(("127.0.0.1", 0), H))
 
 
 def client(url: str, **kw: Any) -> enos.Client:
