@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
 
-from planrunner import engine, enos, ledger, log, protocol, terminal
+from planrunner import engine, enos, instances, ledger, log, protocol, terminal
 from planrunner.commands import options
 from planrunner.errors import (
     EXIT_FAILED,
@@ -274,9 +274,7 @@ def run(req: Request) -> int:
             url = enos.check_gateway(req.gateway or target.gateway)
             creds = enos.Credentials.from_env()
             gateway_id = protocol.origin(url)
-            # ${VAR} in target.gateway: shown as written, never expanded (D5).
-            written = None if req.gateway else plan.raw_target.get("gateway")
-            where = protocol.shown_gateway(written if isinstance(written, str) else None, url)
+            where = instances.shown_gateway(plan, req.gateway, url)  # ${VAR} never expanded (D5)
         client = enos.Client(
             url,
             target.org_id,
