@@ -101,3 +101,18 @@ def test_text_output_reads_one_line_per_check(run: Any, sim_env: None) -> None:
     assert lines[0].startswith("doctor http://127.0.0.1:")
     assert lines[-1] == "every assumption holds"
     assert all(line.split()[0] in ("ok", "warning", "problem") for line in lines[1:-1])
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York"])
+def test_n4_doctor_names_a_server_zone_with_dst_as_a_risk(run: Any, sim_env: None, zone: str) -> None:
+    with Simulator(dialect=Dialect(server_zone=zone)) as sim:
+        code, doc = doctor(run, sim.url)
+    check = by_name(doc)["server time zone"]
+    assert code == 0 and check["result"] == "warning"
+    assert "daylight saving" in check["detail"] and zone in check["detail"]
+
+
+def test_n4_a_fixed_offset_server_zone_is_no_risk(run: Any, sim_env: None) -> None:
+    with Simulator(dialect=Dialect(server_zone="Asia/Shanghai")) as sim:
+        code, doc = doctor(run, sim.url)
+    assert code == 0 and by_name(doc)["server time zone"]["result"] == "ok"
