@@ -258,7 +258,8 @@ class _Watchdog:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="answer-deadline", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if self._heap[0][2] is watch:
+                self._cond.notify()  # the new deadline is the next one: wake the thread
 
     def _run(self) -> None:
         while True:
