@@ -178,7 +178,8 @@ def _main(argv: Sequence[str] | None, in_main: bool, previous_term: object) -> i
         module = _module(args.command)
         args.root_parser = parser  # for commands that describe the grammar (completion)
         entry = getattr(module, "main", None) or module.run
-        code: int = entry(args)
+        with options.proxy_given(getattr(args, "proxy", None)):
+            code: int = entry(args)
         return code
     except PlanrunnerError as e:
         _report_error(e, args.log_format)

@@ -11,14 +11,20 @@ Credentials live only in :class:`Credentials`; text from the gateway is cleaned 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import enum
+import heapq
 import json
+import math
 import os
 import random
 import re
+import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
@@ -33,8 +39,18 @@ from planrunner.errors import ServiceError, UsageError
 from planrunner.protocol import Api
 
 FOREIGN_TEXT_LIMIT = 500  # characters of a gateway's message kept in output, logs, ledger
+FOREIGN_READ_LIMIT = 65_536  # characters of a non-200 body read at all (redacted, then cut)
+CREDENTIAL_PIECE = 4  # a credential's prefix this long left at a cut is redacted too
 CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = 30.0
+READ_TIMEOUT = 30.0  # per read
+ANSWER_DEADLINE = 120.0  # seconds for a whole answer, however it trickles in
+ANSWER_DEADLINE_ENV = "PLANRUNNER_ANSWER_DEADLINE"
+PROXY_ENV = "PLANRUNNER_PROXY"
+MAX_ANSWER_BYTES = 32 * 1024 * 1024  # a larger answer is unparsable
+MAX_JSON_DIGITS = 18  # an integer with more digits is not one the service sends (64-bit)
+TOKEN_LIFETIME_MAX = 366 * 86_400.0  # seconds; an "expire" outside (0, this] is unusable
+INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # {flowId}-{digits}, with room
+STATUS_TEXT_LIMIT = 32  # characters of an unknown instance status shown
 TOKEN_REFRESH_MARGIN = 0.2  # refresh once 80% of the token's lifetime has passed
 TOKEN_TRIES = 3  # token calls per token (1001 "repeated encryption" gets a fresh timestamp)
 LOOKUP_TRIES = 6  # tries of one lookup call while it is answered retryable
@@ -43,6 +59,11 @@ LOOKUP_BACKOFF_CAP = 5.0
 MAX_SEARCH_PAGES = 50
 _TOKEN_CHARS = re.compile(r"[!-~]{1,4096}")  # visible ASCII: a header value as sent
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+# HTTP statuses the gateway answers before the service acts: a definite refusal.
+GATEWAY_REFUSALS = protocol.PERMANENT_HTTP | {404, 405, 414, 431}
+NOT_FOUND_HINT = " (wrong target.api? run planrunner doctor)"
 
 
 class Kind(enum.Enum):
@@ -70,10 +91,10 @@ class Answer:
 
     @property
     def flow_instance_id(self) -> str | None:
-        """The instance id of a successful trigger."""
+        """The instance id of a successful trigger (None when it has not the shape of one)."""
         if isinstance(self.data, dict):
             value = self.data.get("flowInstanceId")
-            return value if isinstance(value, str) else None
+            return value if isinstance(value, str) and INSTANCE_ID.fullmatch(value) else None
         return None
 
 
@@ -128,6 +149,10 @@ class Credentials:
                 text = text.replace(value, "***")
         return text
 
+    def values(self) -> tuple[str, str]:
+        """Both credentials, for redacting a piece of one left at a cut (never shown)."""
+        return (self._secret, self._key)
+
 
 def check_gateway(url: str) -> str:
     """``url`` without a trailing slash, or :class:`UsageError` (https; http only to loopback)."""
@@ -135,6 +160,124 @@ def check_gateway(url: str) -> str:
     if why:
         raise UsageError(f"gateway: {why}")
     return url.rstrip("/")
+
+
+# --proxy for the command being run (a ContextVar, so it never outlives the command).
+PROXY: contextvars.ContextVar[str | None] = contextvars.ContextVar("planrunner_proxy", default=None)
+
+
+@contextlib.contextmanager
+def proxy_given(url: str | None) -> Iterator[None]:
+    """Clients made inside use ``url`` as their proxy (``--proxy``); None changes nothing."""
+    if url is None:
+        yield
+        return
+    token = PROXY.set(url)
+    try:
+        yield
+    finally:
+        PROXY.reset(token)
+
+
+def proxy_setting(environ: Mapping[str, str] | None = None) -> str | None:
+    """The proxy to use: ``--proxy``, else ``$PLANRUNNER_PROXY``, else none. The usual
+    ``HTTPS_PROXY``/``ALL_PROXY`` are never read. Raises :class:`UsageError` for a bad URL."""
+    env = os.environ if environ is None else environ
+    url = PROXY.get() or env.get(PROXY_ENV) or None
+    if url is not None:
+        why = protocol.proxy_problem(url)
+        if why:
+            raise UsageError(f"--proxy or ${PROXY_ENV}: {why}")
+    return url
+
+
+def answer_deadline_setting(environ: Mapping[str, str] | None = None) -> float:
+    """``$PLANRUNNER_ANSWER_DEADLINE`` (seconds, > 0), else :data:`ANSWER_DEADLINE`."""
+    env = os.environ if environ is None else environ
+    text = env.get(ANSWER_DEADLINE_ENV)
+    if not text:
+        return ANSWER_DEADLINE
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise UsageError(f"${ANSWER_DEADLINE_ENV} must be a number of seconds > 0")
+    return value
+
+
+class _Watch:
+    """One request's overall deadline: when it passes, the connection is shut down, so a
+    read blocked on a gateway that drip-feeds its answer returns at once."""
+
+    __slots__ = ("_lock", "_sock", "cut", "done", "expired")
+
+    def __init__(self) -> None:
+        self.done = False  # the request is over: nothing to cut
+        self.expired = False  # the deadline passed
+        self.cut = False  # ... and the connection, its request sent, was shut down
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+
+    def attach(self, sock: socket.socket | None) -> None:
+        """The request was sent on ``sock``; its answer is read from it next."""
+        with self._lock:
+            self._sock = sock
+            cut = self.cut = self.expired and sock is not None
+        if cut:
+            _shut(sock)
+
+    def expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sock = self._sock
+            self.cut = sock is not None
+        _shut(sock)
+
+
+def _shut(sock: socket.socket | None) -> None:
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's, TLS or not
+
+
+class _Watchdog:
+    """One thread that expires the watches whose deadline passed."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Watch]] = []
+        self._cond = threading.Condition()
+        self._seq = 0
+        self._thread: threading.Thread | None = None
+
+    def add(self, deadline: float, watch: _Watch) -> None:
+        with self._cond:
+            self._seq += 1
+            heapq.heappush(self._heap, (deadline, self._seq, watch))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="answer-deadline", daemon=True)
+                self._thread.start()
+            if self._heap[0][2] is watch:
+                self._cond.notify()  # the new deadline is the next one: wake the thread
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                deadline, _, watch = self._heap[0]
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+            if not watch.done:
+                watch.expire()
+
+
+_WATCHDOG = _Watchdog()
+_CURRENT = threading.local()  # the watch of the request this thread is sending
 
 
 class NotLoopbackError(Exception):
@@ -150,7 +293,30 @@ def _peer_address(sock: Any) -> str:
     return str(sock.getpeername()[0])
 
 
-class _LoopbackOnlyConnection(urllib3.connection.HTTPConnection):
+def _awaiting_answer(sock: socket.socket | None) -> None:
+    """The request of this thread was sent on ``sock``: its deadline may now cut it."""
+    watch: _Watch | None = getattr(_CURRENT, "watch", None)
+    if watch is not None:
+        watch.attach(sock)
+
+
+class _WatchedConnection(urllib3.connection.HTTPConnection):
+    """An http:// connection whose answer is bounded by the request's overall deadline."""
+
+    def getresponse(self) -> Any:
+        _awaiting_answer(self.sock)
+        return super().getresponse()
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    """An https:// connection whose answer is bounded by the request's overall deadline."""
+
+    def getresponse(self) -> Any:
+        _awaiting_answer(self.sock)
+        return super().getresponse()
+
+
+class _LoopbackOnlyConnection(_WatchedConnection):
     """An http:// connection that refuses, before sending a byte, a peer off loopback
     (a name that resolves elsewhere, or anything the URL check did not foresee)."""
 
@@ -169,14 +335,27 @@ class _LoopbackOnlyPool(urllib3.HTTPConnectionPool):
     ConnectionCls = _LoopbackOnlyConnection
 
 
-class _LoopbackOnlyAdapter(requests.adapters.HTTPAdapter):
-    """Mounted for ``http://``: its connections check the peer address."""
+class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _GuardedAdapter(requests.adapters.HTTPAdapter):
+    """Mounted for both schemes: ``http://`` connections check the peer address, and every
+    answer is bounded by its request's overall deadline (through a proxy too)."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         classes = dict(self.poolmanager.pool_classes_by_scheme)
         classes["http"] = _LoopbackOnlyPool
+        classes["https"] = _WatchedHTTPSPool
         self.poolmanager.pool_classes_by_scheme = classes
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        classes = dict(manager.pool_classes_by_scheme)
+        classes["https"] = _WatchedHTTPSPool  # a proxy is used for https:// gateways only
+        manager.pool_classes_by_scheme = classes
+        return manager
 
 
 class _Clock:
@@ -194,6 +373,51 @@ class _Clock:
 
 
 @dataclass(frozen=True, slots=True)
+class _Reply:
+    """An HTTP answer read whole."""
+
+    status: int
+    retry_after: str | None
+    body: bytes
+
+    def text(self) -> str:
+        return self.body[: FOREIGN_READ_LIMIT * 4].decode("utf-8", "replace")
+
+
+def _reject(text: str) -> Any:
+    raise ValueError(f"not a JSON value the service sends: {text[:20]}")
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_DIGITS:
+        raise ValueError("an integer past 64 bits")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number out of range")
+    return value
+
+
+def decode_json(body: bytes) -> Any:
+    """A service answer's JSON, strictly: ValueError for anything that is not UTF-8 JSON, and
+    for NaN, Infinity, numbers out of range, integers past 64 bits and absurd nesting."""
+    try:
+        return json.loads(
+            body.decode("utf-8"),
+            parse_constant=_reject,
+            parse_int=_json_int,
+            parse_float=_json_float,
+        )
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8") from None
+
+
+@dataclass(frozen=True, slots=True)
 class Lookup:
     """Whether an instance for a trigger exists: True, False, or None when unknown."""
 
@@ -206,7 +430,10 @@ class Client:
     """A signed client for one gateway, org and user. Thread-safe; one Session per thread.
 
     ``server_zone`` is the zone the service writes instance times in; None means "ask the
-    service" (Get Time Zone, once, when a lookup first needs it).
+    service" (Get Time Zone, once, when a lookup first needs it). ``shown`` is how the
+    gateway is named in messages (default ``scheme://host[:port]``; see
+    :func:`protocol.shown_gateway`). ``proxy`` (default: :func:`proxy_setting`) carries
+    https:// requests through an explicit proxy; ``answer_deadline`` bounds each whole answer.
     """
 
     def __init__(
@@ -223,6 +450,9 @@ class Client:
         api: Api = protocol.DEFAULT_API,
         server_zone: tzinfo | None = None,
         lookup_tries: int = LOOKUP_TRIES,
+        shown: str | None = None,
+        proxy: str | None = None,
+        answer_deadline: float | None = None,
     ) -> None:
         self.gateway = check_gateway(gateway)
         self.org_id = org_id
@@ -242,22 +472,67 @@ class Client:
         self._zone_lock = threading.Lock()
         self._lookup_tries = lookup_tries
         self.token_calls = 0
-        self.where = protocol.origin(self.gateway)
+        self.where = shown or protocol.origin(self.gateway)
+        self.proxy = proxy if proxy is not None else proxy_setting()
+        if self.proxy is not None and protocol.proxy_problem(self.proxy):
+            raise UsageError(f"proxy: {protocol.proxy_problem(self.proxy)}")
+        self._deadline = answer_deadline if answer_deadline is not None else answer_deadline_setting()
 
     def __repr__(self) -> str:
         return f"Client(gateway={self.where!r}, org_id={self.org_id!r}, user_id={self.user_id!r})"
 
     # -- foreign text ------------------------------------------------------------------
 
-    def clean(self, text: str) -> str:
-        """Foreign text made safe to show: secrets and token redacted, controls out, cut."""
-        text = self._creds.redact(text)
-        if self._token:
-            text = text.replace(self._token, "***")
+    def clean(self, text: str, limit: int = FOREIGN_TEXT_LIMIT) -> str:
+        """Foreign text made safe to show: secrets and token redacted, controls out, then
+        cut to ``limit`` characters, a credential's piece left at the cut redacted too."""
+        text = self._creds.redact(text[:FOREIGN_READ_LIMIT])
+        token = self._token
+        if token:
+            text = text.replace(token, "***")
         text = _CONTROL.sub(" ", text).replace("::", ": :")
-        if len(text) > FOREIGN_TEXT_LIMIT:
-            text = text[: FOREIGN_TEXT_LIMIT - 1] + "…"
+        if len(text) > limit:
+            text = text[: limit - 1]
+            for value in (*self._creds.values(), token or ""):
+                for n in range(min(len(value) - 1, len(text)), CREDENTIAL_PIECE - 1, -1):
+                    if text.endswith(value[:n]):
+                        text = text[:-n] + "***"
+                        break
+            text += "…"
         return text
+
+    def checked_id(self, value: object) -> str | None:
+        """An instance id from the service, or None when it has not the shape of one
+        (``{flowId}-{digits}``-like, at most 100 characters) or holds a credential."""
+        if not isinstance(value, str) or not INSTANCE_ID.fullmatch(value):
+            return None
+        return value if self.clean(value) == value else None
+
+    def checked_status(self, value: object) -> int | str | None:
+        """An instance status: a known code as is; anything else as short, cleaned text."""
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool) and value in protocol.STATUS_NAMES:
+            return value
+        if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,3}", value.strip()):
+            code = int(value)
+            if code in protocol.STATUS_NAMES:
+                return code
+        text = value if isinstance(value, str) else json.dumps(value)[:STATUS_TEXT_LIMIT * 4]
+        text = self.clean(" ".join(text.split()), STATUS_TEXT_LIMIT)
+        return text or "?"
+
+    def checked_instance(self, inst: object) -> dict[str, Any] | None:
+        """A FlowInstance from the service with its id(s) and status checked, or None."""
+        if not isinstance(inst, dict):
+            return None
+        out = dict(inst)
+        for key in ("instanceId", "flowInstanceId"):
+            if key in out:
+                out[key] = self.checked_id(out[key])
+        if "status" in out:
+            out["status"] = self.checked_status(out["status"])
+        return out
 
     # -- transport -------------------------------------------------------------------
 
@@ -269,6 +544,9 @@ class Client:
             s = self._session_factory()
             s.verify = True  # TLS certificates are always verified
             s.trust_env = False  # no proxy or netrc surprises; the gateway is named explicitly
+            # Only an explicit proxy (--proxy, $PLANRUNNER_PROXY), and only for https://:
+            # a plain http:// gateway is on loopback, which no proxy can reach.
+            s.proxies = {"https": self.proxy} if self.proxy else {}
             self._local.session = s
         return s
 
@@ -286,19 +564,25 @@ class Client:
         params: dict[str, str],
         body: bytes | None,
         headers: dict[str, str],
-    ) -> Answer | requests.Response:
+    ) -> Answer | _Reply:
         url = self.gateway + path
         if body is not None:
             headers = {"Content-Type": "application/json;charset=UTF-8", **headers}
         session = self.session
-        if self.gateway[:7].lower() == "http://" and getattr(self._local, "guarded", None) is not session:
-            # Plain http:// goes to loopback only: the connected peer is checked too.
+        if getattr(self._local, "guarded", None) is not session:
+            # Plain http:// goes to loopback only (the connected peer is checked too), and
+            # every answer has an overall deadline.
             mount = getattr(session, "mount", None)
             if mount is not None:
-                mount("http://", _LoopbackOnlyAdapter())
+                adapter = _GuardedAdapter()
+                mount("http://", adapter)
+                mount("https://", adapter)
             self._local.guarded = session
+        watch = _Watch()
+        _CURRENT.watch = watch
+        _WATCHDOG.add(time.monotonic() + self._deadline, watch)
         try:
-            return session.request(
+            resp = session.request(
                 method,
                 url,
                 params=params,
@@ -306,7 +590,9 @@ class Client:
                 headers=headers,
                 timeout=self._timeout,
                 allow_redirects=False,
+                stream=True,
             )
+            return self._read_body(resp)
         except NotLoopbackError as e:
             raise ServiceError(
                 f"plain http:// gateway {self.where} connected to {e.peer}, which is not a "
@@ -323,18 +609,53 @@ class Client:
             raise ServiceError(
                 f"cannot build a request to {self.where} ({type(e).__name__}); nothing was sent"
             ) from None
-        except requests.exceptions.ConnectTimeout:
+        except requests.exceptions.RequestException as e:
+            return self._transport_answer(e, watch)
+        finally:
+            watch.done = True
+            _CURRENT.watch = None
+
+    def _transport_answer(self, e: requests.exceptions.RequestException, watch: _Watch) -> Answer:
+        """What a transport failure means: nothing sent, unknown after sending, or TLS."""
+        if watch.cut:
+            # The overall deadline shut the connection while its answer was awaited.
+            return Answer(
+                Kind.UNKNOWN,
+                None,
+                f"read timeout after sending (no whole answer within {self._deadline:g} s)",
+            )
+        if isinstance(e, requests.exceptions.ConnectTimeout):
             return Answer(Kind.RETRYABLE, None, "connect timeout (nothing sent)")
-        except requests.exceptions.SSLError as e:
+        if isinstance(e, requests.exceptions.SSLError):
             return Answer(Kind.FATAL, None, f"TLS error talking to {self.where}: {type(e).__name__}")
-        except requests.exceptions.ReadTimeout:
+        if isinstance(e, requests.exceptions.ProxyError):
+            return Answer(Kind.RETRYABLE, None, "the proxy refused or could not connect (nothing sent)")
+        if isinstance(e, requests.exceptions.ReadTimeout):
             return Answer(Kind.UNKNOWN, None, "read timeout after sending")
-        except requests.exceptions.ConnectionError as e:
+        if isinstance(e, requests.exceptions.ConnectionError):
             if _never_connected(e):
                 return Answer(Kind.RETRYABLE, None, "connection refused (nothing sent)")
             return Answer(Kind.UNKNOWN, None, "connection dropped after sending")
-        except requests.exceptions.RequestException as e:
-            return Answer(Kind.UNKNOWN, None, f"transport error after sending ({type(e).__name__})")
+        return Answer(Kind.UNKNOWN, None, f"transport error after sending ({type(e).__name__})")
+
+    def _read_body(self, resp: requests.Response) -> Answer | _Reply:
+        """The whole answer, at most :data:`MAX_ANSWER_BYTES` (a larger one is unparsable)."""
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in resp.iter_content(65_536):
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    return Answer(
+                        Kind.UNKNOWN,
+                        None,
+                        f"unparsable answer (over {MAX_ANSWER_BYTES:,} bytes)",
+                        http_status=resp.status_code,
+                    )
+                chunks.append(chunk)
+        finally:
+            resp.close()
+        return _Reply(resp.status_code, resp.headers.get("Retry-After"), b"".join(chunks))
 
     # -- token ------------------------------------------------------------------------
 
@@ -387,6 +708,11 @@ class Client:
             expire = answer.data.get("expire", 7200)
             if not isinstance(token, str) or not isinstance(expire, int | float):
                 raise ServiceError(f"token answer from {self.where} has no accessToken")
+            if isinstance(expire, bool) or not 0 < expire <= TOKEN_LIFETIME_MAX:
+                raise ServiceError(
+                    f"token answer from {self.where} has an unusable lifetime (expire must be "
+                    f"1 to {TOKEN_LIFETIME_MAX:.0f} seconds)"
+                )
             if not _TOKEN_CHARS.fullmatch(token):
                 # It could not go in a header: nothing would leave the machine.
                 raise ServiceError(
@@ -443,10 +769,13 @@ class Client:
         )
 
     def get_instance(self, flow_inst_id: str) -> Answer:
-        """Get Flow Instance by id (retried while retryable)."""
-        return self._lookup_call(
+        """Get Flow Instance by id (retried while retryable); its id and status checked."""
+        got = self._lookup_call(
             "GET", self.api.instances, {"action": "get", "flowInstId": flow_inst_id}, None
         )
+        if got.kind is Kind.OK and isinstance(got.data, dict):
+            got = dataclasses.replace(got, data=self.checked_instance(got.data))
+        return got
 
     def search_instances(
         self,
@@ -468,7 +797,12 @@ class Client:
             page_size=page_size,
             expression=expression,
         )
-        return self._lookup_call("POST", self.api.instances, {"action": "search"}, body)
+        found = self._lookup_call("POST", self.api.instances, {"action": "search"}, body)
+        insts = found.data.get("flowInsts") if isinstance(found.data, dict) else None
+        if found.kind is Kind.OK and isinstance(insts, list):
+            checked = [self.checked_instance(inst) for inst in insts]
+            found = dataclasses.replace(found, data={**found.data, "flowInsts": checked})
+        return found
 
     def cancel_instance(self, flow_inst_id: str) -> Answer:
         """Cancel Flow Instance."""
@@ -566,11 +900,12 @@ class Client:
             if (
                 got.kind is Kind.OK
                 and isinstance(got.data, dict)
-                and protocol.same_trigger(got.data, flow_id, trigger_time, zone)
+                and protocol.same_trigger(got.data, flow_id, trigger_time, zone, ambiguous=False)
             ):
-                return Lookup(True, str(got.data.get("instanceId") or derived))
-            # Anything else ("not found" as 62102, null or {}, or a different instance)
-            # falls through to Search: only Search decides "absent".
+                return Lookup(True, got.data.get("instanceId") or derived)
+            # Anything else ("not found" as 62102, null or {}, a different instance, or a
+            # time in the hour a DST zone repeats) falls through to Search: only Search
+            # decides "absent", and its window tells the repeated hour's two instants apart.
         minute = trigger_time - trigger_time % protocol.MINUTE_MS
         failures: list[str] = []
         for type_ in protocol.SEARCH_TYPES:
@@ -605,7 +940,7 @@ class Client:
                     inst, flow_id, trigger_time, zone
                 ):
                     iid = inst.get("instanceId") or inst.get("flowInstanceId")
-                    return str(iid or protocol.instance_id(flow_id, trigger_time)), ""
+                    return iid or protocol.instance_id(flow_id, trigger_time), ""
             if insts:
                 seen_any = True
             if len(insts) >= protocol.PAGE_SIZE and page_no - first + 1 < MAX_SEARCH_PAGES:
@@ -616,9 +951,15 @@ class Client:
 
     # -- answers ------------------------------------------------------------------------
 
-    def _classify(self, resp: requests.Response, op: str) -> Answer:
-        """The answer table of docs/apply.md, for an HTTP response to an ``op`` call."""
-        status = resp.status_code
+    def _classify(self, resp: _Reply, op: str) -> Answer:
+        """The answer table of docs/apply.md, for an HTTP answer to an ``op`` call.
+
+        Only a documented refusal is definite: 401 (auth), 429 and 503 (nothing done, retry),
+        the gateway's own refusals (:data:`protocol.PERMANENT_HTTP`, 404, 405, 414, 431) and
+        the service's codes. Any other status (every other 5xx, 3xx, other 4xx) and any body
+        that is not a service envelope may come after the request was acted on: unknown.
+        """
+        status = resp.status
         if status == 401:
             return Answer(Kind.AUTH, 401, "HTTP 401 (token or signature refused)", http_status=401)
         if status in (429, 503):
@@ -626,18 +967,21 @@ class Client:
                 Kind.RETRYABLE,
                 status,
                 f"HTTP {status}",
-                retry_after=_retry_after(resp),
+                retry_after=_retry_after(resp.retry_after),
                 http_status=status,
             )
-        if status in (500, 502, 504):
-            return Answer(Kind.UNKNOWN, status, f"HTTP {status} after sending", http_status=status)
         if status != 200:
-            text = self.clean(resp.text[:FOREIGN_TEXT_LIMIT].strip())
+            text = self.clean(resp.text().strip())
+            if status in GATEWAY_REFUSALS:
+                hint = NOT_FOUND_HINT if status == 404 and op == "trigger" else ""
+                return Answer(
+                    Kind.PERMANENT, status, f"HTTP {status} {text}".strip() + hint, http_status=status
+                )
             return Answer(
-                Kind.PERMANENT, status, f"HTTP {status} {text}".strip(), http_status=status
+                Kind.UNKNOWN, status, f"HTTP {status} after sending {text}".strip(), http_status=status
             )
         try:
-            env = protocol.read_envelope(resp.json())
+            env = protocol.read_envelope(decode_json(resp.body))
         except ValueError:
             env = None
         if env is None:
@@ -647,7 +991,11 @@ class Client:
             detail = protocol.TOKEN_ERRORS.get(env.code or 0, msg or "auth failure")
             return Answer(Kind.AUTH, env.code, detail, http_status=status)
         if env.code == protocol.OK:
-            return Answer(Kind.OK, 0, msg, env.data, http_status=status)
+            data = env.data
+            if isinstance(data, dict) and "flowInstanceId" in data:
+                # An id that is not one (or holds a credential) is dropped, never kept.
+                data = {**data, "flowInstanceId": self.checked_id(data["flowInstanceId"])}
+            return Answer(Kind.OK, 0, msg, data, http_status=status)
         if env.code == protocol.SERVER_ERROR:
             kind = Kind.UNKNOWN if op == "trigger" else Kind.RETRYABLE
             return Answer(kind, env.code, msg or "server internal exception", http_status=status)
@@ -684,11 +1032,11 @@ def _never_connected(e: requests.exceptions.ConnectionError) -> bool:
     return False
 
 
-def _retry_after(resp: requests.Response) -> float | None:
-    value = resp.headers.get("Retry-After")
+def _retry_after(value: str | None) -> float | None:
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None

@@ -198,6 +198,7 @@ def connect(plan: Plan, gateway: str | None) -> Target:
     target = plan.target
     url = enos.check_gateway(gateway or target.gateway)
     zone = protocol.server_zone(target.server_timezone) if target.server_timezone else None
+    where = shown_gateway(plan, gateway, url)
     client = enos.Client(
         url,
         target.org_id,
@@ -205,9 +206,16 @@ def connect(plan: Plan, gateway: str | None) -> Target:
         enos.Credentials.from_env(),
         api=protocol.api(target.api),
         server_zone=zone,
+        shown=where,
     )
-    where = protocol.origin(url)
-    return Target(client, where, where)
+    return Target(client, where, protocol.origin(url))
+
+
+def shown_gateway(plan: Plan, override: str | None, url: str) -> str:
+    """How output and logs name the gateway: ``--gateway`` as given, else the plan's
+    target.gateway as written when it holds ``${VAR}`` (never the expanded value)."""
+    written = None if override else plan.raw_target.get("gateway")
+    return protocol.shown_gateway(written if isinstance(written, str) else None, url)
 
 
 def counts(states: Iterable[str]) -> dict[str, int]:

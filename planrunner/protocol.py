@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -155,14 +156,33 @@ def read_envelope(body: object) -> Envelope | None:
         if LEGACY_AUTH_KEY in body:
             return Envelope(None, msg or f"auth failure ({LEGACY_AUTH_KEY})", None, True)
         return None
-    if isinstance(raw, bool):
-        return None
-    try:
-        code = int(raw)
-    except (TypeError, ValueError):
+    code = _code(raw)
+    if code is None:
         return None
     auth = code in AUTH_BODY_CODES or code in TOKEN_ERRORS
     return Envelope(code, msg, body.get("data"), auth)
+
+
+CODE_LIMIT = 2**31  # a service code outside +-2^31 is not a code: the body is not an envelope
+
+
+def _code(raw: object) -> int | None:
+    """A service code from an int, an integral float or a string of digits; None otherwise
+    (booleans, infinities, NaN, codes past 64 bits, anything else)."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, float):
+        if not math.isfinite(raw) or not raw.is_integer():
+            return None
+        raw = int(raw)
+    elif isinstance(raw, str):
+        text = raw.strip()
+        if not re.fullmatch(r"-?[0-9]{1,10}", text):
+            return None
+        raw = int(text)
+    if not isinstance(raw, int) or not -CODE_LIMIT < raw < CODE_LIMIT:
+        return None
+    return raw
 
 
 def envelope(version: Api, code: int, msg: str, data: Any = None) -> dict[str, Any]:
@@ -172,6 +192,7 @@ def envelope(version: Api, code: int, msg: str, data: Any = None) -> dict[str, A
 
 # -- instance ids and the service's time strings -------------------------------------------
 
+ZONE_NAME_LIMIT = 64  # characters: no real zone name is longer
 _GMT = re.compile(r"(?:GMT|UTC)\s*([+-])\s*(\d{1,2})(?::?(\d{2}))?")
 
 
@@ -183,6 +204,8 @@ def server_zone(name: str) -> tzinfo:
     must be an IANA name.
     """
     text = name.strip()
+    if len(text) > ZONE_NAME_LIMIT:
+        raise ValueError("unknown time zone (a name longer than 64 characters)")
     if text.upper() in ("UTC", "GMT", "Z", "UTC+0", "GMT+0", "GMT-0"):
         return UTC
     m = _GMT.fullmatch(text.upper())
@@ -194,8 +217,27 @@ def server_zone(name: str) -> tzinfo:
         return timezone(-delta if m[1] == "-" else delta, text)
     try:
         return ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(f'unknown time zone "{name}" (want GMT+N or an IANA name)') from None
+
+
+def zone_has_dst(name: str) -> bool:
+    """Whether the zone ``name`` (as :func:`server_zone` reads it) changes its UTC offset
+    during the years around now: daylight saving time, so one wall hour a year is repeated
+    and the service's zone-less time strings in it name two instants.
+
+    ``GMT+N`` and ``UTC`` never do. Raises ValueError for a name :func:`server_zone` refuses.
+    """
+    zone = server_zone(name)
+    if not isinstance(zone, ZoneInfo):
+        return False
+    year = datetime.now(UTC).year
+    offsets = {
+        datetime(y, m, 15, 12, tzinfo=UTC).astimezone(zone).utcoffset()
+        for y in range(year - 1, year + 2)
+        for m in range(1, 13)
+    }
+    return len(offsets) > 1
 
 
 def instance_id(flow_id: int, trigger_time: int, zone: tzinfo = UTC) -> str:
@@ -231,6 +273,21 @@ def parse_time(value: object, zone: tzinfo) -> int | None:
     return None
 
 
+def parse_times(value: object, zone: tzinfo) -> tuple[int, ...]:
+    """Every instant a time the service wrote can name: one, or two for a wall time in the
+    hour a daylight-saving zone repeats (both folds); none when it cannot be read."""
+    first = parse_time(value, zone)
+    if first is None:
+        return ()
+    if not isinstance(value, str) or value.strip().isdigit():
+        return (first,)
+    wall = datetime.fromtimestamp(first / 1000, zone).replace(tzinfo=None)
+    later = int(wall.replace(tzinfo=zone, fold=1).timestamp() * 1000)
+    if later == first or datetime.fromtimestamp(later / 1000, zone).replace(tzinfo=None) != wall:
+        return (first,)  # not ambiguous (or a wall time in a gap, which only one fold reads)
+    return (first, later)
+
+
 def format_time(ms: int, zone: tzinfo, *, fraction: bool = False) -> str:
     """``yyyy-MM-dd HH:mm:ss`` (or ``...ss.S``) of ``ms`` in ``zone``: the service's style."""
     dt = datetime.fromtimestamp(ms / 1000, zone)
@@ -238,11 +295,20 @@ def format_time(ms: int, zone: tzinfo, *, fraction: bool = False) -> str:
     return f"{text}.{dt.microsecond // 100_000}" if fraction else text
 
 
-def same_trigger(inst: Mapping[str, Any], flow_id: int, trigger_time: int, zone: tzinfo) -> bool:
+def same_trigger(
+    inst: Mapping[str, Any],
+    flow_id: int,
+    trigger_time: int,
+    zone: tzinfo,
+    *,
+    ambiguous: bool = True,
+) -> bool:
     """Whether ``inst`` is the instance of ``flow_id`` at ``trigger_time``, to the second.
 
-    The instance's ``triggerTime`` is read in the server's zone; an instance whose time
-    cannot be read is never taken.
+    The instance's ``triggerTime`` is read in the server's zone; a wall time the zone
+    repeats matches either of its instants, unless ``ambiguous`` is False (then it never
+    matches: Get by a derived id cannot tell the two hours' instances apart, Search's
+    window can). An instance whose time cannot be read is never taken.
     """
     raw_flow = inst.get("flowId")
     if isinstance(raw_flow, bool):
@@ -252,8 +318,10 @@ def same_trigger(inst: Mapping[str, Any], flow_id: int, trigger_time: int, zone:
             return False
     except ValueError:
         return False
-    tt = parse_time(inst.get("triggerTime"), zone)
-    return tt is not None and tt // 1000 == trigger_time // 1000
+    times = parse_times(inst.get("triggerTime"), zone)
+    if len(times) > 1 and not ambiguous:
+        return False
+    return any(tt // 1000 == trigger_time // 1000 for tt in times)
 
 
 def search_body(
@@ -374,3 +442,37 @@ def origin(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+def shown_gateway(written: str | None, url: str) -> str:
+    """How to name the gateway in output and logs: ``scheme://host[:port]`` of ``url``, or,
+    when the plan wrote it with ``${VAR}`` references, the form as written (the expanded
+    value may be a secret and is never shown)."""
+    if written and "${" in written:
+        text = _BAD_URL_CHARS.sub("?", written)
+        return text if len(text) <= _SHOWN_HOST else text[:_SHOWN_HOST] + "…"
+    return origin(url)
+
+
+_PROXY = re.compile(
+    r"(?P<scheme>https?)://(?:[^@/\s]+@)?"
+    r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+    r"(?::(?P<port>[0-9]{1,5}))?/?",
+    re.IGNORECASE,
+)
+
+
+def proxy_problem(url: str) -> str | None:
+    """Why ``url`` is not a usable proxy (``http(s)://[user:password@]host[:port]``), or None.
+    The message never echoes the URL (it may hold a password)."""
+    m = _PROXY.fullmatch(url.strip())
+    if m is None:
+        return "proxy is not an http://host:port or https://host:port URL"
+    if m["port"] is not None and not 0 < int(m["port"]) < 65536:
+        return "proxy port is not 1-65535"
+    return None
+
+
+def shown_proxy(url: str) -> str:
+    """``scheme://host[:port]`` of a proxy URL: never its user name or password."""
+    return origin(url.strip())

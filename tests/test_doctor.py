@@ -49,11 +49,21 @@ def test_doctor_names_the_dialect(
     assert checks["search"]["result"] == "ok"
 
 
-def test_the_wrong_api_version_is_a_problem(run: Any, sim_env: None) -> None:
+def test_finding_26_a_wrong_api_version_stops_doctor_with_the_fix(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
     with Simulator(dialect=Dialect(api="v2.1")) as sim:
         code, doc = doctor(run, sim.url, "--api", "v2.0")
+        plan = write_plan(tmp_path, '  - {name: f1, flowId: 1, at: ["2026-01-01T00:00:00Z"]}\n')
+        text = run("doctor", str(plan), "--gateway", sim.url)
     assert code == 1 and doc["ok"] is False
-    assert "v2.1 answers" in by_name(doc)["api version"]["detail"]
+    checks = by_name(doc)
+    assert "set target.api: v2.1" in checks["api version"]["detail"]
+    # It stops there: no follow-on problems with wrong fixes (time zone, search, flows).
+    assert [c["name"] for c in doc["checks"] if c["result"] == "problem"] == ["api version"]
+    assert "server time zone" not in checks and "search" not in checks
+    assert text.code == 1 and text.out.count("problem") == 1
+    assert "set target.api: v2.1" in text.out
 
 
 def test_a_plans_flows_are_checked(tmp_path: Path, run: Any, sim_env: None) -> None:
@@ -91,3 +101,18 @@ def test_text_output_reads_one_line_per_check(run: Any, sim_env: None) -> None:
     assert lines[0].startswith("doctor http://127.0.0.1:")
     assert lines[-1] == "every assumption holds"
     assert all(line.split()[0] in ("ok", "warning", "problem") for line in lines[1:-1])
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York"])
+def test_n4_doctor_names_a_server_zone_with_dst_as_a_risk(run: Any, sim_env: None, zone: str) -> None:
+    with Simulator(dialect=Dialect(server_zone=zone)) as sim:
+        code, doc = doctor(run, sim.url)
+    check = by_name(doc)["server time zone"]
+    assert code == 0 and check["result"] == "warning"
+    assert "daylight saving" in check["detail"] and zone in check["detail"]
+
+
+def test_n4_a_fixed_offset_server_zone_is_no_risk(run: Any, sim_env: None) -> None:
+    with Simulator(dialect=Dialect(server_zone="Asia/Shanghai")) as sim:
+        code, doc = doctor(run, sim.url)
+    assert code == 0 and by_name(doc)["server time zone"]["result"] == "ok"

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType
 
-from planrunner import engine, enos, ledger, log, protocol, terminal
+from planrunner import engine, enos, instances, ledger, log, protocol, terminal
 from planrunner.commands import options
 from planrunner.errors import (
     EXIT_FAILED,
@@ -273,8 +273,8 @@ def run(req: Request) -> int:
         else:
             url = enos.check_gateway(req.gateway or target.gateway)
             creds = enos.Credentials.from_env()
-            where = protocol.origin(url)
-            gateway_id = where
+            gateway_id = protocol.origin(url)
+            where = instances.shown_gateway(plan, req.gateway, url)  # ${VAR} never expanded (D5)
         client = enos.Client(
             url,
             target.org_id,
@@ -282,6 +282,7 @@ def run(req: Request) -> int:
             creds,
             api=version,
             server_zone=zone,
+            shown=where,
         )
         note_missing(req.ledger_path)
         backend = ledger.open_ledger(path)

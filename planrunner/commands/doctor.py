@@ -39,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--org", metavar="ORG_ID", help="orgId to use without a plan")
     p.add_argument("--user", metavar="USER_ID", help="userId to use without a plan")
     p.add_argument("--api", choices=("v2.0", "v2.1"), help="API version to use without a plan")
+    options.add_proxy(p)
     options.add_format(p, "json")
 
 
@@ -57,6 +58,14 @@ def main(args: argparse.Namespace) -> int:
 OK, WARNING, PROBLEM = "ok", "warning", "problem"
 SKEW_WARNING_MS = 5_000  # a clock this far from the server's is worth a warning
 IMPOSSIBLE_FLOW_ID = 0  # flow ids start at 1: an instance of flow 0 cannot exist
+ZONE_SHOWN = 64  # characters of a zone name or owner from the service shown
+
+
+def _has_dst(name: str) -> bool:
+    try:
+        return protocol.zone_has_dst(name)
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,15 +83,19 @@ def _target(
     org_id: str | None,
     user_id: str | None,
     api: str | None,
-) -> tuple[str, str, str, str, str | None, list[tuple[str, int]]]:
-    """(gateway, org, user, api, server zone, [(flow name, flowId)]) from a plan and options."""
+) -> tuple[str, str | None, str, str, str, str | None, list[tuple[str, int]]]:
+    """(gateway, gateway as written when it holds ${VAR}, org, user, api, server zone,
+    [(flow name, flowId)]) from a plan and options."""
     flows: list[tuple[str, int]] = []
     zone = None
+    written = None
     if plan_path is not None:
         from planrunner import plan as planlib
 
         plan = planlib.load(plan_path)
         t = plan.target
+        raw = plan.raw_target.get("gateway")
+        written = raw if gateway is None and isinstance(raw, str) else None
         gateway = gateway or t.gateway
         org_id, user_id, api, zone = t.org_id, t.user_id, api or t.api, t.server_timezone
         flows = [(f.name, f.flow_id) for f in plan.flows]
@@ -90,7 +103,7 @@ def _target(
     if missing:
         raise UsageError(f"doctor needs a PLAN, or {', '.join(missing)}")
     assert gateway and org_id and user_id
-    return gateway, org_id, user_id, api or protocol.DEFAULT_API.name, zone, flows
+    return gateway, written, org_id, user_id, api or protocol.DEFAULT_API.name, zone, flows
 
 
 def checks(
@@ -110,8 +123,21 @@ def checks(
     if tz.kind is enos.Kind.AUTH:
         out.append(Check("signed call", PROBLEM, f"signature refused: {tz.msg}"))
         return out
-    out.append(Check("signed call", OK if tz.kind is enos.Kind.OK else PROBLEM, tz.msg or "accepted"))
     alt = other.get_time_zone()
+    if tz.kind is not enos.Kind.OK and alt.kind is enos.Kind.OK:
+        # The other version answers: every later check would fail for that reason alone.
+        out.append(Check("signed call", OK, f"accepted on {other.api.name}"))
+        out.append(
+            Check(
+                "api version",
+                PROBLEM,
+                f"the service speaks {other.api.name}, not {client.api.name} ({client.api.name} "
+                f"answered {tz.msg or tz.code}); set target.api: {other.api.name} in the plan "
+                f"(or --api {other.api.name}), then run doctor again",
+            )
+        )
+        return out
+    out.append(Check("signed call", OK if tz.kind is enos.Kind.OK else PROBLEM, tz.msg or "accepted"))
     versions = [
         f"{c.api.name} {'answers' if a.kind is enos.Kind.OK else 'does not answer'}"
         for c, a in ((client, tz), (other, alt))
@@ -123,18 +149,35 @@ def checks(
             f"using {client.api.name} ({client.api.prefix}); " + ", ".join(versions),
         )
     )
-    name = tz.data.get("timezone") if isinstance(tz.data, dict) else None
-    if isinstance(name, str):
+    if tz.kind is not enos.Kind.OK:
+        return out  # neither version answers a signed call: the rest would only repeat it
+    raw_name = tz.data.get("timezone") if isinstance(tz.data, dict) else None
+    if isinstance(raw_name, str):
+        name = client.clean(raw_name, ZONE_SHOWN)
         try:
-            protocol.server_zone(name)
+            protocol.server_zone(raw_name)
             detail = f"server zone {name}"
             result = OK
-            if zone_given and zone_given.replace(" ", "").upper() != name.replace(" ", "").upper():
+            if zone_given and zone_given.replace(" ", "").upper() != raw_name.replace(" ", "").upper():
                 result = WARNING
                 detail += f", but the plan says serverTimezone {zone_given}"
+            dst = [z for z in dict.fromkeys((zone_given or raw_name, raw_name)) if _has_dst(z)]
+            if dst:
+                result = WARNING
+                detail += (
+                    f"; {dst[0]} has daylight saving time: its repeated hour's times name two "
+                    "instants (planrunner matches either), and the service's own handling of that "
+                    "hour is not documented; prefer a fixed offset (GMT+N) if the service allows"
+                )
             out.append(Check("server time zone", result, detail))
-        except ValueError as e:
-            out.append(Check("server time zone", PROBLEM, f"{e}; set target.serverTimezone"))
+        except ValueError:
+            out.append(
+                Check(
+                    "server time zone",
+                    PROBLEM,
+                    f'unknown time zone "{name}" (want GMT+N or an IANA name); set target.serverTimezone',
+                )
+            )
     else:
         out.append(
             Check("server time zone", PROBLEM, "Get Time Zone gave no zone; set target.serverTimezone")
@@ -178,7 +221,7 @@ def checks(
         result = OK
         owner = data.get("owner")
         if owner not in (None, "", client.user_id):
-            notes.append(f"owned by {owner}, not {client.user_id}")
+            notes.append(f"owned by {client.clean(str(owner), ZONE_SHOWN)}, not {client.user_id}")
             result = PROBLEM
         if data.get("locked") or data.get("isUserLocked"):
             notes.append("locked")
@@ -200,12 +243,14 @@ def run(
     fmt: str,
 ) -> int:
     """``planrunner doctor``; exit 0 when every check is ok or a warning."""
-    url, org, user, api_name, zone, flows = _target(plan_path, gateway, org_id, user_id, api)
+    url, written, org, user, api_name, zone, flows = _target(plan_path, gateway, org_id, user_id, api)
     version = protocol.api(api_name)
     other = protocol.V21 if version is protocol.V20 else protocol.V20
     creds = enos.Credentials.from_env()
-    client = enos.Client(url, org, user, creds, api=version, lookup_tries=2)
-    other_client = enos.Client(url, org, user, creds, api=other, lookup_tries=1)
+    url = enos.check_gateway(url)
+    shown = protocol.shown_gateway(written, url)
+    client = enos.Client(url, org, user, creds, api=version, lookup_tries=2, shown=shown)
+    other_client = enos.Client(url, org, user, creds, api=other, lookup_tries=1, shown=shown)
     found = checks(client, other_client, flows, zone)
     ok = all(c.result != PROBLEM for c in found)
     if fmt == "json":

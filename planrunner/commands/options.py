@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 
 from planrunner.errors import EXIT_INVALID
 
@@ -158,8 +160,42 @@ def add_format(p: argparse.ArgumentParser, *choices: str) -> None:
 
 
 def add_gateway(p: argparse.ArgumentParser) -> None:
-    """``--gateway URL``: override the plan's target.gateway."""
+    """``--gateway URL``: override the plan's target.gateway; and ``--proxy URL``."""
     p.add_argument("--gateway", metavar="URL", help="override target.gateway")
+    add_proxy(p)
+
+
+def proxy_url(text: str) -> str:
+    """An explicit proxy, ``http(s)://[user:password@]host[:port]`` (never echoed)."""
+    from planrunner import protocol
+
+    why = protocol.proxy_problem(text)
+    if why:
+        raise argparse.ArgumentTypeError(why)
+    return text
+
+
+def add_proxy(p: argparse.ArgumentParser) -> None:
+    """``--proxy URL``: send https:// requests through this proxy (else $PLANRUNNER_PROXY)."""
+    p.add_argument(
+        "--proxy",
+        type=proxy_url,
+        metavar="URL",
+        help="send https:// requests through this proxy (default: $PLANRUNNER_PROXY; "
+        "HTTPS_PROXY is never read)",
+    )
+
+
+@contextlib.contextmanager
+def proxy_given(url: str | None) -> Iterator[None]:
+    """Run a command with ``--proxy``'s value as every client's proxy (nothing when None)."""
+    if url is None:
+        yield
+        return
+    from planrunner import enos
+
+    with enos.proxy_given(url):
+        yield
 
 
 def add_pace(p: argparse.ArgumentParser, what: str) -> None:
