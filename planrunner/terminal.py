@@ -104,10 +104,17 @@ class Progress:
 
 def confirm(question: str) -> bool:
     """Ask on the terminal; only y or yes is yes."""
-    sys.stderr.write(question)
-    sys.stderr.flush()
     try:
+        sys.stderr.write(question)
+        sys.stderr.flush()
         answer = input()
     except EOFError:
+        sys.stderr.write("\n")  # Ctrl-D: end the prompt's line
         return False
+    except KeyboardInterrupt:
+        # The terminal echoed ^C after the question: end that line before the message.
+        # (The try starts before the question: Ctrl-C may land before input() does.)
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+        raise
     return answer.strip().lower() in ("y", "yes")

@@ -399,43 +399,11 @@ def test_43_completion_scripts_are_made_from_the_parser(tmp_path: Path) -> None:
 
 
 def test_13_ctrl_c_on_a_terminal_leaves_a_clean_line_and_says_how_to_continue(tmp_path: Path) -> None:
-    import os
-    import pty
-    import signal
-    import subprocess
-    import time
-
-    from testing import apply_argv
-
     plan = write_plan(tmp_path, cron_flows(4, 50))
     with Simulator(faults=Faults(latency=0.02)) as sim:
-        controller, terminal = pty.openpty()
-        proc = subprocess.Popen(
-            apply_argv(plan, sim.url)[:-2],  # without --log-format json: what a person sees
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=terminal,
-            cwd=ROOT,
-            env={**os.environ, **SIM_ENV, **FAST_ENV},
-        )
-        os.close(terminal)
-        deadline = time.monotonic() + 30
-        while len(sim.state.triggers) < 20 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
-        chunks = []
-        while True:
-            try:
-                data = os.read(controller, 4096)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        proc.wait(timeout=60)
-        os.close(controller)
-    screen = b"".join(chunks).decode(errors="replace")
-    assert proc.returncode == 130, screen
+        argv = ["apply", str(plan), "--gateway", sim.url, "--yes"]  # what a person sees
+        code, screen = _in_pty(argv, _interrupt_once_sent(sim, 20), stdin_tty=False)
+    assert code == 130, screen
     # The bar's line is cleared before the message, so the two never share a line.
     assert "\r\x1b[Kplanrunner: interrupted; finishing requests in flight" in screen
     last = [line for line in ANSI.sub("", screen).splitlines() if line.strip()][-1]
@@ -448,3 +416,268 @@ def test_46_quiet_prints_the_summary_only(tmp_path: Path, run: Any, sim_env: Non
         r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--quiet")
     assert r.code == 0, r.err
     assert r.out.strip() == "Apply: 6 entries (6 triggered)."
+
+
+# --- second trial: findings 3, 4, 8, 9, 12, 25, 35 ----------------------------------------------
+
+
+def _in_pty(argv: list[str], react: Any, *, stdin_tty: bool = True, timeout: float = 60) -> tuple[int, str]:
+    """`python -m planrunner ARGV` with stderr (and stdin) on a pseudo-terminal.
+
+    ``react(screen, proc)`` is called after each chunk the terminal shows; it may signal the
+    process. Returns (exit code, the whole screen).
+    """
+    import os
+    import pty
+    import subprocess
+    import sys
+    import time
+
+    controller, term = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "planrunner", *argv],
+        stdin=term if stdin_tty else subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=term,
+        cwd=ROOT,
+        env={**os.environ, **SIM_ENV, **FAST_ENV},
+    )
+    os.close(term)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                data = os.read(controller, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+            react(b"".join(chunks).decode(errors="replace"), proc)
+        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        os.close(controller)
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, b"".join(chunks).decode(errors="replace")
+
+
+def _interrupt_once_sent(sim: Simulator, count: int, times: int = 1) -> Any:
+    """A ``react`` that sends SIGINT ``times`` times once ``count`` triggers reached the sim."""
+    import signal
+    import time
+
+    sent: list[int] = []
+
+    def react(screen: str, proc: Any) -> None:
+        while not sent and len(sim.state.triggers) < count and proc.poll() is None:
+            time.sleep(0.01)
+        while len(sent) < times and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            sent.append(1)
+            time.sleep(0.2)
+
+    return react
+
+
+def test_finding_3_the_continue_hint_repeats_where_and_what_is_sent_shell_quoted(
+    tmp_path: Path,
+) -> None:
+    import shlex
+
+    plan = write_plan(tmp_path, cron_flows(3, 40))
+    ledger_path = tmp_path / "my ledger.jsonl"  # a space: the hint must quote it
+    with Simulator(faults=Faults(latency=0.02)) as sim:
+        argv = [
+            "apply", str(plan), "--gateway", sim.url, "--yes", "--ledger", str(ledger_path),
+            "--max-triggers", "500", "--flow", "f[12]", "--exclude", "f2",
+        ]
+        code, screen = _in_pty(argv, _interrupt_once_sent(sim, 5), stdin_tty=False)
+    assert code == 130, screen
+    last = [line for line in ANSI.sub("", screen).splitlines() if line.strip()][-1]
+    assert "Run the same command again to continue: " in last, last
+    again = shlex.split(last.split("continue: ", 1)[1])
+    assert again[:3] == ["planrunner", "apply", str(plan)]
+    pairs = {(again[i], again[i + 1]) for i in range(3, len(again) - 1)}
+    for pair in [
+        ("--gateway", sim.url),
+        ("--ledger", str(ledger_path)),
+        ("--max-triggers", "500"),
+        ("--flow", "f[12]"),
+        ("--exclude", "f2"),
+    ]:
+        assert pair in pairs, (pair, last)
+
+
+def test_finding_3_a_sim_run_says_sim_again(tmp_path: Path) -> None:
+    from planrunner.cli import build_parser
+    from planrunner.commands.apply import again_command
+
+    args = build_parser("apply").parse_args(["apply", "p q.yaml", "--sim", "--now", "2026-01-01"])
+    assert again_command(args) == "planrunner apply 'p q.yaml' --sim --now 2026-01-01"
+
+
+def _log_lines(err: str) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+
+
+def test_finding_4_global_options_before_the_command_count_as_after_it(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 3))
+    a, b = str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")
+    before = run("-v", "--log-format", "json", "apply", str(plan), "--sim", "--yes", "-q", "--ledger", a)
+    after = run("apply", str(plan), "--sim", "--yes", "-q", "--ledger", b, "-v", "--log-format", "json")
+    assert before.code == after.code == 0, before.err
+    levels = {x["level"] for x in _log_lines(before.err)}
+    assert "debug" in levels, before.err  # -v before the command is honoured
+    assert len(_log_lines(before.err)) == len(_log_lines(after.err)) > 2
+    # --log-format before the command decides how a plan error is printed.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nflows: 3\n")
+    r = run("--log-format", "json", "plan", str(bad))
+    assert r.code == 2
+    assert all(line.startswith("{") for line in r.err.splitlines()), r.err
+    assert _log_lines(r.err)[0]["level"] == "error"
+
+
+def test_finding_8_every_subcommand_takes_the_global_options_and_no_hint_names_the_refused_option(
+    tmp_path: Path, run: Any
+) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 3))
+    r = run("ledger", "verify", str(plan), "--log-format", "json")
+    assert r.code == 2 and json.loads(r.err)["event"].endswith("no such ledger"), r.err
+    (tmp_path / "plan.ledger.jsonl").write_text("")
+    for sub in ("log", "verify"):
+        r = run("ledger", sub, str(plan), "--log-format", "json", "-v")
+        assert r.code == 0, r.err
+        r = run("ledger", "-v", sub, str(plan))
+        assert r.code == 0, r.err
+    r = run("ledger", "export", "--ledger", str(tmp_path / "none.jsonl"), "-", "-v")
+    assert "unrecognized" not in r.err
+    # An option a command does not take: the hint never suggests that same option.
+    import pytest
+
+    with pytest.raises(SystemExit) as e:
+        run("ledger", "log", str(plan), "--lock-timeout", "3")
+    assert e.value.code == 2
+    from planrunner.commands import options
+
+    parser = options.Parser(prog="x")
+    parser.add_argument("--log-format")
+    assert options._did_you_mean(parser, "unrecognized arguments: --log-format json") == ""
+
+
+def test_finding_9_sim_is_suggested_only_where_the_command_has_it(
+    tmp_path: Path, run: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.delenv("ENOS_ACCESS_KEY", raising=False)
+    monkeypatch.delenv("ENOS_SECRET_KEY", raising=False)
+    plan = write_plan(tmp_path, cron_flows(1, 1))
+    (tmp_path / "plan.ledger.jsonl").write_text(
+        json.dumps(
+            ledger.intent(_Ref, "a1", gateway="https://apigw.example.com", flow="f1", run="r")
+        )
+        + "\n"
+    )
+    for argv in (["doctor", str(plan)], ["cancel", str(plan), "--yes"]):
+        r = run(*argv)
+        assert r.code == 2, r.err
+        assert "ENOS_ACCESS_KEY and ENOS_SECRET_KEY not set" in r.err
+        assert "--sim" not in r.err, r.err
+    r = run("apply", str(plan), "--yes")
+    assert r.code == 2 and "(or use --sim)" in r.err, r.err
+
+
+class _Ref:
+    key, flow_id, org_id, trigger_time = "o1/1/1767225600000", 1, "o1", 1767225600000
+
+
+def test_finding_12_a_second_ctrl_c_ends_the_line_and_says_what_happens(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, cron_flows(2, 30))
+    with Simulator(faults=Faults(latency=1.0)) as sim:
+        argv = ["apply", str(plan), "--gateway", sim.url, "--yes"]
+        code, screen = _in_pty(argv, _interrupt_once_sent(sim, 1, times=2), stdin_tty=False)
+    assert code == 130, screen
+    assert screen.endswith(
+        "\nplanrunner: quit now; the next apply reconciles what was in flight\r\n"
+    ), screen[-300:]
+
+
+def test_finding_12_ctrl_c_at_the_prompt_ends_the_prompt_line_first(tmp_path: Path) -> None:
+    import signal
+
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+
+    def react(screen: str, proc: Any) -> None:
+        if screen.rstrip().endswith("[y/N]") and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+
+    with Simulator() as sim:
+        code, screen = _in_pty(["apply", str(plan), "--gateway", sim.url], react)
+        assert sim.triggers() == []
+    assert code == 130, screen
+    assert re.search(r"Proceed\? \[y/N\] \r?\nplanrunner: interrupted", screen), screen[-300:]
+
+
+def test_finding_35_the_confirmation_shows_the_plan_per_flow_before_asking(tmp_path: Path) -> None:
+    flows = cron_flows(2, 3) + '  - {name: off, flowId: 9, cron: "0 * * * *", from: 2026-01-01, count: 2, enabled: false}\n'
+    plan = write_plan(tmp_path, flows)
+    with Simulator() as sim:
+        code, _out, screen = run_in_pty(["apply", str(plan), "--gateway", sim.url], answer="n")
+        assert sim.triggers() == []
+    assert code == 1, screen
+    asked = ANSI.sub("", screen).split("Proceed? [y/N]")[0]
+    for name, flow_id in (("f1", 1), ("f2", 2)):
+        assert f"flow {name} (flowId {flow_id}, UTC): 3 entries" in asked, asked
+    assert 'cron "*/5 * * * *" from 2026-01-01T00:00:00+00:00 count 3' in asked
+    assert "flow off (flowId 9, UTC): disabled" in asked
+    assert "2026-01-01T00:10:00+00:00" in asked  # each entry to be sent, with its status
+    assert "Plan: 6 entries (6 pending)." in asked
+
+
+def test_finding_25_format_json_always_prints_an_object_with_the_error(
+    tmp_path: Path, run: Any, monkeypatch: Any
+) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    bad = tmp_path / "typo.yaml"
+    bad.write_text(plan.read_text().replace("cron:", "corn:"))
+
+    def doc_of(*argv: str) -> dict[str, Any]:
+        r = run(*argv)
+        assert r.code != 0, r
+        doc: dict[str, Any] = json.loads(r.out)
+        assert doc["formatVersion"] == 1 and doc["error"], doc
+        assert doc["exitCode"] == r.code
+        return doc
+
+    # A plan error.
+    for command in ("plan", "apply", "status"):
+        doc = doc_of(command, str(bad), "--format", "json", *(["--yes"] if command == "apply" else []))
+        assert "unknown key" in doc["error"] and doc["problems"], doc
+    # Credentials missing.
+    monkeypatch.delenv("ENOS_ACCESS_KEY", raising=False)
+    monkeypatch.delenv("ENOS_SECRET_KEY", raising=False)
+    assert "not set" in doc_of("apply", str(plan), "--yes", "--format", "json")["error"]
+    assert "not set" in doc_of("doctor", str(plan), "--format", "json")["error"]
+    # Connection refused.
+    for k, v in SIM_ENV.items():
+        monkeypatch.setenv(k, v)
+    url = "http://127.0.0.1:1"
+    doc = doc_of("apply", str(plan), "--yes", "--gateway", url, "--format", "json")
+    assert "refused" in doc["error"], doc
+    # A usage error argparse finds, with --format json before or after the bad word.
+    for argv in (
+        ["status", str(plan), "--format", "json", "--bogus"],
+        ["ledger", "log", str(plan), "--format=json", "--bogus"],
+        ["plan", str(plan), "--bogus", "--format", "json"],
+        ["apply", str(plan), "--format", "json", "--concurrency", "0"],
+    ):
+        p = run_process(argv)
+        assert p.returncode == 2, p.stderr
+        doc = json.loads(p.stdout)
+        assert doc["formatVersion"] == 1 and doc["exitCode"] == 2, doc
+        assert doc["error"] in p.stderr, (doc, p.stderr)  # the same line as on stderr
+
+

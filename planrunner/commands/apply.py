@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import os
 import secrets
+import shlex
 import signal
 import sys
 import threading
@@ -117,8 +118,38 @@ def main(args: argparse.Namespace) -> int:
             args.quiet,
             chosen,
             saved=pinned,
+            again=again_command(args),
         )
     )
+
+
+def again_command(args: argparse.Namespace) -> str:
+    """The apply command line that continues this one, shell-quoted.
+
+    It repeats every option that decides where and what is sent (the simulator or the
+    gateway, the ledger, the moment and limits, the selection), so that running it as
+    printed never turns a ``--sim`` or ``--gateway`` run into one against the plan's own
+    gateway and ledger.
+    """
+    import shlex
+
+    plans = args.plan if isinstance(args.plan, list) else [args.plan]
+    words = ["planrunner", "apply", *plans]
+    flags = (("--sim", args.sim), ("--retry-unknown", args.retry_unknown), ("--yes", args.yes))
+    words += [flag for flag, given in flags if given]
+    valued = (
+        ("--gateway", args.gateway),
+        ("--ledger", args.ledger),
+        ("--now", args.now),
+        ("--max-triggers", args.max_triggers),
+    )
+    for flag, value in valued:
+        if value is not None:
+            words += [flag, str(value)]
+    for flag, values in (("--flow", args.flow), ("--exclude", args.exclude)):
+        for value in values:
+            words += [flag, value]
+    return shlex.join(words)
 
 
 ENV_IN_FLIGHT = "PLANRUNNER_IN_FLIGHT_SECONDS"
@@ -143,6 +174,7 @@ class Request:
     quiet: bool = False
     selection: Selection = dataclasses.field(default_factory=Selection)
     saved: Saved | None = None  # `apply SAVED`: only its entries, and only if the plan is unchanged
+    again: str | None = None  # the command line that continues this run (shell-quoted)
 
 
 def new_run_id() -> str:
@@ -198,6 +230,8 @@ class _Interrupts:
     def handler(self, signum: int, frame: FrameType | None) -> None:
         if self.seen:
             # The intents already on disk make this safe: the next apply reconciles them.
+            # The terminal echoed ^C where the cursor was: end that line first.
+            os.write(2, b"\nplanrunner: quit now; the next apply reconciles what was in flight\n")
             os._exit(EXIT_INTERRUPTED)
         self.seen = True
         self.stop.set()
@@ -307,6 +341,18 @@ def run(req: Request) -> int:
                 "refusing to apply without --yes: stdin is not a terminal to confirm on"
             )
         elif not req.yes:
+            # What will be sent, per flow, before the question (as terraform apply shows it).
+            preview = report.Result(
+                plan,
+                backend.name,
+                req.now,
+                entries,
+                ledger.PlanOutcomes(folded),
+                selection=req.selection,
+            )
+            sys.stderr.write(
+                report.render_text(preview, colour=terminal.use_colour(sys.stderr)) + "\n\n"
+            )
             question = (
                 f"Apply {req.plan_path} to {where} as user {target.user_id} in org {target.org_id}: "
                 f"{counts.get(ledger.PENDING, 0)} to trigger, {counts.get(ledger.FAILED, 0)} to retry, "
@@ -366,17 +412,19 @@ def run(req: Request) -> int:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
     if stopped is not None:
-        raise stopped
-    _next_step(result.summary, interrupts.seen, req.plan_path)
+        from planrunner.commands.options import reported_in_json
+
+        raise reported_in_json(stopped) if req.fmt == "json" else stopped
+    _next_step(result.summary, interrupts.seen, req.again or shlex.join(["planrunner", "apply", req.plan_path]))
     return exit_code(outcomes, interrupts.seen)
 
 
-def _next_step(summary: dict[str, int], interrupted: bool, plan_path: str) -> None:
+def _next_step(summary: dict[str, int], interrupted: bool, again: str) -> None:
     """One closing line saying how the run ended and what to do next, when it needs one."""
     if interrupted:
         sys.stderr.write(
             f"planrunner: the run was interrupted; everything sent is recorded. "
-            f"Run `planrunner apply {plan_path}` again to continue.\n"
+            f"Run the same command again to continue: {again}\n"
         )
     elif summary.get(Status.UNKNOWN):
         sys.stderr.write(

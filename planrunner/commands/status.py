@@ -459,6 +459,7 @@ def run(req: Request) -> int:
     except PlanrunnerError as e:
         if req.fmt == "json":
             sys.stdout.write(json.dumps(as_json(result, str(e))) + "\n")
+            options.reported_in_json(e)
         raise
     finally:
         client.close()
