@@ -681,3 +681,85 @@ def test_finding_25_format_json_always_prints_an_object_with_the_error(
         assert doc["error"] in p.stderr, (doc, p.stderr)  # the same line as on stderr
 
 
+
+
+# --- 11: log lines and the progress bar ---------------------------------------------------------
+
+
+def test_finding_11_a_known_wait_shows_on_the_bar_instead_of_a_short_eta() -> None:
+    p = Progress(10, enabled=False)
+    p.add("triggered")
+    assert "ETA" in p.line(160)
+    p.note({"event": "62102 and no instance found; waiting out the one-minute rule", "seconds": 61})
+    line = p.line(160)
+    assert re.search(r"waiting 1:0[01]", line) and "ETA" not in line, line
+    p.note({"event": "apply starting", "seconds": 500})  # not a wait: not counted
+    assert re.search(r"waiting 1:0[01]", p.line(160))
+
+
+def test_finding_11_a_log_line_never_lands_on_the_bar(tmp_path: Path) -> None:
+    from planrunner.sim import Dialect
+
+    plan = write_plan(tmp_path, cron_flows(1, 3, step="0"))
+    dialect = Dialect(duplicate="wall-clock", duplicate_window=1.5)
+    with Simulator(faults=Faults(latency=0.05), dialect=dialect) as sim:
+        code, _out, screen = run_in_pty(
+            ["apply", str(plan), "--gateway", sim.url, "--yes"],
+            env={"PLANRUNNER_DUPLICATE_WAIT": "1.6"},
+        )
+    assert code == 0, screen
+    assert "waiting out the one-minute rule" in screen, screen
+    # The bar is wiped before each log line and drawn again after it, never joined to it.
+    assert not re.search(r"\[[#-]+\][^\r\n]*planrunner: ", screen), screen
+    assert re.search(r"\r\x1b\[Kplanrunner: 62102 and no instance found", screen), screen
+    bars = [ANSI.sub("", f) for f in re.split(r"[\r\n]", screen) if f.startswith("[")]
+    assert any(re.search(r" waiting 0:0\d", b) for b in bars), bars
+
+
+# --- 5: status --watch -------------------------------------------------------------------------
+
+
+def _watch_setup(tmp_path: Path, sim: Simulator, run_process_env: dict[str, str]) -> Path:
+    plan = write_plan(tmp_path, cron_flows(2, 3))
+    # f1 triggered (its instances run a second); f2 never: it must not blur the count.
+    p = run_process(["apply", str(plan), "--gateway", sim.url, "--yes", "--flow", "f1"], env=run_process_env)
+    assert p.returncode == 0, p.stderr
+    return plan
+
+
+def test_finding_5_watch_on_a_terminal_is_one_line_in_place_with_one_count(tmp_path: Path) -> None:
+    flows = [SimFlow(i, owner="u1", org_id="o1", run_seconds=1.0) for i in (1, 2)]
+    with Simulator(flows) as sim:
+        plan = _watch_setup(tmp_path, sim, {**SIM_ENV, **FAST_ENV})
+        code, out, screen = run_in_pty(
+            ["status", str(plan), "--gateway", sim.url, "--watch", "--interval", "0.2"]
+        )
+    assert code == 0, screen
+    assert "planrunner: watching" not in screen, screen  # no log line per poll on a terminal
+    frames = [ANSI.sub("", f) for f in re.split(r"[\r\n]", screen) if "watching:" in f]
+    assert len(frames) >= 2, screen
+    for frame in frames:
+        assert frame.startswith("watching: "), frame  # nothing joined before it
+        ended, watched = map(int, re.search(r"(\d+)/(\d+) ended", frame).groups())  # type: ignore[union-attr]
+        assert watched == 3 and ended <= watched, frame  # the 3 never triggered are not counted
+        counted = sum(int(n) for n in re.findall(r"(\d+) [A-Z_]+", frame))
+        assert counted == watched, frame
+    assert "\n" not in screen.split("watching:", 1)[1].rsplit("\x1b[K", 1)[0], screen
+    assert "Status: 6 entries" in out
+
+
+def test_finding_5_watch_off_a_terminal_logs_one_line_per_poll(tmp_path: Path) -> None:
+    flows = [SimFlow(i, owner="u1", org_id="o1", run_seconds=1.0) for i in (1, 2)]
+    with Simulator(flows) as sim:
+        plan = _watch_setup(tmp_path, sim, {**SIM_ENV, **FAST_ENV})
+        p = run_process(
+            ["status", str(plan), "--gateway", sim.url, "--watch", "--interval", "0.2", "--log-format", "json"],
+            env={**SIM_ENV, **FAST_ENV},
+        )
+    assert p.returncode == 0, p.stderr
+    assert "watching:" not in p.stderr and "\r" not in p.stderr
+    polls = [x for x in _log_lines(p.stderr) if x["event"] == "watching"]
+    assert len(polls) >= 2, p.stderr
+    for x in polls:
+        counts = {k: v for k, v in x.items() if k.isupper()}
+        assert x["watched"] == 3 == sum(counts.values()) and x["ended"] <= 3, x
