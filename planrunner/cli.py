@@ -88,6 +88,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parents = {
         "resolving": options.resolving(),
         "one_plan": options.one_plan(),
+        "many_plans": options.one_plan(many=True),
         "one_plan_no_resolving": options.one_plan(with_resolving=False),
         "selecting": options.selecting(),
     }

@@ -763,3 +763,103 @@ def test_finding_5_watch_off_a_terminal_logs_one_line_per_poll(tmp_path: Path) -
     for x in polls:
         counts = {k: v for k, v in x.items() if k.isupper()}
         assert x["watched"] == 3 == sum(counts.values()) and x["ended"] <= 3, x
+
+
+# --- 38: several plans, stdin, -y, a time window ------------------------------------------------
+
+
+def test_finding_38_apply_takes_several_plans_with_a_combined_report(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    a = write_plan(tmp_path, cron_flows(1, 2), name="a.yaml")
+    b = write_plan(tmp_path, cron_flows(1, 3, first_id=5), name="b.yaml")
+    with Simulator() as sim:
+        r = run("apply", str(a), str(b), "--gateway", sim.url, "-y")
+        assert r.code == 0, r.err
+        assert len(sim.triggers()) == 5
+        assert f"Apply {a}" in r.out and f"Apply {b}" in r.out
+        assert r.out.rstrip().endswith("Apply: 2 of 2 plans, 5 entries (5 triggered).")
+        r = run("apply", str(a), str(b), "--gateway", sim.url, "--yes", "--format", "json")
+        doc = json.loads(r.out)
+    assert r.code == 0, r.err
+    assert [p["plan"] for p in doc["plans"]] == [str(a), str(b)]
+    assert doc["formatVersion"] == 1 and doc["error"] is None
+    assert [p["summary"] for p in doc["plans"]] == [{"skipped": 2}, {"skipped": 3}]
+    # Each plan keeps its own ledger.
+    assert (tmp_path / "a.ledger.jsonl").exists() and (tmp_path / "b.ledger.jsonl").exists()
+
+
+def test_finding_38_a_bad_plan_among_several_stops_there_and_json_says_so(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    a = write_plan(tmp_path, cron_flows(1, 2), name="a.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nflows: 3\n")
+    with Simulator() as sim:
+        r = run("apply", str(a), str(bad), "--gateway", sim.url, "--yes", "--format", "json")
+        doc = json.loads(r.out)
+    assert r.code == 2
+    assert [p["summary"] for p in doc["plans"]] == [{"triggered": 2}]
+    assert "bad.yaml" in doc["error"]
+    assert r.out.count("formatVersion") == 2  # one object (its plan has its own): no second error object
+
+
+def test_finding_38_plan_reads_standard_input(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    plan = write_plan(tmp_path, cron_flows(1, 3))
+    led = tmp_path / "l.jsonl"
+    led.write_text("")
+    p = subprocess.run(
+        [sys.executable, "-m", "planrunner", "plan", "-", "--ledger", str(led), "--format", "json"],
+        input=plan.read_text(),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["summary"] == {"pending": 3}
+    # Without a ledger there is no path to find one by: said, not guessed.
+    p = run_process(["plan", "-"])
+    assert p.returncode == 2 and "give --ledger" in p.stderr, p.stderr
+
+
+def test_finding_38_from_to_selects_a_time_window_and_every_output_shows_it(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    plan = write_plan(tmp_path, cron_flows(2, 6))  # 00:00 .. 00:25 every 5 minutes
+    window = ("--from", "2026-01-01T00:05:00Z", "--to", "2026-01-01T00:15")
+    doc = json.loads(run("plan", str(plan), *window, "--format", "json").out)
+    assert doc["summary"] == {"pending": 6}  # 00:05, 00:10, 00:15 of two flows
+    assert doc["selection"]["from"] == 1767225900000 and doc["selection"]["to"] == 1767226500000
+    assert "orphans" not in doc or not doc["orphans"]
+    text = run("plan", str(plan), *window, "--flow", "f1").out
+    assert "flows  --flow f1 --from 2026-01-01T00:05:00.000Z --to 2026-01-01T00:15:00.000Z" in text
+    with Simulator() as sim:
+        r, done = apply_json(run, plan, sim.url, *window, "--flow", "f1")
+        assert r.code == 0, r.err
+        assert sorted(t["triggerTime"] for t in sim.triggers()) == [
+            1767225900000, 1767226200000, 1767226500000
+        ]
+        assert done["selection"]["flow"] == ["f1"] and done["selection"]["from"] == 1767225900000
+        # The rest of the plan is still pending, not orphaned nor done.
+        assert json.loads(run("plan", str(plan), "--format", "json").out)["summary"] == {
+            "pending": 9, "done": 3
+        }
+        status = json.loads(
+            run("status", str(plan), "--gateway", sim.url, *window, "--format", "json").out
+        )
+        assert sum(f["entries"] for f in status["flows"]) == 6
+        assert status["selection"]["to"] == 1767226500000
+        assert "--from 2026-01-01T00:05:00.000Z" in run(
+            "status", str(plan), "--gateway", sim.url, *window
+        ).out
+    # A bare date as --to covers its day; a window that is empty is refused.
+    doc = json.loads(run("plan", str(plan), "--to", "2026-01-01", "--format", "json").out)
+    assert doc["summary"] == {"pending": 9, "done": 3}
+    r = run("plan", str(plan), "--from", "2026-01-02", "--to", "2026-01-01")
+    assert r.code == 2 and "window is empty" in r.err
+    r = run("plan", str(plan), "--from", "yesterday")
+    assert r.code == 2 and r.err.startswith("planrunner: error: --from:"), r.err

@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
 
@@ -44,7 +44,7 @@ EPILOG = options.exit_codes(
     (130, "interrupted; requests in flight were finished and recorded"),
     example="planrunner apply plans/backfill.yaml --yes",
 )
-PARENTS = ("one_plan", "selecting")
+PARENTS = ("many_plans", "selecting")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,23 +70,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run from parsed options."""
-    from planrunner.commands.context import ledger_spec, max_triggers, now, selection
+    """Run from parsed options: each PLAN in turn."""
+    from planrunner.commands.context import now
+
+    paths: list[str] = args.plan
+    if "-" in paths:
+        raise UsageError(
+            "-: apply needs a plan file (its path names the ledger; stdin answers the "
+            "confirmation); plan - reviews one from standard input"
+        )
+    moment = now(args.now)  # one moment for every plan of the command
+    if len(paths) == 1:
+        return run(request(args, paths[0], moment))
+    return run_each(args, paths, moment)
+
+
+def request(args: argparse.Namespace, path: str, moment: int) -> Request:
+    """The :class:`Request` for one PLAN (or saved plan) of the command line."""
+    from planrunner.commands.context import ledger_spec, max_triggers, selection
     from planrunner.saved import read_if_saved
 
-    pinned = read_if_saved(args.plan)
+    pinned = read_if_saved(path)
     if pinned is not None:
         # What was reviewed is what is applied: the saved plan fixes these.
         fixed = {
             "--now": args.now,
             "--flow": args.flow,
             "--exclude": args.exclude,
+            "--from": args.start,
+            "--to": args.end,
             "--max-triggers": args.max_triggers,
         }
         given = [name for name, value in fixed.items() if value]
         if given:
             raise UsageError(
-                f"{', '.join(given)}: {args.plan} is a saved plan, which fixes these; apply it as saved"
+                f"{', '.join(given)}: {path} is a saved plan, which fixes these; apply it as saved"
             )
         plan_path, moment, most, chosen = (
             pinned.plan,
@@ -95,32 +113,83 @@ def main(args: argparse.Namespace) -> int:
             pinned.selection,
         )
     else:
-        plan_path, moment, most, chosen = (
-            args.plan,
-            now(args.now),
+        plan_path, most, chosen = (
+            path,
             max_triggers(args.max_triggers),
-            selection(args.flow, args.exclude),
+            selection(args.flow, args.exclude, args.start, args.end),
         )
-    return run(
-        Request(
-            plan_path,
-            ledger_spec(args.ledger),
-            moment,
-            args.format,
-            args.yes,
-            args.gateway,
-            args.sim,
-            engine.Options(
-                concurrency=args.concurrency, rate=args.rate, retry_unknown=args.retry_unknown
-            ),
-            args.lock_timeout,
-            most,
-            args.quiet,
-            chosen,
-            saved=pinned,
-            again=again_command(args),
-        )
+    return Request(
+        plan_path,
+        ledger_spec(args.ledger),
+        moment,
+        args.format,
+        args.yes,
+        args.gateway,
+        args.sim,
+        engine.Options(
+            concurrency=args.concurrency, rate=args.rate, retry_unknown=args.retry_unknown
+        ),
+        args.lock_timeout,
+        most,
+        args.quiet,
+        chosen,
+        saved=pinned,
+        again=again_command(args),
     )
+
+
+def run_each(args: argparse.Namespace, paths: list[str], moment: int) -> int:
+    """Several plans, one after another (each under its own lock and confirmation), with a
+    combined report: text reports in turn and a total line, or one JSON object
+    ``{"formatVersion": 1, "plans": [...]}``. The first plan that stops (an error, Ctrl-C)
+    ends the command; the plans after it are not started."""
+    from planrunner.errors import PlanrunnerError
+
+    docs: list[str] = []
+    totals: dict[str, int] = {}
+    codes: list[int] = []
+
+    def emit(text: str, summary: dict[str, int]) -> None:
+        docs.append(text)
+        for status, n in summary.items():
+            totals[status] = totals.get(status, 0) + n
+        if args.format != "json":
+            sys.stdout.write(text + "\n\n")
+            sys.stdout.flush()
+
+    def combined(error: str | None) -> str:
+        if args.format == "json":
+            body = ",\n".join(docs)
+            return f'{{"formatVersion": 1, "plans": [\n{body}\n], "error": {_json_str(error)}}}'
+        counts = ", ".join(f"{n} {s}" for s, n in totals.items())
+        return (
+            f"Apply: {len(docs)} of {len(paths)} plans, {sum(totals.values())} entries"
+            + (f" ({counts})" if counts else "")
+            + "."
+        )
+
+    try:
+        for path in paths:
+            codes.append(run(request(args, path, moment), emit))
+            if codes[-1] == EXIT_INTERRUPTED:
+                break
+    except PlanrunnerError as e:
+        from planrunner.commands.options import reported_in_json
+
+        sys.stdout.write(combined(str(e)) + "\n")
+        sys.stdout.flush()
+        if args.format == "json":
+            reported_in_json(e)
+        raise
+    sys.stdout.write(combined(None) + "\n")
+    sys.stdout.flush()
+    return EXIT_INTERRUPTED if EXIT_INTERRUPTED in codes else max(codes)
+
+
+def _json_str(value: str | None) -> str:
+    import json
+
+    return json.dumps(value)
 
 
 def again_command(args: argparse.Namespace) -> str:
@@ -142,6 +211,8 @@ def again_command(args: argparse.Namespace) -> str:
         ("--ledger", args.ledger),
         ("--now", args.now),
         ("--max-triggers", args.max_triggers),
+        ("--from", args.start),
+        ("--to", args.end),
     )
     for flag, value in valued:
         if value is not None:
@@ -261,8 +332,11 @@ class _Interrupts:
                 signal.signal(signal.SIGTERM, previous_term)
 
 
-def run(req: Request) -> int:
-    """The whole of ``planrunner apply``; returns the exit code."""
+def run(req: Request, emit: Callable[[str, dict[str, int]], None] | None = None) -> int:
+    """The whole of ``planrunner apply`` for one plan; returns the exit code.
+
+    The report goes to stdout, or to ``emit(text, summary)`` when several plans share it.
+    """
     from planrunner import checking, report
     from planrunner.commands.context import note_missing, select
 
@@ -409,8 +483,11 @@ def run(req: Request) -> int:
         text = report.render_text(
             result, verb="Apply", quiet=req.quiet, colour=terminal.use_colour(sys.stdout)
         )
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    if emit is not None:
+        emit(text, result.summary)
+    else:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
     if stopped is not None:
         from planrunner.commands.options import reported_in_json
 

@@ -182,10 +182,13 @@ def resolving() -> Parser:
     return p
 
 
-def one_plan(with_resolving: bool = True) -> Parser:
-    """One plan and its ledger."""
+def one_plan(with_resolving: bool = True, many: bool = False) -> Parser:
+    """One plan (``many``: one or more) and its ledger."""
     p = Parser(add_help=False, parents=[resolving()] if with_resolving else [])
-    p.add_argument("plan", metavar="PLAN", help="plan file (YAML)")
+    if many:
+        p.add_argument("plan", metavar="PLAN", nargs="+", help="plan files (YAML), applied in turn")
+    else:
+        p.add_argument("plan", metavar="PLAN", help="plan file (YAML)")
     p.add_argument(
         "--ledger",
         metavar="PATH",
@@ -195,7 +198,7 @@ def one_plan(with_resolving: bool = True) -> Parser:
 
 
 def selecting() -> Parser:
-    """--flow and --exclude: which flows of the plan a command works on."""
+    """--flow, --exclude, --from and --to: which flows and times of the plan a command works on."""
     p = Parser(add_help=False)
     p.add_argument(
         "--flow",
@@ -210,6 +213,18 @@ def selecting() -> Parser:
         default=[],
         metavar="NAME",
         help="leave this flow out (a name or shell glob; repeatable)",
+    )
+    p.add_argument(
+        "--from",
+        dest="start",
+        metavar="TIME",
+        help="only entries at or after TIME (epoch ms or RFC 3339; naive is UTC)",
+    )
+    p.add_argument(
+        "--to",
+        dest="end",
+        metavar="TIME",
+        help="only entries at or before TIME (a bare date: through its end)",
     )
     return p
 

@@ -102,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
             args.concurrency,
             args.rate,
             max_triggers(args.max_triggers),
-            selection(args.flow, args.exclude),
+            selection(args.flow, args.exclude, args.start, args.end),
         )
     )
 
