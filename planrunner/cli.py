@@ -239,12 +239,7 @@ def _only_hints_it_takes(message: str, command: argparse.ArgumentParser) -> str:
 
 def _json_error(message: str, exit_code: int, problems: list[str] | None = None) -> None:
     """Under ``--format json``, a run that stops early still prints one JSON object."""
-    import json
-
-    doc: dict[str, object] = {"formatVersion": 1, "error": message, "exitCode": exit_code}
-    if problems is not None:
-        doc["problems"] = problems
-    sys.stdout.write(json.dumps(doc) + "\n")
+    sys.stdout.write(options.error_json(message, exit_code, problems) + "\n")
     sys.stdout.flush()
 
 

@@ -595,10 +595,22 @@ class _Ref:
 
 
 def test_finding_12_a_second_ctrl_c_ends_the_line_and_says_what_happens(tmp_path: Path) -> None:
+    import signal
+    import time
+
     plan = write_plan(tmp_path, cron_flows(2, 30))
-    with Simulator(faults=Faults(latency=1.0)) as sim:
+
+    def react(screen: str, proc: Any) -> None:
+        # Requests take 3 s: both Ctrl-Cs land while the first ones are in flight.
+        if "apply starting" in screen and "interrupted" not in screen:
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)
+
+    with Simulator(faults=Faults(latency=3.0)) as sim:
         argv = ["apply", str(plan), "--gateway", sim.url, "--yes"]
-        code, screen = _in_pty(argv, _interrupt_once_sent(sim, 1, times=2), stdin_tty=False)
+        code, screen = _in_pty(argv, react, stdin_tty=False)
     assert code == 130, screen
     assert screen.endswith(
         "\nplanrunner: quit now; the next apply reconciles what was in flight\r\n"
@@ -863,3 +875,19 @@ def test_finding_38_from_to_selects_a_time_window_and_every_output_shows_it(
     assert r.code == 2 and "window is empty" in r.err
     r = run("plan", str(plan), "--from", "yesterday")
     assert r.code == 2 and r.err.startswith("planrunner: error: --from:"), r.err
+
+
+def test_finding_25_a_declined_confirmation_still_prints_its_json(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    with Simulator() as sim:
+        code, out, screen = run_in_pty(
+            ["apply", str(plan), "--gateway", sim.url, "--format", "json"], answer="n"
+        )
+        assert sim.triggers() == []
+    assert code == 1, screen
+    doc = json.loads(out)
+    assert doc == {
+        "formatVersion": 1,
+        "error": "the confirmation was declined; nothing was sent",
+        "exitCode": 1,
+    }

@@ -434,6 +434,14 @@ def run(req: Request, emit: Callable[[str, dict[str, int]], None] | None = None)
             )
             if not terminal.confirm(question):
                 sys.stderr.write("Apply cancelled; nothing was sent.\n")
+                if req.fmt == "json":
+                    from planrunner.commands.options import error_json
+
+                    doc = error_json("the confirmation was declined; nothing was sent", EXIT_FAILED)
+                    if emit is not None:
+                        emit(doc, {})
+                    else:
+                        sys.stdout.write(doc + "\n")
                 return EXIT_FAILED
         logger.info(
             "apply starting",

@@ -158,6 +158,16 @@ def was_reported(e: BaseException) -> bool:
     return any(x is e for x in _reported)
 
 
+def error_json(message: str, exit_code: int, problems: list[str] | None = None) -> str:
+    """The ``--format json`` output of a run that stopped before its report: one object."""
+    import json
+
+    doc: dict[str, object] = {"formatVersion": 1, "error": message, "exitCode": exit_code}
+    if problems is not None:
+        doc["problems"] = problems
+    return json.dumps(doc)
+
+
 def wants_json(words: list[str]) -> bool:
     """Whether the command line asks for ``--format json`` (read before parsing succeeded)."""
     for i, word in enumerate(words):
