@@ -33,7 +33,8 @@ DESCRIPTION = (
     "Resolve a plan, reconcile unknown outcomes, and trigger each entry that is not done, "
     "recording every step in the ledger first. Re-running never triggers an entry twice. "
     "PLAN may be a saved plan (plan --out SAVED): then exactly its entries not yet done are "
-    "sent, at its --now and selection, and it is refused (exit 2) when the plan file changed."
+    "sent, at its --now and selection, and it is refused (exit 2) when the plan file changed. "
+    "Several PLANs are applied one after another, with one combined report."
 )
 EPILOG = options.exit_codes(
     (0, "every entry is done"),
