@@ -85,10 +85,10 @@ def command_in(argv: Sequence[str]) -> str | None:
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The command-line grammar; with ``only``, that command's options in full and the
     others by name (so that running one command imports only its own module)."""
-    common = options.common()
     parents = {
         "resolving": options.resolving(),
         "one_plan": options.one_plan(),
+        "many_plans": options.one_plan(many=True),
         "one_plan_no_resolving": options.one_plan(with_resolving=False),
         "selecting": options.selecting(),
     }
@@ -97,33 +97,46 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         description="Apply version-controlled trigger plans to the EnOS Data Flow batch service, exactly once.",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[common],
+        parents=[options.common()],
     )
     parser.add_argument("--version", action="version", version=f"planrunner {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=options.Parser)
     for name, (_, help_text) in COMMANDS.items():
         if only is not None and name != only:
-            sub.add_parser(name, help=help_text, parents=[common])
+            options.add_common(sub.add_parser(name, help=help_text), depth=1)
             continue
         module = _module(name)
         p = sub.add_parser(
             name,
-            parents=[common, *(parents[x] for x in getattr(module, "PARENTS", ()))],
+            parents=[*(parents[x] for x in getattr(module, "PARENTS", ()))],
             help=help_text,
             description=getattr(module, "DESCRIPTION", None),
             epilog=getattr(module, "EPILOG", None),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        options.add_common(p, depth=1)
         module.add_arguments(p)
+        for nested in _children(p):  # ledger log, ledger verify, ...: every command takes them
+            options.add_common(nested, depth=2)
     return parser
 
 
-def _subparser(parser: argparse.ArgumentParser, name: str | None) -> argparse.ArgumentParser:
+def _children(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    return [
+        child
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for child in action.choices.values()
+    ]
+
+
+def _subparser(parser: argparse.ArgumentParser, words: Sequence[str]) -> argparse.ArgumentParser:
+    """The innermost (sub)command parser the words name (``ledger log``: the ``log`` one)."""
     for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
-            sub: argparse.ArgumentParser = action.choices[name]
-            # A command with subcommands of its own (ledger): the innermost one that parsed.
-            return sub
+        if isinstance(action, argparse._SubParsersAction):
+            for i, word in enumerate(words):
+                if word in action.choices:
+                    return _subparser(action.choices[word], words[i + 1 :])
     return parser
 
 
@@ -156,24 +169,33 @@ def _main(argv: Sequence[str] | None, in_main: bool, previous_term: object) -> i
 
     words = list(sys.argv[1:] if argv is None else argv)
     named = command_in(words)
+    parser: argparse.ArgumentParser | None = None
     try:
         # Only the command being run is imported; completion describes the whole grammar.
         parser = build_parser(only=None if named == "completion" else named or "")
         args, extra = parser.parse_known_args(words)
+        if extra:
+            # The subcommand's usage and a did-you-mean, not the top-level usage.
+            _subparser(parser, words).error(f"unrecognized arguments: {' '.join(extra)}")
+    except options.UsageExit as e:
+        if options.wants_json(words):
+            _json_error(e.message, EXIT_INVALID)
+        raise
     except KeyboardInterrupt:
         print("planrunner: interrupted", file=sys.stderr)
+        if options.wants_json(words):
+            _json_error("interrupted", EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
+    options.merge_common(args)
     if in_main and args.command not in _SIGTERM_AS_INTERRUPT:
         signal.signal(signal.SIGTERM, previous_term)  # type: ignore[arg-type]
-    if extra:
-        # The subcommand's usage and a did-you-mean, not the top-level usage.
-        _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_INVALID
     from planrunner import log
 
     log.configure(args.log_format, args.verbose)
+    as_json = getattr(args, "format", None) == "json"
     try:
         module = _module(args.command)
         args.root_parser = parser  # for commands that describe the grammar (completion)
@@ -182,31 +204,58 @@ def _main(argv: Sequence[str] | None, in_main: bool, previous_term: object) -> i
             code: int = entry(args)
         return code
     except PlanrunnerError as e:
-        _report_error(e, args.log_format)
+        message = _only_hints_it_takes(str(e), _subparser(parser, words))
+        _report_error(e, message, args.log_format)
+        if as_json and not options.was_reported(e):
+            lines = e.lines if isinstance(e, PlanInvalid) else None
+            _json_error("; ".join(lines) if lines else message, e.exit_code, lines)
         return e.exit_code
     except KeyboardInterrupt:
         print("planrunner: interrupted", file=sys.stderr)
+        if as_json:
+            _json_error("interrupted", EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `planrunner plan ... | head`: the reader left; that is not our failure.
         sys.stderr.close()
         return EXIT_OK
     except Exception as e:  # the last resort: a bug gets one line, not a traceback
-        return _internal_error(e, args.verbose)
+        code = _internal_error(e, args.verbose)
+        if as_json:
+            _json_error(f"internal error (a bug): {type(e).__name__}", code)
+        return code
 
 
-def _report_error(e: PlanrunnerError, log_format: str | None) -> None:
+def _only_hints_it_takes(message: str, command: argparse.ArgumentParser) -> str:
+    """Drop an ``(or use --sim)`` hint when the command has no ``--sim`` (finding 9)."""
+    import re
+
+    taken = {s for a in command._actions for s in a.option_strings}
+    return re.sub(
+        r" \(or use (--[a-z-]+)\)",
+        lambda m: m[0] if m[1] in taken else "",
+        message,
+    )
+
+
+def _json_error(message: str, exit_code: int, problems: list[str] | None = None) -> None:
+    """Under ``--format json``, a run that stops early still prints one JSON object."""
+    sys.stdout.write(options.error_json(message, exit_code, problems) + "\n")
+    sys.stdout.flush()
+
+
+def _report_error(e: PlanrunnerError, message: str, log_format: str | None) -> None:
     """One line per problem on stderr: plain text, or JSON objects under --log-format json."""
     if log_format == "json":
         import json
 
-        lines = e.lines if isinstance(e, PlanInvalid) else [str(e)]
+        lines = e.lines if isinstance(e, PlanInvalid) else [message]
         for line in lines:
             doc = {"level": "error", "event": line, "exit_code": e.exit_code}
             print(json.dumps(doc), file=sys.stderr)
         return
     # Plan problems are already "file:line:col: error: ..." lines.
-    print(e if isinstance(e, PlanInvalid) else f"planrunner: error: {e}", file=sys.stderr)
+    print(e if isinstance(e, PlanInvalid) else f"planrunner: error: {message}", file=sys.stderr)
 
 
 def _internal_error(e: BaseException, verbose: int) -> int:

@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import structlog
@@ -17,6 +17,51 @@ _QUIET_KEYS = ("timestamp", "component", "run")
 
 
 _pending: list[tuple[str | None, int]] = []  # what configure() asked, applied on first use
+
+
+class LineOwner(Protocol):
+    """What holds stderr's last line (the progress bar): log lines go around it."""
+
+    def clear(self) -> None:
+        """Wipe the line (before a log line is written)."""
+
+    def redraw(self) -> None:
+        """Draw the line again (after the log line)."""
+
+    def note(self, event: MutableMapping[str, Any]) -> None:
+        """See each log event before it is written (a wait it announces, say)."""
+
+
+_owner: list[LineOwner] = []
+
+
+def own_line(owner: LineOwner | None) -> None:
+    """Give stderr's last line to ``owner`` (None: to nobody): each log line then clears it
+    first and has it redrawn after, so a log line never lands on the bar."""
+    _owner[:] = [owner] if owner is not None else []
+
+
+def _tell_owner(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for owner in _owner:
+        owner.note(event)
+    return event
+
+
+class _AroundTheLine:
+    """stderr for log lines: the owned line is cleared before a line and redrawn after it."""
+
+    def write(self, text: str) -> int:
+        owners = list(_owner)
+        for owner in owners:
+            owner.clear()
+        written = sys.stderr.write(text)
+        if text.endswith("\n"):
+            for owner in owners:
+                owner.redraw()
+        return written
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def configure(fmt: str | None, verbosity: int) -> None:
@@ -46,6 +91,7 @@ def _apply(fmt: str | None, verbosity: int) -> None:
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _tell_owner,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
@@ -76,7 +122,7 @@ def _short_line(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> st
 def _stderr_logger(*args: object) -> structlog.PrintLogger:
     import structlog
 
-    return structlog.PrintLogger(file=sys.stderr)
+    return structlog.PrintLogger(file=_AroundTheLine())  # type: ignore[arg-type]
 
 
 def get(name: str) -> structlog.typing.FilteringBoundLogger:

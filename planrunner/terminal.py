@@ -7,7 +7,10 @@ import shutil
 import sys
 import threading
 import time
-from typing import TextIO
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+from planrunner import log
 
 REDRAW_SECONDS = 0.1
 MIN_BAR = 10
@@ -42,6 +45,9 @@ class Progress:
         self._last = 0.0
         self._started = time.monotonic()
         self._drawn = False
+        self._wait_until = 0.0  # a wait the run announced (the one-minute rule) ends then
+        if self.enabled:
+            log.own_line(self)
 
     def add(self, status: str) -> None:
         """Count one settled entry (``skipped`` ones were done before; they are not counted)."""
@@ -57,9 +63,16 @@ class Progress:
         done = min(sum(self.counts.values()), self.total)
         elapsed = max(time.monotonic() - self._started, 1e-6)
         rate = done / elapsed
-        eta = f"ETA {_duration((self.total - done) / rate)}" if rate > 0 and done < self.total else ""
+        left = (self.total - done) / rate if rate > 0 else 0.0
+        waiting = self._wait_until - time.monotonic()
+        if done >= self.total:
+            eta = ""
+        elif waiting > left:
+            eta = f"waiting {_duration(waiting)}"  # a known wait outlasts what the rate predicts
+        else:
+            eta = f"ETA {_duration(left)}" if rate > 0 else ""
         parts = " ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
-        tail = f" {done}/{self.total} {rate:.0f}/s {eta} {parts}".rstrip()
+        tail = " " + " ".join(x for x in (f"{done}/{self.total}", f"{rate:.0f}/s", eta, parts) if x)
         bar_width = max(MIN_BAR, min(MAX_BAR, width - len(tail) - 2))
         filled = bar_width * done // self.total
         text = f"[{'#' * filled}{'-' * (bar_width - filled)}]{tail}"
@@ -92,9 +105,23 @@ class Progress:
                 self.stream.flush()
                 self._drawn = False
 
+    def redraw(self) -> None:
+        """Draw the bar again (after a log line took its place)."""
+        if self.enabled:
+            with self._lock:
+                self._draw()
+
+    def note(self, event: MutableMapping[str, Any]) -> None:
+        """A log event that says it is waiting ``seconds`` shows on the bar as a wait."""
+        seconds = event.get("seconds")
+        if "waiting" in str(event.get("event", "")) and isinstance(seconds, (int, float)):
+            with self._lock:
+                self._wait_until = max(self._wait_until, time.monotonic() + seconds)
+
     def close(self) -> None:
         """Draw the final state and end the line."""
         if self.enabled:
+            log.own_line(None)
             with self._lock:
                 self._draw()
                 self.stream.write("\n")
@@ -104,10 +131,17 @@ class Progress:
 
 def confirm(question: str) -> bool:
     """Ask on the terminal; only y or yes is yes."""
-    sys.stderr.write(question)
-    sys.stderr.flush()
     try:
+        sys.stderr.write(question)
+        sys.stderr.flush()
         answer = input()
     except EOFError:
+        sys.stderr.write("\n")  # Ctrl-D: end the prompt's line
         return False
+    except KeyboardInterrupt:
+        # The terminal echoed ^C after the question: end that line before the message.
+        # (The try starts before the question: Ctrl-C may land before input() does.)
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+        raise
     return answer.strip().lower() in ("y", "yes")

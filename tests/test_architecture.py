@@ -21,7 +21,7 @@ LAYERS = [
     {"resolve", "ledger", "pgledger", "enos", "report", "terminal", "rate"},
     {"engine", "instances", "ledgertools", "checking"},
     {"sim", "commands", "saved", "inspect"},
-    {"cli", "__main__"},
+    {"cli", "__main__", "launch"},
 ]
 
 

@@ -399,43 +399,11 @@ def test_43_completion_scripts_are_made_from_the_parser(tmp_path: Path) -> None:
 
 
 def test_13_ctrl_c_on_a_terminal_leaves_a_clean_line_and_says_how_to_continue(tmp_path: Path) -> None:
-    import os
-    import pty
-    import signal
-    import subprocess
-    import time
-
-    from testing import apply_argv
-
     plan = write_plan(tmp_path, cron_flows(4, 50))
     with Simulator(faults=Faults(latency=0.02)) as sim:
-        controller, terminal = pty.openpty()
-        proc = subprocess.Popen(
-            apply_argv(plan, sim.url)[:-2],  # without --log-format json: what a person sees
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=terminal,
-            cwd=ROOT,
-            env={**os.environ, **SIM_ENV, **FAST_ENV},
-        )
-        os.close(terminal)
-        deadline = time.monotonic() + 30
-        while len(sim.state.triggers) < 20 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
-        chunks = []
-        while True:
-            try:
-                data = os.read(controller, 4096)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        proc.wait(timeout=60)
-        os.close(controller)
-    screen = b"".join(chunks).decode(errors="replace")
-    assert proc.returncode == 130, screen
+        argv = ["apply", str(plan), "--gateway", sim.url, "--yes"]  # what a person sees
+        code, screen = _in_pty(argv, _interrupt_once_sent(sim, 20), stdin_tty=False)
+    assert code == 130, screen
     # The bar's line is cleared before the message, so the two never share a line.
     assert "\r\x1b[Kplanrunner: interrupted; finishing requests in flight" in screen
     last = [line for line in ANSI.sub("", screen).splitlines() if line.strip()][-1]
@@ -448,3 +416,478 @@ def test_46_quiet_prints_the_summary_only(tmp_path: Path, run: Any, sim_env: Non
         r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--quiet")
     assert r.code == 0, r.err
     assert r.out.strip() == "Apply: 6 entries (6 triggered)."
+
+
+# --- second trial: findings 3, 4, 8, 9, 12, 25, 35 ----------------------------------------------
+
+
+def _in_pty(argv: list[str], react: Any, *, stdin_tty: bool = True, timeout: float = 60) -> tuple[int, str]:
+    """`python -m planrunner ARGV` with stderr (and stdin) on a pseudo-terminal.
+
+    ``react(screen, proc)`` is called after each chunk the terminal shows; it may signal the
+    process. Returns (exit code, the whole screen).
+    """
+    import os
+    import pty
+    import subprocess
+    import sys
+    import time
+
+    controller, term = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "planrunner", *argv],
+        stdin=term if stdin_tty else subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=term,
+        cwd=ROOT,
+        env={**os.environ, **SIM_ENV, **FAST_ENV},
+    )
+    os.close(term)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                data = os.read(controller, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+            react(b"".join(chunks).decode(errors="replace"), proc)
+        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        os.close(controller)
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, b"".join(chunks).decode(errors="replace")
+
+
+def _interrupt_once_sent(sim: Simulator, count: int, times: int = 1) -> Any:
+    """A ``react`` that sends SIGINT ``times`` times once ``count`` triggers reached the sim."""
+    import signal
+    import time
+
+    sent: list[int] = []
+
+    def react(screen: str, proc: Any) -> None:
+        while not sent and len(sim.state.triggers) < count and proc.poll() is None:
+            time.sleep(0.01)
+        while len(sent) < times and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            sent.append(1)
+            time.sleep(0.2)
+
+    return react
+
+
+def test_finding_3_the_continue_hint_repeats_where_and_what_is_sent_shell_quoted(
+    tmp_path: Path,
+) -> None:
+    import shlex
+
+    plan = write_plan(tmp_path, cron_flows(3, 40))
+    ledger_path = tmp_path / "my ledger.jsonl"  # a space: the hint must quote it
+    with Simulator(faults=Faults(latency=0.02)) as sim:
+        argv = [
+            "apply", str(plan), "--gateway", sim.url, "--yes", "--ledger", str(ledger_path),
+            "--max-triggers", "500", "--flow", "f[12]", "--exclude", "f2",
+        ]
+        code, screen = _in_pty(argv, _interrupt_once_sent(sim, 5), stdin_tty=False)
+    assert code == 130, screen
+    last = [line for line in ANSI.sub("", screen).splitlines() if line.strip()][-1]
+    assert "Run the same command again to continue: " in last, last
+    again = shlex.split(last.split("continue: ", 1)[1])
+    assert again[:3] == ["planrunner", "apply", str(plan)]
+    pairs = {(again[i], again[i + 1]) for i in range(3, len(again) - 1)}
+    for pair in [
+        ("--gateway", sim.url),
+        ("--ledger", str(ledger_path)),
+        ("--max-triggers", "500"),
+        ("--flow", "f[12]"),
+        ("--exclude", "f2"),
+    ]:
+        assert pair in pairs, (pair, last)
+
+
+def test_finding_3_a_sim_run_says_sim_again(tmp_path: Path) -> None:
+    from planrunner.cli import build_parser
+    from planrunner.commands.apply import again_command
+
+    args = build_parser("apply").parse_args(["apply", "p q.yaml", "--sim", "--now", "2026-01-01"])
+    assert again_command(args) == "planrunner apply 'p q.yaml' --sim --now 2026-01-01"
+
+
+def _log_lines(err: str) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+
+
+def test_finding_4_global_options_before_the_command_count_as_after_it(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 3))
+    a, b = str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")
+    before = run("-v", "--log-format", "json", "apply", str(plan), "--sim", "--yes", "-q", "--ledger", a)
+    after = run("apply", str(plan), "--sim", "--yes", "-q", "--ledger", b, "-v", "--log-format", "json")
+    assert before.code == after.code == 0, before.err
+    levels = {x["level"] for x in _log_lines(before.err)}
+    assert "debug" in levels, before.err  # -v before the command is honoured
+    assert len(_log_lines(before.err)) == len(_log_lines(after.err)) > 2
+    # --log-format before the command decides how a plan error is printed.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nflows: 3\n")
+    r = run("--log-format", "json", "plan", str(bad))
+    assert r.code == 2
+    assert all(line.startswith("{") for line in r.err.splitlines()), r.err
+    assert _log_lines(r.err)[0]["level"] == "error"
+
+
+def test_finding_8_every_subcommand_takes_the_global_options_and_no_hint_names_the_refused_option(
+    tmp_path: Path, run: Any
+) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 3))
+    r = run("ledger", "verify", str(plan), "--log-format", "json")
+    assert r.code == 2 and json.loads(r.err)["event"].endswith("no such ledger"), r.err
+    (tmp_path / "plan.ledger.jsonl").write_text("")
+    for sub in ("log", "verify"):
+        r = run("ledger", sub, str(plan), "--log-format", "json", "-v")
+        assert r.code == 0, r.err
+        r = run("ledger", "-v", sub, str(plan))
+        assert r.code == 0, r.err
+    r = run("ledger", "export", "--ledger", str(tmp_path / "none.jsonl"), "-", "-v")
+    assert "unrecognized" not in r.err
+    # An option a command does not take: the hint never suggests that same option.
+    import pytest
+
+    with pytest.raises(SystemExit) as e:
+        run("ledger", "log", str(plan), "--lock-timeout", "3")
+    assert e.value.code == 2
+    from planrunner.commands import options
+
+    parser = options.Parser(prog="x")
+    parser.add_argument("--log-format")
+    assert options._did_you_mean(parser, "unrecognized arguments: --log-format json") == ""
+
+
+def test_finding_9_sim_is_suggested_only_where_the_command_has_it(
+    tmp_path: Path, run: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.delenv("ENOS_ACCESS_KEY", raising=False)
+    monkeypatch.delenv("ENOS_SECRET_KEY", raising=False)
+    plan = write_plan(tmp_path, cron_flows(1, 1))
+    (tmp_path / "plan.ledger.jsonl").write_text(
+        json.dumps(
+            ledger.intent(_Ref, "a1", gateway="https://apigw.example.com", flow="f1", run="r")
+        )
+        + "\n"
+    )
+    for argv in (["doctor", str(plan)], ["cancel", str(plan), "--yes"]):
+        r = run(*argv)
+        assert r.code == 2, r.err
+        assert "ENOS_ACCESS_KEY and ENOS_SECRET_KEY not set" in r.err
+        assert "--sim" not in r.err, r.err
+    r = run("apply", str(plan), "--yes")
+    assert r.code == 2 and "(or use --sim)" in r.err, r.err
+
+
+class _Ref:
+    key, flow_id, org_id, trigger_time = "o1/1/1767225600000", 1, "o1", 1767225600000
+
+
+def test_finding_12_a_second_ctrl_c_ends_the_line_and_says_what_happens(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    plan = write_plan(tmp_path, cron_flows(2, 30))
+
+    def react(screen: str, proc: Any) -> None:
+        # Requests take 3 s: both Ctrl-Cs land while the first ones are in flight.
+        if "apply starting" in screen and "interrupted" not in screen:
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)
+
+    with Simulator(faults=Faults(latency=3.0)) as sim:
+        argv = ["apply", str(plan), "--gateway", sim.url, "--yes"]
+        code, screen = _in_pty(argv, react, stdin_tty=False)
+    assert code == 130, screen
+    assert screen.endswith(
+        "\nplanrunner: quit now; the next apply reconciles what was in flight\r\n"
+    ), screen[-300:]
+
+
+def test_finding_12_ctrl_c_at_the_prompt_ends_the_prompt_line_first(tmp_path: Path) -> None:
+    import signal
+
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+
+    def react(screen: str, proc: Any) -> None:
+        if screen.rstrip().endswith("[y/N]") and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+
+    with Simulator() as sim:
+        code, screen = _in_pty(["apply", str(plan), "--gateway", sim.url], react)
+        assert sim.triggers() == []
+    assert code == 130, screen
+    assert re.search(r"Proceed\? \[y/N\] \r?\nplanrunner: interrupted", screen), screen[-300:]
+
+
+def test_finding_35_the_confirmation_shows_the_plan_per_flow_before_asking(tmp_path: Path) -> None:
+    flows = cron_flows(2, 3) + '  - {name: off, flowId: 9, cron: "0 * * * *", from: 2026-01-01, count: 2, enabled: false}\n'
+    plan = write_plan(tmp_path, flows)
+    with Simulator() as sim:
+        code, _out, screen = run_in_pty(["apply", str(plan), "--gateway", sim.url], answer="n")
+        assert sim.triggers() == []
+    assert code == 1, screen
+    asked = ANSI.sub("", screen).split("Proceed? [y/N]")[0]
+    for name, flow_id in (("f1", 1), ("f2", 2)):
+        assert f"flow {name} (flowId {flow_id}, UTC): 3 entries" in asked, asked
+    assert 'cron "*/5 * * * *" from 2026-01-01T00:00:00+00:00 count 3' in asked
+    assert "flow off (flowId 9, UTC): disabled" in asked
+    assert "2026-01-01T00:10:00+00:00" in asked  # each entry to be sent, with its status
+    assert "Plan: 6 entries (6 pending)." in asked
+
+
+def test_finding_25_format_json_always_prints_an_object_with_the_error(
+    tmp_path: Path, run: Any, monkeypatch: Any
+) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    bad = tmp_path / "typo.yaml"
+    bad.write_text(plan.read_text().replace("cron:", "corn:"))
+
+    def doc_of(*argv: str) -> dict[str, Any]:
+        r = run(*argv)
+        assert r.code != 0, r
+        doc: dict[str, Any] = json.loads(r.out)
+        assert doc["formatVersion"] == 1 and doc["error"], doc
+        assert doc["exitCode"] == r.code
+        return doc
+
+    # A plan error.
+    for command in ("plan", "apply", "status"):
+        doc = doc_of(command, str(bad), "--format", "json", *(["--yes"] if command == "apply" else []))
+        assert "unknown key" in doc["error"] and doc["problems"], doc
+    # Credentials missing.
+    monkeypatch.delenv("ENOS_ACCESS_KEY", raising=False)
+    monkeypatch.delenv("ENOS_SECRET_KEY", raising=False)
+    assert "not set" in doc_of("apply", str(plan), "--yes", "--format", "json")["error"]
+    assert "not set" in doc_of("doctor", str(plan), "--format", "json")["error"]
+    # Connection refused.
+    for k, v in SIM_ENV.items():
+        monkeypatch.setenv(k, v)
+    url = "http://127.0.0.1:1"
+    doc = doc_of("apply", str(plan), "--yes", "--gateway", url, "--format", "json")
+    assert "refused" in doc["error"], doc
+    # A usage error argparse finds, with --format json before or after the bad word.
+    for argv in (
+        ["status", str(plan), "--format", "json", "--bogus"],
+        ["ledger", "log", str(plan), "--format=json", "--bogus"],
+        ["plan", str(plan), "--bogus", "--format", "json"],
+        ["apply", str(plan), "--format", "json", "--concurrency", "0"],
+    ):
+        p = run_process(argv)
+        assert p.returncode == 2, p.stderr
+        doc = json.loads(p.stdout)
+        assert doc["formatVersion"] == 1 and doc["exitCode"] == 2, doc
+        assert doc["error"] in p.stderr, (doc, p.stderr)  # the same line as on stderr
+
+
+
+
+# --- 11: log lines and the progress bar ---------------------------------------------------------
+
+
+def test_finding_11_a_known_wait_shows_on_the_bar_instead_of_a_short_eta() -> None:
+    p = Progress(10, enabled=False)
+    p.add("triggered")
+    assert "ETA" in p.line(160)
+    p.note({"event": "62102 and no instance found; waiting out the one-minute rule", "seconds": 61})
+    line = p.line(160)
+    assert re.search(r"waiting 1:0[01]", line) and "ETA" not in line, line
+    p.note({"event": "apply starting", "seconds": 500})  # not a wait: not counted
+    assert re.search(r"waiting 1:0[01]", p.line(160))
+
+
+def test_finding_11_a_log_line_never_lands_on_the_bar(tmp_path: Path) -> None:
+    from planrunner.sim import Dialect
+
+    plan = write_plan(tmp_path, cron_flows(1, 3, step="0"))
+    dialect = Dialect(duplicate="wall-clock", duplicate_window=1.5)
+    with Simulator(faults=Faults(latency=0.05), dialect=dialect) as sim:
+        code, _out, screen = run_in_pty(
+            ["apply", str(plan), "--gateway", sim.url, "--yes"],
+            env={"PLANRUNNER_DUPLICATE_WAIT": "1.6"},
+        )
+    assert code == 0, screen
+    assert "waiting out the one-minute rule" in screen, screen
+    # The bar is wiped before each log line and drawn again after it, never joined to it.
+    assert not re.search(r"\[[#-]+\][^\r\n]*planrunner: ", screen), screen
+    assert re.search(r"\r\x1b\[Kplanrunner: 62102 and no instance found", screen), screen
+    bars = [ANSI.sub("", f) for f in re.split(r"[\r\n]", screen) if f.startswith("[")]
+    assert any(re.search(r" waiting 0:0\d", b) for b in bars), bars
+
+
+# --- 5: status --watch -------------------------------------------------------------------------
+
+
+def _watch_setup(tmp_path: Path, sim: Simulator, run_process_env: dict[str, str]) -> Path:
+    plan = write_plan(tmp_path, cron_flows(2, 3))
+    # f1 triggered (its instances run a second); f2 never: it must not blur the count.
+    p = run_process(["apply", str(plan), "--gateway", sim.url, "--yes", "--flow", "f1"], env=run_process_env)
+    assert p.returncode == 0, p.stderr
+    return plan
+
+
+def test_finding_5_watch_on_a_terminal_is_one_line_in_place_with_one_count(tmp_path: Path) -> None:
+    flows = [SimFlow(i, owner="u1", org_id="o1", run_seconds=1.0) for i in (1, 2)]
+    with Simulator(flows) as sim:
+        plan = _watch_setup(tmp_path, sim, {**SIM_ENV, **FAST_ENV})
+        code, out, screen = run_in_pty(
+            ["status", str(plan), "--gateway", sim.url, "--watch", "--interval", "0.2"]
+        )
+    assert code == 0, screen
+    assert "planrunner: watching" not in screen, screen  # no log line per poll on a terminal
+    frames = [ANSI.sub("", f) for f in re.split(r"[\r\n]", screen) if "watching:" in f]
+    assert len(frames) >= 2, screen
+    for frame in frames:
+        assert frame.startswith("watching: "), frame  # nothing joined before it
+        ended, watched = map(int, re.search(r"(\d+)/(\d+) ended", frame).groups())  # type: ignore[union-attr]
+        assert watched == 3 and ended <= watched, frame  # the 3 never triggered are not counted
+        counted = sum(int(n) for n in re.findall(r"(\d+) [A-Z_]+", frame))
+        assert counted == watched, frame
+    assert "\n" not in screen.split("watching:", 1)[1].rsplit("\x1b[K", 1)[0], screen
+    assert "Status: 6 entries" in out
+
+
+def test_finding_5_watch_off_a_terminal_logs_one_line_per_poll(tmp_path: Path) -> None:
+    flows = [SimFlow(i, owner="u1", org_id="o1", run_seconds=1.0) for i in (1, 2)]
+    with Simulator(flows) as sim:
+        plan = _watch_setup(tmp_path, sim, {**SIM_ENV, **FAST_ENV})
+        p = run_process(
+            ["status", str(plan), "--gateway", sim.url, "--watch", "--interval", "0.2", "--log-format", "json"],
+            env={**SIM_ENV, **FAST_ENV},
+        )
+    assert p.returncode == 0, p.stderr
+    assert "watching:" not in p.stderr and "\r" not in p.stderr
+    polls = [x for x in _log_lines(p.stderr) if x["event"] == "watching"]
+    assert len(polls) >= 2, p.stderr
+    for x in polls:
+        counts = {k: v for k, v in x.items() if k.isupper()}
+        assert x["watched"] == 3 == sum(counts.values()) and x["ended"] <= 3, x
+
+
+# --- 38: several plans, stdin, -y, a time window ------------------------------------------------
+
+
+def test_finding_38_apply_takes_several_plans_with_a_combined_report(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    a = write_plan(tmp_path, cron_flows(1, 2), name="a.yaml")
+    b = write_plan(tmp_path, cron_flows(1, 3, first_id=5), name="b.yaml")
+    with Simulator() as sim:
+        r = run("apply", str(a), str(b), "--gateway", sim.url, "-y")
+        assert r.code == 0, r.err
+        assert len(sim.triggers()) == 5
+        assert f"Apply {a}" in r.out and f"Apply {b}" in r.out
+        assert r.out.rstrip().endswith("Apply: 2 of 2 plans, 5 entries (5 triggered).")
+        r = run("apply", str(a), str(b), "--gateway", sim.url, "--yes", "--format", "json")
+        doc = json.loads(r.out)
+    assert r.code == 0, r.err
+    assert [p["plan"] for p in doc["plans"]] == [str(a), str(b)]
+    assert doc["formatVersion"] == 1 and doc["error"] is None
+    assert [p["summary"] for p in doc["plans"]] == [{"skipped": 2}, {"skipped": 3}]
+    # Each plan keeps its own ledger.
+    assert (tmp_path / "a.ledger.jsonl").exists() and (tmp_path / "b.ledger.jsonl").exists()
+
+
+def test_finding_38_a_bad_plan_among_several_stops_there_and_json_says_so(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    a = write_plan(tmp_path, cron_flows(1, 2), name="a.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nflows: 3\n")
+    with Simulator() as sim:
+        r = run("apply", str(a), str(bad), "--gateway", sim.url, "--yes", "--format", "json")
+        doc = json.loads(r.out)
+    assert r.code == 2
+    assert [p["summary"] for p in doc["plans"]] == [{"triggered": 2}]
+    assert "bad.yaml" in doc["error"]
+    assert r.out.count("formatVersion") == 2  # one object (its plan has its own): no second error object
+
+
+def test_finding_38_plan_reads_standard_input(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    plan = write_plan(tmp_path, cron_flows(1, 3))
+    led = tmp_path / "l.jsonl"
+    led.write_text("")
+    p = subprocess.run(
+        [sys.executable, "-m", "planrunner", "plan", "-", "--ledger", str(led), "--format", "json"],
+        input=plan.read_text(),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["summary"] == {"pending": 3}
+    # Without a ledger there is no path to find one by: said, not guessed.
+    p = run_process(["plan", "-"])
+    assert p.returncode == 2 and "give --ledger" in p.stderr, p.stderr
+
+
+def test_finding_38_from_to_selects_a_time_window_and_every_output_shows_it(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    plan = write_plan(tmp_path, cron_flows(2, 6))  # 00:00 .. 00:25 every 5 minutes
+    window = ("--from", "2026-01-01T00:05:00Z", "--to", "2026-01-01T00:15")
+    doc = json.loads(run("plan", str(plan), *window, "--format", "json").out)
+    assert doc["summary"] == {"pending": 6}  # 00:05, 00:10, 00:15 of two flows
+    assert doc["selection"]["from"] == 1767225900000 and doc["selection"]["to"] == 1767226500000
+    assert "orphans" not in doc or not doc["orphans"]
+    text = run("plan", str(plan), *window, "--flow", "f1").out
+    assert "flows  --flow f1 --from 2026-01-01T00:05:00.000Z --to 2026-01-01T00:15:00.000Z" in text
+    with Simulator() as sim:
+        r, done = apply_json(run, plan, sim.url, *window, "--flow", "f1")
+        assert r.code == 0, r.err
+        assert sorted(t["triggerTime"] for t in sim.triggers()) == [
+            1767225900000, 1767226200000, 1767226500000
+        ]
+        assert done["selection"]["flow"] == ["f1"] and done["selection"]["from"] == 1767225900000
+        # The rest of the plan is still pending, not orphaned nor done.
+        assert json.loads(run("plan", str(plan), "--format", "json").out)["summary"] == {
+            "pending": 9, "done": 3
+        }
+        status = json.loads(
+            run("status", str(plan), "--gateway", sim.url, *window, "--format", "json").out
+        )
+        assert sum(f["entries"] for f in status["flows"]) == 6
+        assert status["selection"]["to"] == 1767226500000
+        assert "--from 2026-01-01T00:05:00.000Z" in run(
+            "status", str(plan), "--gateway", sim.url, *window
+        ).out
+    # A bare date as --to covers its day; a window that is empty is refused.
+    doc = json.loads(run("plan", str(plan), "--to", "2026-01-01", "--format", "json").out)
+    assert doc["summary"] == {"pending": 9, "done": 3}
+    r = run("plan", str(plan), "--from", "2026-01-02", "--to", "2026-01-01")
+    assert r.code == 2 and "window is empty" in r.err
+    r = run("plan", str(plan), "--from", "yesterday")
+    assert r.code == 2 and r.err.startswith("planrunner: error: --from:"), r.err
+
+
+def test_finding_25_a_declined_confirmation_still_prints_its_json(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    with Simulator() as sim:
+        code, out, screen = run_in_pty(
+            ["apply", str(plan), "--gateway", sim.url, "--format", "json"], answer="n"
+        )
+        assert sim.triggers() == []
+    assert code == 1, screen
+    doc = json.loads(out)
+    assert doc == {
+        "formatVersion": 1,
+        "error": "the confirmation was declined; nothing was sent",
+        "exitCode": 1,
+    }

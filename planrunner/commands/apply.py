@@ -7,11 +7,12 @@ import contextlib
 import dataclasses
 import os
 import secrets
+import shlex
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
 
@@ -32,7 +33,8 @@ DESCRIPTION = (
     "Resolve a plan, reconcile unknown outcomes, and trigger each entry that is not done, "
     "recording every step in the ledger first. Re-running never triggers an entry twice. "
     "PLAN may be a saved plan (plan --out SAVED): then exactly its entries not yet done are "
-    "sent, at its --now and selection, and it is refused (exit 2) when the plan file changed."
+    "sent, at its --now and selection, and it is refused (exit 2) when the plan file changed. "
+    "Several PLANs are applied one after another, with one combined report."
 )
 EPILOG = options.exit_codes(
     (0, "every entry is done"),
@@ -43,7 +45,7 @@ EPILOG = options.exit_codes(
     (130, "interrupted; requests in flight were finished and recorded"),
     example="planrunner apply plans/backfill.yaml --yes",
 )
-PARENTS = ("one_plan", "selecting")
+PARENTS = ("many_plans", "selecting")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -69,23 +71,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run from parsed options."""
-    from planrunner.commands.context import ledger_spec, max_triggers, now, selection
+    """Run from parsed options: each PLAN in turn."""
+    from planrunner.commands.context import now
+
+    paths: list[str] = args.plan
+    if "-" in paths:
+        raise UsageError(
+            "-: apply needs a plan file (its path names the ledger; stdin answers the "
+            "confirmation); plan - reviews one from standard input"
+        )
+    moment = now(args.now)  # one moment for every plan of the command
+    if len(paths) == 1:
+        return run(request(args, paths[0], moment))
+    return run_each(args, paths, moment)
+
+
+def request(args: argparse.Namespace, path: str, moment: int) -> Request:
+    """The :class:`Request` for one PLAN (or saved plan) of the command line."""
+    from planrunner.commands.context import ledger_spec, max_triggers, selection
     from planrunner.saved import read_if_saved
 
-    pinned = read_if_saved(args.plan)
+    pinned = read_if_saved(path)
     if pinned is not None:
         # What was reviewed is what is applied: the saved plan fixes these.
         fixed = {
             "--now": args.now,
             "--flow": args.flow,
             "--exclude": args.exclude,
+            "--from": args.start,
+            "--to": args.end,
             "--max-triggers": args.max_triggers,
         }
         given = [name for name, value in fixed.items() if value]
         if given:
             raise UsageError(
-                f"{', '.join(given)}: {args.plan} is a saved plan, which fixes these; apply it as saved"
+                f"{', '.join(given)}: {path} is a saved plan, which fixes these; apply it as saved"
             )
         plan_path, moment, most, chosen = (
             pinned.plan,
@@ -94,31 +114,114 @@ def main(args: argparse.Namespace) -> int:
             pinned.selection,
         )
     else:
-        plan_path, moment, most, chosen = (
-            args.plan,
-            now(args.now),
+        plan_path, most, chosen = (
+            path,
             max_triggers(args.max_triggers),
-            selection(args.flow, args.exclude),
+            selection(args.flow, args.exclude, args.start, args.end),
         )
-    return run(
-        Request(
-            plan_path,
-            ledger_spec(args.ledger),
-            moment,
-            args.format,
-            args.yes,
-            args.gateway,
-            args.sim,
-            engine.Options(
-                concurrency=args.concurrency, rate=args.rate, retry_unknown=args.retry_unknown
-            ),
-            args.lock_timeout,
-            most,
-            args.quiet,
-            chosen,
-            saved=pinned,
-        )
+    return Request(
+        plan_path,
+        ledger_spec(args.ledger),
+        moment,
+        args.format,
+        args.yes,
+        args.gateway,
+        args.sim,
+        engine.Options(
+            concurrency=args.concurrency, rate=args.rate, retry_unknown=args.retry_unknown
+        ),
+        args.lock_timeout,
+        most,
+        args.quiet,
+        chosen,
+        saved=pinned,
+        again=again_command(args),
     )
+
+
+def run_each(args: argparse.Namespace, paths: list[str], moment: int) -> int:
+    """Several plans, one after another (each under its own lock and confirmation), with a
+    combined report: text reports in turn and a total line, or one JSON object
+    ``{"formatVersion": 1, "plans": [...]}``. The first plan that stops (an error, Ctrl-C)
+    ends the command; the plans after it are not started."""
+    from planrunner.errors import PlanrunnerError
+
+    docs: list[str] = []
+    totals: dict[str, int] = {}
+    codes: list[int] = []
+
+    def emit(text: str, summary: dict[str, int]) -> None:
+        docs.append(text)
+        for status, n in summary.items():
+            totals[status] = totals.get(status, 0) + n
+        if args.format != "json":
+            sys.stdout.write(text + "\n\n")
+            sys.stdout.flush()
+
+    def combined(error: str | None) -> str:
+        if args.format == "json":
+            body = ",\n".join(docs)
+            return f'{{"formatVersion": 1, "plans": [\n{body}\n], "error": {_json_str(error)}}}'
+        counts = ", ".join(f"{n} {s}" for s, n in totals.items())
+        return (
+            f"Apply: {len(docs)} of {len(paths)} plans, {sum(totals.values())} entries"
+            + (f" ({counts})" if counts else "")
+            + "."
+        )
+
+    try:
+        for path in paths:
+            codes.append(run(request(args, path, moment), emit))
+            if codes[-1] == EXIT_INTERRUPTED:
+                break
+    except PlanrunnerError as e:
+        from planrunner.commands.options import reported_in_json
+
+        sys.stdout.write(combined(str(e)) + "\n")
+        sys.stdout.flush()
+        if args.format == "json":
+            reported_in_json(e)
+        raise
+    sys.stdout.write(combined(None) + "\n")
+    sys.stdout.flush()
+    return EXIT_INTERRUPTED if EXIT_INTERRUPTED in codes else max(codes)
+
+
+def _json_str(value: str | None) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def again_command(args: argparse.Namespace) -> str:
+    """The apply command line that continues this one, shell-quoted.
+
+    It repeats every option that decides where and what is sent (the simulator or the
+    gateway, the ledger, the moment and limits, the selection), so that running it as
+    printed never turns a ``--sim`` or ``--gateway`` run into one against the plan's own
+    gateway and ledger.
+    """
+    import shlex
+
+    plans = args.plan if isinstance(args.plan, list) else [args.plan]
+    words = ["planrunner", "apply", *plans]
+    flags = (("--sim", args.sim), ("--retry-unknown", args.retry_unknown), ("--yes", args.yes))
+    words += [flag for flag, given in flags if given]
+    valued = (
+        ("--gateway", args.gateway),
+        ("--ledger", args.ledger),
+        ("--now", args.now),
+        ("--max-triggers", args.max_triggers),
+        ("--from", args.start),
+        ("--to", args.end),
+    )
+    for flag, value in valued:
+        if value is not None:
+            words += [flag, str(value)]
+    for flag, values in (("--flow", args.flow), ("--exclude", args.exclude)):
+        for value in values:
+            words += [flag, value]
+    return shlex.join(words)
 
 
 ENV_IN_FLIGHT = "PLANRUNNER_IN_FLIGHT_SECONDS"
@@ -143,6 +246,7 @@ class Request:
     quiet: bool = False
     selection: Selection = dataclasses.field(default_factory=Selection)
     saved: Saved | None = None  # `apply SAVED`: only its entries, and only if the plan is unchanged
+    again: str | None = None  # the command line that continues this run (shell-quoted)
 
 
 def new_run_id() -> str:
@@ -198,6 +302,8 @@ class _Interrupts:
     def handler(self, signum: int, frame: FrameType | None) -> None:
         if self.seen:
             # The intents already on disk make this safe: the next apply reconciles them.
+            # The terminal echoed ^C where the cursor was: end that line first.
+            os.write(2, b"\nplanrunner: quit now; the next apply reconciles what was in flight\n")
             os._exit(EXIT_INTERRUPTED)
         self.seen = True
         self.stop.set()
@@ -227,8 +333,11 @@ class _Interrupts:
                 signal.signal(signal.SIGTERM, previous_term)
 
 
-def run(req: Request) -> int:
-    """The whole of ``planrunner apply``; returns the exit code."""
+def run(req: Request, emit: Callable[[str, dict[str, int]], None] | None = None) -> int:
+    """The whole of ``planrunner apply`` for one plan; returns the exit code.
+
+    The report goes to stdout, or to ``emit(text, summary)`` when several plans share it.
+    """
     from planrunner import checking, report
     from planrunner.commands.context import note_missing, select
 
@@ -308,6 +417,18 @@ def run(req: Request) -> int:
                 "refusing to apply without --yes: stdin is not a terminal to confirm on"
             )
         elif not req.yes:
+            # What will be sent, per flow, before the question (as terraform apply shows it).
+            preview = report.Result(
+                plan,
+                backend.name,
+                req.now,
+                entries,
+                ledger.PlanOutcomes(folded),
+                selection=req.selection,
+            )
+            sys.stderr.write(
+                report.render_text(preview, colour=terminal.use_colour(sys.stderr)) + "\n\n"
+            )
             question = (
                 f"Apply {req.plan_path} to {where} as user {target.user_id} in org {target.org_id}: "
                 f"{counts.get(ledger.PENDING, 0)} to trigger, {counts.get(ledger.FAILED, 0)} to retry, "
@@ -315,6 +436,14 @@ def run(req: Request) -> int:
             )
             if not terminal.confirm(question):
                 sys.stderr.write("Apply cancelled; nothing was sent.\n")
+                if req.fmt == "json":
+                    from planrunner.commands.options import error_json
+
+                    doc = error_json("the confirmation was declined; nothing was sent", EXIT_FAILED)
+                    if emit is not None:
+                        emit(doc, {})
+                    else:
+                        sys.stdout.write(doc + "\n")
                 return EXIT_FAILED
         logger.info(
             "apply starting",
@@ -364,20 +493,25 @@ def run(req: Request) -> int:
         text = report.render_text(
             result, verb="Apply", quiet=req.quiet, colour=terminal.use_colour(sys.stdout)
         )
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    if emit is not None:
+        emit(text, result.summary)
+    else:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
     if stopped is not None:
-        raise stopped
-    _next_step(result.summary, interrupts.seen, req.plan_path)
+        from planrunner.commands.options import reported_in_json
+
+        raise reported_in_json(stopped) if req.fmt == "json" else stopped
+    _next_step(result.summary, interrupts.seen, req.again or shlex.join(["planrunner", "apply", req.plan_path]))
     return exit_code(outcomes, interrupts.seen)
 
 
-def _next_step(summary: dict[str, int], interrupted: bool, plan_path: str) -> None:
+def _next_step(summary: dict[str, int], interrupted: bool, again: str) -> None:
     """One closing line saying how the run ended and what to do next, when it needs one."""
     if interrupted:
         sys.stderr.write(
             f"planrunner: the run was interrupted; everything sent is recorded. "
-            f"Run `planrunner apply {plan_path}` again to continue.\n"
+            f"Run the same command again to continue: {again}\n"
         )
     elif summary.get(Status.UNKNOWN):
         sys.stderr.write(

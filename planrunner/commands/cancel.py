@@ -88,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
             args.rate,
             args.lock_timeout,
             max_triggers(args.max_triggers),
-            selection(args.flow, args.exclude),
+            selection(args.flow, args.exclude, args.start, args.end),
         )
     )
 

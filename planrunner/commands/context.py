@@ -35,17 +35,24 @@ def ledger_spec(value: str | None) -> str | None:
     return value or os.environ.get(ENV_LEDGER) or None
 
 
-def selection(include: Sequence[str] | None, exclude: Sequence[str] | None) -> Selection:
-    """``--flow`` and ``--exclude`` as a :class:`Selection`."""
-    return Selection(tuple(include or ()), tuple(exclude or ()))
+def selection(
+    include: Sequence[str] | None,
+    exclude: Sequence[str] | None,
+    start: str | None = None,
+    end: str | None = None,
+) -> Selection:
+    """``--flow``, ``--exclude``, ``--from`` and ``--to`` as a :class:`Selection`."""
+    from planrunner.select import window
+
+    return Selection(tuple(include or ()), tuple(exclude or ()), *window(start, end))
 
 
 def select(plan: Plan, entries: list[Entry], chosen: Selection) -> list[Entry]:
-    """The entries of the selected flows (every entry when nothing is left out)."""
+    """The entries of the selected flows and times (every entry when nothing is left out)."""
     if chosen.everything:
         return entries
     names = chosen.names([f.name for f in plan.flows])
-    return [e for e in entries if e.flow in names]
+    return [e for e in entries if e.flow in names and chosen.in_window(e.trigger_time)]
 
 
 def note_missing(ledger_spec: str | None) -> None:

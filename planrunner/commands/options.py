@@ -13,14 +13,23 @@ MAX_PORT = 65_535
 DEFAULT_CONCURRENCY = 4
 
 
+class UsageExit(SystemExit):
+    """A usage error argparse found; ``message`` is its one line (for ``--format json``)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code)
+        self.message = message
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with our exit code for usage errors, and a did-you-mean for unknown options."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         # argparse exits 2 on usage errors, which is our "invalid plan or usage" code too.
         self.print_usage(sys.stderr)
-        hint = _did_you_mean(self, message)
-        self.exit(EXIT_INVALID, f"{self.prog}: error: {message}{hint}\n")
+        text = f"{message}{_did_you_mean(self, message)}"
+        sys.stderr.write(f"{self.prog}: error: {text}\n")
+        raise UsageExit(EXIT_INVALID, text)
 
 
 def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
@@ -39,7 +48,9 @@ def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
     hints = []
     for word in message[len(prefix) :].split():
         if word.startswith("-"):
-            close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1)
+            name = word.split("=", 1)[0]
+            # Never the option just refused: that one is not taken here, whatever its spelling.
+            close = [c for c in difflib.get_close_matches(name, known, n=3) if c != name]
             if close:
                 hints.append(f'"{word}" (did you mean "{close[0]}"?)')
     return "; " + ", ".join(hints) if hints else ""
@@ -90,15 +101,81 @@ def port(text: str) -> int:
 
 
 def common() -> Parser:
-    """What every command takes: log format and verbosity."""
+    """What every command takes: log format and verbosity (see :func:`add_common`)."""
     p = Parser(add_help=False)
+    add_common(p)
+    return p
+
+
+def add_common(p: argparse.ArgumentParser, depth: int = 0) -> None:
+    """``--log-format`` and ``-v``, taken before or after the command (and its subcommand).
+
+    argparse copies a subcommand's defaults over what the level above parsed, so each level
+    keeps its own ``dest`` (``verbose``, ``verbose_1``, ...; unset below the top) and
+    :func:`merge_common` adds them up: ``planrunner -v apply ...`` and ``planrunner apply
+    ... -v`` are the same.
+    """
+    suffix = f"_{depth}" if depth else ""
+    unset: object = argparse.SUPPRESS if depth else None
     p.add_argument(
         "--log-format",
         choices=("text", "json"),
+        dest=f"log_format{suffix}",
+        default=unset,
         help="log lines on stderr as text or one JSON object each (default: text on a terminal, else json)",
     )
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more detail in the logs")
-    return p
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        dest=f"verbose{suffix}",
+        default=argparse.SUPPRESS if depth else 0,
+        help="more detail in the logs",
+    )
+
+
+COMMON_DEPTHS = 3  # planrunner, the command, a subcommand (ledger log)
+
+
+def merge_common(args: argparse.Namespace) -> None:
+    """Fold the per-level ``--log-format``/``-v`` into ``args.log_format``/``args.verbose``."""
+    for depth in range(1, COMMON_DEPTHS):
+        fmt = getattr(args, f"log_format_{depth}", None)
+        if fmt is not None:
+            args.log_format = fmt  # the innermost one given wins
+        args.verbose = getattr(args, "verbose", 0) + getattr(args, f"verbose_{depth}", 0)
+
+
+_reported: list[BaseException] = []  # errors a command already printed in its JSON output
+
+
+def reported_in_json(e: BaseException) -> BaseException:
+    """Mark ``e`` as already in the ``--format json`` output (the handler adds no second one)."""
+    _reported[:] = [e]
+    return e
+
+
+def was_reported(e: BaseException) -> bool:
+    """Whether a command printed ``e`` in its JSON output already."""
+    return any(x is e for x in _reported)
+
+
+def error_json(message: str, exit_code: int, problems: list[str] | None = None) -> str:
+    """The ``--format json`` output of a run that stopped before its report: one object."""
+    import json
+
+    doc: dict[str, object] = {"formatVersion": 1, "error": message, "exitCode": exit_code}
+    if problems is not None:
+        doc["problems"] = problems
+    return json.dumps(doc)
+
+
+def wants_json(words: list[str]) -> bool:
+    """Whether the command line asks for ``--format json`` (read before parsing succeeded)."""
+    for i, word in enumerate(words):
+        if word == "--format=json" or (word == "--format" and words[i + 1 : i + 2] == ["json"]):
+            return True
+    return False
 
 
 def resolving() -> Parser:
@@ -117,10 +194,13 @@ def resolving() -> Parser:
     return p
 
 
-def one_plan(with_resolving: bool = True) -> Parser:
-    """One plan and its ledger."""
+def one_plan(with_resolving: bool = True, many: bool = False) -> Parser:
+    """One plan (``many``: one or more) and its ledger."""
     p = Parser(add_help=False, parents=[resolving()] if with_resolving else [])
-    p.add_argument("plan", metavar="PLAN", help="plan file (YAML)")
+    if many:
+        p.add_argument("plan", metavar="PLAN", nargs="+", help="plan files (YAML), applied in turn")
+    else:
+        p.add_argument("plan", metavar="PLAN", help="plan file (YAML)")
     p.add_argument(
         "--ledger",
         metavar="PATH",
@@ -130,7 +210,7 @@ def one_plan(with_resolving: bool = True) -> Parser:
 
 
 def selecting() -> Parser:
-    """--flow and --exclude: which flows of the plan a command works on."""
+    """--flow, --exclude, --from and --to: which flows and times of the plan a command works on."""
     p = Parser(add_help=False)
     p.add_argument(
         "--flow",
@@ -145,6 +225,18 @@ def selecting() -> Parser:
         default=[],
         metavar="NAME",
         help="leave this flow out (a name or shell glob; repeatable)",
+    )
+    p.add_argument(
+        "--from",
+        dest="start",
+        metavar="TIME",
+        help="only entries at or after TIME (epoch ms or RFC 3339; naive is UTC)",
+    )
+    p.add_argument(
+        "--to",
+        dest="end",
+        metavar="TIME",
+        help="only entries at or before TIME (a bare date: through its end)",
     )
     return p
 
@@ -220,6 +312,7 @@ def add_yes(p: argparse.ArgumentParser) -> None:
     """``--yes``: no confirmation (required when stdin is not a terminal)."""
     p.add_argument(
         "--yes",
+        "-y",
         action="store_true",
         help="do not ask for confirmation (required when stdin is not a terminal)",
     )

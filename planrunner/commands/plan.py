@@ -68,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
         detailed_exitcode=args.detailed_exitcode,
         max_triggers=max_triggers(args.max_triggers),
         sim=args.sim,
-        chosen=selection(args.flow, args.exclude),
+        chosen=selection(args.flow, args.exclude, args.start, args.end),
         out=args.out,
     )
 
@@ -101,8 +101,20 @@ def run(
     results: list[report.Result] = []
     problems: list[str] = []
     raw = None
+    if paths.count("-") > 1:
+        raise UsageError("- (standard input) can be given only once")
     for path in paths:
-        if out is not None:
+        raw = None
+        if path == "-":
+            if out is not None:
+                raise UsageError("-: --out saves a plan file, which apply checks is unchanged")
+            if ledger is None:
+                raise UsageError(
+                    "-: a plan read from standard input has no path to find its ledger by: "
+                    "give --ledger (or set $PLANRUNNER_LEDGER)"
+                )
+            raw = sys.stdin.buffer.read()
+        elif out is not None:
             try:
                 with open(path, "rb") as f:
                     raw = f.read()
@@ -168,6 +180,8 @@ def _result(
     if not chosen.everything:
         names = chosen.names([f.name for f in p.flows])
         prefixes = {f"{p.target.org_id}/{f.flow_id}/" for f in p.flows if f.name in names}
+    if chosen.windowed:
+        prefixes = set()  # entries outside --from/--to are left out, not orphans
     outcomes = ledgerlib.plan_outcomes(
         backend, {e.key for e in entries}, sim=sim, orphans_of=prefixes
     )

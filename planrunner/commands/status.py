@@ -102,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
             args.concurrency,
             args.rate,
             max_triggers(args.max_triggers),
-            selection(args.flow, args.exclude),
+            selection(args.flow, args.exclude, args.start, args.end),
         )
     )
 
@@ -333,27 +333,36 @@ def render_markdown(r: Result, limit: int = MARKDOWN_LIMIT) -> str:
 # -- watching ----------------------------------------------------------------------------------
 
 
+def watch_counts(states: Sequence[Seen]) -> tuple[int, int, dict[str, int]]:
+    """(ended, watched, counts by status) over the triggered entries: the one count that the
+    live line and the per-poll log line both show."""
+    watched = [s for s in states if s.state != instances.NOT_TRIGGERED]
+    ended = sum(1 for s in watched if s.final)
+    return ended, len(watched), instances.counts(s.state for s in watched)
+
+
 class Live:
-    """The one-line live summary of ``--watch`` on a terminal (stderr), rewritten with ``\\r``."""
+    """The one-line live summary of ``--watch`` on a terminal (stderr), rewritten with ``\\r``.
+
+    It owns stderr's last line while it is drawn: a log line clears it and it is drawn again
+    below, so the two never share a line.
+    """
 
     def __init__(self, stream: TextIO, enabled: bool) -> None:
         self.stream = stream
         self.enabled = enabled
         self.colour = enabled and terminal.use_colour(stream)
         self._drawn = False
+        self._text = ""
 
     def line(self, states: Sequence[Seen], interval: float, width: int) -> str:
         """The summary, at most ``width - 1`` characters."""
-        watched = [s for s in states if s.state not in (instances.NOT_TRIGGERED,)]
-        final = sum(1 for s in watched if s.final)
-        parts = ", ".join(
-            f"{n} {st}"
-            for st, n in instances.counts(s.state for s in watched).items()
-        )
-        text = f"watching: {final}/{len(watched)} ended; {parts}; next look in {interval:g}s"
+        ended, watched, counts = watch_counts(states)
+        parts = ", ".join(f"{n} {st}" for st, n in counts.items())
+        text = f"watching: {ended}/{watched} ended; {parts}; next look in {interval:g}s"
         text = text[: max(width - 1, 1)]
         if self.colour:
-            bad = any(s.failed for s in watched)
+            bad = any(s.failed for s in states)
             text = ("\x1b[31m" if bad else "\x1b[32m") + text + "\x1b[0m"
         return text
 
@@ -361,17 +370,37 @@ class Live:
         """Draw (or redraw) the line."""
         if not self.enabled:
             return
-        width = shutil.get_terminal_size((80, 24)).columns
-        self.stream.write(f"\r{self.line(states, interval, width)}\x1b[K")
-        self.stream.flush()
-        self._drawn = True
+        from planrunner import log
 
-    def close(self) -> None:
-        """Leave a clean line for the report."""
+        width = shutil.get_terminal_size((80, 24)).columns
+        self._text = self.line(states, interval, width)
+        log.own_line(self)
+        self.redraw()
+
+    def redraw(self) -> None:
+        """Draw the last summary again (after a log line)."""
+        if self.enabled and self._text:
+            self.stream.write(f"\r{self._text}\x1b[K")
+            self.stream.flush()
+            self._drawn = True
+
+    def clear(self) -> None:
+        """Wipe the line (before a log line)."""
         if self.enabled and self._drawn:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
             self._drawn = False
+
+    def note(self, event: object) -> None:
+        """Log events change nothing on this line."""
+
+    def close(self) -> None:
+        """Leave a clean line for the report."""
+        from planrunner import log
+
+        log.own_line(None)
+        self.clear()
+        self._text = ""
 
 
 def run(req: Request) -> int:
@@ -442,13 +471,11 @@ def run(req: Request) -> int:
             try:
                 while result.exit_code() == EXIT_PENDING or _retry_lookups(result):
                     states = [result.state(e) for e in entries]
-                    live.show(states, req.interval)
-                    logger.info(
-                        "watching",
-                        ended=sum(1 for s in states if s.final),
-                        watched=len(done),
-                        **result.summary(),
-                    )
+                    if live.enabled:
+                        live.show(states, req.interval)  # a terminal: the one line, in place
+                    else:
+                        ended, watched, counts = watch_counts(states)
+                        logger.info("watching", ended=ended, watched=watched, **counts)
                     time.sleep(req.interval)
                     done, cancelled = read_ledger()  # an apply may be adding entries
                     result.cancelled = cancelled
@@ -459,6 +486,7 @@ def run(req: Request) -> int:
     except PlanrunnerError as e:
         if req.fmt == "json":
             sys.stdout.write(json.dumps(as_json(result, str(e))) + "\n")
+            options.reported_in_json(e)
         raise
     finally:
         client.close()
