@@ -2,8 +2,10 @@
 
 The GitHub workflow's jobs are read from ci/github/planrunner.yml and their `run:` scripts
 executed the way the runner does (bash -eo pipefail, a failed step skips the rest except
-`if: always()`), with `origin` a bare repository in tmp. The workflow, the action and the
-GitLab template are checked against their published schemas (check-jsonschema, offline).
+`if: always()`), with `origin` a bare repository in tmp; the GitLab template's scripts are
+run the same way. The workflow, the action and the GitLab template are checked against
+their published schemas (check-jsonschema, offline), and every GitHub file with actionlint
+and zizmor (offline). The wheel is built without a download and its contents checked.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from planrunner import __version__, ledger
+from planrunner import REPOSITORY, __version__, ledger
 from planrunner.commands import init
 from planrunner.sim import SimFlow, Simulator
 from testing import FAST_ENV, ROOT, SIM_ENV, venv_tool
@@ -28,7 +32,9 @@ from testing import FAST_ENV, ROOT, SIM_ENV, venv_tool
 WORKFLOW = ROOT / "ci" / "github" / "planrunner.yml"
 GITLAB = ROOT / "ci" / "gitlab" / "planrunner.gitlab-ci.yml"
 ACTION = ROOT / "action.yml"
-SCHEMA_ID = "https://planrunner.dev/schemas/plan-v1.schema.json"
+OWN_WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+HOOKS = ROOT / ".pre-commit-hooks.yaml"
+SCHEMA_ID = f"https://planrunner.dev/schemas/{__version__}/plan-v1.schema.json"
 MODELINE = "# yaml-language-server: $schema=../schemas/plan.schema.json"
 
 GIT_ID = {
@@ -48,7 +54,9 @@ GIT_ID = {
         ("vendor.github-workflows", WORKFLOW),
         ("vendor.github-actions", ACTION),
         ("vendor.gitlab-ci", GITLAB),
+        *(("vendor.github-workflows", p) for p in OWN_WORKFLOWS),
     ],
+    ids=lambda x: x if isinstance(x, str) else x.name,
 )
 def test_ci_files_match_their_schemas(schema: str, path: Path) -> None:
     exe = venv_tool("check-jsonschema")
@@ -79,16 +87,149 @@ def test_init_writes_the_files_this_repository_ships() -> None:
     assert WORKFLOW.read_text() in (ROOT / "docs" / "ci.md").read_text()
 
 
-def test_installs_are_pinned_to_this_release() -> None:
-    pin = f"=={__version__}"
+def test_issue_23_installs_come_from_the_project_at_this_release() -> None:
+    # Never a package name the project does not own: its repository at this release's tag.
+    package = f"planrunner @ git+{REPOSITORY}@v{__version__}"
+    assert package == init.PACKAGE
     workflow = yaml.safe_load(WORKFLOW.read_text())
-    assert workflow["env"]["PLANRUNNER_VERSION"] == pin
-    action = yaml.safe_load(ACTION.read_text())
-    assert action["inputs"]["version"]["default"] == pin
-    assert yaml.safe_load(GITLAB.read_text())["variables"]["PLANRUNNER_VERSION"] == pin
+    assert workflow["env"]["PLANRUNNER_PACKAGE"] == package
     for job in workflow["jobs"].values():
         install = next(s for s in job["steps"] if s.get("name") == "Install planrunner")
-        assert '"planrunner${PLANRUNNER_VERSION}"' in install["run"]
+        assert install["run"].endswith('pip install --disable-pip-version-check "$PLANRUNNER_PACKAGE"')
+    gitlab = yaml.safe_load(GITLAB.read_text())
+    assert gitlab["variables"]["PLANRUNNER_PACKAGE"] == package
+    assert '"$PLANRUNNER_PACKAGE"' in gitlab[".planrunner"]["before_script"][0]
+    # The action installs its own checkout (the tag the user pinned), or the spec it is given.
+    action = yaml.safe_load(ACTION.read_text())
+    assert "version" not in action["inputs"] and action["inputs"]["package"]["default"] == ""
+    install = next(s for s in action["runs"]["steps"] if s.get("name") == "Install planrunner")
+    assert install["env"] == {
+        "PLANRUNNER_PACKAGE": "${{ inputs.package }}",
+        "PLANRUNNER_ACTION_PATH": "${{ github.action_path }}",
+    }
+    assert install["run"].endswith('"${PLANRUNNER_PACKAGE:-$PLANRUNNER_ACTION_PATH}"')
+    for text in (WORKFLOW.read_text(), GITLAB.read_text(), ACTION.read_text(), HOOKS.read_text()):
+        assert "==0.1" not in text and "OWNER/" not in text
+    assert f"rev: v{__version__}" in HOOKS.read_text()
+
+
+def test_issue_23_version_in_one_place() -> None:
+    # planrunner/__init__.py holds it; the metadata reads it, the schema's $id carries it.
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject
+    assert 'version = { attr = "planrunner.__version__" }' in pyproject
+    assert SCHEMA_ID.split("/")[-2] == __version__
+    assert f"## {__version__} " in (ROOT / "CHANGELOG.md").read_text()
+
+
+def test_issue_23_actions_pinned_by_sha_on_current_majors() -> None:
+    pins = {
+        "actions/checkout": ("3d3c42e5aac5ba805825da76410c181273ba90b1", "v7.0.1"),
+        "actions/setup-python": ("5fda3b95a4ea91299a34e894583c3862153e4b97", "v7.0.0"),
+        "actions/upload-artifact": ("bbbca2ddaa5d8feaa63e36b76fdaad77386f024f", "v7.0.0"),
+    }
+    seen = set()
+    for path in (WORKFLOW, ACTION, *OWN_WORKFLOWS):
+        for line in path.read_text().splitlines():
+            m = re.search(r"uses: ([\w./-]+)@(\S+)(?: # (\S+))?$", line)
+            if not m:
+                continue
+            assert m[1] in pins, f"{path.name}: {line.strip()}: an action nobody pinned"
+            assert (m[2], m[3]) == pins[m[1]], f"{path.name}: {line.strip()}"
+            seen.add(m[1])
+    assert seen == set(pins)
+
+
+@pytest.mark.parametrize("path", [WORKFLOW, ACTION, *OWN_WORKFLOWS], ids=lambda p: p.name)
+def test_issue_23_actionlint_and_zizmor_find_nothing(path: Path) -> None:
+    zizmor = subprocess.run(
+        [venv_tool("zizmor"), "--offline", "--min-severity", "medium", "--no-progress", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert zizmor.returncode == 0, zizmor.stdout + zizmor.stderr
+    assert "No findings to report" in zizmor.stdout
+    if path == ACTION:
+        return  # actionlint checks workflows; the action's steps run inside them
+    actionlint = subprocess.run(
+        [venv_tool("actionlint"), "-shellcheck", venv_tool("shellcheck"), "-no-color", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert actionlint.returncode == 0, actionlint.stdout + actionlint.stderr
+
+
+def test_issue_23_zizmor_catches_an_unpinned_action(tmp_path: Path) -> None:
+    # The check above can fail: a tag instead of a SHA, and a token left in .git/config.
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: push\npermissions: {}\njobs:\n  x:\n    runs-on: ubuntu-latest\n"
+        "    steps:\n      - uses: actions/checkout@v4\n"
+    )
+    p = subprocess.run(
+        [venv_tool("zizmor"), "--offline", "--min-severity", "medium", "--no-progress", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert p.returncode != 0 and "unpinned-uses" in p.stdout and "artipacked" in p.stdout
+
+
+def test_issue_23_persist_credentials_false_everywhere() -> None:
+    # No job leaves the token in .git/config: the apply job pushes with it for one command.
+    for path in (WORKFLOW, *OWN_WORKFLOWS):
+        for job in yaml.safe_load(path.read_text())["jobs"].values():
+            for step in job["steps"]:
+                if str(step.get("uses", "")).startswith("actions/checkout@"):
+                    assert step["with"]["persist-credentials"] is False, path
+
+
+def test_n21_finding_10_apply_only_on_main_one_group_protected_environment() -> None:
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    assert workflow["permissions"] == {}
+    job = workflow["jobs"]["apply"]
+    cases = {
+        ("push", "refs/heads/main"): True,
+        ("workflow_dispatch", "refs/heads/main"): True,
+        ("workflow_dispatch", "refs/heads/feature"): False,  # "Run workflow" on a branch
+        ("push", "refs/heads/feature"): False,
+        ("pull_request", "refs/pull/7/merge"): False,
+    }
+    for (event, ref), expected in cases.items():
+        assert _condition(job["if"], {"github.event_name": event, "github.ref": ref}) is expected
+    assert _condition(workflow["jobs"]["review"]["if"], {"github.event_name": "workflow_dispatch"}) is False
+    # One group for every apply, whatever its ref; never cancelled half-way.
+    assert job["concurrency"] == {"group": "planrunner-apply", "cancel-in-progress": False}
+    # The secrets are the protected environment's, read by the apply job only.
+    assert job["environment"] == "planrunner"
+    for name, other in workflow["jobs"].items():
+        if name != "apply":
+            assert "secrets." not in yaml.safe_dump(other)
+    apply_step = next(s for s in job["steps"] if s.get("name") == "Apply")
+    assert set(apply_step["env"]) == {"ENOS_ACCESS_KEY", "ENOS_SECRET_KEY"}
+    assert job["steps"][0]["with"]["ref"] == "main" and job["env"]["BRANCH"] == "main"
+    assert workflow[True]["push"]["branches"] == ["main"]  # YAML reads `on` as true
+
+
+def test_n21_gitlab_push_token_apart_from_the_note_token() -> None:
+    gitlab = yaml.safe_load(GITLAB.read_text())
+    review = "\n".join(gitlab["planrunner-review"]["script"])
+    apply = "\n".join(gitlab["planrunner-apply"]["script"])
+    # Merge-request pipelines (whose .gitlab-ci.yml the branch's author controls) hold only
+    # the note token; the push token and the ENOS keys are protected and used on the default
+    # branch only.
+    assert "PLANRUNNER_NOTE_TOKEN" in review and "PLANRUNNER_NOTE_TOKEN" not in apply
+    assert "PLANRUNNER_PUSH_TOKEN" in apply and "PLANRUNNER_PUSH_TOKEN" not in review
+    assert "git push" not in review and "PLANRUNNER_TOKEN" not in GITLAB.read_text()
+    header = GITLAB.read_text().split("stages:")[0]
+    note = header[header.index("PLANRUNNER_NOTE_TOKEN") : header.index("PLANRUNNER_PUSH_TOKEN")]
+    push = header[header.index("PLANRUNNER_PUSH_TOKEN") :]
+    assert "not protected" in note and "scope api" in note and "cannot push" in note
+    assert "protected and masked" in push and "write_repository" in push and "deploy key" in push
+    assert gitlab["planrunner-apply"]["rules"][0]["if"].startswith("$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH")
+    assert gitlab["planrunner-apply"]["resource_group"] == "planrunner-apply"
 
 
 def test_apply_job_is_serialised_and_starts_from_the_branch_tip() -> None:
@@ -97,14 +238,14 @@ def test_apply_job_is_serialised_and_starts_from_the_branch_tip() -> None:
     assert "group" in job["concurrency"]
     checkout = job["steps"][0]
     assert checkout["uses"].startswith("actions/checkout@")
-    assert checkout["with"]["ref"] == "${{ github.ref_name }}"
+    assert checkout["with"]["ref"] == "main"
     commit = next(s for s in job["steps"] if s.get("name") == "Commit the ledgers back")
     assert commit["if"] == "always()"
     gitlab = yaml.safe_load(GITLAB.read_text())["planrunner-apply"]
     assert gitlab["resource_group"]
 
 
-def test_schema_id_is_the_published_one() -> None:
+def test_schema_id_carries_the_version() -> None:
     from planrunner import schema
 
     published = json.loads((ROOT / "schemas" / "plan.schema.json").read_text())
@@ -123,7 +264,8 @@ def test_every_example_plan_carries_the_modeline() -> None:
 
 def test_gitattributes_and_gitignore_of_this_repository() -> None:
     assert "*.ledger.jsonl merge=union" in (ROOT / ".gitattributes").read_text().splitlines()
-    assert "*.ledger.jsonl.lock" in (ROOT / ".gitignore").read_text().splitlines()
+    for line in init.GITIGNORE_LINES:
+        assert line in (ROOT / ".gitignore").read_text().splitlines()
 
 
 # ---------------------------------------------------------------- planrunner init
@@ -136,7 +278,7 @@ def test_init_writes_everything_once_and_never_overwrites(tmp_path: Path, run) -
     r = run("init", str(tmp_path))
     assert r.code == 0, r.err
     assert (tmp_path / ".gitattributes").read_text() == "*.png binary\n*.ledger.jsonl merge=union\n"
-    assert (tmp_path / ".gitignore").read_text() == "*.ledger.jsonl.lock\n"
+    assert (tmp_path / ".gitignore").read_text() == "*.ledger.jsonl.lock\n*.sim.ledger.jsonl\n"
     assert (tmp_path / "plans" / "example.yaml").read_text() == "mine\n"
     assert "example.yaml: left alone (exists)" in r.out
     assert (tmp_path / ".github" / "workflows" / "planrunner.yml").read_text() == WORKFLOW.read_text()
@@ -147,6 +289,7 @@ def test_init_writes_everything_once_and_never_overwrites(tmp_path: Path, run) -
     assert again.code == 0
     assert (tmp_path / ".gitattributes").read_text().count("merge=union") == 1
     assert (tmp_path / ".gitignore").read_text().count("lock") == 1
+    assert (tmp_path / ".gitignore").read_text().count("sim.ledger") == 1
     assert again.out.count("left alone") == 5
 
 
@@ -167,6 +310,18 @@ def test_init_example_plan_validates_and_gitlab_variant(tmp_path: Path, run) -> 
 
 
 _EXPR = re.compile(r"\$\{\{(.*?)\}\}")
+
+
+def _condition(expr: str, context: dict[str, str]) -> bool:
+    """Evaluate the `if:` forms the shipped files use: always(), ==, != and &&."""
+    if expr.strip() == "always()":
+        return True
+    result = True
+    for part in expr.split("&&"):
+        m = re.fullmatch(r"\s*([\w.]+)\s*(==|!=)\s*'([^']*)'\s*", part)
+        assert m, f"the test does not know the condition {part!r}"
+        result = result and ((context[m[1]] == m[3]) == (m[2] == "=="))
+    return result
 
 
 def _expand(value: object, context: dict[str, str]) -> str:
@@ -240,7 +395,15 @@ class Repo:
     def show(self, path: str, branch: str = "main", check: bool = True) -> str:
         return self.git(self.origin, "show", f"{branch}:{path}", check=check)
 
-    def run_job(self, name: str, work: Path, context: dict[str, str]) -> Job:
+    def run_job(
+        self,
+        name: str,
+        work: Path,
+        context: dict[str, str],
+        env_overrides: dict[str, str] | None = None,
+        before_step: Callable[[str], None] | None = None,
+        temp: Path | None = None,
+    ) -> Job:
         """Run the workflow job's `run:` steps as the GitHub runner would."""
         workflow = yaml.safe_load(WORKFLOW.read_text())
         job_spec = workflow["jobs"][name]
@@ -249,20 +412,28 @@ class Repo:
             {
                 "GITHUB_RUN_ID": "42",
                 "GITHUB_WORKFLOW": "planrunner",
-                "RUNNER_TEMP": str(self.tmp / f"temp{self.clones}"),
+                "GITHUB_SHA": "0" * 40,
+                "RUNNER_TEMP": str(temp or self.tmp / f"temp{self.clones}"),
                 **FAST_ENV,
             }
         )
         Path(env["RUNNER_TEMP"]).mkdir(exist_ok=True)
         env.update({k: _expand(v, context) for k, v in workflow.get("env", {}).items()})
+        env.update({k: _expand(v, context) for k, v in job_spec.get("env", {}).items()})
+        env.update(env_overrides or {})
         job = Job()
         for i, step in enumerate(job_spec["steps"]):
-            if "uses" in step or step.get("name") == "Install planrunner":
-                continue  # checkout is the clone; planrunner is this checkout's
+            # checkout is the clone; planrunner is this checkout's; the test stages the
+            # saved plans the fetch step would download, and uploads are GitHub's.
+            if "uses" in step or step.get("name") in ("Install planrunner", "Fetch the reviewed saved plans"):
+                continue
             condition = step.get("if")
-            assert condition in (None, "always()"), condition
             if job.failed and condition != "always()":
                 continue
+            if condition and not _condition(condition, {f"env.{k}": v for k, v in env.items()}):
+                continue
+            if before_step:
+                before_step(step.get("name", "?"))
             script = self.tmp / f"step{self.clones}-{i}.sh"
             script.write_text(step["run"])
             step_env = {**env, **{k: _expand(v, context) for k, v in step.get("env", {}).items()}}
@@ -373,16 +544,33 @@ def seed(repo: Repo, url: str, plan: str = PLAN) -> None:
     repo.git(work, "push", "--quiet", "origin", "main")
 
 
-def merge_context(branch: str) -> dict[str, str]:
-    return {
-        "github.ref_name": branch,
-        "secrets.ENOS_ACCESS_KEY": SIM_ENV["ENOS_ACCESS_KEY"],
-        "secrets.ENOS_SECRET_KEY": SIM_ENV["ENOS_SECRET_KEY"],
-    }
+MERGE_CONTEXT = {
+    "github.token": "t",
+    "github.repository": "o/r",
+    "secrets.ENOS_ACCESS_KEY": SIM_ENV["ENOS_ACCESS_KEY"],
+    "secrets.ENOS_SECRET_KEY": SIM_ENV["ENOS_SECRET_KEY"],
+}
+REVIEW_CONTEXT = {"github.token": "t", "github.event.pull_request.number": "7", "github.repository": "o/r"}
 
 
-def apply_job(repo: Repo, branch: str = "main") -> Job:
-    return repo.run_job("apply", repo.clone(branch), merge_context(branch))
+def apply_job(repo: Repo, **kw: Any) -> Job:
+    """The apply job, as a push to main starts it (it checks out main)."""
+    return repo.run_job("apply", repo.clone("main"), MERGE_CONTEXT, **kw)
+
+
+def merge(repo: Repo, branch: str) -> None:
+    """A pull request merges into main."""
+    work = repo.clone("main")
+    out = subprocess.run(
+        ["git", "-c", "user.name=dev", "-c", "user.email=d@e", "merge", "--no-edit", f"origin/{branch}"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=repo.env(),
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    repo.git(work, "push", "--quiet", "origin", "main")
 
 
 def enable(repo: Repo, flow: str, branch: str, base: str = "main") -> None:
@@ -402,9 +590,7 @@ def created(sim: Simulator) -> set[tuple[int, int]]:
     return {(t["flowId"], t["triggerTime"]) for t in sim.triggers() if t["flowInstanceId"]}
 
 
-def test_two_branches_apply_their_ledgers_union_merge_and_nothing_is_sent_again(
-    repo: Repo,
-) -> None:
+def test_merges_apply_in_turn_and_nothing_is_sent_again(repo: Repo) -> None:
     with Simulator() as sim:
         seed(repo, sim.url)
         first = apply_job(repo)
@@ -412,36 +598,21 @@ def test_two_branches_apply_their_ledgers_union_merge_and_nothing_is_sent_again(
         assert len(sim.triggers()) == 2
         assert "plans/p.ledger.jsonl" in repo.git(repo.origin, "ls-tree", "-r", "--name-only", "main")
 
+        # Two pull requests, each enabling a flow, merge one after the other; each merge's
+        # apply sends only its own flow's entries and commits the ledger back.
         enable(repo, "f1", "b1")
         enable(repo, "f2", "b2")
-        for branch in ("b1", "b2"):
-            job = apply_job(repo, branch)
+        for branch, count in (("b1", 4), ("b2", 6)):
+            merge(repo, branch)
+            job = apply_job(repo)
             assert not job.failed, job.output()
-        assert len(sim.triggers()) == 6 and {k[0] for k in created(sim)} == {10, 11, 12}
-        b1 = set(repo.show("plans/p.ledger.jsonl", "b1").splitlines())
-        b2 = set(repo.show("plans/p.ledger.jsonl", "b2").splitlines())
-
-        # The pull requests merge: the plan merges cleanly, the ledger by union.
-        work = repo.clone("main")
-        for branch in ("b1", "b2"):
-            out = subprocess.run(
-                ["git", "-c", "user.name=dev", "-c", "user.email=d@e", "merge", "--no-edit", f"origin/{branch}"],
-                cwd=work,
-                capture_output=True,
-                text=True,
-                env=repo.env(),
-                check=False,
-            )
-            assert out.returncode == 0, out.stdout + out.stderr
-        merged = (work / "plans" / "p.ledger.jsonl").read_text()
-        assert "<<<<<<<" not in merged
-        assert set(merged.splitlines()) == b1 | b2
-        repo.git(work, "push", "--quiet", "origin", "main")
+            assert len(sim.triggers()) == count
+        assert {k[0] for k in created(sim)} == {10, 11, 12}
 
         head = repo.head()
         again = apply_job(repo)
         assert not again.failed, again.output()
-        assert len(sim.triggers()) == 6  # nothing sent after the merge
+        assert len(sim.triggers()) == 6  # nothing sent after the merges
         assert "ledgers unchanged: nothing to commit" in again.output()
         assert repo.head() == head
 
@@ -474,7 +645,7 @@ def test_a_rejected_push_is_rebased_and_retried(repo: Repo) -> None:
         repo.commit_all(other, "elsewhere")
         repo.git(other, "push", "--quiet", "origin", "main")
 
-        job = repo.run_job("apply", runner, merge_context("main"))
+        job = repo.run_job("apply", runner, MERGE_CONTEXT)
         assert not job.failed, job.output()
         assert "push rejected (attempt 1)" in job.output()
         log = repo.git(repo.origin, "log", "--format=%s", "main")
@@ -489,11 +660,7 @@ def test_review_job_validates_plans_and_keeps_one_comment_per_plan(repo: Repo) -
     with Simulator() as sim:
         seed(repo, sim.url)
         state = repo.tmp / "gh.json"
-        context = {
-            "github.token": "t",
-            "github.event.pull_request.number": "7",
-            "github.repository": "o/r",
-        }
+        context = REVIEW_CONTEXT
         os.environ["FAKE_GH_STATE"] = str(state)
         try:
             work = repo.clone("main")
