@@ -26,6 +26,7 @@ import yaml
 
 from planrunner import REPOSITORY, __version__, ledger
 from planrunner.commands import init
+from planrunner.errors import UsageError
 from planrunner.sim import SimFlow, Simulator
 from testing import FAST_ENV, ROOT, SIM_ENV, venv_tool
 
@@ -714,6 +715,388 @@ def test_the_action_runs_its_command_with_split_arguments(repo: Repo, tmp_path: 
     assert p.returncode == 2
     assert "plans/a.yaml: ok (82 entries in 3 flows)" in p.stdout
     assert "::error file=plans/b.yaml,line=1,col=1::" in p.stdout
+
+
+def test_n22_commit_back_cuts_a_torn_tail_before_committing(repo: Repo) -> None:
+    with Simulator() as sim:
+        seed(repo, sim.url)
+        assert not apply_job(repo).failed
+        enable(repo, "f1", "main")
+        runner = repo.clone("main")
+        # Another commit lands meanwhile, so the push is rejected and the ledger rebased: a
+        # torn line committed now would become a corrupt line in the middle (merge=union).
+        other = repo.clone("main")
+        stray = ledger.record("intent", "o1/77/1767225600000", 77, "o1", 1767225600000, "a-x", flow="x", run="r")
+        with (other / "plans" / "p.ledger.jsonl").open("ab") as f:
+            f.write(ledger.encode([stray]))
+        repo.commit_all(other, "elsewhere")
+        repo.git(other, "push", "--quiet", "origin", "main")
+
+        def tear(step: str) -> None:
+            if step == "Commit the ledgers back":  # what a killed apply leaves
+                with (runner / "plans" / "p.ledger.jsonl").open("ab") as f:
+                    f.write(b'{"v":1,"event":"intent","key":"o1/11/17672')
+
+        job = repo.run_job("apply", runner, MERGE_CONTEXT, before_step=tear)
+        assert not job.failed, job.output()
+        assert "::warning file=plans/p.ledger.jsonl::cut off an incomplete last line (42 bytes)" in job.output()
+        assert "push rejected (attempt 1)" in job.output()
+        text = repo.show("plans/p.ledger.jsonl")
+        assert text.endswith("\n") and "17672\n" not in text
+        assert all(json.loads(line) for line in text.splitlines())
+        # The next apply reads the merged ledger (exit 0, not 3) and sends nothing more.
+        sent = len(sim.triggers())
+        again = apply_job(repo)
+        assert not again.failed, again.output()
+        assert len(sim.triggers()) == sent == 4
+
+
+def test_n22_commit_back_commits_a_ledger_verify_rejects_and_fails(repo: Repo) -> None:
+    with Simulator() as sim:
+        seed(repo, sim.url)
+
+        def corrupt(step: str) -> None:
+            if step == "Commit the ledgers back":
+                path = repo.tmp / "runner1" / "plans" / "p.ledger.jsonl"
+                lines = path.read_text().splitlines(keepends=True)
+                path.write_text(lines[0] + "not json\n" + "".join(lines[1:]))
+
+        job = apply_job(repo, before_step=corrupt)
+        assert [(name, code) for name, code, _ in job.steps] == [("Apply", 0), ("Commit the ledgers back", 1)]
+        out = job.output()
+        assert "::error file=plans/p.ledger.jsonl::ledger verify found problems" in out
+        assert "plans/p.ledger.jsonl:2" in out  # verify's own report, with the place
+        # Committed all the same: the records of what was sent are never left on the runner.
+        assert "not json" in repo.show("plans/p.ledger.jsonl")
+
+
+def test_finding_24_ci_files_log_text(repo: Repo) -> None:
+    texts = {
+        WORKFLOW: WORKFLOW.read_text(),
+        GITLAB: GITLAB.read_text(),
+        ACTION: ACTION.read_text(),
+        HOOKS: HOOKS.read_text(),
+    }
+    for path, text in texts.items():
+        code = "\n".join(x for x in text.splitlines() if not x.lstrip().startswith(("#", "name:")))
+        calls = re.findall(r"\bplanrunner (?:\"\$\w+\"|[a-z]+)[^\n]*", code)
+        assert calls, path
+        for call in calls:
+            if re.match(r"planrunner (validate|plan|apply|ledger|\"\$PLANRUNNER_COMMAND\")\b", call):
+                assert "--log-format text" in call, f"{path.name}: {call}"
+    with Simulator() as sim:
+        seed(repo, sim.url)
+        job = apply_job(repo)
+        assert not job.failed, job.output()
+        lines = job.output().splitlines()
+        assert not [x for x in lines if x.startswith("{")], "a JSON log line in CI output"
+        assert any("[info     ] apply finished" in x for x in lines)
+
+
+def _find_line(script: str) -> str:
+    return next(x.strip() for x in script.splitlines() if x.strip().startswith("mapfile -t plans"))
+
+
+def test_finding_32_one_set_of_plan_files_everywhere(tmp_path: Path) -> None:
+    names = [
+        "plans/a.yaml", "plans/b.yml", "plans/sim-flows.yaml", "plans/sim-flows.yml",
+        "plans/sub/c.yaml", "plans/a.ledger.jsonl", "plans/a.sim.ledger.jsonl", "plans/notes.txt",
+        "notes.yaml",
+    ]  # fmt: skip
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x\n")
+    hook = yaml.safe_load(HOOKS.read_text())[0]
+    by_hook = {n for n in names if re.search(hook["files"], n) and not re.search(hook["exclude"], n)}
+    assert by_hook == {"plans/a.yaml", "plans/b.yml"}
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    lines = {
+        _find_line(step["run"])
+        for job in workflow["jobs"].values()
+        for step in job["steps"]
+        if "mapfile -t plans" in step.get("run", "")
+    }
+    gitlab = yaml.safe_load(GITLAB.read_text())
+    lines |= {_find_line(x) for x in gitlab[".planrunner"]["before_script"] if "mapfile" in x}
+    assert len(lines) == 1, lines  # the same listing in every job of both files
+    p = subprocess.run(
+        ["bash", "-c", lines.pop() + '\nprintf "%s\\n" "${plans[@]}"'],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert set(p.stdout.split()) == by_hook
+
+
+def test_finding_34_saved_plans_apply_what_was_reviewed(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_GH_STATE", str(repo.tmp / "gh.json"))
+    saved = {"SAVED_PLANS": "true"}
+    with Simulator() as sim:
+        seed(repo, sim.url)
+        review_temp = repo.tmp / "review-temp"
+        review = repo.run_job("review", repo.clone("main"), REVIEW_CONTEXT, env_overrides=saved, temp=review_temp)
+        assert not review.failed, review.output()
+        artifact = review_temp / "saved-plans"
+        assert [p.name for p in artifact.iterdir()] == ["p.yaml.plan.json"]
+        body = json.loads((repo.tmp / "gh.json").read_text())["comments"][0]["body"]
+        assert "SHA-256" in body or "sha256" in body.lower()  # the comment names what is pinned
+
+        # On merge the saved plan is applied: exactly the reviewed entries.
+        apply_temp = repo.tmp / "apply-temp"
+        shutil.copytree(artifact, apply_temp / "saved-plans")  # what the fetch step downloads
+        job = apply_job(repo, env_overrides=saved, temp=apply_temp)
+        assert not job.failed, job.output()
+        assert len(sim.triggers()) == 2
+
+        # The plan changed on main after the review: the saved plan is stale, nothing sent.
+        enable(repo, "f1", "main")
+        stale = apply_job(repo, env_overrides=saved, temp=apply_temp)
+        assert stale.failed and "stale" in stale.output()
+        assert len(sim.triggers()) == 2
+        # No saved plan at all (a push that was never reviewed): refused, nothing sent.
+        shutil.rmtree(apply_temp / "saved-plans")
+        (apply_temp / "saved-plans").mkdir()
+        missing = apply_job(repo, env_overrides=saved, temp=apply_temp)
+        assert missing.failed
+        assert "::error::plans/p.yaml: no saved plan from the pull request's review: not applied" in missing.output()
+        assert len(sim.triggers()) == 2
+
+
+def test_finding_34_saved_plans_are_opt_in_and_fetched_from_the_review_run() -> None:
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    assert workflow["env"]["SAVED_PLANS"] == "false"
+    upload = next(s for s in workflow["jobs"]["review"]["steps"] if "upload-artifact" in str(s.get("uses")))
+    assert upload["if"] == "env.SAVED_PLANS == 'true'"
+    assert upload["with"]["name"] == "planrunner-saved-plans"
+    fetch = next(s for s in workflow["jobs"]["apply"]["steps"] if s.get("name") == "Fetch the reviewed saved plans")
+    assert fetch["if"] == "env.SAVED_PLANS == 'true'"
+    assert "gh run download" in fetch["run"] and "--name planrunner-saved-plans" in fetch["run"]
+    assert "--status success" in fetch["run"] and "--event pull_request" in fetch["run"]
+
+
+# ---------------------------------------------------------------- the GitLab template, run
+
+
+def gitlab_job(repo: Repo, name: str, work: Path, variables: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a template job's before_script and script in one bash, as the GitLab runner does."""
+    template = yaml.safe_load(GITLAB.read_text())
+    job = template[name]
+    base = template[job["extends"]]
+    before = [x for x in base["before_script"] if "pip install" not in x]  # this checkout's planrunner
+    script = work.parent / f"{work.name}-{name}.sh"
+    script.write_text("\n".join([*before, *job["script"]]) + "\n")
+    env = repo.env({**FAST_ENV, **template["variables"], **job.get("variables", {}), **variables})
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+GITLAB_APPLY = {
+    "CI_COMMIT_BRANCH": "main",
+    "CI_PIPELINE_ID": "9",
+    "ENOS_ACCESS_KEY": SIM_ENV["ENOS_ACCESS_KEY"],
+    "ENOS_SECRET_KEY": SIM_ENV["ENOS_SECRET_KEY"],
+}
+
+
+def test_gitlab_apply_pushes_one_ledger_commit_and_a_second_run_sends_nothing(repo: Repo) -> None:
+    with Simulator() as sim:
+        seed(repo, sim.url)
+        head = repo.head()
+        variables = {**GITLAB_APPLY, "PLANRUNNER_PUSH_URL": str(repo.origin)}
+        first = gitlab_job(repo, "planrunner-apply", repo.clone("main"), variables)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert len(sim.triggers()) == 2
+        log = repo.git(repo.origin, "log", "--format=%s", f"{head}..main").splitlines()
+        assert log == ["planrunner: ledgers after apply [skip ci]"]
+        second = gitlab_job(repo, "planrunner-apply", repo.clone("main"), variables)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "ledgers unchanged: nothing to commit" in second.stdout
+        assert len(sim.triggers()) == 2
+        assert repo.git(repo.origin, "log", "--format=%s", f"{head}..main").splitlines() == log
+
+
+def test_finding_22_gitlab_jobs_without_their_token_fail_with_one_line(repo: Repo) -> None:
+    with Simulator() as sim:
+        seed(repo, sim.url)
+        # The apply job checks it can push the ledgers back before it sends anything.
+        apply = gitlab_job(repo, "planrunner-apply", repo.clone("main"), GITLAB_APPLY)
+        assert apply.returncode == 2
+        assert apply.stderr.strip().splitlines() == [
+            apply.stderr.strip().splitlines()[0]
+        ] and apply.stderr.startswith("planrunner: PLANRUNNER_PUSH_TOKEN is not set:")
+        assert len(sim.triggers()) == 0
+        mr = {"CI_PIPELINE_SOURCE": "merge_request_event"}
+        review = gitlab_job(repo, "planrunner-review", repo.clone("main"), mr)
+        assert review.returncode == 2
+        assert "plans/p.yaml: ok" in review.stdout  # validated before the note
+        assert review.stderr.strip().splitlines() == [
+            "planrunner: PLANRUNNER_NOTE_TOKEN is not set: add it in Settings > CI/CD > Variables "
+            "(a project access token, role Reporter, scope api; masked, not protected); see docs/ci.md"
+        ]
+        # A token the API refuses (here: nothing listens) is one line too, never a traceback.
+        unreachable = {
+            **mr,
+            "PLANRUNNER_NOTE_TOKEN": "secret-note-token",
+            "CI_API_V4_URL": "http://127.0.0.1:1/api/v4",
+            "CI_PROJECT_ID": "1",
+            "CI_MERGE_REQUEST_IID": "2",
+        }
+        review = gitlab_job(repo, "planrunner-review", repo.clone("main"), unreachable)
+        assert review.returncode == 1
+        assert "Traceback" not in review.stderr and "secret-note-token" not in review.stdout + review.stderr
+        assert review.stderr.strip().startswith("planrunner: GET merge-request notes failed:")
+        assert len(review.stderr.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- init: safety and next steps
+
+
+def test_n19_init_never_writes_through_a_symlink(tmp_path: Path, run) -> None:
+    victim = tmp_path / "victim_rc"
+    victim.write_text("mine\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for name in (".gitignore", ".gitattributes"):
+        repo_dir = tmp_path / f"r{name}"
+        repo_dir.mkdir()
+        (repo_dir / name).symlink_to(victim)
+        r = run("init", str(repo_dir), "--ci", "none")
+        assert r.code == 2
+        assert f"{repo_dir / name}: is a symbolic link" in r.err and "Traceback" not in r.err
+        assert victim.read_text() == "mine\n"
+        assert sorted(p.name for p in repo_dir.iterdir()) == [name]  # nothing else written
+    # A symlinked directory on the way (plans -> elsewhere), and a dangling symlink.
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "plans").symlink_to(elsewhere, target_is_directory=True)
+    assert run("init", str(linked)).code == 2
+    assert list(elsewhere.iterdir()) == []
+    dangling = tmp_path / "dangling"
+    (dangling / ".github" / "workflows").mkdir(parents=True)
+    (dangling / ".github" / "workflows" / "planrunner.yml").symlink_to(tmp_path / "new-file")
+    assert run("init", str(dangling)).code == 2
+    assert not (tmp_path / "new-file").exists()
+
+
+def test_n19_open_nofollow_refuses_a_link_made_after_the_check(tmp_path: Path) -> None:
+    # The check before writing can be raced; the open itself refuses too (O_NOFOLLOW).
+    victim = tmp_path / "victim"
+    victim.write_text("mine\n")
+    (tmp_path / ".gitignore").symlink_to(victim)
+    with pytest.raises(UsageError, match="is a symbolic link"):
+        init._ensure_lines(tmp_path / ".gitignore", init.GITIGNORE_LINES)
+    assert victim.read_text() == "mine\n"
+
+
+def test_finding_21_init_ignores_sim_ledgers(tmp_path: Path, run) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    assert run("init", str(tmp_path)).code == 0
+    for name in ("example.sim.ledger.jsonl", "example.ledger.jsonl.lock", "example.ledger.jsonl"):
+        (tmp_path / "plans" / name).write_text("{}\n")
+    # What the commit-back step adds: the real ledger, never the sim one or the lock.
+    listed = subprocess.run(
+        ["git", "ls-files", "--modified", "--others", "--exclude-standard", "--", "*.ledger.jsonl"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert listed == ["plans/example.ledger.jsonl"]
+
+
+@pytest.mark.parametrize("ci", ["github", "gitlab", "none"])
+def test_finding_22_init_names_every_variable_its_ci_needs(tmp_path: Path, run, ci: str) -> None:
+    r = run("init", str(tmp_path), "--ci", ci)
+    assert r.code == 0
+    nxt = r.out.strip().splitlines()[-1]
+    assert nxt.startswith("next: ")
+    text = {"github": WORKFLOW, "gitlab": GITLAB}.get(ci)
+    needed = {"ENOS_ACCESS_KEY", "ENOS_SECRET_KEY"}
+    if text is not None:
+        body = text.read_text()
+        found = set(re.findall(r"secrets\.(\w+)", body)) | set(
+            re.findall(r"\$\{?(ENOS_\w+_KEY|PLANRUNNER_\w+_TOKEN)\b", body)
+        )
+        needed |= found
+    for name in needed:
+        assert name in nxt, (ci, name)
+    if ci == "github":
+        assert 'environment "planrunner"' in nxt
+    assert f"{REPOSITORY}/blob/v{__version__}/docs/ci.md" in nxt
+
+
+# ---------------------------------------------------------------- packaging and the project's own workflows
+
+
+def test_issue_23_wheel_holds_the_package_and_its_data_only(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", ".benchmarks", "build", "dist"
+        ),
+    )
+    # No download: setuptools comes from the test extras (no build isolation, no index).
+    p = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+         "-w", str(tmp_path / "out"), str(src)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    (wheel,) = (tmp_path / "out").glob("*.whl")
+    assert wheel.name == f"planrunner-{__version__}-py3-none-any.whl"
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        metadata = z.read(f"planrunner-{__version__}.dist-info/METADATA").decode()
+        packaged_schema = z.read("planrunner/schemas/plan.schema.json").decode()
+    sources = {str(p.relative_to(ROOT)) for p in (ROOT / "planrunner").rglob("*.py")}
+    assert sources <= names  # every module and subpackage ships
+    assert {"planrunner/py.typed", "planrunner/schemas/plan.schema.json"} <= names
+    tops = {n.split("/")[0] for n in names}
+    assert tops == {"planrunner", f"planrunner-{__version__}.dist-info"}  # no tests, testing, bench
+    assert packaged_schema == (ROOT / "schemas" / "plan.schema.json").read_text()
+    assert f"Project-URL: Repository, {REPOSITORY}" in metadata
+    assert f"Version: {__version__}" in metadata
+
+
+def test_issue_17_ci_job_runs_ci_run_from_a_fresh_clone_in_an_empty_environment() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    (job,) = workflow["jobs"].values()
+    script = "\n".join(s.get("run", "") for s in job["steps"])
+    assert 'git clone --quiet --no-local "$GITHUB_WORKSPACE" "$clone"' in script
+    assert 'env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$(mktemp -d)" CI=true bash "$clone/.ci/run"' in script
+
+
+def test_issue_23_release_workflow_builds_checks_runs_and_attaches() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    assert workflow[True]["release"]["types"] == ["published"]
+    (job,) = workflow["jobs"].values()
+    script = "\n".join(s.get("run", "") for s in job["steps"])
+    for needle in (
+        "python -m build",
+        "twine check --strict dist/*",
+        'python -m venv "$venv"',
+        'cd "$RUNNER_TEMP"',  # outside the checkout
+        '"$venv/bin/planrunner" --version',
+        '"$venv/bin/planrunner" validate',
+        '"$venv/bin/planrunner" schema',
+        'gh release upload "$TAG" dist/*',
+    ):
+        assert needle in script, needle
+    assert "id-token" not in yaml.safe_dump(workflow)  # publishing to an index is opt-in (docs)
 
 
 # ---------------------------------------------------------------- pre-commit
