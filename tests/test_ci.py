@@ -631,6 +631,17 @@ def test_a_job_whose_apply_fails_still_commits_its_ledger(repo: Repo) -> None:
         assert len(sim.triggers()) == 1  # the flow was refused; the rest not sent
 
 
+def land_a_ledger_commit(repo: Repo) -> None:
+    """Someone else's commit on main that appends a record to the ledger (a manual apply)."""
+    other = repo.clone("main")
+    stray = ledger.record("intent", "o1/77/1767225600000", 77, "o1", 1767225600000, "a-x", flow="x", run="r")
+    with (other / "plans" / "p.ledger.jsonl").open("ab") as f:
+        f.write(ledger.encode([stray]))
+    (other / "README.md").write_text("hello\n")
+    repo.commit_all(other, "elsewhere")
+    repo.git(other, "push", "--quiet", "origin", "main")
+
+
 def test_a_rejected_push_is_rebased_and_retried(repo: Repo) -> None:
     with Simulator() as sim:
         seed(repo, sim.url)
@@ -638,13 +649,7 @@ def test_a_rejected_push_is_rebased_and_retried(repo: Repo) -> None:
         enable(repo, "f1", "main")
         runner = repo.clone("main")
         # Meanwhile someone else commits to main, touching the ledger too (a manual apply).
-        other = repo.clone("main")
-        stray = ledger.record("intent", "o1/77/1767225600000", 77, "o1", 1767225600000, "a-x", flow="x", run="r")
-        with (other / "plans" / "p.ledger.jsonl").open("ab") as f:
-            f.write(ledger.encode([stray]))
-        (other / "README.md").write_text("hello\n")
-        repo.commit_all(other, "elsewhere")
-        repo.git(other, "push", "--quiet", "origin", "main")
+        land_a_ledger_commit(repo)
 
         job = repo.run_job("apply", runner, MERGE_CONTEXT)
         assert not job.failed, job.output()
@@ -725,12 +730,7 @@ def test_n22_commit_back_cuts_a_torn_tail_before_committing(repo: Repo) -> None:
         runner = repo.clone("main")
         # Another commit lands meanwhile, so the push is rejected and the ledger rebased: a
         # torn line committed now would become a corrupt line in the middle (merge=union).
-        other = repo.clone("main")
-        stray = ledger.record("intent", "o1/77/1767225600000", 77, "o1", 1767225600000, "a-x", flow="x", run="r")
-        with (other / "plans" / "p.ledger.jsonl").open("ab") as f:
-            f.write(ledger.encode([stray]))
-        repo.commit_all(other, "elsewhere")
-        repo.git(other, "push", "--quiet", "origin", "main")
+        land_a_ledger_commit(repo)
 
         def tear(step: str) -> None:
             if step == "Commit the ledgers back":  # what a killed apply leaves
