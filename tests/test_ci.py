@@ -493,7 +493,10 @@ def repo(tmp_path: Path) -> Repo:
     exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m planrunner "$@"\n')
     gh = bin_dir / "gh"
     gh.write_text(FAKE_GH.format(python=sys.executable))
-    for f in (exe, gh):
+    # The GitLab template's image has `python`; a clean PATH may have only python3.
+    python = bin_dir / "python"
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    for f in (exe, gh, python):
         f.chmod(0o755)
     origin = tmp_path / "origin.git"
     r = Repo(tmp_path, origin, bin_dir)
