@@ -754,6 +754,20 @@ def test_n22_commit_back_cuts_a_torn_tail_before_committing(repo: Repo) -> None:
         assert len(sim.triggers()) == sent == 4
 
 
+def test_n22_a_ledger_that_held_only_a_torn_line_is_not_committed(repo: Repo) -> None:
+    with Simulator() as sim:
+        seed(repo, sim.url)
+
+        def tear(step: str) -> None:
+            if step == "Commit the ledgers back":
+                (repo.tmp / "runner1" / "plans" / "q.ledger.jsonl").write_bytes(b'{"v":1,"event":"int')
+
+        job = apply_job(repo, before_step=tear)
+        assert not job.failed, job.output()
+        assert "plans/p.ledger.jsonl" in repo.git(repo.origin, "ls-tree", "-r", "--name-only", "main")
+        assert "plans/q.ledger.jsonl" not in repo.git(repo.origin, "ls-tree", "-r", "--name-only", "main")
+
+
 def test_n22_commit_back_commits_a_ledger_verify_rejects_and_fails(repo: Repo) -> None:
     with Simulator() as sim:
         seed(repo, sim.url)

@@ -286,6 +286,7 @@ jobs:
               torn=$(tail -n 1 "$ledger" | wc -c)
               truncate -s "$(( $(wc -c < "$ledger") - torn ))" "$ledger"
               echo "::warning file=$ledger::cut off an incomplete last line ($torn bytes) left by a killed apply"
+              [ -s "$ledger" ] || continue  # it held only that line
             fi
             if ! planrunner ledger --log-format text verify --ledger "$ledger" > /dev/null; then
               planrunner ledger --log-format text verify --ledger "$ledger" || true
@@ -433,6 +434,7 @@ planrunner-apply:
           torn=$(tail -n 1 "$ledger" | wc -c)
           truncate -s "$(( $(wc -c < "$ledger") - torn ))" "$ledger"
           echo "$ledger: cut off an incomplete last line ($torn bytes) left by a killed apply"
+          [ -s "$ledger" ] || continue  # it held only that line
         fi
         if ! planrunner ledger --log-format text verify --ledger "$ledger" > /dev/null; then
           planrunner ledger --log-format text verify --ledger "$ledger" || true
