@@ -1,36 +1,68 @@
 """``planrunner init [DIR]``: set up a repository for plans reviewed in git and applied by CI.
 
-Writes ``.gitattributes`` (ledgers merge by union), ``.gitignore`` (the ledger lock), an
-example plan with the editor modeline, ``schemas/plan.schema.json`` and the CI file
-(``--ci github|gitlab|none``). Never overwrites a file: an existing one is left alone (and
-said so), and the two line-based files get only the lines they lack.
+Writes ``.gitattributes`` (ledgers merge by union), ``.gitignore`` (the ledger lock and
+``--sim`` ledgers), an example plan with the editor modeline, ``schemas/plan.schema.json``
+and the CI file (``--ci github|gitlab|none``). Never overwrites a file: an existing one is
+left alone (and said so), and the two line-based files get only the lines they lack. Never
+writes through a symbolic link (a cloned repository can point ``.gitignore`` anywhere).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from pathlib import Path
 
+from planrunner import REPOSITORY, __version__
 from planrunner.commands import options
 from planrunner.errors import EXIT_OK, UsageError
 
 HELP = "set up a repository: .gitattributes, .gitignore, example plan, schema, CI workflow"
 DESCRIPTION = (
     "Write what a repository of plans needs: .gitattributes (*.ledger.jsonl merge=union), "
-    ".gitignore (*.ledger.jsonl.lock), plans/example.yaml with the editor modeline, "
-    "schemas/plan.schema.json, and the CI workflow. Existing files are never overwritten."
+    ".gitignore (*.ledger.jsonl.lock, *.sim.ledger.jsonl), plans/example.yaml with the editor "
+    "modeline, schemas/plan.schema.json, and the CI workflow. Existing files are never "
+    "overwritten, and a symbolic link is never written through."
 )
-EPILOG = options.exit_codes((0, "done"), (2, "DIR is not a directory"), example="planrunner init .")
+EPILOG = options.exit_codes(
+    (0, "done"),
+    (2, "DIR is not a directory, or a file to write is a symbolic link"),
+    example="planrunner init .",
+)
 PARENTS = ()
 
-GITATTRIBUTES_LINE = "*.ledger.jsonl merge=union"
-GITIGNORE_LINE = "*.ledger.jsonl.lock"
+GITATTRIBUTES_LINES = ("*.ledger.jsonl merge=union",)
+# The lock apply holds while it runs, and the ledgers of --sim runs: neither is committed.
+GITIGNORE_LINES = ("*.ledger.jsonl.lock", "*.sim.ledger.jsonl")
 SCHEMA_PATH = "schemas/plan.schema.json"
 EXAMPLE_PATH = "plans/example.yaml"
 GITHUB_PATH = ".github/workflows/planrunner.yml"
 GITLAB_PATH = "ci/gitlab/planrunner.gitlab-ci.yml"
 GITLAB_INCLUDE = "include:\n  - local: ci/gitlab/planrunner.gitlab-ci.yml\n"
+# What the CI files install: planrunner's repository at this release's tag.
+PACKAGE = f"planrunner @ git+{REPOSITORY}@v{__version__}"
+DOCS = f"{REPOSITORY}/blob/v{__version__}/docs/ci.md"
+
+# What each CI file needs set before it works, said as init's last line.
+NEXT_STEP = {
+    "github": (
+        'next: create the environment "planrunner" (Settings > Environments; deployment '
+        "branches: main only) with the secrets ENOS_ACCESS_KEY and ENOS_SECRET_KEY, and add "
+        "any ${VAR} your plans use under the workflow's env:; see " + DOCS
+    ),
+    "gitlab": (
+        "next: set the CI/CD variables ENOS_ACCESS_KEY and ENOS_SECRET_KEY (protected, masked), "
+        "PLANRUNNER_PUSH_TOKEN (protected, masked; a project access token, role Developer, "
+        "scope write_repository) and PLANRUNNER_NOTE_TOKEN (masked; role Reporter, scope api), "
+        "plus any ${VAR} your plans use; see " + DOCS
+    ),
+    "none": (
+        "next: apply reads ENOS_ACCESS_KEY and ENOS_SECRET_KEY (and any ${VAR} your plans "
+        "use) from its environment; see " + DOCS
+    ),
+}
 
 EXAMPLE_PLAN = """\
 # yaml-language-server: $schema=../schemas/plan.schema.json
@@ -53,12 +85,16 @@ flows:
 """
 
 # The same text as ci/github/planrunner.yml in planrunner's repository (a test holds them equal).
-GITHUB_WORKFLOW = r'''# planrunner: validate and plan in pull requests, apply on merge, commit the ledgers back.
+GITHUB_WORKFLOW = r'''# planrunner: validate and plan in pull requests, apply on main, commit the ledgers back.
 # Copy to .github/workflows/planrunner.yml (`planrunner init` writes it). See docs/ci.md.
 #
 # Repository settings it needs:
-#   secrets   ENOS_ACCESS_KEY, ENOS_SECRET_KEY: the app key and secret apply signs with.
+#   environment "planrunner" (Settings > Environments), deployment branches: main only,
+#             with the secrets ENOS_ACCESS_KEY and ENOS_SECRET_KEY (the app key and secret
+#             apply signs with). Only the apply job, on main, can read them.
 #   variables any ${VAR} your plans' target uses (e.g. ENOS_USER_ID), under "env:" below.
+# Your default branch is not main? Replace main in `branches:`, the apply job's `if:`,
+# its checkout `ref:` and BRANCH.
 name: planrunner
 
 on:
@@ -67,17 +103,21 @@ on:
   push:
     branches: [main]
     paths: ["plans/**"]
+  # "Run workflow" re-applies main (after a failed run); on any other branch apply is skipped.
   workflow_dispatch:
 
-permissions:
-  contents: read
+permissions: {}
+
+# The plans are plans/*.yaml and plans/*.yml, except the simulator's sim-flows.yaml: the files
+# the pre-commit hook checks (each job lists them with the same `find`).
 
 env:
-  # The plans to check, plan and apply: a shell glob (plans/*.ledger.jsonl never match it).
-  PLANS: plans/*.yaml
-  # The planrunner release to install: a pip version spec, pinned so a new release never
-  # changes what a merge does without a pull request.
-  PLANRUNNER_VERSION: "==0.1.0"
+  # planrunner itself, installed from its repository at a release tag, so a new release never
+  # changes what a merge does without a pull request. A wheel URL or mirror works too.
+  PLANRUNNER_PACKAGE: "planrunner @ git+https://github.com/planrunner/planrunner@v0.2.0"
+  # "true": apply exactly the plan reviewed in the pull request (a saved plan, kept as the
+  # review run's artifact) and refuse a plan that changed since; see docs/ci.md.
+  SAVED_PLANS: "false"
   # Non-secret values your plans reference as ${VAR}:
   # ENOS_USER_ID: ${{ vars.ENOS_USER_ID }}
 
@@ -96,22 +136,40 @@ jobs:
       group: planrunner-review-${{ github.event.pull_request.number }}
       cancel-in-progress: true
     steps:
-      - uses: actions/checkout@v4
-      - uses: actions/setup-python@v5
+      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1
+        with:
+          persist-credentials: false
+      - uses: actions/setup-python@5fda3b95a4ea91299a34e894583c3862153e4b97 # v7.0.0
         with:
           python-version: "3.11"
       - name: Install planrunner
-        run: python -m pip install --disable-pip-version-check "planrunner${PLANRUNNER_VERSION}"
+        run: python -m pip install --disable-pip-version-check "$PLANRUNNER_PACKAGE"
       - name: Validate
         # Problems show on the pull request's lines; an unset ${VAR} is only a warning.
-        run: planrunner validate --format github $PLANS
+        run: |
+          mapfile -t plans < <(find plans -maxdepth 1 -type f \( -name '*.yaml' -o -name '*.yml' \) ! -name 'sim-flows.y*ml' | sort)
+          if [ "${#plans[@]}" -eq 0 ]; then echo "no plans under plans/"; exit 0; fi
+          planrunner validate --log-format text --format github "${plans[@]}"
       - name: Plan
         run: |
-          mkdir -p "$RUNNER_TEMP/plan-comments"
-          for plan in $PLANS; do
-            planrunner plan "$plan" --format markdown \
+          mapfile -t plans < <(find plans -maxdepth 1 -type f \( -name '*.yaml' -o -name '*.yml' \) ! -name 'sim-flows.y*ml' | sort)
+          mkdir -p "$RUNNER_TEMP/plan-comments" "$RUNNER_TEMP/saved-plans"
+          for plan in "${plans[@]}"; do
+            saved=()
+            if [ "$SAVED_PLANS" = true ]; then
+              saved=(--out "$RUNNER_TEMP/saved-plans/$(basename "$plan").plan.json")
+            fi
+            planrunner plan "$plan" --log-format text --format markdown "${saved[@]}" \
               > "$RUNNER_TEMP/plan-comments/$(basename "$plan").md"
           done
+      - name: Keep the saved plans for the merge
+        if: env.SAVED_PLANS == 'true'
+        uses: actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f # v7.0.0
+        with:
+          name: planrunner-saved-plans
+          path: ${{ runner.temp }}/saved-plans/
+          if-no-files-found: ignore
+          retention-days: 90
       - name: Post the plans (one comment per plan, updated on each push)
         env:
           GH_TOKEN: ${{ github.token }}
@@ -120,6 +178,7 @@ jobs:
         run: |
           # Each body starts with <!-- planrunner:PLANPATH -->: the comment that starts with
           # it is edited; without one, a comment is added.
+          shopt -s nullglob
           for body in "$RUNNER_TEMP"/plan-comments/*.md; do
             marker=$(head -n 1 "$body")
             id=$(gh api --paginate "repos/$REPO/issues/$PR/comments" \
@@ -135,61 +194,124 @@ jobs:
           done
 
   apply:
-    if: github.event_name != 'pull_request'
+    # Only main's reviewed plans are applied: a push to main, or "Run workflow" on main.
+    if: github.event_name != 'pull_request' && github.ref == 'refs/heads/main'
     runs-on: ubuntu-latest
+    # The secrets live in this environment, limited to main (Settings > Environments).
+    environment: planrunner
     permissions:
-      contents: write
-    # One apply at a time: two merges never send from two runners at once (a ledger's file
-    # lock only guards one machine). Never cancel an apply half-way.
+      contents: write # push the ledgers
+      actions: read # SAVED_PLANS: fetch the review run's saved plans
+      pull-requests: read # SAVED_PLANS: find the merged pull request
+    # One apply at a time, whatever started it: two runs never send at once from two copies
+    # of a ledger (its file lock only guards one machine). Never cancel an apply half-way.
     concurrency:
-      group: planrunner-apply-${{ github.ref }}
+      group: planrunner-apply
       cancel-in-progress: false
+    env:
+      BRANCH: main
     steps:
-      - uses: actions/checkout@v4
+      - uses: actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1
         with:
-          # The branch tip, not the merge commit: it has the ledgers earlier runs committed.
-          ref: ${{ github.ref_name }}
-      - uses: actions/setup-python@v5
+          # The branch tip, not the pushed commit: it has the ledgers earlier runs committed.
+          ref: main
+          # No token in .git/config while planrunner runs; the commit step pushes with it.
+          persist-credentials: false
+      - uses: actions/setup-python@5fda3b95a4ea91299a34e894583c3862153e4b97 # v7.0.0
         with:
           python-version: "3.11"
       - name: Install planrunner
-        run: python -m pip install --disable-pip-version-check "planrunner${PLANRUNNER_VERSION}"
+        run: python -m pip install --disable-pip-version-check "$PLANRUNNER_PACKAGE"
+      - name: Fetch the reviewed saved plans
+        if: env.SAVED_PLANS == 'true'
+        env:
+          GH_TOKEN: ${{ github.token }}
+          REPO: ${{ github.repository }}
+        run: |
+          # The pull request merged as this run's commit, then its last successful review run.
+          pr=$(gh api "repos/$REPO/commits/$GITHUB_SHA/pulls" --jq '.[0].number // empty')
+          if [ -z "$pr" ]; then
+            echo "::error::$GITHUB_SHA is not a merged pull request: no reviewed plan to apply"
+            exit 2
+          fi
+          head=$(gh api "repos/$REPO/pulls/$pr" --jq .head.sha)
+          run=$(gh run list --repo "$REPO" --workflow "$GITHUB_WORKFLOW" --commit "$head" \
+            --event pull_request --status success --limit 1 --json databaseId --jq '.[0].databaseId // empty')
+          if [ -z "$run" ]; then
+            echo "::error::no successful review run for pull request #$pr: no reviewed plan to apply"
+            exit 2
+          fi
+          gh run download "$run" --repo "$REPO" --name planrunner-saved-plans \
+            --dir "$RUNNER_TEMP/saved-plans"
+          echo "saved plans of pull request #$pr (run $run):"
+          ls "$RUNNER_TEMP/saved-plans"
       - name: Apply
         env:
           ENOS_ACCESS_KEY: ${{ secrets.ENOS_ACCESS_KEY }}
           ENOS_SECRET_KEY: ${{ secrets.ENOS_SECRET_KEY }}
         run: |
+          mapfile -t plans < <(find plans -maxdepth 1 -type f \( -name '*.yaml' -o -name '*.yml' \) ! -name 'sim-flows.y*ml' | sort)
           # Every plan gets its apply even when an earlier one failed; the job fails after.
           status=0
-          for plan in $PLANS; do
-            planrunner apply "$plan" --yes || status=$?
+          for plan in "${plans[@]}"; do
+            if [ "$SAVED_PLANS" = true ]; then
+              # Exactly what was reviewed; refused (exit 2) when the plan changed since.
+              saved="$RUNNER_TEMP/saved-plans/$(basename "$plan").plan.json"
+              if [ ! -f "$saved" ]; then
+                echo "::error::$plan: no saved plan from the pull request's review: not applied"
+                status=2
+                continue
+              fi
+              planrunner apply "$saved" --yes --log-format text || status=$?
+            else
+              planrunner apply "$plan" --yes --log-format text || status=$?
+            fi
           done
           exit "$status"
       - name: Commit the ledgers back
         # Also after a failed apply: what it sent is recorded and must not be lost.
         if: always()
         env:
-          BRANCH: ${{ github.ref_name }}
+          GH_TOKEN: ${{ github.token }}
         run: |
           git config user.name "github-actions[bot]"
           git config user.email "41898282+github-actions[bot]@users.noreply.github.com"
-          git ls-files -z --modified --others --exclude-standard -- '*.ledger.jsonl' \
-            | xargs -0 -r git add --
+          problems=0
+          while IFS= read -r -d '' ledger; do
+            [ -s "$ledger" ] || continue  # an apply that sent nothing: no file to commit
+            # A killed apply can leave an incomplete last line (no newline). It was never
+            # followed by a request, so cut it off, as the next apply would: committed, a
+            # union merge would turn it into a corrupt line in the middle of the ledger.
+            if [ -n "$(tail -c 1 "$ledger")" ]; then
+              torn=$(tail -n 1 "$ledger" | wc -c)
+              truncate -s "$(( $(wc -c < "$ledger") - torn ))" "$ledger"
+              echo "::warning file=$ledger::cut off an incomplete last line ($torn bytes) left by a killed apply"
+              [ -s "$ledger" ] || continue  # it held only that line
+            fi
+            if ! planrunner ledger --log-format text verify --ledger "$ledger" > /dev/null; then
+              planrunner ledger --log-format text verify --ledger "$ledger" || true
+              echo "::error file=$ledger::ledger verify found problems; committed as it is so no record is lost"
+              problems=1
+            fi
+            git add -- "$ledger"
+          done < <(git ls-files -z --modified --others --exclude-standard -- '*.ledger.jsonl')
           if git diff --cached --quiet; then
             echo "ledgers unchanged: nothing to commit"
-            exit 0
+            exit "$problems"
           fi
           git commit --quiet -m "planrunner: ledgers after apply [skip ci]" \
             -m "run $GITHUB_RUN_ID of $GITHUB_WORKFLOW"
+          # The job token, for this push only (checkout kept it out of .git/config).
+          auth="AUTHORIZATION: basic $(printf 'x-access-token:%s' "$GH_TOKEN" | base64 -w0)"
           # Another commit may have landed meanwhile: rebase onto it and push again. Ledgers
           # merge by union (.gitattributes), and their fold does not depend on line order.
           for attempt in 1 2 3 4 5; do
-            if git push origin "HEAD:$BRANCH"; then
-              exit 0
+            if git -c "http.https://github.com/.extraheader=$auth" push origin "HEAD:$BRANCH"; then
+              exit "$problems"
             fi
             echo "push rejected (attempt $attempt); rebasing onto $BRANCH"
             sleep "$attempt"
-            git pull --rebase origin "$BRANCH"
+            git -c "http.https://github.com/.extraheader=$auth" pull --rebase origin "$BRANCH"
           done
           echo "::error::could not push the ledgers after 5 attempts"
           exit 1
@@ -197,7 +319,7 @@ jobs:
 
 # The same text as ci/gitlab/planrunner.gitlab-ci.yml (a test holds them equal).
 GITLAB_TEMPLATE = r'''# planrunner for GitLab CI: validate and plan in merge requests (one note per plan, updated
-# on each push), apply on the default branch, ledgers committed back. See docs/ci.md.
+# on each push), apply on the default branch only, ledgers committed back. See docs/ci.md.
 #
 # Copy it into your repository and include it from .gitlab-ci.yml:
 #   include:
@@ -206,23 +328,32 @@ GITLAB_TEMPLATE = r'''# planrunner for GitLab CI: validate and plan in merge req
 # CI/CD variables (Settings > CI/CD > Variables):
 #   ENOS_ACCESS_KEY, ENOS_SECRET_KEY  protected and masked: only pipelines of protected
 #                                     branches (the default branch) see them.
-#   PLANRUNNER_TOKEN                  a project access token (role Developer; scopes api and
-#                                     write_repository), masked: posts the merge-request note
-#                                     and pushes the ledgers. Not protected if merge requests
-#                                     should get notes too; then give it only these scopes.
+#   PLANRUNNER_NOTE_TOKEN             masked, not protected: a project access token with role
+#                                     Reporter and scope api. It posts the merge-request notes
+#                                     and cannot push (merge-request pipelines can read it).
+#   PLANRUNNER_PUSH_TOKEN             protected and masked: a project access token with role
+#                                     Developer (or the role allowed to push to the default
+#                                     branch) and scope write_repository. It pushes the ledgers;
+#                                     only default-branch pipelines see it. Or, instead, a
+#                                     deploy key with write access and PLANRUNNER_PUSH_URL.
 #   any ${VAR} your plans' target uses (e.g. ENOS_USER_ID), not secret.
+#
+# The plans are plans/*.yaml and plans/*.yml, except the simulator's sim-flows.yaml: the files
+# the pre-commit hook checks.
 
 stages: [test, deploy]
 
 variables:
-  PLANS: "plans/*.yaml"
-  # The planrunner release to install: a pip version spec, pinned.
-  PLANRUNNER_VERSION: "==0.1.0"
+  # planrunner itself, from its repository at a release tag (pinned: a new release never
+  # changes what a merge does without a merge request). A wheel URL or an internal mirror's
+  # spec works too: set this variable in your .gitlab-ci.yml or the project's variables.
+  PLANRUNNER_PACKAGE: "planrunner @ git+https://github.com/planrunner/planrunner@v0.2.0"
 
 .planrunner:
   image: python:3.11
   before_script:
-    - python -m pip install --disable-pip-version-check --quiet "planrunner${PLANRUNNER_VERSION}"
+    - python -m pip install --disable-pip-version-check --quiet "$PLANRUNNER_PACKAGE"
+    - mapfile -t plans < <(find plans -maxdepth 1 -type f \( -name '*.yaml' -o -name '*.yml' \) ! -name 'sim-flows.y*ml' | sort)
 
 planrunner-review:
   extends: .planrunner
@@ -231,23 +362,32 @@ planrunner-review:
     - if: $CI_PIPELINE_SOURCE == "merge_request_event"
       changes: ["plans/**/*"]
   script:
-    - planrunner validate $PLANS
+    - if [ "${#plans[@]}" -eq 0 ]; then echo "no plans under plans/"; exit 0; fi
+    - planrunner validate --log-format text "${plans[@]}"
     - |
-      for plan in $PLANS; do
-        planrunner plan "$plan" --format markdown > plan-note.md
+      if [ -z "${PLANRUNNER_NOTE_TOKEN:-}" ]; then
+        echo "planrunner: PLANRUNNER_NOTE_TOKEN is not set: add it in Settings > CI/CD > Variables (a project access token, role Reporter, scope api; masked, not protected); see docs/ci.md" >&2
+        exit 2
+      fi
+    - |
+      for plan in "${plans[@]}"; do
+        planrunner plan "$plan" --log-format text --format markdown > plan-note.md
         python - plan-note.md <<'PY'
       # Edit the note that starts with this plan's marker, or add one.
-      import json, os, sys, urllib.request
+      import json, os, sys, urllib.error, urllib.request
       body = open(sys.argv[1], encoding="utf-8").read()
       marker = body.splitlines()[0]
       api = "{}/projects/{}/merge_requests/{}/notes".format(
           os.environ["CI_API_V4_URL"], os.environ["CI_PROJECT_ID"], os.environ["CI_MERGE_REQUEST_IID"])
-      headers = {"PRIVATE-TOKEN": os.environ["PLANRUNNER_TOKEN"], "Content-Type": "application/json"}
+      headers = {"PRIVATE-TOKEN": os.environ["PLANRUNNER_NOTE_TOKEN"], "Content-Type": "application/json"}
       def call(method, url, data=None):
           payload = None if data is None else json.dumps(data).encode()
           request = urllib.request.Request(url, payload, headers, method=method)
-          with urllib.request.urlopen(request) as answer:
-              return json.load(answer), answer.headers.get("X-Next-Page", "")
+          try:
+              with urllib.request.urlopen(request) as answer:
+                  return json.load(answer), answer.headers.get("X-Next-Page", "")
+          except (urllib.error.URLError, OSError, ValueError) as e:
+              sys.exit("planrunner: {} merge-request notes failed: {} (check PLANRUNNER_NOTE_TOKEN: role Reporter, scope api)".format(method, e))
       page, found = "1", None
       while page and found is None:
           notes, page = call("GET", api + "?per_page=100&page=" + page)
@@ -265,26 +405,50 @@ planrunner-apply:
   # One apply at a time per project: two pipelines never send at once.
   resource_group: planrunner-apply
   rules:
-    - if: $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH
+    # The default branch only: merge-request and other branches' pipelines never apply.
+    - if: $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH && $CI_PIPELINE_SOURCE != "merge_request_event"
       changes: ["plans/**/*"]
   variables:
     GIT_DEPTH: "0"
   script:
+    # Without a way to push the ledgers back, apply sends nothing.
+    - |
+      if [ -z "${PLANRUNNER_PUSH_URL:-}" ] && [ -z "${PLANRUNNER_PUSH_TOKEN:-}" ]; then
+        echo "planrunner: PLANRUNNER_PUSH_TOKEN is not set: add it in Settings > CI/CD > Variables (a project access token, role Developer, scope write_repository; protected and masked), or set PLANRUNNER_PUSH_URL for a deploy key; see docs/ci.md" >&2
+        exit 2
+      fi
     # The branch tip, not the pipeline's commit: it has the ledgers earlier runs committed.
     - git fetch --quiet origin "$CI_COMMIT_BRANCH"
     - git checkout --quiet -B "$CI_COMMIT_BRANCH" FETCH_HEAD
     # Every plan gets its apply even when one fails; the ledgers are committed either way.
     - status=0
-    - for plan in $PLANS; do planrunner apply "$plan" --yes || status=$?; done
+    - for plan in "${plans[@]}"; do planrunner apply "$plan" --yes --log-format text || status=$?; done
     - git config user.name "planrunner"
     - git config user.email "planrunner@${CI_SERVER_HOST:-localhost}"
-    - git ls-files -z --modified --others --exclude-standard -- '*.ledger.jsonl' | xargs -0 -r git add --
+    - |
+      while IFS= read -r -d '' ledger; do
+        [ -s "$ledger" ] || continue  # an apply that sent nothing: no file to commit
+        # A killed apply can leave an incomplete last line (no newline), never followed by a
+        # request: cut it off, as the next apply would (a union merge would make it corrupt).
+        if [ -n "$(tail -c 1 "$ledger")" ]; then
+          torn=$(tail -n 1 "$ledger" | wc -c)
+          truncate -s "$(( $(wc -c < "$ledger") - torn ))" "$ledger"
+          echo "$ledger: cut off an incomplete last line ($torn bytes) left by a killed apply"
+          [ -s "$ledger" ] || continue  # it held only that line
+        fi
+        if ! planrunner ledger --log-format text verify --ledger "$ledger" > /dev/null; then
+          planrunner ledger --log-format text verify --ledger "$ledger" || true
+          echo "$ledger: ledger verify found problems; committed as it is so no record is lost" >&2
+          status=3
+        fi
+        git add -- "$ledger"
+      done < <(git ls-files -z --modified --others --exclude-standard -- '*.ledger.jsonl')
     - |
       if git diff --cached --quiet; then
         echo "ledgers unchanged: nothing to commit"
       else
         git commit --quiet -m "planrunner: ledgers after apply [skip ci]" -m "pipeline $CI_PIPELINE_ID"
-        push_url="${PLANRUNNER_PUSH_URL:-${CI_SERVER_PROTOCOL}://oauth2:${PLANRUNNER_TOKEN}@${CI_SERVER_FQDN}/${CI_PROJECT_PATH}.git}"
+        push_url="${PLANRUNNER_PUSH_URL:-${CI_SERVER_PROTOCOL}://oauth2:${PLANRUNNER_PUSH_TOKEN:-}@${CI_SERVER_FQDN}/${CI_PROJECT_PATH}.git}"
         # Rebase onto a commit that landed meanwhile (ledgers merge by union) and retry.
         pushed=no
         for attempt in 1 2 3 4 5; do
@@ -293,7 +457,7 @@ planrunner-apply:
           sleep "$attempt"
           git pull --quiet --rebase "$push_url" "$CI_COMMIT_BRANCH"
         done
-        if [ "$pushed" != yes ]; then echo "could not push the ledgers" >&2; exit 1; fi
+        if [ "$pushed" != yes ]; then echo "planrunner: could not push the ledgers after 5 attempts" >&2; exit 1; fi
       fi
     - exit "$status"
 '''
@@ -322,9 +486,13 @@ def run(directory: str, ci: str = "github") -> int:
     root = Path(directory)
     if not root.is_dir():
         raise UsageError(f"{directory}: not a directory")
+    files = [".gitattributes", ".gitignore", EXAMPLE_PATH, SCHEMA_PATH]
+    files += {"github": [GITHUB_PATH], "gitlab": [GITLAB_PATH, ".gitlab-ci.yml"]}.get(ci, [])
+    for name in files:  # refuse before writing anything
+        _refuse_links(root, name)
     said = [
-        _ensure_line(root / ".gitattributes", GITATTRIBUTES_LINE),
-        _ensure_line(root / ".gitignore", GITIGNORE_LINE),
+        _ensure_lines(root / ".gitattributes", GITATTRIBUTES_LINES),
+        _ensure_lines(root / ".gitignore", GITIGNORE_LINES),
         _create(root / EXAMPLE_PATH, EXAMPLE_PLAN),
         _create(root / SCHEMA_PATH, schema.text()),
     ]
@@ -340,33 +508,58 @@ def run(directory: str, ci: str = "github") -> int:
             said.append(_create(root / ".gitlab-ci.yml", GITLAB_INCLUDE))
     for line in said:
         sys.stdout.write(line + "\n")
-    sys.stdout.write(
-        "next: set the secrets ENOS_ACCESS_KEY and ENOS_SECRET_KEY in your CI settings; "
-        "see docs/ci.md in planrunner's repository\n"
-    )
+    sys.stdout.write(NEXT_STEP[ci] + "\n")
     return EXIT_OK
+
+
+def _refuse_links(root: Path, name: str) -> None:
+    """Refuse (exit 2) when the file or a directory on its way under ``root`` is a symlink."""
+    path = root
+    for part in Path(name).parts:
+        path = path / part
+        if path.is_symlink():
+            raise UsageError(
+                f"{path}: is a symbolic link (to {os.readlink(path)}); init never writes through one: "
+                "replace it with a regular file or directory"
+            )
+
+
+def _open_nofollow(path: Path, flags: int) -> int:
+    """``os.open`` that refuses a symbolic link in the last component (O_NOFOLLOW)."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UsageError(f"{path}: is a symbolic link; init never writes through one") from None
+        raise
 
 
 def _create(path: Path, text: str) -> str:
     """Write ``text`` to a new file; never touch an existing one."""
-    if path.exists():
+    if path.exists() or path.is_symlink():
         return f"{path}: left alone (exists)"
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with open(path, "x", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+        fd = _open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     except FileExistsError:
         return f"{path}: left alone (exists)"
+    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
     return f"{path}: written"
 
 
-def _ensure_line(path: Path, line: str) -> str:
-    """Append ``line`` unless the file already has it (created when missing)."""
-    if not path.exists():
-        return _create(path, line + "\n").replace(": written", f": written ({line})")
-    text = path.read_text(encoding="utf-8")
-    if line in (x.strip() for x in text.splitlines()):
-        return f"{path}: left alone (has {line})"
-    with open(path, "a", encoding="utf-8", newline="\n") as f:
-        f.write(("" if not text or text.endswith("\n") else "\n") + line + "\n")
-    return f"{path}: appended {line}"
+def _ensure_lines(path: Path, lines: tuple[str, ...]) -> str:
+    """Append each of ``lines`` the file lacks (created when missing)."""
+    if not path.exists() and not path.is_symlink():
+        return _create(path, "".join(x + "\n" for x in lines)).replace(
+            ": written", f": written ({', '.join(lines)})"
+        )
+    fd = _open_nofollow(path, os.O_RDWR | os.O_APPEND)
+    with os.fdopen(fd, "r+", encoding="utf-8", newline="\n") as f:
+        text = f.read()
+        have = {x.strip() for x in text.splitlines()}
+        missing = [x for x in lines if x not in have]
+        if not missing:
+            return f"{path}: left alone (has {', '.join(lines)})"
+        f.write(("" if not text or text.endswith("\n") else "\n") + "".join(x + "\n" for x in missing))
+    return f"{path}: appended {', '.join(missing)}"
