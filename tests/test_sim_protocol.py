@@ -1102,3 +1102,25 @@ def test_sim_command_serves_a_slow_hostile_service() -> None:
             time.sleep(0.05)
         inst = api.get(P.instance_id(3377, T0))
         assert inst["status"] == 0 and SECRET in inst["data"]["instanceId"]
+
+
+def test_newcomer_23_the_sample_flows_accept_every_entry_of_the_example_plan(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    flows = load_flows(str(ROOT / "plans" / "sim-flows.yaml"))
+    with Simulator(flows, access_key="sim-access-key", secret_key="sim-secret-key") as sim:
+        r = run(
+            "apply", str(ROOT / "plans" / "example.yaml"), "--gateway", sim.url, "--yes",
+            "--format", "json", "--ledger", str(tmp_path / "example.ledger.jsonl"),
+        )  # fmt: skip
+        assert r.code == 0, r.err
+        doc = json.loads(r.out)
+        log = sim.triggers()
+    assert set(doc["summary"]) == {"triggered"}, doc["summary"]
+    assert log and {t["status"] for t in log} == {0}
+    assert {t["flowId"] for t in log} == {3377, 3378, 2430}
+    # The refusal flows refuse that same user and org, each with its own code.
+    with simulator(flows=flows) as (_sim, api):
+        user = {"user": "u-data-eng", "org": "o15589291262751"}
+        codes = {f: api.code(api.trigger(f, T0, **user)) for f in (2431, 2809, 2957, 2958, 3100)}
+    assert codes == {2431: 62104, 2809: 62105, 2957: 62103, 2958: 62101, 3100: 62102}
