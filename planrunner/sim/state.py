@@ -326,6 +326,8 @@ class State:
         if fault == "62109-after-create":
             return self.service.server_error()
         status = status_after_create(fault)
+        if status == HTTP_GATEWAY_TIMEOUT:
+            return text_reply(status, "gateway timeout")
         if status is not None:
             return text_reply(status, f"error {status}: the origin did not answer in time")
         if fault == "drop-after-create":
