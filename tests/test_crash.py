@@ -4,7 +4,7 @@ The trials rotate through simulator dialects (docs/simulator.md), ``duplicate: n
 among them, where any second send would be a second instance. The seed is fixed by
 default and printed; ``CRASH_SEED=N`` picks another.
 
-A slow service (reliability probe N3): the simulator works on each trigger for a second and
+A slow service (reliability probe N3): the simulator works on each trigger for 2 s and
 creates the instance when it is done, even after the client was killed; apply runs with
 ``--rate``, so requests leave long after their intents were written; kill -9 lands while a
 request is being processed, and the re-apply starts at once. On both ledgers.
@@ -113,11 +113,11 @@ def test_sigkill_at_random_moments_then_reapply_is_exactly_once(tmp_path: Path) 
     assert mid_run >= TRIALS // 2, f"seed {seed}: only {mid_run} kills landed mid-run"
 
 
-SLOW_PROCESSING = 1.0  # seconds the service works on each trigger
-SLOW_RATE = "0.5"  # triggers per second: request n leaves about 2(n-1) s after its intent
+SLOW_PROCESSING = 2.0  # seconds the service works on each trigger
+SLOW_RATE = "0.4"  # triggers per second: request n leaves about 2.5(n-1) s after its intent
 SLOW_FLOWS = 4  # one entry each, so flows do not wait on each other
 # An unknown request may still act for the service's processing time plus a margin.
-SLOW_ENV = {"PLANRUNNER_IN_FLIGHT_SECONDS": "2.5"}
+SLOW_ENV = {"PLANRUNNER_IN_FLIGHT_SECONDS": "3"}
 SETTLE = 30.0
 
 
