@@ -65,6 +65,8 @@ class CountingFaults:
         self.injected: Counter[str] = Counter()
         self.latency = faults.latency
         self.seed = faults.seed
+        self.processing = faults.processing
+        self.backend_delay = faults.backend_delay
 
     def pick(self, number: int) -> str | None:
         kind = self._faults.pick(number)

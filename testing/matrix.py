@@ -1,7 +1,12 @@
 """The dialect matrix: one exactly-once trial per simulator dialect, as tests and a report.
 
 ``python -m testing.matrix [--full] [--trials N]`` prints, per cell, the applies needed,
-the instances created twice and the entries left not done (both must be 0).
+the instances created twice and the entries left not done (both must be 0). A second table
+covers the slow, unforgiving service of the reliability probe (:data:`SLOW_CELLS`: a
+gateway that gave up while the backend creates, any 5xx after creating, daylight-saving
+server zones, hostile strings, a flow answered 62102 "Incorrect parameter"), every one of
+them without a duplicate rule (``duplicate: none``), so any second send is a second
+instance.
 """
 
 from __future__ import annotations
@@ -11,15 +16,21 @@ import contextlib
 import io
 import itertools
 import json
+import os
+import re
 import sys
 import tempfile
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from planrunner import protocol
 from planrunner.cli import main as planrunner_main
 from planrunner.sim import Dialect, Faults, SimFlow, Simulator
 from testing import FAST_ENV, SIM_ENV, duplicates_and_resends, write_plan
+
+SECRET = SIM_ENV["ENOS_SECRET_KEY"]
 
 APIS = ("v2.0", "v2.1")
 ZONES = ("GMT+8", "UTC", "GMT-5")
@@ -83,6 +94,10 @@ class Trial:
     duplicates: list[tuple[int, int]]
     resends: int
     faulted: int
+    leaks: list[str] = field(default_factory=list)  # outputs holding a secret or an injection
+    refused_sends: int = 0  # trigger requests for a flow the service refuses (62102)
+    extra_instances: int = 0  # instances beyond the first, over every key
+    stuck: int = 0  # entries the last apply left not done (failed, unknown, pending)
 
     @property
     def not_done(self) -> int:
@@ -120,6 +135,207 @@ def run_cell(cell: tuple[str, ...], workdir: Path, seed: int) -> Trial:
     return Trial("/".join(cell), codes, expected, created, dupes, len(resends), len(faulted))
 
 
+# -- the slow, unforgiving service -----------------------------------------------------------
+
+BACKEND_DELAY = 1.0  # seconds from a -then-create answer to the instance
+# An unknown outcome may still act this long (the backend's delay plus a margin): what the
+# in-flight wait must cover here. FAST_ENV's 0.5 s would be shorter than the backend.
+SLOW_ENV = {"PLANRUNNER_IN_FLIGHT_SECONDS": "2"}
+SETTLE_SECONDS = 30.0  # how long a cell waits for the backend's late creates
+REFUSED_FLOW = 600
+MAX_REFUSED_SENDS = 2  # per apply, for a flow every trigger of which is "Incorrect parameter"
+HOSTILE_MARKS = ("\x1b", "INJECTED")
+DONE = ("triggered", "reconciled", "skipped")  # an apply entry's statuses that mean done
+SMALL = "".join(
+    f'  - {{name: s{700 + i}, flowId: {700 + i}, cron: "0 * * * *", from: 2026-01-01, count: 2}}\n'
+    for i in range(2)
+)  # 2 flows x 2 entries
+
+
+def _dst_flows(first: str) -> str:
+    """One flow at both occurrences of a repeated hour (``first`` is the first, in UTC)."""
+    return (
+        f'  - {{name: dst, flowId: 500, at: ["{first}", "{first[:11]}'
+        f'{int(first[11:13]) + 1:02d}{first[13:]}", "2026-06-01T12:00:00Z"]}}\n'
+    )
+
+
+@dataclass(frozen=True)
+class Slow:
+    """A cell of the slow, unforgiving service: a dialect, faults and the plan they need."""
+
+    name: str
+    finding: str
+    dialect: Dialect
+    faults: tuple[str, ...]
+    flows: str = SMALL
+    server_zone: str | None = None  # the plan's target.serverTimezone
+    sim_flows: tuple[SimFlow, ...] = ()
+    max_applies: int = MAX_APPLIES
+    env: tuple[tuple[str, str], ...] = tuple(SLOW_ENV.items())
+
+
+NONE = Dialect(duplicate="none")
+SLOW_CELLS: list[Slow] = [
+    Slow("504-then-create", "N1", NONE, ("504-then-create@1,3",)),
+    Slow("drop-then-create", "N1", NONE, ("drop-then-create@1,3",)),
+    *[
+        Slow(f"{code}-after-create", "N5", NONE, (f"{code}-after-create@1,3",))
+        for code in (520, 524, 501, 599)
+    ],
+    Slow(
+        "dst/America/New_York",
+        "N4",
+        Dialect(server_zone="America/New_York", duplicate="none"),
+        ("504-after-create=1.0",),
+        _dst_flows("2026-11-01T05:30:00Z"),
+    ),
+    Slow(
+        "dst/Europe/Berlin",
+        "N4",
+        Dialect(server_zone="Europe/Berlin", duplicate="none"),
+        ("504-after-create=1.0",),
+        _dst_flows("2026-10-25T00:30:00Z"),
+    ),
+    Slow(
+        "dst-gmt/America/New_York",
+        "N4",
+        Dialect(server_zone_dst="America/New_York", duplicate="none"),
+        ("504-after-create=1.0",),
+        _dst_flows("2026-11-01T05:30:00Z"),
+        server_zone="America/New_York",
+    ),
+    Slow(
+        "hostile",
+        "N6",
+        Dialect(hostile=True, duplicate="none"),
+        ("504-after-create@1,3",),
+        server_zone="GMT+8",
+    ),
+    Slow(
+        "62102-incorrect-parameter",
+        "N17",
+        NONE,
+        (),
+        SMALL
+        + f'  - {{name: bad, flowId: {REFUSED_FLOW}, cron: "0 * * * *", from: 2026-01-01, count: 3}}\n',
+        sim_flows=(SimFlow(REFUSED_FLOW, bad_parameter=True, run_seconds=0.01),),
+        max_applies=2,
+    ),
+]
+
+
+@contextlib.contextmanager
+def _environ(extra: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def leaks(texts: dict[str, str], tokens: list[str]) -> list[str]:
+    """The names of ``texts`` that hold the secret, a token, an escape, an injected marker, a
+    line-initial workflow command or a line over 10,000 characters."""
+    found = []
+    for name, text in texts.items():
+        secret = any(t and t in text for t in (SECRET, *tokens))
+        injected = any(m in text for m in HOSTILE_MARKS) or re.search(r"(?m)^::", text)
+        huge = any(len(line) > 10_000 for line in text.splitlines())
+        if secret or injected or huge:
+            found.append(name)
+    return found
+
+
+def run_slow(cell: Slow, workdir: Path, seed: int) -> Trial:
+    """Apply ``cell``'s plan against its service until done (or its applies run out)."""
+    flows = [SimFlow(700 + i, run_seconds=0.01) for i in range(2)] + list(cell.sim_flows)
+    flows.append(SimFlow(500, run_seconds=0.01))
+    faults = Faults.parse(list(cell.faults), seed=seed, backend_delay=BACKEND_DELAY)
+    codes: list[int] = []
+    outputs: dict[str, str] = {}
+    with _environ({**SIM_ENV, **FAST_ENV, **dict(cell.env)}), Simulator(
+        flows, faults=faults, dialect=cell.dialect
+    ) as sim:
+        plan = write_plan(workdir, cell.flows, server_zone=cell.server_zone)
+        ledger_path = workdir / "slow.ledger.jsonl"
+        out = ""
+        for n in range(cell.max_applies):
+            code, out, err = _apply(
+                ["apply", str(plan), "--gateway", sim.url, "--yes", "--format", "json",
+                 "--ledger", str(ledger_path)]
+            )  # fmt: skip
+            codes.append(code)
+            outputs[f"apply {n + 1} stdout"], outputs[f"apply {n + 1} stderr"] = out, err
+            if code == 0:
+                break
+        sim.state.settle(SETTLE_SECONDS)
+        log = sim.triggers()
+        tokens = list(sim.state.gateway.tokens)
+    if ledger_path.exists():
+        outputs["ledger"] = ledger_path.read_text(errors="replace")
+    try:
+        entries = json.loads(out)["entries"]
+    except (ValueError, KeyError, TypeError):
+        entries = []
+    expected = {(e["flowId"], e["triggerTime"]) for e in entries if e["flowId"] != REFUSED_FLOW}
+    mine = [t for t in log if t["flowId"] != REFUSED_FLOW]
+    created = {(t["flowId"], t["triggerTime"]) for t in mine if t["flowInstanceId"]}
+    faulted = [t for t in log if t["status"] != 0]
+    dupes, resends = duplicates_and_resends(mine)
+    refused = sum(1 for t in log if t["flowId"] == REFUSED_FLOW)
+    per_key = Counter((t["flowId"], t["triggerTime"]) for t in mine if t["flowInstanceId"])
+    stuck = [e for e in entries if e["flowId"] != REFUSED_FLOW and e["status"] not in DONE]
+    return Trial(
+        f"{cell.finding} {cell.name}",
+        codes,
+        expected,
+        created,
+        dupes,
+        len(resends),
+        len(faulted),
+        leaks(outputs, tokens),
+        refused,
+        sum(n - 1 for n in per_key.values()),
+        len(stuck),
+    )
+
+
+def slow_problems(cell: Slow, trial: Trial) -> list[str]:
+    """What went wrong in a slow-service cell (empty when exactly once held)."""
+    problems = []
+    if not trial.expected:
+        problems.append(f"no entries: applies exited {trial.applies}")
+    if cell.sim_flows:
+        allowed = MAX_REFUSED_SENDS * len(trial.applies)
+        if trial.refused_sends > allowed:
+            problems.append(
+                f"{trial.refused_sends} sends for the refused flow over {len(trial.applies)} "
+                f"applies (at most {allowed})"
+            )
+    elif trial.applies[-1] != 0:
+        problems.append(f"not done after {len(trial.applies)} applies: exits {trial.applies}")
+    if trial.not_done:
+        problems.append(f"{trial.not_done} entries never created (lost)")
+    if trial.stuck:
+        problems.append(f"{trial.stuck} entries left not done (stuck)")
+    if trial.duplicates:
+        problems.append(
+            f"{len(trial.duplicates)} keys created more than once ({trial.extra_instances} extra "
+            f"instances): {sorted(trial.duplicates)[:3]}"
+        )
+    if trial.resends:
+        problems.append(f"{trial.resends} sends over an existing instance")
+    if trial.leaks:
+        problems.append(f"secret or injection in: {', '.join(trial.leaks)}")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the matrix report; exit 1 if any cell duplicated or left an entry not done."""
     import os
@@ -145,6 +361,20 @@ def main(argv: list[str] | None = None) -> int:
         bad += dup + resent + left
         print(f"{'/'.join(cell):<42} {len(trials):>6} {applies:>7} {dup:>3} {resent:>6} {left:>8} {faults:>6}")
     print(f"cells {len(cells)}, trials {len(cells) * args.trials}, problems {bad}")
+    print()
+    print(f"{'slow-service cell':<32} applies dup extra resent lost stuck faults refused leaks")
+    for i, slow in enumerate(SLOW_CELLS):
+        with tempfile.TemporaryDirectory() as d:
+            trial = run_slow(slow, Path(d), 10_000 + i)
+        problems = slow_problems(slow, trial)
+        bad += len(problems)
+        print(
+            f"{trial.cell:<32} {len(trial.applies):>7} {len(trial.duplicates):>3} "
+            f"{trial.extra_instances:>5} {trial.resends:>6} {trial.not_done:>4} {trial.stuck:>5} "
+            f"{trial.faulted:>6} {trial.refused_sends:>7} {len(trial.leaks):>5}"
+            + (f"  FAIL: {'; '.join(problems)}" if problems else "")
+        )
+    print(f"slow-service cells {len(SLOW_CELLS)}, problems {bad}")
     return 1 if bad else 0
 
 

@@ -3,6 +3,11 @@
 The trials rotate through simulator dialects (docs/simulator.md), ``duplicate: none``
 among them, where any second send would be a second instance. The seed is fixed by
 default and printed; ``CRASH_SEED=N`` picks another.
+
+A slow service (reliability probe N3): the simulator works on each trigger for 2 s and
+creates the instance when it is done, even after the client was killed; apply runs with
+``--rate``, so requests leave long after their intents were written; kill -9 lands while a
+request is being processed, and the re-apply starts at once. On both ledgers.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from planrunner import ledger
+from planrunner.pgledger import PostgresLedger
 from planrunner.sim import Dialect, Faults, Simulator
 from testing import (
     FAST_ENV,
@@ -27,6 +33,7 @@ from testing import (
     start_apply,
     write_plan,
 )
+from testing import postgres as pg
 
 TRIALS = 24
 FLOWS, PER_FLOW = 6, 50  # 300 entries per trial
@@ -104,3 +111,58 @@ def test_sigkill_at_random_moments_then_reapply_is_exactly_once(tmp_path: Path) 
             plan_check = run_process(["plan", str(plan), "--detailed-exitcode"])
             assert plan_check.returncode == 0, f"seed {seed} trial {trial}: ledger not all done"
     assert mid_run >= TRIALS // 2, f"seed {seed}: only {mid_run} kills landed mid-run"
+
+
+SLOW_PROCESSING = 2.0  # seconds the service works on each trigger
+SLOW_RATE = "0.4"  # triggers per second: request n leaves about 2.5(n-1) s after its intent
+SLOW_FLOWS = 4  # one entry each, so flows do not wait on each other
+# An unknown request may still act for the service's processing time plus a margin.
+SLOW_ENV = {"PLANRUNNER_IN_FLIGHT_SECONDS": "3"}
+SETTLE = 30.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["file", "postgres"])
+@pytest.mark.parametrize("kill_at", [2, 3])
+def test_n3_sigkill_during_a_slow_request_sent_late_by_rate_then_reapply_is_exactly_once(
+    tmp_path: Path, backend: str, kill_at: int
+) -> None:
+    if backend == "file":
+        where = str(tmp_path / "slow.ledger.jsonl")
+    else:
+        where = pg.with_table(pg.require_url())
+    faults = Faults(processing=SLOW_PROCESSING)
+    try:
+        with Simulator(faults=faults, dialect=Dialect(duplicate="none")) as sim:
+            plan = write_plan(tmp_path, cron_flows(SLOW_FLOWS, 1, first_id=900), name="slow.yaml")
+            env = {**SIM_ENV, **FAST_ENV, **SLOW_ENV}
+            common = ("--ledger", where, "--rate", SLOW_RATE, "--concurrency", str(SLOW_FLOWS))
+            proc = start_apply(
+                plan, sim.url, *common, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env=SLOW_ENV,
+            )  # fmt: skip
+            deadline = time.monotonic() + 60
+            while sim.state.trigger_count < kill_at and proc.poll() is None:
+                assert time.monotonic() < deadline, "the apply never sent its requests"
+                time.sleep(0.005)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            # The kill landed while request kill_at was being processed (the log has only
+            # the requests the service has finished); it creates its instance regardless.
+            assert len(sim.triggers()) == kill_at - 1
+            for _ in range(3):
+                p = run_process(
+                    ["apply", str(plan), "--gateway", sim.url, "--yes", *common], env=env
+                )
+                if p.returncode == 0:
+                    break
+            assert p.returncode == 0, p.stderr[-2000:]
+            assert sim.state.settle(SETTLE)
+            log = sim.triggers()
+            keys = {(900 + i, 1_767_225_600_000) for i in range(SLOW_FLOWS)}
+            assert_exactly_once(log, keys)
+            check = run_process(["plan", str(plan), "--ledger", where, "--detailed-exitcode"])
+            assert check.returncode == 0, f"ledger not all done: {check.stdout[-500:]}"
+    finally:
+        if backend == "postgres":
+            PostgresLedger(where).drop()

@@ -9,6 +9,12 @@ service refuses nothing, so any second send is a second instance.
 
 CI runs a covering sample (every value of every switch, every pair of API and duplicate
 rule); ``PLANRUNNER_MATRIX=full`` runs all 108 cells.
+
+The slow, unforgiving service (testing.matrix.SLOW_CELLS, reliability probe N1, N4, N5,
+N6, N17) runs every cell with ``duplicate: none``: a gateway that answers 504 (or hangs up)
+while its backend creates the instance a second later, any 5xx after creating, a
+daylight-saving server zone with entries in the repeated hour, hostile strings in every
+field, and a flow answered 62102 "Incorrect parameter" on every trigger.
 """
 
 from __future__ import annotations
@@ -33,10 +39,14 @@ from testing.matrix import (
     MAX_APPLIES,
     NOT_FOUND,
     PER_FLOW,
+    SLOW_CELLS,
     ZONES,
+    Slow,
     hourly_flows,
     run_cell,
+    run_slow,
     sample,
+    slow_problems,
 )
 
 CELLS = ALL_CELLS if os.environ.get("PLANRUNNER_MATRIX") == "full" else sample()
@@ -147,3 +157,53 @@ def test_sampled_cells_cover_every_value() -> None:
     for i, values in enumerate((APIS, ZONES, ID_ZONES, NOT_FOUND, DUPLICATE)):
         assert {c[i] for c in sample()} == set(values)
     assert len(ALL_CELLS) == 108
+
+
+def _cells(finding: str) -> pytest.MarkDecorator:
+    cells = [c for c in SLOW_CELLS if c.finding == finding]
+    return pytest.mark.parametrize("cell", cells, ids=lambda c: c.name)
+
+
+def _exactly_once_in_slow_cell(cell: Slow, tmp_path: Path) -> None:
+    trial = run_slow(cell, tmp_path, 10_000 + SLOW_CELLS.index(cell))
+    assert trial.faulted, f"{trial.cell}: no fault fired: the cell proves nothing"
+    assert not slow_problems(cell, trial), f"{trial.cell}: {slow_problems(cell, trial)}"
+
+
+@pytest.mark.slow
+@_cells("N1")
+def test_n1_gateway_gave_up_while_the_backend_creates_exactly_once(
+    tmp_path: Path, cell: Slow
+) -> None:
+    _exactly_once_in_slow_cell(cell, tmp_path)
+
+
+@pytest.mark.slow
+@_cells("N5")
+def test_n5_any_5xx_after_create_is_looked_up_exactly_once(tmp_path: Path, cell: Slow) -> None:
+    _exactly_once_in_slow_cell(cell, tmp_path)
+
+
+@pytest.mark.slow
+@_cells("N4")
+def test_n4_dst_repeated_hour_is_found_exactly_once(tmp_path: Path, cell: Slow) -> None:
+    _exactly_once_in_slow_cell(cell, tmp_path)
+
+
+@pytest.mark.slow
+@_cells("N6")
+def test_n6_hostile_strings_never_reach_output_or_ledger(tmp_path: Path, cell: Slow) -> None:
+    _exactly_once_in_slow_cell(cell, tmp_path)
+
+
+@pytest.mark.slow
+@_cells("N17")
+def test_n17_incorrect_parameter_flow_is_refused_not_retried_per_entry(
+    tmp_path: Path, cell: Slow
+) -> None:
+    _exactly_once_in_slow_cell(cell, tmp_path)
+
+
+def test_slow_cells_have_no_duplicate_rule_and_cover_the_probe() -> None:
+    assert all(c.dialect.duplicate == "none" for c in SLOW_CELLS)
+    assert {c.finding for c in SLOW_CELLS} == {"N1", "N4", "N5", "N6", "N17"}

@@ -670,7 +670,9 @@ def test_trigger_faults_and_the_log() -> None:
         "orgId": "o1",
         "status": 62109,
         "flowInstanceId": None,
+        "answered": True,
     }
+    assert [t["answered"] for t in log] == [True, True, True, False, True, True, True, True]
     assert sim.state.triggers == log
 
 
@@ -895,3 +897,230 @@ def test_bad_flows_file_is_a_usage_error(tmp_path: Path, run) -> None:
     r = run("sim", "--port", "0", "--flows", str(flows))
     assert r.code == 2
     assert "unknown key(s) colour" in r.err
+
+
+# --- the slow, unforgiving service (reliability probe N1, N4, N5, N6, N17) -------------------
+
+SETTLE = 10.0  # seconds a test waits for the simulator's backend to finish
+
+
+def test_n1_processing_longer_than_the_read_timeout_creates_after_the_client_has_gone() -> None:
+    with simulator(faults=Faults(processing=0.6), dialect=Dialect(duplicate="none")) as (sim, api):
+        params = {"action": "trigger", **USER}
+        raw = json.dumps({"flowId": 3377, "triggerTime": T0}).encode()
+        ts = now_ms()
+        headers = {
+            "apim-accesstoken": api.token,
+            "apim-timestamp": str(ts),
+            "apim-signature": P.signature(api.token, params, raw, ts, SECRET),
+            "Content-Type": "application/json;charset=UTF-8",
+        }
+        with pytest.raises(requests.ReadTimeout):
+            requests.post(
+                api.url + P.V20.flows, params=params, data=raw, headers=headers, timeout=(5, 0.1)
+            )
+        assert sim.triggers() == [] and not sim.state.instances  # still processing
+        assert sim.state.settle(SETTLE)
+        [gone] = sim.triggers()
+        assert gone["flowInstanceId"] == P.instance_id(3377, T0) and gone["answered"] is False
+        assert api.get(P.instance_id(3377, T0))["data"]["instanceId"] == P.instance_id(3377, T0)
+        # A client that waits long enough hears the answer.
+        assert api.code(api.trigger(3377, T0 + 60_000)) == 0
+        assert sim.triggers()[-1]["answered"] is True
+    with pytest.raises(ValueError, match="processing"):
+        Faults(processing=-1)
+
+
+@pytest.mark.parametrize("kind", ["504-then-create", "drop-then-create"])
+def test_n1_then_create_answers_at_once_and_the_backend_creates_later(kind: str) -> None:
+    faults = Faults.parse([f"{kind}@1"], backend_delay=0.5)
+    with simulator(faults=faults, dialect=Dialect(duplicate="none")) as (sim, api):
+        started = time.monotonic()
+        try:
+            answer = api.trigger(3377, T0).status_code
+        except requests.ConnectionError:
+            answer = -1
+        assert answer == (504 if kind.startswith("504") else -1)
+        assert time.monotonic() - started < 0.5  # the gateway did not wait for the backend
+        iid = P.instance_id(3377, T0)
+        assert api.get(iid)["status"] == P.BAD_PARAMETER_OR_DUPLICATE  # not there yet
+        [first] = sim.triggers()
+        assert first["flowInstanceId"] is None and first["status"] == max(answer, -1)
+        # A second send while the backend still works: on a service without dedup, two.
+        assert api.code(api.trigger(3377, T0)) == 0
+        assert sim.state.settle(SETTLE)
+        log = sim.triggers()
+        assert [t["flowInstanceId"] for t in log] == [iid, iid]
+        assert len([i for i in sim.state.service.history if i.instance_id == iid]) == 2
+        assert api.get(iid)["data"]["instanceId"] == iid
+
+
+def test_n1_then_create_under_the_minute_rule_the_later_create_is_refused() -> None:
+    faults = Faults.parse(["504-then-create@1"], backend_delay=0.3)
+    with simulator(faults=faults) as (sim, api):
+        assert api.trigger(3377, T0).status_code == 504
+        assert api.code(api.trigger(3377, T0)) == 0  # arrives first, so it creates
+        assert sim.state.settle(SETTLE)
+        assert [t["flowInstanceId"] for t in sim.triggers()] == [None, P.instance_id(3377, T0)]
+        assert len(sim.state.service.history) == 1
+
+
+@pytest.mark.parametrize("status", [500, 501, 505, 520, 524, 599])
+def test_n5_any_5xx_after_create(status: int) -> None:
+    faults = Faults.parse([f"{status}-after-create@1"])
+    with simulator(faults=faults) as (sim, api):
+        r = api.trigger(3377, T0)
+        assert r.status_code == status and "origin" in r.text
+        [t] = sim.triggers()
+        assert t["status"] == status and t["flowInstanceId"] == P.instance_id(3377, T0)
+    for bad in ("499-after-create@1", "600-after-create@1", "5xx-after-create@1"):
+        with pytest.raises(ValueError, match="unknown fault"):
+            Faults.parse([bad])
+
+
+@pytest.mark.parametrize(
+    ("zone", "first", "wall"),
+    [
+        ("America/New_York", "2026-11-01T05:30:00+00:00", "2026-11-01 01:30:00"),
+        ("Europe/Berlin", "2026-10-25T00:30:00+00:00", "2026-10-25 02:30:00"),
+    ],
+)
+def test_n4_dst_zone_writes_the_repeated_hour_ambiguously(zone: str, first: str, wall: str) -> None:
+    a = int(datetime.fromisoformat(first).timestamp() * 1000)
+    b = a + 3_600_000  # one hour later: the same wall time, the second time round
+    for dialect, named in [
+        (Dialect(server_zone=zone), zone),
+        (Dialect(server_zone_dst=zone), None),
+    ]:
+        with simulator(flows=[SimFlow(5, run_seconds=0.01)], dialect=dialect) as (_sim, api):
+            for tt in (a, b):
+                api.created(5, tt)
+            time.sleep(0.1)
+            got = [api.get(P.instance_id(5, tt))["data"]["triggerTime"] for tt in (a, b)]
+            assert got == [wall, wall]  # zone-less: nothing tells the two apart
+            window = api.search(**search_body(a, b + 60_000))["data"]["flowInsts"]
+            assert [i["triggerTime"] for i in window] == [wall, wall]
+            said = api.call("GET", P.V20.time, {"action": "getTimeZone"}).json()["data"]
+            expected = named or dialect.zone_name(time.time())
+            assert said == {"timezone": expected}
+    ny = Dialect(server_zone_dst="America/New_York")
+    assert ny.zone_name(a / 1000 - 86_400 * 30) == "GMT-4"  # October: daylight time
+    assert ny.zone_name(b / 1000 + 86_400 * 30) == "GMT-5"
+    assert Dialect(server_zone_dst="Asia/Kolkata").zone_name(a / 1000) == "GMT+5:30"
+    with pytest.raises(ValueError, match="server_zone_dst"):
+        Dialect(server_zone_dst="GMT+8")
+    with pytest.raises(ValueError, match="server_zone_dst"):
+        Dialect(server_zone_dst="Mars/Base")
+
+
+def test_n6_hostile_puts_escapes_workflow_commands_and_secrets_in_every_string() -> None:
+    from planrunner.sim.faults import HOSTILE_PADDING, HOSTILE_TEXT
+
+    with simulator(dialect=Dialect(hostile=True)) as (_sim, api):
+        assert "\x1b" not in api.token  # the token itself stays usable
+        marks = ("\x1b[2J", "\n::error file=x::INJECTED", "\r\n", api.token, SECRET)
+
+        def poisoned(text: object, *, long: bool) -> None:
+            assert isinstance(text, str)
+            assert all(m in text for m in marks), text[:200]
+            assert (len(text) > HOSTILE_PADDING) is long
+
+        r = api.trigger(3377, T0).json()
+        assert r["status"] == 0
+        poisoned(r["msg"], long=True)
+        iid = r["data"]["flowInstanceId"]
+        poisoned(iid, long=True)
+        assert iid.startswith(P.instance_id(3377, T0) + HOSTILE_TEXT)
+        time.sleep(0.1)
+        inst = api.get(P.instance_id(3377, T0))["data"]
+        poisoned(inst["instanceId"], long=True)
+        for key in ("status", "statusDesc", "flowName", "doAs"):
+            poisoned(inst[key], long=False)
+        assert inst["status"].split("\x1b")[0].lstrip("-").isdigit()
+        assert inst["triggerTime"] == "2026-01-01 08:00:00" and inst["flowId"] == 3377
+        # The id as a client would send it back (escapes and all) still names the instance.
+        again = api.get(P.instance_id(3377, T0) + "\x1b[2J::error::x")["data"]
+        assert again["instanceId"].startswith(P.instance_id(3377, T0))
+        [found] = api.search(**search_body(T0, T0 + 60_000))["data"]["flowInsts"]
+        poisoned(found["instanceId"], long=True)
+        poisoned(found["status"], long=False)
+        zone = api.call("GET", P.V20.time, {"action": "getTimeZone"}).json()["data"]["timezone"]
+        poisoned(zone, long=True)
+        assert zone.startswith("GMT+8")
+        refused = api.trigger(3377, T0).json()
+        assert refused["status"] == P.BAD_PARAMETER_OR_DUPLICATE
+        assert refused["msg"].startswith("Do not trigger the same workflow repeatedly")
+        poisoned(refused["msg"], long=True)
+
+
+def test_n17_incorrect_parameter_as_a_flow_property_and_as_a_fault(tmp_path: Path) -> None:
+    flows = [*FLOWS, SimFlow(5000, owner="u1", org_id="o1", bad_parameter=True)]
+    faults = Faults.parse(["62102@2"])
+    with simulator(flows=flows, faults=faults) as (sim, api):
+        for minute in range(3):
+            r = api.trigger(5000, T0 + minute * 60_000).json()
+            assert (r["status"], r["msg"]) == (P.BAD_PARAMETER_OR_DUPLICATE, "Incorrect parameter")
+        r = api.trigger(3377, T0).json()  # trigger #4: the scheduled fault is spent on #2
+        assert r["status"] == 0
+        assert not any(t["flowInstanceId"] for t in sim.triggers()[:3])
+    with simulator(faults=Faults.parse(["62102@1"])) as (sim, api):
+        assert api.trigger(3377, T0).json()["msg"] == "Incorrect parameter"
+        assert api.code(api.trigger(3377, T0)) == 0
+        assert [bool(t["flowInstanceId"]) for t in sim.triggers()] == [False, True]
+    path = tmp_path / "flows.yaml"
+    path.write_text("- {flowId: 9, badParameter: true}\n")
+    assert load_flows(str(path)) == [SimFlow(9, bad_parameter=True)]
+    path.write_text("- {flowId: 9, badParameter: 1}\n")
+    with pytest.raises(UsageError, match="badParameter must be true or false"):
+        load_flows(str(path))
+
+
+def test_slow_service_options_on_the_command_line() -> None:
+    parser = argparse.ArgumentParser()
+    sim_command.add_arguments(parser)
+    args = parser.parse_args(
+        ["--server-zone-dst", "Europe/Berlin", "--hostile", "--processing", "1.5",
+         "--backend-delay", "0.5", "--fault", "524-after-create=0.1"]
+    )  # fmt: skip
+    assert sim_command.dialect_from(args) == Dialect(server_zone_dst="Europe/Berlin", hostile=True)
+    assert (args.processing, args.backend_delay) == (1.5, 0.5)
+    with pytest.raises(UsageError, match="--server-zone-dst"):
+        sim_command.dialect_from(parser.parse_args(["--server-zone-dst", "GMT+1"]))
+    for bad in (["--processing", "-1"], ["--backend-delay", "x"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+
+
+def test_sim_command_serves_a_slow_hostile_service() -> None:
+    env = {**os.environ, "ENOS_ACCESS_KEY": KEY, "ENOS_SECRET_KEY": SECRET}
+    args = ("--hostile", "--fault", "504-then-create@1", "--backend-delay", "0.3", "--duplicate", "none")
+    with sim_process(*args, env=env) as url:
+        api = Api(url).login()
+        assert api.trigger(3377, T0).status_code == 504
+        deadline = time.monotonic() + SETTLE
+        while api.get(P.instance_id(3377, T0))["status"] != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        inst = api.get(P.instance_id(3377, T0))
+        assert inst["status"] == 0 and SECRET in inst["data"]["instanceId"]
+
+
+def test_newcomer_23_the_sample_flows_accept_every_entry_of_the_example_plan(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    flows = load_flows(str(ROOT / "plans" / "sim-flows.yaml"))
+    with Simulator(flows, access_key="sim-access-key", secret_key="sim-secret-key") as sim:
+        r = run(
+            "apply", str(ROOT / "plans" / "example.yaml"), "--gateway", sim.url, "--yes",
+            "--format", "json", "--ledger", str(tmp_path / "example.ledger.jsonl"),
+        )  # fmt: skip
+        assert r.code == 0, r.err
+        doc = json.loads(r.out)
+        log = sim.triggers()
+    assert set(doc["summary"]) == {"triggered"}, doc["summary"]
+    assert log and {t["status"] for t in log} == {0}
+    assert {t["flowId"] for t in log} == {3377, 3378, 2430}
+    # The refusal flows refuse that same user and org, each with its own code.
+    with simulator(flows=flows) as (_sim, api):
+        user = {"user": "u-data-eng", "org": "o15589291262751"}
+        codes = {f: api.code(api.trigger(f, T0, **user)) for f in (2431, 2809, 2957, 2958, 3100)}
+    assert codes == {2431: 62104, 2809: 62105, 2957: 62103, 2958: 62101, 3100: 62102}

@@ -16,6 +16,7 @@ from planrunner.commands import options
 from planrunner.errors import UsageError
 from planrunner.sim.faults import (
     AUTH_FAILURE_FORMS,
+    DEFAULT_BACKEND_DELAY,
     DEFAULT_DUPLICATE_WINDOW,
     DUPLICATE_RULES,
     GATEWAY_STATUSES,
@@ -84,6 +85,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="delay every trigger answer by this long",
     )
+    p.add_argument(
+        "--processing",
+        type=options.non_negative_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="the service works this long on every trigger and creates the instance when done, "
+        "even if the client has gone (set it above the client's read timeout for a slow service)",
+    )
+    p.add_argument(
+        "--backend-delay",
+        type=options.non_negative_float,
+        default=DEFAULT_BACKEND_DELAY,
+        metavar="SECONDS",
+        help="how long after a 504-then-create or drop-then-create answer the backend creates "
+        f"the instance (default {DEFAULT_BACKEND_DELAY:g})",
+    )
     kinds = ", ".join((*TRIGGER_FAULTS, *LOOKUP_FAULTS))
     p.add_argument(
         "--fault",
@@ -91,7 +108,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KIND=RATE|KIND@N,M",
         help=f"inject a fault: KIND=RATE (a probability per request, seeded) or KIND@N,M (the Nth "
-        f"and Mth triggers; lookups for lookup-*). KIND: {kinds}, http-NNN (a gateway status: "
+        f"and Mth triggers; lookups for lookup-*). KIND: {kinds} (5NN: any status 500-599, e.g. "
+        f"524-after-create), http-NNN (a gateway status: "
         f"{', '.join(str(s) for s in GATEWAY_STATUSES)}). Repeatable.",
     )
     p.add_argument(
@@ -170,6 +188,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="send Retry-After with 429 and 503 (not documented; off by default)",
     )
+    d.add_argument(
+        "--server-zone-dst",
+        default=None,
+        metavar="ZONE",
+        help="write time strings in this daylight-saving IANA zone (America/New_York, "
+        "Europe/Berlin) while Get Time Zone says its current GMT+N, as the vendor would",
+    )
+    d.add_argument(
+        "--hostile",
+        action="store_true",
+        default=None,
+        help="put terminal escapes, ::error:: lines, CR/LF, the token, the secret and 100 KB "
+        "into every string the service returns (ids, statuses, names, messages, time zone)",
+    )
 
 
 def dialect_from(args: argparse.Namespace) -> Dialect:
@@ -183,7 +215,7 @@ def dialect_from(args: argparse.Namespace) -> Dialect:
         return Dialect(**given)
     except ValueError as e:
         message = str(e)
-        for name in Dialect.__dataclass_fields__:
+        for name in sorted(Dialect.__dataclass_fields__, key=len, reverse=True):
             message = message.replace(f"dialect {name}", "--" + name.replace("_", "-"))
         raise UsageError(message) from None
 
@@ -199,7 +231,13 @@ def run(args: argparse.Namespace) -> int:
         )
     flows = load_flows(args.flows) if args.flows else []
     try:
-        faults = Faults.parse(args.fault, latency=args.latency, seed=args.seed)
+        faults = Faults.parse(
+            args.fault,
+            latency=args.latency,
+            seed=args.seed,
+            processing=args.processing,
+            backend_delay=args.backend_delay,
+        )
     except ValueError as e:
         raise UsageError(f"--fault: {e}") from None
     dialect = dialect_from(args)
@@ -222,7 +260,8 @@ def run(args: argparse.Namespace) -> int:
     print(sim.url, flush=True)
     print(
         f"simulating {len(flows)} listed flows (others accepted for any user), API {dialect.api}, "
-        f"server zone {dialect.server_zone}; Ctrl-C stops",
+        f"server zone {dialect.server_zone_dst or dialect.server_zone}"
+        f"{'; hostile strings' if dialect.hostile else ''}; Ctrl-C stops",
         file=sys.stderr,
     )
     try:

@@ -1,7 +1,7 @@
 """The flows fixture: a YAML list of the flows the simulator knows.
 
 Each item: ``flowId`` (required), ``name``, ``owner``, ``orgId``, ``locked``, ``hasTask``,
-``runSeconds``, ``type``, ``fails``, ``timeouts``. Unknown keys and bad values are one-line
+``runSeconds``, ``type``, ``fails``, ``timeouts``, ``badParameter``. Unknown keys and bad values are one-line
 errors naming ``file:line:col``.
 """
 
@@ -24,6 +24,7 @@ KEYS = (
     "type",
     "fails",
     "timeouts",
+    "badParameter",
 )
 
 
@@ -90,6 +91,7 @@ def _flow(item: dict[str, Any]) -> SimFlow:
         fails=fails,
         timeouts=timeouts,
         name=_text(item, "name"),
+        bad_parameter=_flag(item, "badParameter", False),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import select
 import socket
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -91,7 +92,19 @@ class Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         self._send(state.handle(found, Request(parts.path, params, headers, body)))
 
+    def _peer_gone(self) -> bool:
+        """Whether the client closed its end (a read timeout that gave up on us)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
     def _send(self, reply: Reply) -> None:
+        if reply.log is not None and not reply.drop and self._peer_gone():
+            reply.log["answered"] = False  # the instance exists; nobody hears of it
+            self.close_connection = True
+            return
         if reply.drop:
             self.close_connection = True
             with contextlib.suppress(OSError):

@@ -6,7 +6,7 @@ layer (:mod:`planrunner.sim.http`) only encodes it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from planrunner import protocol
@@ -24,6 +24,9 @@ class Reply:
     body: dict[str, Any] | bytes
     headers: tuple[tuple[str, str], ...] = ()
     drop: bool = False  # close the connection without answering
+    # The trigger log record of this answer: the HTTP layer sets its "answered" to False
+    # when the client had gone before the answer could be written.
+    log: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def log_status(self) -> int:
@@ -53,3 +56,44 @@ def text_reply(status: int, text: str, headers: tuple[tuple[str, str], ...] = ()
 
 
 DROP = Reply(0, b"", drop=True)
+
+
+def with_log(reply: Reply, record: dict[str, Any]) -> Reply:
+    """``reply`` tied to its trigger log ``record``."""
+    return Reply(reply.status, reply.body, reply.headers, reply.drop, record)
+
+
+def poison(envelope: dict[str, Any], text: str, short: str) -> dict[str, Any]:
+    """An answer with every string the service chose made hostile (``--hostile``).
+
+    The message, instance ids and the time-zone name get ``text`` (the long injection);
+    instance statuses (then strings), status names and flow names get ``short``. The
+    envelope's code, times, flow ids and the token service's token are left alone: they carry
+    the answer's meaning.
+    """
+    out = dict(envelope)
+    if isinstance(out.get("msg"), str):
+        out["msg"] += text
+    if "data" in out:
+        out["data"] = _poison_data(out["data"], text, short)
+    return out
+
+
+def _poison_data(value: Any, text: str, short: str) -> Any:
+    if isinstance(value, list):
+        return [_poison_data(item, text, short) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key in LONG_FIELDS and isinstance(item, str):
+            out[key] = item + text
+        elif key in SHORT_FIELDS and isinstance(item, str | int) and not isinstance(item, bool):
+            out[key] = f"{item}{short}"
+        else:
+            out[key] = _poison_data(item, text, short)
+    return out
+
+
+LONG_FIELDS = frozenset({"flowInstanceId", "instanceId", "timezone"})
+SHORT_FIELDS = frozenset({"status", "statusDesc", "flowName", "doAs"})

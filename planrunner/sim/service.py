@@ -75,6 +75,8 @@ class SimFlow:
     ``type``: the scheduling type its instances carry (0 manual, 1 periodic, 2 temporary).
     ``fails``/``timeouts``: the probability an instance ends FAIL / TIMEOUT instead of
     SUCCESS, decided at creation with a seeded RNG. ``name`` defaults to ``flow-{flowId}``.
+    ``bad_parameter``: every trigger is answered 62102 "Incorrect parameter" (a flow whose
+    configuration the service rejects), nothing created.
     """
 
     flow_id: int
@@ -87,6 +89,7 @@ class SimFlow:
     fails: float = 0.0
     timeouts: float = 0.0
     name: str | None = None
+    bad_parameter: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.run_seconds < math.inf:
@@ -295,6 +298,8 @@ class Service:
             return self.error(protocol.LOCKED, MSG_LOCKED), None
         if flow and not flow.has_task:
             return self.error(protocol.NO_TASK, MSG_NO_TASK), None
+        if flow and flow.bad_parameter:
+            return self.bad_request(MSG_BAD_PARAMETER), None
         flow = flow or SimFlow(flow_id)
         iid = protocol.instance_id(flow_id, trigger_time, self.id_tz)
         with self.lock:
@@ -546,8 +551,9 @@ class Service:
         )
 
     def time_zone(self) -> Reply:
-        """Get Time Zone: ``{"timezone": "GMT+8"}`` (the dialect's server zone name)."""
-        return self.ok({"timezone": self.dialect.server_zone}, time_api=True)
+        """Get Time Zone: ``{"timezone": "GMT+8"}`` (the dialect's server zone name; for
+        ``server_zone_dst``, that zone's offset now)."""
+        return self.ok({"timezone": self.dialect.zone_name(self._clock())}, time_api=True)
 
     def current_time(self) -> Reply:
         """Get Current Time: epoch ms."""

@@ -17,9 +17,17 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from planrunner.sim.faults import AFTER_CREATE_FAULTS, Dialect, Faults, gateway_status
+from planrunner.sim.faults import (
+    THEN_CREATE_FAULTS,
+    Dialect,
+    Faults,
+    creates_first,
+    gateway_status,
+    hostile_text,
+    status_after_create,
+)
 from planrunner.sim.gateway import Gateway
-from planrunner.sim.reply import DROP, JSON_TYPE, Reply, text_reply
+from planrunner.sim.reply import DROP, JSON_TYPE, Reply, poison, text_reply, with_log
 from planrunner.sim.service import Instance, Service, SimFlow
 
 HTTP_TOO_MANY = 429
@@ -73,6 +81,9 @@ class State:
         self.service = Service(flows, dialect, seed=faults.seed)
         self.gateway = Gateway(access_key, secret_key, token_ttl, dialect)
         self.triggers: list[dict[str, Any]] = []
+        self.secret_key = secret_key
+        self._busy = 0  # triggers still being processed, here or by a backend timer
+        self._idle = threading.Condition()
         self.trigger_count = 0  # trigger requests that reached fault injection
         self.lookup_count = 0  # Get/Search requests that reached fault injection
         self.requests = 0
@@ -114,6 +125,21 @@ class State:
         """A listed flow, or the permissive default for one that is not."""
         return self.service.flows.get(flow_id) or SimFlow(flow_id)
 
+    def settle(self, timeout: float) -> bool:
+        """Wait until no trigger is still being processed (slow service, backend timers);
+        False if some still are after ``timeout`` seconds."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
+
+    def _enter(self) -> None:
+        with self._idle:
+            self._busy += 1
+
+    def _leave(self) -> None:
+        with self._idle:
+            self._busy -= 1
+            self._idle.notify_all()
+
     def trigger_log(self) -> list[dict[str, Any]]:
         """A copy of the trigger log."""
         with self.lock:
@@ -142,7 +168,27 @@ class State:
         return text_reply(HTTP_TOO_MANY, "too many requests", self._retry_after(seconds))
 
     def handle(self, route: Route, req: Request) -> Reply:
-        """Answer ``req``, routed to ``route``."""
+        """Answer ``req``, routed to ``route`` (made hostile if the dialect says so)."""
+        reply = self._handle(route, req)
+        if not self.dialect.hostile or not isinstance(reply.body, dict):
+            return reply
+        token = req.headers.get("apim-accesstoken", "")
+        data = reply.body.get("data")
+        if not token and isinstance(data, dict) and isinstance(data.get("accessToken"), str):
+            token = data["accessToken"]
+        long = hostile_text(token, self.secret_key)
+        short = hostile_text(token, self.secret_key, padding=0)
+        return Reply(reply.status, poison(reply.body, long, short), reply.headers, reply.drop, reply.log)
+
+    def _unpoisoned(self, req: Request) -> Request:
+        """A hostile dialect's instance id, as a client sends it back, read as the real id."""
+        iid = req.params.get("flowInstId")
+        if not self.dialect.hostile or iid is None or "\x1b" not in iid:
+            return req
+        params = {**req.params, "flowInstId": iid.split("\x1b", 1)[0]}
+        return Request(req.path, params, req.headers, req.body)
+
+    def _handle(self, route: Route, req: Request) -> Reply:
         with self.lock:
             self.requests += 1
         if route is Route.TRIGGER:
@@ -159,7 +205,7 @@ class State:
             fault = self._lookup_fault()
             if fault is not None:
                 return fault
-        return self._handlers[route](req)
+        return self._handlers[route](self._unpoisoned(req))
 
     def _lookup_fault(self) -> Reply | None:
         with self.lock:
@@ -176,27 +222,62 @@ class State:
         return None
 
     def _trigger(self, req: Request) -> Reply:
+        self._enter()
+        try:
+            return self._trigger_now(req)
+        finally:
+            self._leave()
+
+    def _trigger_now(self, req: Request) -> Reply:
         parsed = Service.parse_trigger(req.body)
         early = self._before_service(req, parsed)
         if isinstance(early, Reply) or parsed is None:
             answer = early if isinstance(early, Reply) else self.service.bad_request()
-            self._log(req, parsed, answer, None)
+            return self._log(req, parsed, answer, None)
+        if early in THEN_CREATE_FAULTS:
+            answer = DROP if early == "drop-then-create" else text_reply(
+                HTTP_GATEWAY_TIMEOUT, "gateway timeout"
+            )
+            answer = self._log(req, parsed, answer, None)
+            assert answer.log is not None
+            self._backend_later(req, parsed, answer.log)
             return answer
+        if self.faults.processing:
+            time.sleep(self.faults.processing)  # the instance is created when this ends
         user, org = req.params.get("userId", ""), req.params.get("orgId", "")
         # Creating the instance and logging it are one step: the log never lags an instance.
         with self.lock:
             reply, inst = self.service.trigger(user, org, *parsed)
-            if inst is not None and early in AFTER_CREATE_FAULTS:
+            if inst is not None and creates_first(early):
+                assert early is not None
                 reply = self._after_create(early, reply)
-            self._log(req, parsed, reply, inst)
-        return reply
+            return self._log(req, parsed, reply, inst)
+
+    def _backend_later(self, req: Request, parsed: tuple[int, int], record: dict[str, Any]) -> None:
+        """The backend creates the instance ``backend_delay`` seconds after the gateway gave up."""
+        user, org = req.params.get("userId", ""), req.params.get("orgId", "")
+
+        def create() -> None:
+            try:
+                with self.lock:
+                    _, inst = self.service.trigger(user, org, *parsed)
+                    if inst is not None:
+                        record["flowInstanceId"] = inst.instance_id
+            finally:
+                self._leave()
+
+        self._enter()
+        timer = threading.Timer(self.faults.backend_delay, create)
+        timer.daemon = True
+        timer.start()
 
     def _log(
         self, req: Request, parsed: tuple[int, int] | None, reply: Reply, inst: Instance | None
-    ) -> None:
-        """Append to the trigger log; a body that names no flow and time is not logged."""
+    ) -> Reply:
+        """Append to the trigger log (a body that names no flow and time is not logged);
+        ``reply`` tied to its record."""
         if parsed is None:
-            return
+            return reply
         record = {
             "flowId": parsed[0],
             "triggerTime": parsed[1],
@@ -204,9 +285,11 @@ class State:
             "orgId": req.params.get("orgId", ""),
             "status": reply.log_status,
             "flowInstanceId": inst.instance_id if inst is not None else None,
+            "answered": not reply.drop,
         }
         with self.lock:
             self.triggers.append(record)
+        return with_log(reply, record)
 
     def _before_service(self, req: Request, parsed: tuple[int, int] | None) -> Reply | str | None:
         """The answer given before the service sees the trigger, else the fault kind to apply."""
@@ -231,6 +314,8 @@ class State:
             return text_reply(status, f"gateway says {status}", headers)
         if fault == "62109":
             return self.service.server_error()
+        if fault == "62102":
+            return self.service.bad_request()
         if fault == "503":
             retry_after = self._retry_after(RETRY_AFTER_FAULT)
             return text_reply(HTTP_UNAVAILABLE, "service unavailable", retry_after)
@@ -240,8 +325,11 @@ class State:
         """The answer of a fault that strikes after the instance was created."""
         if fault == "62109-after-create":
             return self.service.server_error()
-        if fault == "504-after-create":
-            return text_reply(HTTP_GATEWAY_TIMEOUT, "gateway timeout")
+        status = status_after_create(fault)
+        if status == HTTP_GATEWAY_TIMEOUT:
+            return text_reply(status, "gateway timeout")
+        if status is not None:
+            return text_reply(status, f"error {status}: the origin did not answer in time")
         if fault == "drop-after-create":
             return DROP
         whole = json.dumps(reply.body).encode()  # "malformed": the answer, cut in half
