@@ -16,6 +16,7 @@ from planrunner.source import Document, Problem
 
 MAX_PLAN_BYTES = 64 * 2**20  # a plan larger than this is surely a mistake
 _ENV_REF = re.compile(r"\$\{([^}]*)\}")
+SAVED_KIND = "planrunner-saved-plan"  # saved.KIND, which sits a layer above
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -114,6 +115,10 @@ def read(
         return Reading(None, None, (Problem((), e.message, mark=e.mark),))
     problems = list(doc.problems)
     data = doc.data
+    if isinstance(data, dict) and data.get("kind") == SAVED_KIND:
+        # `plan --out` wrote it (saved.py); `terraform show plan.out` users try plan on it.
+        why = f"this is a saved plan: apply it with `planrunner apply {path}`"
+        return Reading(doc, None, (Problem((), why),))
     if isinstance(data, dict):
         # Top-level x- keys are a place for anchored fragments; nothing reads them.
         data = {k: v for k, v in data.items() if not k.startswith("x-")}
@@ -263,7 +268,14 @@ def _time(
         t = times.parse(value)
         if tz is None and zone_given and t.instant is None:
             return None  # the zone itself is invalid, and already reported
-        return t.end_of(tz) if end else t.resolve(tz)
+        # Before resolving: a wall time near year 1 is out of datetime's range in a zone.
+        first = t.wall if t.instant is None else t.instant
+        assert first is not None
+        times.check_plan_range(first, value)
+        ms = times.check_plan_range(t.end_of(tz) if end else t.resolve(tz), value)
+        if tz is not None and ms > times.MAX_EPOCH_MS - times.DAY_MS:
+            times.check_local(ms, tz)
+        return ms
     except times.TimeError as e:
         problems.append(Problem(where, str(e)))
         return None

@@ -11,7 +11,7 @@ from planrunner import times
 from planrunner.plan import Flow, Plan
 from planrunner.source import Path, Problem
 
-DEFAULT_MAX_TRIGGERS = 100_000
+DEFAULT_MAX_TRIGGERS = 110_000  # above a (leap) year of */5: 105,408
 
 
 class Entry(NamedTuple):
@@ -76,7 +76,7 @@ def _flow_times(
     here: Path = ("flows", flow.index)
     if flow.at is not None:
         if len(flow.at) > max_triggers:
-            problems.append(Problem((*here, "at"), _too_many(flow, max_triggers)))
+            problems.append(Problem((*here, "at"), _too_many(flow, max_triggers, len(flow.at))))
             return None
         order = sorted(range(len(flow.at)), key=flow.at.__getitem__)
         ms_list = [flow.at[j] for j in order]
@@ -85,7 +85,7 @@ def _flow_times(
         return ms_list, offs, [(*here, "at", j) for j in order]
     assert flow.cron is not None and flow.start is not None and flow.zone is not None
     if flow.count is not None and flow.count > max_triggers:
-        problems.append(Problem((*here, "count"), _too_many(flow, max_triggers)))
+        problems.append(Problem((*here, "count"), _too_many(flow, max_triggers, flow.count)))
         return None
     end = now if flow.end_is_now else flow.end
     if end is not None and end < flow.start:
@@ -95,8 +95,8 @@ def _flow_times(
         ms_list, offs = cronlib.expand(
             flow.cron, flow.zone, flow.start, end, flow.count, max_triggers
         )
-    except cronlib.TooMany:
-        problems.append(Problem((*here, "cron"), _too_many(flow, max_triggers)))
+    except cronlib.TooMany as e:
+        problems.append(Problem((*here, "cron"), _too_many(flow, max_triggers, e.count, e.exact)))
         return None
     if not ms_list and not flow.end_is_now:
         tz = flow.zone
@@ -111,18 +111,30 @@ def _flow_times(
         problems.append(
             Problem(
                 (*here, "count"),
-                f"only {len(ms_list)} fire times in the {cronlib.HORIZON_YEARS} years from "
-                f'"from", fewer than count {flow.count}',
+                f"only {len(ms_list)} fire times {_horizon(flow.start)}, "
+                f"fewer than count {flow.count}",
             )
         )
         return None
     return ms_list, offs, [(*here, "cron")] * len(ms_list)
 
 
-def _too_many(flow: Flow, max_triggers: int) -> str:
+def _horizon(start: int) -> str:
+    """Where ``count:`` stopped looking: 400 years on, or the calendar's end."""
+    if int(times.format_utc(start)[:4]) + cronlib.HORIZON_YEARS > 9999:
+        return 'from "from" to the end of 9999'
+    return f'in the {cronlib.HORIZON_YEARS} years from "from"'
+
+
+def _too_many(flow: Flow, max_triggers: int, count: int, exact: bool = True) -> str:
+    if not exact:
+        return (
+            f'flow "{flow.name}" yields more than {count:,} entries, over --max-triggers '
+            f"{max_triggers:,} (narrow its window, or split it)"
+        )
     return (
-        f'flow "{flow.name}" yields more than {max_triggers:,} entries '
-        "(raise --max-triggers if this is intended)"
+        f'flow "{flow.name}" yields {count:,} entries, more than --max-triggers {max_triggers:,} '
+        f"(use --max-triggers {count:,} if this is intended)"
     )
 
 

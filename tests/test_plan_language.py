@@ -1,0 +1,155 @@
+"""Plan-language findings: zones, limits, saved plans given to plan, YAML marks, counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from planrunner import plan as planlib
+from planrunner import saved
+from testing import write_plan
+
+NOW = "2026-12-03T00:00Z"
+
+
+def _errors(run, path: Path, *more: str) -> list[str]:
+    r = run("validate", "--now", NOW, str(path), *more)
+    assert r.code == 2, r.out
+    assert "Traceback" not in r.err
+    return [line.split(": error: ", 1)[1] for line in r.err.splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("zone", "offset"),
+    [("GMT+8", "+08:00"), ("UTC-5", "-05:00"), ("GMT+5:30", "+05:30"), ("GMT+0545", "+05:45")],
+)
+def test_finding_6_gmt_offsets_are_accepted_as_enos_writes_them(
+    tmp_path: Path, run, zone: str, offset: str
+) -> None:
+    path = write_plan(tmp_path, '  - {name: a, flowId: 1, at: ["2026-03-01 10:00"]}\n', zone=zone)
+    r = run("plan", "--now", NOW, str(path), "--ledger", str(tmp_path / "l.jsonl"))
+    assert r.code == 0, r.err
+    assert f"2026-03-01T10:00:00{offset}" in r.out
+    assert f"flowId 1, {zone})" in r.out
+
+
+@pytest.mark.parametrize(
+    ("zone", "message"),
+    [
+        ("utc", 'unknown time zone "utc" (did you mean "UTC"?)'),
+        ("Asia/Beijing", 'unknown time zone "Asia/Beijing" (did you mean "Asia/Shanghai"?)'),
+        (
+            "+08:00",
+            'unknown time zone "+08:00" (did you mean "GMT+8", "Asia/Shanghai" or "Etc/GMT-8"? '
+            "Etc/ names invert the sign: Etc/GMT-8 is +08:00)",
+        ),
+        ("GMT+15", 'time zone "GMT+15" is out of range (GMT-14 .. GMT+14)'),
+        ("Etc/GMT+8x", 'unknown time zone "Etc/GMT+8x"'),
+    ],
+)
+def test_finding_6_zone_suggestions_never_have_another_offset(
+    tmp_path: Path, run, zone: str, message: str
+) -> None:
+    path = write_plan(tmp_path, '  - {name: a, flowId: 1, at: ["2026-03-01 10:00"]}\n', zone=zone)
+    assert _errors(run, path) == [f"timezone: {message}"]
+
+
+def test_finding_17_a_saved_plan_given_to_plan_or_validate_says_apply_it(
+    tmp_path: Path, run
+) -> None:
+    path = write_plan(tmp_path, '  - {name: a, flowId: 1, at: ["2026-03-01 10:00"]}\n')
+    out = tmp_path / "saved.plan.json"
+    assert run("plan", "--now", NOW, str(path), "--out", str(out), "--ledger", str(tmp_path / "l")).code == 0
+    expected = [f"{out}:1:1: error: this is a saved plan: apply it with `planrunner apply {out}`"]
+    for command in ("plan", "validate"):
+        r = run(command, "--now", NOW, str(out))
+        assert r.code == 2
+        assert r.err.splitlines() == expected
+    assert planlib.SAVED_KIND == saved.KIND
+
+
+def test_finding_19_an_unclosed_quote_points_where_it_started(tmp_path: Path, run) -> None:
+    path = write_plan(tmp_path, '  - name: a\n    flowId: 1\n    cron: "*/5 * * * *\n    from: 2026-01-01\n    count: 3\n')
+    r = run("validate", str(path))
+    assert r.code == 2
+    line = path.read_text().splitlines().index('    cron: "*/5 * * * *') + 1
+    assert r.err.splitlines() == [f"{path}:{line}:11: error: YAML: unclosed quote started here"]
+
+
+@pytest.mark.parametrize(
+    ("flow", "where", "message"),
+    [
+        (
+            '{name: a, flowId: 1, cron: "0 0 1 1 *", from: "0001-01-01", count: 2}',
+            "flows[0].from",
+            '"0001-01-01" is before 2000-01-01 (plan times run from 2000 to 9999)',
+        ),
+        (
+            '{name: a, flowId: 1, cron: "* * * * *", from: "0001-01-01", to: "9999-12-31"}',
+            "flows[0].from",
+            '"0001-01-01" is before 2000-01-01 (plan times run from 2000 to 9999)',
+        ),
+        (
+            '{name: a, flowId: 1, at: ["0001-01-01T00:00:00+14:00"]}',
+            "flows[0].at[0]",
+            '"0001-01-01T00:00:00+14:00" is before 2000-01-01 (plan times run from 2000 to 9999)',
+        ),
+        (
+            '{name: a, flowId: 1, at: ["0001-01-01T00:00:00Z"]}',
+            "flows[0].at[0]",
+            '"0001-01-01T00:00:00Z" is before 2000-01-01 (plan times run from 2000 to 9999)',
+        ),
+        (
+            '{name: a, flowId: 1, at: ["1999-12-31T23:59:59Z"]}',
+            "flows[0].at[0]",
+            '"1999-12-31T23:59:59Z" is before 2000-01-01 (plan times run from 2000 to 9999)',
+        ),
+        (
+            '{name: a, flowId: 1, at: [946684799999]}',
+            "flows[0].at[0]",
+            "946684799999 is before 2000-01-01; times are epoch milliseconds, not seconds",
+        ),
+        (
+            '{name: a, flowId: 1, cron: "* * * * *", from: "2000-01-01", to: "9999-12-31"}',
+            "flows[0].cron",
+            'flow "a" yields more than 11,000,000 entries, over --max-triggers 110,000 '
+            "(narrow its window, or split it)",
+        ),
+        (
+            '{name: a, flowId: 1, timezone: Pacific/Kiritimati, at: ["9999-12-31T23:59:00Z"]}',
+            "flows[0].at[0]",
+            "9999-12-31T23:59:00.000Z is after year 9999 in Pacific/Kiritimati",
+        ),
+        (
+            '{name: a, flowId: 1, timezone: Etc/GMT+12, cron: "0 0 * * *", from: 9999-12-01, to: 9999-12-31}',
+            "flows[0].to",
+            "9999-12-31T23:59 is after year 9999",
+        ),
+        (
+            '{name: a, flowId: 1, cron: "0 0 1 1 *", from: "9999-01-01", count: 3}',
+            "flows[0].count",
+            'only 1 fire times from "from" to the end of 9999, fewer than count 3',
+        ),
+    ],
+)
+def test_n15_times_near_the_calendar_limits_are_located_errors(
+    tmp_path: Path, run, flow: str, where: str, message: str
+) -> None:
+    path = write_plan(tmp_path, f"  - {flow}\n")
+    for command in ("validate", "plan"):
+        r = run(command, "--now", NOW, str(path))
+        assert r.code == 2, r.err
+        assert [line.split(": error: ", 1)[1] for line in r.err.splitlines()] == [f"{where}: {message}"]
+
+
+def test_n15_the_calendar_end_itself_resolves(tmp_path: Path, run) -> None:
+    path = write_plan(
+        tmp_path,
+        '  - {name: a, flowId: 1, cron: "59 23 31 12 *", from: 9990-01-01, to: 9999-12-31}\n'
+        '  - {name: b, flowId: 2, timezone: Pacific/Kiritimati, at: ["9999-12-31T23:59"]}\n',
+    )
+    r = run("plan", "--now", NOW, str(path), "--ledger", str(tmp_path / "l.jsonl"))
+    assert r.code == 0, r.err
+    assert "last  9999-12-31T23:59:00+00:00  253402300740000" in r.out
+    assert "9999-12-31T23:59:00+14:00" in r.out
