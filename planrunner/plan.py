@@ -47,6 +47,7 @@ class Flow:
     end_is_now: bool
     count: int | None
     ok: bool  # False when the flow has problems of its own; resolution skips it
+    moved: frozenset[int] = frozenset()  # `at` instants a DST gap moved past their wall time
 
     @property
     def zone_name(self) -> str:
@@ -263,6 +264,7 @@ def _time(
     *,
     end: bool = False,
     zone_given: bool = False,
+    moved: set[int] | None = None,
 ) -> int | None:
     try:
         t = times.parse(value)
@@ -273,6 +275,14 @@ def _time(
         assert first is not None
         times.check_plan_range(first, value)
         ms = times.check_plan_range(t.end_of(tz) if end else t.resolve(tz), value)
+        wall = t.wall if t.instant is None else None
+        if (
+            moved is not None
+            and tz is not None
+            and wall is not None
+            and not times.wall_instants(tz, wall)
+        ):
+            moved.add(ms)  # a wall time a spring-forward gap skips
         if tz is not None and ms > times.MAX_EPOCH_MS - times.DAY_MS:
             times.check_local(ms, tz)
         return ms
@@ -295,9 +305,10 @@ def _flow(
     cron: cronlib.Cron | None = None
     start = end = count = None
     end_is_now = False
+    moved: set[int] = set()
     if "at" in raw:
         values = [
-            _time(v, tz, (*here, "at", j), problems, zone_given=zone_given)
+            _time(v, tz, (*here, "at", j), problems, zone_given=zone_given, moved=moved)
             for j, v in enumerate(raw["at"])
         ]
         at = tuple(v for v in values if v is not None)
@@ -340,4 +351,5 @@ def _flow(
         end_is_now=end_is_now,
         count=count,
         ok=ok and len(problems) == before,
+        moved=frozenset(moved),
     )

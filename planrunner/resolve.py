@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from functools import partial
 from itertools import pairwise, repeat
 from typing import NamedTuple
@@ -22,12 +25,51 @@ class Entry(NamedTuple):
     flow: str
     org_id: str
     offset: int  # the flow zone's UTC offset at trigger_time, in ms, for display
-    key: str  # the ledger key, ``orgId/flowId/triggerTime``
+
+    @property
+    def key(self) -> str:
+        """The ledger key, ``orgId/flowId/triggerTime`` (made when asked: a plan of
+        millions of entries would spend a fifth of its memory on stored keys)."""
+        return f"{self.org_id}/{self.flow_id}/{self.trigger_time}"
 
     @property
     def local_time(self) -> str:
         """RFC 3339 time in the flow's zone."""
         return times.format_local(self.trigger_time, self.offset)
+
+
+class EntryKeys(AbstractSet[str]):
+    """The keys of sorted ``entries`` as a read-only set, without a string per key: a
+    lookup is a binary search on (triggerTime, flowId)."""
+
+    def __init__(self, entries: Sequence[Entry]) -> None:
+        self._entries = entries
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        head, _, tail = key.rpartition("/")
+        org, _, fid = head.rpartition("/")
+        if not (tail.isdigit() and tail.isascii() and fid.isdigit() and fid.isascii()):
+            return False
+        tt, flow_id = int(tail), int(fid)
+        if key != f"{org}/{flow_id}/{tt}":
+            return False  # leading zeros: not a key planrunner writes
+        i = bisect_left(self._entries, (tt, flow_id))
+        while i < len(self._entries):
+            e = self._entries[i]
+            if e.trigger_time != tt or e.flow_id != flow_id:
+                return False
+            if e.org_id == org:
+                return True
+            i += 1
+        return False
+
+    def __iter__(self) -> Iterator[str]:
+        return (e.key for e in self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def resolve(
@@ -53,9 +95,7 @@ def resolve(
             continue
         ms_list, off_list, wheres = got
         name, fid = flow.name, flow.flow_id
-        prefix = f"{org}/{fid}/"
-        keys = [prefix + str(ms) for ms in ms_list]
-        entries += map(make, zip(ms_list, repeat(fid), repeat(name), repeat(org), off_list, keys))
+        entries += map(make, zip(ms_list, repeat(fid), repeat(name), repeat(org), off_list))
         by_flow_id.setdefault(fid, []).append((ms_list, flow.index, wheres, flow.at is not None))
     for fid, groups in by_flow_id.items():
         if len(groups) == 1 and not groups[0][3]:

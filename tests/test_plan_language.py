@@ -153,3 +153,141 @@ def test_n15_the_calendar_end_itself_resolves(tmp_path: Path, run) -> None:
     assert r.code == 0, r.err
     assert "last  9999-12-31T23:59:00+00:00  253402300740000" in r.out
     assert "9999-12-31T23:59:00+14:00" in r.out
+
+
+def test_finding_18_at_times_moved_by_a_dst_gap_are_marked_in_text_and_json(
+    tmp_path: Path, run
+) -> None:
+    path = write_plan(
+        tmp_path,
+        '  - {name: a, flowId: 1, at: ["2026-03-29 02:30", "2026-03-29 04:00", "2026-03-29T02:30:00+02:00"]}\n'
+        '  - {name: c, flowId: 2, cron: "30 2 * * *", from: 2026-03-28, to: 2026-03-29}\n',
+        zone="Europe/Berlin",
+    )
+    ledger = str(tmp_path / "l.jsonl")
+    r = run("plan", "--now", NOW, str(path), "--ledger", ledger)
+    assert r.code == 0, r.err
+    marked = [line.split()[1] for line in r.out.splitlines() if "(moved by a DST gap)" in line]
+    # The naive 02:30 (gap) is moved; the same instant written with its offset is not.
+    assert marked == ["2026-03-29T03:00:00+02:00", "2026-03-29T03:00:00+02:00"]
+    r = run("plan", "--now", NOW, str(path), "--ledger", ledger, "--format", "json")
+    import json
+
+    doc = json.loads(r.out)
+    moved = {(e["flow"], e["time"]): e.get("moved") for e in doc["entries"]}
+    assert moved == {
+        ("a", "2026-03-29T03:00:00+02:00"): "dst-gap",
+        ("a", "2026-03-29T04:00:00+02:00"): None,
+        ("a", "2026-03-29T01:30:00+01:00"): None,
+        ("c", "2026-03-28T02:30:00+01:00"): None,
+        ("c", "2026-03-29T03:00:00+02:00"): "dst-gap",
+    }
+    assert doc["formatVersion"] == 1
+
+
+def test_finding_29_disabled_flows_are_counted_and_listed(tmp_path: Path, run) -> None:
+    path = write_plan(
+        tmp_path,
+        '  - {name: off, flowId: 1, enabled: false, cron: "0 2 * * *", from: 2026-01-01, to: 2026-01-31}\n',
+    )
+    r = run("validate", "--now", NOW, str(path))
+    assert r.code == 0
+    assert r.out.strip() == f"{path}: ok (0 entries in 0 flows; 1 flow disabled)"
+    ledger = str(tmp_path / "l.jsonl")
+    r = run("plan", "--now", NOW, str(path), "--ledger", ledger)
+    assert r.out.splitlines()[-1] == "Plan: 0 entries; 1 flow disabled."
+    md = run("plan", "--now", NOW, str(path), "--ledger", ledger, "--format", "markdown").out
+    assert "0 entries: nothing; 1 flow disabled" in md
+    assert "| off | 1 | UTC | disabled |" in md
+
+
+def test_finding_31_text_counts_have_thousands_separators(tmp_path: Path, run) -> None:
+    path = write_plan(
+        tmp_path,
+        '  - {name: a, flowId: 1, cron: "* * * * *", from: 2026-01-01, to: 2026-01-01}\n',
+    )
+    r = run("plan", "--now", NOW, str(path), "--ledger", str(tmp_path / "l.jsonl"))
+    assert "flow a (flowId 1, UTC): 1,440 entries" in r.out
+    assert "    ... 1,435 more pending ..." in r.out
+    assert r.out.splitlines()[-1] == "Plan: 1,440 entries (1,440 pending)."
+    assert run("validate", "--now", NOW, str(path)).out.strip() == f"{path}: ok (1,440 entries in 1 flow)"
+
+
+def test_finding_31_plan_json_streams_in_chunks_with_the_same_bytes(tmp_path: Path) -> None:
+    # The writer is handed pieces of at most a chunk of entries, never the whole document.
+    from planrunner import checking, report
+
+    path = write_plan(
+        tmp_path, '  - {name: a, flowId: 1, cron: "* * * * *", from: 2026-01-01, to: 2026-01-31}\n'
+    )
+    plan, entries = checking.load_entries(str(path), 0, 100_000)
+    result = report.Result(plan, "l.jsonl", 0, entries, {})
+    pieces: list[str] = []
+    report.write_json(result, pieces.append)
+    whole = "".join(pieces)
+    assert len(entries) == 31 * 1440
+    assert max(len(p) for p in pieces) < len(whole) / 2
+    assert len(pieces) >= len(entries) // report.JSON_CHUNK
+    assert whole == report.render_json(result)
+    import json
+
+    doc = json.loads(whole)
+    assert [e["key"] for e in doc["entries"]] == [e.key for e in entries]
+
+
+def test_finding_31_entry_keys_answer_membership_without_a_set(tmp_path: Path) -> None:
+    from planrunner import checking
+    from planrunner.resolve import EntryKeys
+
+    path = write_plan(
+        tmp_path,
+        '  - {name: a, flowId: 1, cron: "0 * * * *", from: 2026-01-01, to: 2026-01-01}\n'
+        '  - {name: b, flowId: 2, cron: "0 * * * *", from: 2026-01-01, to: 2026-01-01}\n',
+    )
+    _, entries = checking.load_entries(str(path), 0, 1000)
+    keys = EntryKeys(entries)
+    assert set(keys) == {e.key for e in entries} and len(keys) == 48
+    assert all(e.key in keys for e in entries)
+    first = entries[0]
+    assert f"o2/{first.flow_id}/{first.trigger_time}" not in keys
+    assert f"{first.org_id}/3/{first.trigger_time}" not in keys
+    assert f"{first.org_id}/{first.flow_id}/{first.trigger_time + 1}" not in keys
+    assert f"{first.org_id}/{first.flow_id}/0{first.trigger_time}" not in keys
+    assert "garbage" not in keys and 5 not in keys
+
+
+PEAK_RSS = """
+import resource, sys
+from planrunner.cli import main
+code = main(sys.argv[1:])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+raise SystemExit(code)
+"""
+
+
+def test_finding_31_plan_json_of_2_million_entries_stays_under_600_mb(tmp_path: Path) -> None:
+    # A year of */5 over 20 flows in Europe/Berlin: 2,102,400 entries, about 500 MB of JSON.
+    import subprocess
+    import sys
+
+    flows = "".join(
+        f'  - {{name: five-{i:02d}, flowId: {7000 + i}, cron: "*/5 * * * *", from: 2025-01-01, to: 2025-12-31}}\n'
+        for i in range(20)
+    )
+    path = write_plan(tmp_path, flows, zone="Europe/Berlin")
+    argv = ["plan", str(path), "--format", "json", "--max-triggers", "110000", "--now", NOW]
+    argv += ["--ledger", str(tmp_path / "l.jsonl")]
+    with open(tmp_path / "out.json", "wb") as out:
+        p = subprocess.run(
+            [sys.executable, "-c", PEAK_RSS, *argv],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    assert p.returncode == 0, p.stderr
+    peak_kb = int(p.stderr.strip().splitlines()[-1])
+    assert peak_kb < 600 * 1024, f"peak RSS {peak_kb // 1024} MB"
+    with open(tmp_path / "out.json", "rb") as f:
+        f.seek(-200, 2)
+        assert b'"summary": {"pending": 2102400}' in f.read()
