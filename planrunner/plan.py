@@ -125,6 +125,7 @@ def read(
         data = {k: v for k, v in data.items() if not k.startswith("x-")}
     problems += schema.check(data)
     if problems:
+        problems += _structurally_fine_flows(doc, data, problems)
         return Reading(doc, None, tuple(problems))
     assert isinstance(data, dict)
     return _build(path, doc, data, os.environ if environ is None else environ, env_missing)
@@ -209,10 +210,28 @@ def _build(
         except ValueError as e:
             problems.append(Problem(("target", "serverTimezone"), str(e)))
 
+    flows = _flows(doc, data, problems)
+    target = Target(
+        target_values["gateway"],
+        target_values["orgId"],
+        target_values["userId"],
+        data["target"].get("api", protocol.DEFAULT_API.name),
+        server_tz,
+    )
+    plan = Plan(path, target, tuple(flows), dict(data["target"]))
+    return Reading(doc, plan, tuple(problems), tuple(warnings))
+
+
+def _flows(
+    doc: Document, data: dict[str, Any], problems: list[Problem], skip: frozenset[int] = frozenset()
+) -> list[Flow]:
+    """Every flow read and checked, but those in ``skip`` (they have structural problems)."""
     plan_zone = _zone(data.get("timezone"), ("timezone",), problems)
     flows: list[Flow] = []
     seen_names: dict[str, int] = {}
     for i, raw in enumerate(data["flows"]):
+        if i in skip:
+            continue
         here: source.Path = ("flows", i)
         name = raw["name"]
         if name in seen_names:
@@ -234,15 +253,24 @@ def _build(
         # A plan-level zone that failed leaves tz None: the flow cannot be resolved either.
         ok = len(problems) == before and not (zone_given and tz is None)
         flows.append(_flow(i, raw, tz, problems, ok=ok, zone_given=zone_given))
-    target = Target(
-        target_values["gateway"],
-        target_values["orgId"],
-        target_values["userId"],
-        data["target"].get("api", protocol.DEFAULT_API.name),
-        server_tz,
-    )
-    plan = Plan(path, target, tuple(flows), dict(data["target"]))
-    return Reading(doc, plan, tuple(problems), tuple(warnings))
+    return flows
+
+
+def _structurally_fine_flows(doc: Document, data: object, problems: list[Problem]) -> list[Problem]:
+    """The semantic problems (cron, zones, times) of the flows that have no structural
+    problem, when others do: every root cause comes in one round, not one per fix."""
+    if not isinstance(data, dict) or not isinstance(data.get("flows"), list):
+        return []
+    flows: list[object] = data["flows"]
+    if any(p.path[:1] == ("flows",) and len(p.path) < 2 for p in problems):
+        return []  # the list itself is wrong (empty, say)
+    bad = {p.path[1] for p in problems if p.path[:1] == ("flows",) and len(p.path) > 1}
+    if any(p.path[:1] == ("timezone",) for p in problems):
+        return []  # a plan zone of the wrong type: nothing zoned can be judged
+    found: list[Problem] = []
+    skip = frozenset(i for i, f in enumerate(flows) if i in bad or not isinstance(f, dict))
+    _flows(doc, {"timezone": data.get("timezone"), "flows": flows}, found, skip)
+    return found
 
 
 def _zone(name: object, where: source.Path, problems: list[Problem]) -> ZoneInfo | None:

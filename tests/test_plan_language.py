@@ -291,3 +291,25 @@ def test_finding_31_plan_json_of_2_million_entries_stays_under_600_mb(tmp_path: 
     with open(tmp_path / "out.json", "rb") as f:
         f.seek(-200, 2)
         assert b'"summary": {"pending": 2102400}' in f.read()
+
+
+def test_finding_20_semantic_checks_run_on_flows_that_are_structurally_fine(
+    tmp_path: Path, run
+) -> None:
+    path = write_plan(
+        tmp_path,
+        '  - {name: a, flowId: 1, cron: "0 25 * * *", from: 2026-01-01, to: 2026-01-31}\n'
+        '  - {name: b, flowId: 2, cron: "*/0 * * * *", from: 2026-01-01, to: 2026-01-31}\n'
+        '  - {name: c, flowId: 3, cron: "@reboot", from: 2026-01-01, to: 2026-01-31}\n'
+        '  - {name: d, flowId: 4, cron: "0 1 * * *", from: 2026-01-01, to: 2026-01-31, count: 3}\n'
+        '  - {name: e, flowId: 5, cron: "0 1 * * *", from: 2026-01-01, to: 2026-01-31, timezone: Asia/Beijing}\n'
+        '  - {name: f, flowId: 6, at: ["2026-13-01"]}\n',
+    )
+    assert _errors(run, path) == [
+        'flows[0].cron: bad hour field "25" (0-23)',
+        'flows[1].cron: bad minute field "*/0" (step must be a number >= 1)',
+        'flows[2].cron: unknown macro "@reboot" (known: @annually @daily @hourly @midnight @monthly @weekly @yearly)',
+        'flows[3]: a cron flow needs exactly one of "to" or "count"',
+        'flows[4].timezone: unknown time zone "Asia/Beijing" (did you mean "Asia/Shanghai"?)',
+        'flows[5].at[0]: "2026-13-01" is not a valid date or time (month must be in 1..12)',
+    ]
