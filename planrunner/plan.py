@@ -185,7 +185,10 @@ def _build(
         problems.extend(Problem(("target", key), e) for e in errors)
         if missing and env_missing == "warn":
             # Left as written: nothing may be judged from a value that is not known here.
-            warnings.extend(Problem(("target", key), m) for m in missing)
+            warnings.extend(
+                Problem(("target", key), f"{m} (validate only warns; plan and apply need it set)")
+                for m in missing
+            )
             value = data["target"][key]
             unresolved.add(key)
         else:

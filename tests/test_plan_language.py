@@ -313,3 +313,38 @@ def test_finding_20_semantic_checks_run_on_flows_that_are_structurally_fine(
         'flows[4].timezone: unknown time zone "Asia/Beijing" (did you mean "Asia/Shanghai"?)',
         'flows[5].at[0]: "2026-13-01" is not a valid date or time (month must be in 1..12)',
     ]
+
+
+@pytest.mark.parametrize(
+    ("server_zone", "warned"),
+    [("America/New_York", True), ("Europe/Berlin", True), ("Asia/Shanghai", False), ("GMT+8", False), ("UTC", False)],
+)
+def test_n4_validate_names_a_server_zone_with_daylight_saving_as_a_risk(
+    tmp_path: Path, run, server_zone: str, warned: bool
+) -> None:
+    path = write_plan(
+        tmp_path,
+        '  - {name: a, flowId: 1, at: ["2026-11-01T05:30:00Z", "2026-11-01T06:30:00Z"]}\n',
+        server_zone=server_zone,
+    )
+    r = run("validate", "--now", NOW, str(path))
+    assert r.code == 0
+    warnings = [line.split(": warning: ", 1)[1] for line in r.err.splitlines()]
+    expected = (
+        f"target.serverTimezone: server zone {server_zone} has daylight saving: instance times "
+        "in its repeated hour are ambiguous (the service writes them without an offset), so an "
+        "entry there may not be found when its outcome is looked up"
+    )
+    assert warnings == ([expected] if warned else [])
+    assert r.out.strip().endswith("1 warning)" if warned else "in 1 flow)")
+
+
+def test_n4_a_zone_without_daylight_saving_in_the_plans_years_is_not_a_risk() -> None:
+    from zoneinfo import ZoneInfo
+
+    from planrunner import times
+
+    # China kept daylight saving from 1986 to 1991 only.
+    assert times.zone_has_dst(ZoneInfo("Asia/Shanghai"), [1988])
+    assert not times.zone_has_dst(ZoneInfo("Asia/Shanghai"), range(2000, 2030))
+    assert times.zone_has_dst(ZoneInfo("America/Santiago"), [2026])

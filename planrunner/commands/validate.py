@@ -88,7 +88,8 @@ def _ok_line(r: Checked) -> str:
     flows = sum(1 for f in r.plan.flows if f.enabled) if r.plan is not None else 0
     disabled = disabled_note(r.plan) if r.plan is not None else ""
     return (
-        f"{r.name}: ok ({len(r.entries):,} entries in {flows} flow{'s' if flows != 1 else ''}"
+        f"{r.name}: ok ({len(r.entries):,} entr{'y' if len(r.entries) == 1 else 'ies'} in "
+        f"{flows} flow{'s' if flows != 1 else ''}"
         f"{disabled}{note})"
     )
 
@@ -104,12 +105,6 @@ def check(path: str, now: int, max_triggers: int) -> Checked:
     except UsageError as e:  # unreadable, too large
         message = str(e).removeprefix(f"{name}: ")
         return Checked(name, None, [], [Located(None, None, "", message, "error")])
-    checked.problems = [
-        Located(p.line, p.col, p.path, f"{p.message} (validate only warns; plan and apply need it set)", p.severity)
-        if p.severity == "warning"
-        else p
-        for p in checked.problems
-    ]
     return checked
 
 
