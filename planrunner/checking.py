@@ -121,10 +121,39 @@ def check(
     if reading.plan is not None:
         entries, problems = resolve(reading.plan, now, max_triggers)
         found += [locate(p, reading.doc) for p in problems]
+        risk = server_zone_risk(reading.plan, entries, now)
+        if risk is not None:
+            found.append(locate(risk, reading.doc))
         checked.plan = reading.plan
         checked.entries = entries
     checked.problems = _ordered(found)
     return checked
+
+
+def server_zone_risk(plan: Plan, entries: list[Entry], now: int) -> Problem | None:
+    """A warning when ``target.serverTimezone`` has daylight saving in the plan's years: the
+    service writes instance times without an offset, so a time in the repeated hour names
+    two instants, and a lookup may miss the entry (reliability-probe N4)."""
+    from planrunner import protocol, times
+
+    name = plan.target.server_timezone
+    if name is None:
+        return None
+    try:
+        zone = protocol.server_zone(name)
+    except ValueError:
+        return None  # reported as an error already
+    stamps = [entries[0].trigger_time, entries[-1].trigger_time] if entries else [now]
+    first, last = (int(times.format_utc(ms)[:4]) for ms in (min(stamps), max(stamps)))
+    if not times.zone_has_dst(zone, range(first, last + 1)):
+        return None
+    return Problem(
+        ("target", "serverTimezone"),
+        f"server zone {name} has daylight saving: instance times in its repeated hour are "
+        "ambiguous (the service writes them without an offset), so an entry there may not be "
+        "found when its outcome is looked up",
+        severity="warning",
+    )
 
 
 def load_entries(

@@ -12,6 +12,7 @@ use as an oracle beside a minute-by-minute brute force.
 from __future__ import annotations
 
 import calendar
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -36,6 +37,7 @@ MACROS = {
 # How far `count:` looks for fire times: one Gregorian cycle covers every pattern.
 HORIZON_DAYS = 146_097
 HORIZON_YEARS = 400
+_LAST_ORDINAL = date(9999, 12, 31).toordinal()
 
 
 class CronError(ValueError):
@@ -160,7 +162,16 @@ def parse(expr: str) -> Cron:
 
 
 class TooMany(Exception):
-    """Expansion passed its limit."""
+    """Expansion passed its limit; ``count`` is how many fire times there are (at least)."""
+
+    def __init__(self, count: int, exact: bool = True) -> None:
+        super().__init__(count)
+        self.count = count
+        self.exact = exact
+
+
+# Past the limit, fire times are only counted (for the message), up to this many limits.
+COUNT_PAST_LIMIT = 100
 
 
 def expand(
@@ -185,16 +196,61 @@ def expand(
     if end is not None:
         last_day = times.date_of_wall(end + times.offset_at(tz, end)).toordinal() + 1
     else:
-        last_day = min(first_day + HORIZON_DAYS, date(9999, 12, 30).toordinal())
+        last_day = first_day + HORIZON_DAYS
+    last_day = min(last_day, _LAST_ORDINAL)  # the calendar ends with 9999
     upper = end if end is not None else times.MAX_EPOCH_MS
     # With ``count``: once that many are found, the wall date past which no day can add an
     # earlier one (a wall date's instants all come after its midnight less a day).
     stop_wall: int | None = None
+    days = _fire_days(cron, tz, first_day, last_day, tod)
+    for wall0, day_ms, day_off, transition in days:
+        if stop_wall is not None and wall0 > stop_wall:
+            break
+        needs_sort = needs_sort or transition
+        if not day_ms:
+            continue
+        if day_ms[0] < start or day_ms[-1] > upper:
+            keep = [i for i, ms in enumerate(day_ms) if start <= ms <= upper]
+            out_ms += [day_ms[i] for i in keep]
+            out_off += [day_off[i] for i in keep]
+        else:
+            out_ms += day_ms
+            out_off += day_off
+        if count is not None:
+            if stop_wall is None and len(out_ms) >= count:
+                # A later wall date can still hold earlier instants (a fall-back across
+                # midnight repeats the end of one day after the next has begun).
+                kth = (sorted(out_ms) if needs_sort else out_ms)[count - 1]
+                stop_wall = kth + times.DAY_MS
+        elif len(out_ms) > limit + len(tod):
+            # The margin covers fire times a transition day's de-duplication may drop.
+            # Count the rest (keeping none) so that the message can say how many.
+            found, cap = len(out_ms), limit * COUNT_PAST_LIMIT
+            del out_ms, out_off
+            for _, rest, _, _ in days:
+                found += sum(1 for ms in rest if ms <= upper)
+                if found > cap:
+                    raise TooMany(cap, exact=False)
+            raise TooMany(found)
+    if needs_sort:
+        by_ms = dict(zip(out_ms, out_off, strict=True))
+        out_ms = sorted(by_ms)
+        out_off = [by_ms[ms] for ms in out_ms]
+    if count is not None:
+        out_ms, out_off = out_ms[:count], out_off[:count]
+    if len(out_ms) > limit:
+        raise TooMany(len(out_ms))
+    return out_ms, out_off
+
+
+def _fire_days(
+    cron: Cron, tz: ZoneInfo, first_day: int, last_day: int, tod: list[int]
+) -> Iterator[tuple[int, list[int], list[int], bool]]:
+    """Per matching wall date: its midnight (naive ms), its fire instants and their
+    offsets, and whether it is a transition day (its instants may need sorting)."""
     ordinal = first_day
     while ordinal <= last_day:
         d = date.fromordinal(ordinal)
-        if stop_wall is not None and times.wall_ms_of(d) > stop_wall:
-            break
         if d.month not in cron.months:
             # Jump to the first day of the next month.
             ordinal += calendar.monthrange(d.year, d.month)[1] - d.day + 1
@@ -206,37 +262,9 @@ def expand(
         off = _steady_offset(tz, d)
         if off is not None:
             base = wall0 - off
-            day_ms = [base + t for t in tod]
-            day_off = [off] * len(day_ms)
+            yield wall0, [base + t for t in tod], [off] * len(tod), False
         else:
-            day_ms, day_off = _transition_day(cron, tz, wall0, tod)
-            needs_sort = True
-        if not day_ms:
-            continue
-        if day_ms[0] < start or day_ms[-1] > upper:
-            keep = [i for i, ms in enumerate(day_ms) if start <= ms <= upper]
-            day_ms = [day_ms[i] for i in keep]
-            day_off = [day_off[i] for i in keep]
-        out_ms += day_ms
-        out_off += day_off
-        if count is not None:
-            if stop_wall is None and len(out_ms) >= count:
-                # A later wall date can still hold earlier instants (a fall-back across
-                # midnight repeats the end of one day after the next has begun).
-                kth = (sorted(out_ms) if needs_sort else out_ms)[count - 1]
-                stop_wall = kth + times.DAY_MS
-        elif len(out_ms) > limit + len(tod):
-            # The margin covers fire times a transition day's de-duplication may drop.
-            raise TooMany
-    if needs_sort:
-        by_ms = dict(zip(out_ms, out_off, strict=True))
-        out_ms = sorted(by_ms)
-        out_off = [by_ms[ms] for ms in out_ms]
-    if count is not None:
-        out_ms, out_off = out_ms[:count], out_off[:count]
-    if len(out_ms) > limit:
-        raise TooMany
-    return out_ms, out_off
+            yield wall0, *_transition_day(cron, tz, wall0, tod), True
 
 
 def _steady_offset(tz: ZoneInfo, d: date) -> int | None:

@@ -16,6 +16,7 @@ from planrunner.source import Document, Problem
 
 MAX_PLAN_BYTES = 64 * 2**20  # a plan larger than this is surely a mistake
 _ENV_REF = re.compile(r"\$\{([^}]*)\}")
+SAVED_KIND = "planrunner-saved-plan"  # saved.KIND, which sits a layer above
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -46,6 +47,7 @@ class Flow:
     end_is_now: bool
     count: int | None
     ok: bool  # False when the flow has problems of its own; resolution skips it
+    moved: frozenset[int] = frozenset()  # `at` instants a DST gap moved past their wall time
 
     @property
     def zone_name(self) -> str:
@@ -114,11 +116,16 @@ def read(
         return Reading(None, None, (Problem((), e.message, mark=e.mark),))
     problems = list(doc.problems)
     data = doc.data
+    if isinstance(data, dict) and data.get("kind") == SAVED_KIND:
+        # `plan --out` wrote it (saved.py); `terraform show plan.out` users try plan on it.
+        why = f"this is a saved plan: apply it with `planrunner apply {path}`"
+        return Reading(doc, None, (Problem((), why),))
     if isinstance(data, dict):
         # Top-level x- keys are a place for anchored fragments; nothing reads them.
         data = {k: v for k, v in data.items() if not k.startswith("x-")}
     problems += schema.check(data)
     if problems:
+        problems += _structurally_fine_flows(doc, data, problems)
         return Reading(doc, None, tuple(problems))
     assert isinstance(data, dict)
     return _build(path, doc, data, os.environ if environ is None else environ, env_missing)
@@ -178,7 +185,10 @@ def _build(
         problems.extend(Problem(("target", key), e) for e in errors)
         if missing and env_missing == "warn":
             # Left as written: nothing may be judged from a value that is not known here.
-            warnings.extend(Problem(("target", key), m) for m in missing)
+            warnings.extend(
+                Problem(("target", key), f"{m} (validate only warns; plan and apply need it set)")
+                for m in missing
+            )
             value = data["target"][key]
             unresolved.add(key)
         else:
@@ -203,10 +213,28 @@ def _build(
         except ValueError as e:
             problems.append(Problem(("target", "serverTimezone"), str(e)))
 
+    flows = _flows(doc, data, problems)
+    target = Target(
+        target_values["gateway"],
+        target_values["orgId"],
+        target_values["userId"],
+        data["target"].get("api", protocol.DEFAULT_API.name),
+        server_tz,
+    )
+    plan = Plan(path, target, tuple(flows), dict(data["target"]))
+    return Reading(doc, plan, tuple(problems), tuple(warnings))
+
+
+def _flows(
+    doc: Document, data: dict[str, Any], problems: list[Problem], skip: frozenset[int] = frozenset()
+) -> list[Flow]:
+    """Every flow read and checked, but those in ``skip`` (they have structural problems)."""
     plan_zone = _zone(data.get("timezone"), ("timezone",), problems)
     flows: list[Flow] = []
     seen_names: dict[str, int] = {}
     for i, raw in enumerate(data["flows"]):
+        if i in skip:
+            continue
         here: source.Path = ("flows", i)
         name = raw["name"]
         if name in seen_names:
@@ -228,15 +256,24 @@ def _build(
         # A plan-level zone that failed leaves tz None: the flow cannot be resolved either.
         ok = len(problems) == before and not (zone_given and tz is None)
         flows.append(_flow(i, raw, tz, problems, ok=ok, zone_given=zone_given))
-    target = Target(
-        target_values["gateway"],
-        target_values["orgId"],
-        target_values["userId"],
-        data["target"].get("api", protocol.DEFAULT_API.name),
-        server_tz,
-    )
-    plan = Plan(path, target, tuple(flows), dict(data["target"]))
-    return Reading(doc, plan, tuple(problems), tuple(warnings))
+    return flows
+
+
+def _structurally_fine_flows(doc: Document, data: object, problems: list[Problem]) -> list[Problem]:
+    """The semantic problems (cron, zones, times) of the flows that have no structural
+    problem, when others do: every root cause comes in one round, not one per fix."""
+    if not isinstance(data, dict) or not isinstance(data.get("flows"), list):
+        return []
+    flows: list[object] = data["flows"]
+    if any(p.path[:1] == ("flows",) and len(p.path) < 2 for p in problems):
+        return []  # the list itself is wrong (empty, say)
+    bad = {p.path[1] for p in problems if p.path[:1] == ("flows",) and len(p.path) > 1}
+    if any(p.path[:1] == ("timezone",) for p in problems):
+        return []  # a plan zone of the wrong type: nothing zoned can be judged
+    found: list[Problem] = []
+    skip = frozenset(i for i, f in enumerate(flows) if i in bad or not isinstance(f, dict))
+    _flows(doc, {"timezone": data.get("timezone"), "flows": flows}, found, skip)
+    return found
 
 
 def _zone(name: object, where: source.Path, problems: list[Problem]) -> ZoneInfo | None:
@@ -258,12 +295,28 @@ def _time(
     *,
     end: bool = False,
     zone_given: bool = False,
+    moved: set[int] | None = None,
 ) -> int | None:
     try:
         t = times.parse(value)
         if tz is None and zone_given and t.instant is None:
             return None  # the zone itself is invalid, and already reported
-        return t.end_of(tz) if end else t.resolve(tz)
+        # Before resolving: a wall time near year 1 is out of datetime's range in a zone.
+        first = t.wall if t.instant is None else t.instant
+        assert first is not None
+        times.check_plan_range(first, value)
+        ms = times.check_plan_range(t.end_of(tz) if end else t.resolve(tz), value)
+        wall = t.wall if t.instant is None else None
+        if (
+            moved is not None
+            and tz is not None
+            and wall is not None
+            and not times.wall_instants(tz, wall)
+        ):
+            moved.add(ms)  # a wall time a spring-forward gap skips
+        if tz is not None and ms > times.MAX_EPOCH_MS - times.DAY_MS:
+            times.check_local(ms, tz)
+        return ms
     except times.TimeError as e:
         problems.append(Problem(where, str(e)))
         return None
@@ -283,9 +336,10 @@ def _flow(
     cron: cronlib.Cron | None = None
     start = end = count = None
     end_is_now = False
+    moved: set[int] = set()
     if "at" in raw:
         values = [
-            _time(v, tz, (*here, "at", j), problems, zone_given=zone_given)
+            _time(v, tz, (*here, "at", j), problems, zone_given=zone_given, moved=moved)
             for j, v in enumerate(raw["at"])
         ]
         at = tuple(v for v in values if v is not None)
@@ -328,4 +382,5 @@ def _flow(
         end_is_now=end_is_now,
         count=count,
         ok=ok and len(problems) == before,
+        moved=frozenset(moved),
     )

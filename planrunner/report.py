@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -122,6 +123,16 @@ def _quote(value: str | None) -> str:
 
 def render_json(r: Result) -> str:
     """One JSON object (README, "plan --format json"); one entry per line for diffs."""
+    out = io.StringIO()
+    write_json(r, out.write)
+    return out.getvalue()
+
+
+JSON_CHUNK = 20_000  # entries per write: the output of millions of entries is never one string
+
+
+def write_json(r: Result, write: Callable[[str], object]) -> None:
+    """:func:`render_json`'s text, written a chunk of entries at a time (constant memory)."""
     head = {
         "formatVersion": FORMAT_VERSION,
         "plan": r.plan.path,
@@ -129,13 +140,15 @@ def render_json(r: Result) -> str:
         "now": r.now,
         "selection": r.selection.as_json(),
     }
-    out = [json.dumps(head)[:-1] + ', "entries": [']
+    write(json.dumps(head)[:-1] + ', "entries": [')
     # Built from pre-quoted pieces: this runs once per entry of plans with 100,000s of them.
     heads: dict[str, tuple[str, str]] = {}
     default_tail = f'"status": "{r.default}", "flowInstanceId": null, "error": null}}'
     local = times.format_local
+    movable = {f.name: f for f in r.plan.flows if f.moved or (f.cron is not None and f.cron.fixed)}
     lines: list[str] = []
     append = lines.append
+    sep = "\n"
     for e, o in zip(r.entries, r.outcome_list(), strict=True):
         pieces = heads.get(e.flow)
         if pieces is None:
@@ -155,10 +168,19 @@ def render_json(r: Result) -> str:
                 f'"error": {"null" if error is None else _quote(error)}}}'
             )
         tt = e.trigger_time
+        flow = movable.get(e.flow)
+        moved = ', "moved": "dst-gap"' if flow is not None and gap_moved(flow, e) else ""
         append(
-            f'{entry_head}{tt}, "time": "{local(tt, e.offset)}", "key": {key_prefix}{tt}", {tail}'
+            f'{entry_head}{tt}, "time": "{local(tt, e.offset)}"{moved}, '
+            f'"key": {key_prefix}{tt}", {tail}'
         )
-    out.append(",\n".join(lines))
+        if len(lines) >= JSON_CHUNK:
+            write(sep + ",\n".join(lines))
+            sep = ",\n"
+            lines.clear()
+    if lines:
+        write(sep + ",\n".join(lines))
+        sep = ",\n"
     orphans = json.dumps(
         [{"key": k, "status": st, "flowInstanceId": iid} for k, st, iid in r.orphans]
     )
@@ -167,8 +189,7 @@ def render_json(r: Result) -> str:
         f'], "orphans": {orphans}, "summary": {json.dumps(r.summary)}{rate}, '
         f'"error": {_quote(r.error)}}}'
     )
-    out.append(tail)
-    return "\n".join(out) if lines else out[0] + tail
+    write(("\n" if sep != "\n" else "") + tail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +239,10 @@ def schedule(flow: Flow) -> str:
 
 
 def gap_moved(flow: Flow, entry: Entry) -> bool:
-    """Whether a fixed-time cron entry fired after a spring-forward gap, not at its wall time."""
+    """Whether an entry fires after a spring-forward gap, not at its wall time: a fixed-time
+    cron entry, or an ``at`` time the gap skipped."""
+    if flow.at is not None:
+        return entry.trigger_time in flow.moved
     cron = flow.cron
     if cron is None or not cron.fixed:
         return False
@@ -232,19 +256,28 @@ def orphan_lines(r: Result, limit: int = 5) -> list[str]:
     if not r.orphans:
         return []
     lines = [
-        f"{len(r.orphans)} ledger entr{'y' if len(r.orphans) == 1 else 'ies'} no longer in the "
+        f"{len(r.orphans):,} ledger entr{'y' if len(r.orphans) == 1 else 'ies'} no longer in the "
         "plan (done or unknown keys of its flows that it does not yield now):"
     ]
     lines += [f"  - {key}  {status}" for key, status, _ in r.orphans[:limit]]
     if len(r.orphans) > limit:
-        lines.append(f"  ... {len(r.orphans) - limit} more")
+        lines.append(f"  ... {len(r.orphans) - limit:,} more")
     return lines
 
 
 def _summary_line(r: Result, verb: str) -> str:
-    parts = [f"{n} {s}" for s, n in r.summary.items()]
+    parts = [f"{n:,} {s}" for s, n in r.summary.items()]
     total = len(r.entries)
-    return f"{verb}: {total} entries" + (f" ({', '.join(parts)})" if parts else "") + "."
+    line = f"{verb}: {total:,} entries" + (f" ({', '.join(parts)})" if parts else "")
+    if verb == "Plan":
+        line += disabled_note(r.plan)
+    return line + "."
+
+
+def disabled_note(plan: Plan) -> str:
+    """``"; 1 flow disabled"``, or "" when every flow is enabled (why a plan may yield 0)."""
+    n = sum(1 for f in plan.flows if not f.enabled)
+    return f"; {n} flow{'s' if n != 1 else ''} disabled" if n else ""
 
 
 def _marker(status: str, colour: bool) -> str:
@@ -274,7 +307,7 @@ def render_text(
         if flow.name not in groups:
             continue  # not selected
         rows = groups[flow.name]
-        lines.append(f"{title}: {len(rows)} entr{'y' if len(rows) == 1 else 'ies'}")
+        lines.append(f"{title}: {len(rows):,} entr{'y' if len(rows) == 1 else 'ies'}")
         lines.append(f"  {schedule(flow)}")
         if not rows:
             lines += ["  nothing due yet", ""]
@@ -284,7 +317,7 @@ def render_text(
         lines.append(f"  last  {last.local_time}  {last.trigger_time}")
         for row in _fold(r, rows, FOLD_HEAD, FOLD_TAIL):
             if isinstance(row, Folded):
-                lines.append(f"    ... {row.count} more {row.status} ...")
+                lines.append(f"    ... {row.count:,} more {row.status} ...")
                 continue
             item, o = row
             status = r.status_of(o)
@@ -325,7 +358,7 @@ def render_markdown(
         markdown_marker(r.plan.path),
         f"### planrunner plan `{_md_escape(r.plan.path)}`",
         "",
-        f"{len(r.entries)} entries: {counts} · now `{times.format_utc(r.now)}` · {_md_escape(r.selection.describe())}",
+        f"{len(r.entries)} entries: {counts}{disabled_note(r.plan)} · now `{times.format_utc(r.now)}` · {_md_escape(r.selection.describe())}",
         "",
         "| flow | flowId | zone | entries | first | last | " + " | ".join(PLAN_COLUMNS) + " |",
         "|---|---:|---|---:|---|---|" + "---:|" * 4,
@@ -376,6 +409,12 @@ def render_markdown(
                     )
             table += ["", "</details>", ""]
             details.append("\n".join(table))
+    rows += [
+        f"| {_md_escape(f.name)} | {f.flow_id} | {f.zone_name} | disabled |"
+        + " |" * (len(MARKDOWN_FIXED_COLUMNS) + len(PLAN_COLUMNS) - 4)
+        for f in r.plan.flows
+        if not f.enabled
+    ]
     return _fit(head, rows, details, limit)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from functools import partial
 from itertools import pairwise, repeat
 from typing import NamedTuple
@@ -11,7 +14,7 @@ from planrunner import times
 from planrunner.plan import Flow, Plan
 from planrunner.source import Path, Problem
 
-DEFAULT_MAX_TRIGGERS = 100_000
+DEFAULT_MAX_TRIGGERS = 110_000  # above a (leap) year of */5: 105,408
 
 
 class Entry(NamedTuple):
@@ -22,12 +25,51 @@ class Entry(NamedTuple):
     flow: str
     org_id: str
     offset: int  # the flow zone's UTC offset at trigger_time, in ms, for display
-    key: str  # the ledger key, ``orgId/flowId/triggerTime``
+
+    @property
+    def key(self) -> str:
+        """The ledger key, ``orgId/flowId/triggerTime`` (made when asked: a plan of
+        millions of entries would spend a fifth of its memory on stored keys)."""
+        return f"{self.org_id}/{self.flow_id}/{self.trigger_time}"
 
     @property
     def local_time(self) -> str:
         """RFC 3339 time in the flow's zone."""
         return times.format_local(self.trigger_time, self.offset)
+
+
+class EntryKeys(AbstractSet[str]):
+    """The keys of sorted ``entries`` as a read-only set, without a string per key: a
+    lookup is a binary search on (triggerTime, flowId)."""
+
+    def __init__(self, entries: Sequence[Entry]) -> None:
+        self._entries = entries
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        head, _, tail = key.rpartition("/")
+        org, _, fid = head.rpartition("/")
+        if not (tail.isdigit() and tail.isascii() and fid.isdigit() and fid.isascii()):
+            return False
+        tt, flow_id = int(tail), int(fid)
+        if key != f"{org}/{flow_id}/{tt}":
+            return False  # leading zeros: not a key planrunner writes
+        i = bisect_left(self._entries, (tt, flow_id))
+        while i < len(self._entries):
+            e = self._entries[i]
+            if e.trigger_time != tt or e.flow_id != flow_id:
+                return False
+            if e.org_id == org:
+                return True
+            i += 1
+        return False
+
+    def __iter__(self) -> Iterator[str]:
+        return (e.key for e in self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def resolve(
@@ -53,9 +95,7 @@ def resolve(
             continue
         ms_list, off_list, wheres = got
         name, fid = flow.name, flow.flow_id
-        prefix = f"{org}/{fid}/"
-        keys = [prefix + str(ms) for ms in ms_list]
-        entries += map(make, zip(ms_list, repeat(fid), repeat(name), repeat(org), off_list, keys))
+        entries += map(make, zip(ms_list, repeat(fid), repeat(name), repeat(org), off_list))
         by_flow_id.setdefault(fid, []).append((ms_list, flow.index, wheres, flow.at is not None))
     for fid, groups in by_flow_id.items():
         if len(groups) == 1 and not groups[0][3]:
@@ -76,7 +116,7 @@ def _flow_times(
     here: Path = ("flows", flow.index)
     if flow.at is not None:
         if len(flow.at) > max_triggers:
-            problems.append(Problem((*here, "at"), _too_many(flow, max_triggers)))
+            problems.append(Problem((*here, "at"), _too_many(flow, max_triggers, len(flow.at))))
             return None
         order = sorted(range(len(flow.at)), key=flow.at.__getitem__)
         ms_list = [flow.at[j] for j in order]
@@ -85,7 +125,7 @@ def _flow_times(
         return ms_list, offs, [(*here, "at", j) for j in order]
     assert flow.cron is not None and flow.start is not None and flow.zone is not None
     if flow.count is not None and flow.count > max_triggers:
-        problems.append(Problem((*here, "count"), _too_many(flow, max_triggers)))
+        problems.append(Problem((*here, "count"), _too_many(flow, max_triggers, flow.count)))
         return None
     end = now if flow.end_is_now else flow.end
     if end is not None and end < flow.start:
@@ -95,8 +135,8 @@ def _flow_times(
         ms_list, offs = cronlib.expand(
             flow.cron, flow.zone, flow.start, end, flow.count, max_triggers
         )
-    except cronlib.TooMany:
-        problems.append(Problem((*here, "cron"), _too_many(flow, max_triggers)))
+    except cronlib.TooMany as e:
+        problems.append(Problem((*here, "cron"), _too_many(flow, max_triggers, e.count, e.exact)))
         return None
     if not ms_list and not flow.end_is_now:
         tz = flow.zone
@@ -111,18 +151,30 @@ def _flow_times(
         problems.append(
             Problem(
                 (*here, "count"),
-                f"only {len(ms_list)} fire times in the {cronlib.HORIZON_YEARS} years from "
-                f'"from", fewer than count {flow.count}',
+                f"only {len(ms_list)} fire times {_horizon(flow.start)}, "
+                f"fewer than count {flow.count}",
             )
         )
         return None
     return ms_list, offs, [(*here, "cron")] * len(ms_list)
 
 
-def _too_many(flow: Flow, max_triggers: int) -> str:
+def _horizon(start: int) -> str:
+    """Where ``count:`` stopped looking: 400 years on, or the calendar's end."""
+    if int(times.format_utc(start)[:4]) + cronlib.HORIZON_YEARS > 9999:
+        return 'from "from" to the end of 9999'
+    return f'in the {cronlib.HORIZON_YEARS} years from "from"'
+
+
+def _too_many(flow: Flow, max_triggers: int, count: int, exact: bool = True) -> str:
+    if not exact:
+        return (
+            f'flow "{flow.name}" yields more than {count:,} entries, over --max-triggers '
+            f"{max_triggers:,} (narrow its window, or split it)"
+        )
     return (
-        f'flow "{flow.name}" yields more than {max_triggers:,} entries '
-        "(raise --max-triggers if this is intended)"
+        f'flow "{flow.name}" yields {count:,} entries, more than --max-triggers {max_triggers:,} '
+        f"(use --max-triggers {count:,} if this is intended)"
     )
 
 

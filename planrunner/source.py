@@ -106,8 +106,12 @@ def load(text: bytes | str) -> Document:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        where = Mark(mark.line + 1, mark.column + 1) if mark else Mark(1, 1)
         problem = e.problem or e.context or "malformed YAML"
+        started = _unclosed(e)
+        if started is not None:
+            # The end of the file is no help: point at where the quote or bracket opened.
+            mark, problem = e.context_mark, started
+        where = Mark(mark.line + 1, mark.column + 1) if mark else Mark(1, 1)
         if mark is not None and _tab_at(text, mark.line, mark.column):
             problem = "a tab character; YAML does not allow tabs for indentation: use spaces"
         if "expected a single document" in str(e):
@@ -128,6 +132,19 @@ def load(text: bytes | str) -> Document:
     builder = _Builder()
     data = builder.build(node, ())
     return Document(data, builder.values, builder.keys, builder.problems)
+
+
+def _unclosed(e: yaml.MarkedYAMLError) -> str | None:
+    """"unclosed quote started here" (or bracket) when YAML ran off the end of one."""
+    context, problem = e.context or "", e.problem or ""
+    if e.context_mark is None:
+        return None
+    if "scanning a quoted scalar" in context and "end of stream" in problem:
+        return "unclosed quote started here"
+    for kind, closing in (("flow mapping", "}"), ("flow sequence", "]")):
+        if f"parsing a {kind}" in context and f"'{closing}'" in problem:
+            return f'unclosed "{"{" if closing == "}" else "["}" started here (no "{closing}" closes it)'
+    return None
 
 
 def _tab_at(text: str, line: int, column: int) -> bool:

@@ -8,7 +8,8 @@ times plain integer arithmetic and leaves the zone lookups to the edges.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import cache, lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -28,25 +29,107 @@ class TimeError(ValueError):
     """A time value that cannot be read; the message says what is wrong."""
 
 
+# Names people write for a zone that IANA spells otherwise; each maps to a zone with the
+# same offset all year (a suggestion must never move times by hours).
+_ALIASES = {
+    "asia/beijing": "Asia/Shanghai",
+    "asia/peking": "Asia/Shanghai",
+    "china/beijing": "Asia/Shanghai",
+    "beijing": "Asia/Shanghai",
+    "asia/mumbai": "Asia/Kolkata",
+    "asia/delhi": "Asia/Kolkata",
+    "asia/new_delhi": "Asia/Kolkata",
+}
+# GMT+8, UTC-5, GMT+5:30, GMT+0530: a fixed offset, read the everyday way (GMT+8 is +08:00),
+# as EnOS names its zones and as target.serverTimezone reads them.
+_FIXED = re.compile(r"(?:GMT|UTC)[+-]\d{1,2}(?::?\d{2})?")
+_OFFSET = re.compile(r"([+-])(\d{1,2})(?::?(\d{2}))?")
+
+
 @cache
 def zone(name: str) -> ZoneInfo:
-    """The IANA zone ``name``, or :class:`TimeError` naming the closest known zone."""
+    """The IANA zone ``name``, or a fixed ``GMT±N[:MM]`` zone, or :class:`TimeError`
+    with a suggestion that never has another UTC offset than the name means."""
     try:
         if name.strip() != name or not name:
             raise ValueError(name)
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        import difflib
-        import zoneinfo
+        pass
+    if _FIXED.fullmatch(name):
+        from datetime import timezone
 
-        close = difflib.get_close_matches(name, sorted(zoneinfo.available_timezones()), n=1)
-        hint = f' (did you mean "{close[0]}"?)' if close else ""
-        raise TimeError(f'unknown time zone "{name}"{hint}') from None
+        from planrunner import protocol
+
+        try:
+            fixed = protocol.server_zone(name)
+        except ValueError:
+            raise TimeError(f'time zone "{name}" is out of range (GMT-14 .. GMT+14)') from None
+        off = fixed.utcoffset(None) if isinstance(fixed, timezone) else None
+        if off is not None:
+            return _fixed_zone(name, int(off.total_seconds()))
+    raise TimeError(f'unknown time zone "{name}"{_zone_hint(name)}') from None
+
+
+def _zone_hint(name: str) -> str:
+    """A suggestion for an unknown zone name, or "" when none is safe to make."""
+    text = name.strip()
+    if text.upper() in ("UTC", "GMT", "Z", "ZULU", "UTC0", "UTC+0", "UTC-0", "GMT+00:00"):
+        return ' (did you mean "UTC"?)'
+    alias = _ALIASES.get(text.lower())
+    if alias:
+        return f' (did you mean "{alias}"?)'
+    m = _OFFSET.fullmatch(text.upper().removeprefix("GMT").removeprefix("UTC").strip())
+    if m and int(m[2]) <= 14 and int(m[3] or 0) <= 59:
+        hours, minutes = int(m[2]), int(m[3] or 0)
+        if not hours and not minutes:
+            return ' (did you mean "UTC"?)'
+        fixed = f"GMT{m[1]}{hours}" + (f":{minutes:02d}" if minutes else "")
+        names, note = [fixed], ""
+        if not minutes:
+            if m[1] == "+" and hours == 8:
+                names.append("Asia/Shanghai")
+            etc = f"Etc/GMT{'-' if m[1] == '+' else '+'}{hours}"
+            names.append(etc)
+            note = f" Etc/ names invert the sign: {etc} is {m[1]}{hours:02d}:00"
+        quoted = [f'"{n}"' for n in names]
+        shown = " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
+        return f" (did you mean {shown}?{note})"
+    if any(c.isdigit() for c in text):
+        # An offset the name spells (GMT+15, Etc/GMT+8x): a name close in letters would
+        # be hours away.
+        return ""
+    import difflib
+    import zoneinfo
+
+    close = difflib.get_close_matches(text, sorted(zoneinfo.available_timezones()), n=1)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def _fixed_zone(key: str, offset_s: int) -> ZoneInfo:
+    """A :class:`ZoneInfo` with one offset forever, named ``key`` (a TZif file in memory)."""
+    import io
+    import struct
+
+    sign = "-" if offset_s < 0 else "+"
+    h, m = divmod(abs(offset_s) // 60, 60)
+    abbr = f"{sign}{h:02d}{m:02d}".encode()
+    head = b"TZif2" + b"\0" * 15 + struct.pack(">6l", 0, 0, 0, 0, 1, len(abbr) + 1)
+    body = struct.pack(">lBB", offset_s, 0, 0) + abbr + b"\0"
+    # The POSIX TZ footer counts west of Greenwich as positive.
+    posix = f"<{abbr.decode()}>{'-' if offset_s > 0 else ''}{h}" + (f":{m:02d}" if m else "")
+    data = head + body + head + body + b"\n" + posix.encode() + b"\n"
+    return ZoneInfo.from_file(io.BytesIO(data), key=key)
 
 
 def offset_at(tz: ZoneInfo, ms: int) -> int:
     """The zone's UTC offset in milliseconds at instant ``ms``."""
-    dt = datetime.fromtimestamp(ms // 1000, tz)
+    try:
+        dt = datetime.fromtimestamp(ms // 1000, tz)
+    except (OverflowError, ValueError):
+        # Within a day of year 1 or 9999, the local time is out of datetime's range: the
+        # offset a day inside it is the one in force (no zone changes at the calendar's end).
+        dt = datetime.fromtimestamp(ms // 1000 + (86_400 if ms < 0 else -86_400), tz)
     off = dt.utcoffset()
     assert off is not None
     return int(off.total_seconds() * 1000)
@@ -113,25 +196,67 @@ class Time:
         assert self.wall is not None
         if tz is None:
             raise TimeError("has no UTC offset and no timezone is in scope; add one")
-        return _check_range(wall_to_instant(tz, self.wall))
+        try:
+            instant = wall_to_instant(tz, self.wall)
+        except (OverflowError, ValueError):
+            year = "year 1" if self.wall < 0 else "year 9999"
+            raise TimeError(f"{_shown(self.wall)} is out of range (near {year})") from None
+        return _check_range(instant, _shown(self.wall))
 
     def end_of(self, tz: ZoneInfo | None) -> int:
         """The last millisecond it covers: a date covers its whole day."""
         if not self.date_only:
             return self.resolve(tz)
         assert self.wall is not None
+        if self.wall + DAY_MS > _MAX_WALL:
+            # 9999-12-31: its day ends at the calendar's end, not at a next midnight.
+            return _check_range(Time(None, _MAX_WALL - 59_999, False).resolve(tz) + 59_999)
         return Time(None, self.wall + DAY_MS, False).resolve(tz) - 1
 
 
-def _check_range(ms: int) -> int:
+_MAX_WALL = (date(9999, 12, 31).toordinal() - _EPOCH_ORDINAL + 1) * DAY_MS - 1
+
+
+def _shown(wall: int) -> str:
+    """Naive milliseconds as a wall time, for messages."""
+    d = date_of_wall(wall)
+    secs = (wall % DAY_MS) // 1000
+    return f"{d.isoformat()}T{secs // 3600:02d}:{secs // 60 % 60:02d}"
+
+
+def _check_range(ms: int, shown: str | None = None) -> int:
     if ms > MAX_EPOCH_MS:
-        raise TimeError(f"{ms} is after year 9999")
+        raise TimeError(f"{shown if shown is not None else ms} is after year 9999")
     return ms
 
 
+def check_plan_range(ms: int, value: object) -> int:
+    """A plan's times run from 2000-01-01 to the end of 9999, in every form (an integer
+    before 2000 is refused as likely seconds by :func:`parse` already)."""
+    if ms < MIN_EPOCH_MS:
+        raise TimeError(f'"{value}" is before 2000-01-01 (plan times run from 2000 to 9999)')
+    return _check_range(ms, f'"{value}"')
+
+
+def zone_has_dst(tz: tzinfo, years: Iterable[int]) -> bool:
+    """Whether ``tz`` changes its UTC offset within any of ``years`` (daylight saving, or a
+    change of standard time): then some of its wall times happen twice."""
+    for year in years:
+        offsets = {datetime(year, month, 1, tzinfo=tz).utcoffset() for month in range(1, 13)}
+        offsets.add(datetime(year, 12, 31, 23, 59, tzinfo=tz).utcoffset())
+        if len(offsets) > 1:
+            return True
+    return False
+
+
+def check_local(ms: int, tz: ZoneInfo) -> None:
+    """Refuse an instant whose local time in ``tz`` is past 9999 (it cannot be shown)."""
+    if ms + offset_at(tz, ms) > _MAX_WALL:
+        raise TimeError(f"{format_utc(ms)} is after year 9999 in {tz.key}")
+
+
 def _check_integer(ms: int) -> int:
-    # Only integers: a date-time written out in 1988 means 1988, but an integer that small
-    # is almost always epoch seconds where milliseconds were meant.
+    # An integer that small is almost always epoch seconds where milliseconds were meant.
     if ms < MIN_EPOCH_MS:
         raise TimeError(f"{ms} is before 2000-01-01; times are epoch milliseconds, not seconds")
     return _check_range(ms)
@@ -168,13 +293,14 @@ def parse(value: object) -> Time:
             raise
         raise TimeError(f'"{value}" is not a valid date or time ({e})') from None
     if m[8]:
-        return Time(_check_range(wall), None, False)
+        return Time(_check_range(wall, f'"{value}"'), None, False)
     if m[9]:
         off_h, off_m = int(m[10]), int(m[11])
         if off_h > 23 or off_m > 59:
             raise TimeError(f'"{value}" has an invalid UTC offset')
         off = (off_h * 60 + off_m) * 60_000
-        return Time(_check_range(wall - off if m[9] == "+" else wall + off), None, False)
+        instant = wall - off if m[9] == "+" else wall + off
+        return Time(_check_range(instant, f'"{value}"'), None, False)
     return Time(None, wall, False)
 
 
@@ -229,4 +355,4 @@ def format_utc(ms: int) -> str:
 def parse_now(text: str) -> int:
     """Parse ``--now``: any time form; a naive one is read as UTC."""
     t = parse(int(text) if text.strip().isdigit() else text)
-    return t.instant if t.instant is not None else _check_range(t.wall or 0)
+    return t.instant if t.instant is not None else _check_range(t.wall or 0, text)

@@ -675,7 +675,7 @@ def test_review_job_validates_plans_and_keeps_one_comment_per_plan(repo: Repo) -
             work = repo.clone("main")
             job = repo.run_job("review", work, context)
             assert not job.failed, job.output()
-            assert "plans/p.yaml: ok (2 entries in 1 flow)" in job.output()
+            assert "plans/p.yaml: ok (2 entries in 1 flow; 2 flows disabled)" in job.output()
             comments = json.loads(state.read_text())["comments"]
             assert len(comments) == 1
             assert comments[0]["body"].startswith("<!-- planrunner:plans/p.yaml -->\n")

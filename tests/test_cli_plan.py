@@ -79,15 +79,17 @@ def test_detailed_exitcode_is_4_when_pending(run) -> None:
     assert run("plan", EXAMPLE).code == 0
 
 
-def test_max_triggers_names_the_flow(tmp_path: Path, run) -> None:
+def test_finding_16_max_triggers_says_how_many_the_flow_yields(tmp_path: Path, run) -> None:
     plan = write_plan(
         tmp_path,
         '  - {name: busy, flowId: 1, cron: "*/5 * * * *", from: 2026-01-01, to: 2026-01-02}\n',
     )
     r = run("plan", str(plan), "--max-triggers", "100")
     assert r.code == 2
-    assert 'flow "busy" yields more than 100 entries' in r.err
+    assert 'flow "busy" yields 576 entries, more than --max-triggers 100' in r.err
+    assert "(use --max-triggers 576 if this is intended)" in r.err
     assert run("plan", str(plan), "--max-triggers", "576").code == 0
+    assert run("plan", str(plan), "--max-triggers", "575").code == 2
 
 
 def test_to_now_follows_the_now_option(tmp_path: Path, run) -> None:

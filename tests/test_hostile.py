@@ -671,7 +671,7 @@ def test_d21_a_dead_gateway_stops_the_run_after_5_timeouts(tmp_path: Path) -> No
 
     client = _DeadGateway()
     entries = [
-        Entry(T0 + i * 60_000, 1, "f1", "o1", 0, f"o1/1/{T0 + i * 60_000}") for i in range(20)
+        Entry(T0 + i * 60_000, 1, "f1", "o1", 0) for i in range(20)
     ]
     with ledger.Writer(str(tmp_path / "l.jsonl")) as w:
         runner = engine.Runner(client, w, ledger.Folded(), engine.Options(), "r1", gateway="x")  # type: ignore[arg-type]

@@ -189,7 +189,7 @@ def resolving() -> Parser:
         type=positive_int,
         default=None,
         metavar="N",
-        help="most entries a flow may yield (default 100000)",
+        help="most entries a flow may yield (default 110000, above a year of */5)",
     )
     return p
 

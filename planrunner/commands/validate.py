@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from planrunner.checking import Checked, Located
 from planrunner.commands import options
 from planrunner.errors import EXIT_INVALID, EXIT_OK, UsageError
+from planrunner.report import disabled_note
 
 HELP = "check plans: schema, cron, zones, windows"
 DESCRIPTION = (
@@ -85,7 +86,12 @@ def _ok_line(r: Checked) -> str:
     warned = sum(1 for p in r.problems if p.severity == "warning")
     note = f"; {warned} warning{'s' if warned != 1 else ''}" if warned else ""
     flows = sum(1 for f in r.plan.flows if f.enabled) if r.plan is not None else 0
-    return f"{r.name}: ok ({len(r.entries)} entries in {flows} flow{'s' if flows != 1 else ''}{note})"
+    disabled = disabled_note(r.plan) if r.plan is not None else ""
+    return (
+        f"{r.name}: ok ({len(r.entries):,} entr{'y' if len(r.entries) == 1 else 'ies'} in "
+        f"{flows} flow{'s' if flows != 1 else ''}"
+        f"{disabled}{note})"
+    )
 
 
 def check(path: str, now: int, max_triggers: int) -> Checked:
@@ -99,12 +105,6 @@ def check(path: str, now: int, max_triggers: int) -> Checked:
     except UsageError as e:  # unreadable, too large
         message = str(e).removeprefix(f"{name}: ")
         return Checked(name, None, [], [Located(None, None, "", message, "error")])
-    checked.problems = [
-        Located(p.line, p.col, p.path, f"{p.message} (validate only warns; plan and apply need it set)", p.severity)
-        if p.severity == "warning"
-        else p
-        for p in checked.problems
-    ]
     return checked
 
 
