@@ -15,7 +15,7 @@ import hashlib
 import ipaddress
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
@@ -221,23 +221,26 @@ def server_zone(name: str) -> tzinfo:
         raise ValueError(f'unknown time zone "{name}" (want GMT+N or an IANA name)') from None
 
 
-def zone_has_dst(name: str) -> bool:
+def zone_has_dst(name: str, years: Iterable[int] | None = None) -> bool:
     """Whether the zone ``name`` (as :func:`server_zone` reads it) changes its UTC offset
-    during the years around now: daylight saving time, so one wall hour a year is repeated
-    and the service's zone-less time strings in it name two instants.
+    during ``years`` (default: the years around now): daylight saving time, or a change of
+    standard time, so some wall hour is repeated and the service's zone-less time strings
+    in it name two instants.
 
     ``GMT+N`` and ``UTC`` never do. Raises ValueError for a name :func:`server_zone` refuses.
     """
     zone = server_zone(name)
     if not isinstance(zone, ZoneInfo):
         return False
-    year = datetime.now(UTC).year
-    offsets = {
-        datetime(y, m, 15, 12, tzinfo=UTC).astimezone(zone).utcoffset()
-        for y in range(year - 1, year + 2)
-        for m in range(1, 13)
-    }
-    return len(offsets) > 1
+    if years is None:
+        now = datetime.now(UTC).year
+        years = range(now - 1, now + 2)
+    for y in years:
+        offsets = {datetime(y, m, 15, 12, tzinfo=UTC).astimezone(zone).utcoffset() for m in range(1, 13)}
+        offsets.add(datetime(y, 12, 31, 23, 59, tzinfo=zone).utcoffset())
+        if len(offsets) > 1:
+            return True
+    return False
 
 
 def instance_id(flow_id: int, trigger_time: int, zone: tzinfo = UTC) -> str:

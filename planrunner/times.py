@@ -8,8 +8,7 @@ times plain integer arithmetic and leaves the zone lookups to the edges.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta
 from functools import cache, lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -236,17 +235,6 @@ def check_plan_range(ms: int, value: object) -> int:
     if ms < MIN_EPOCH_MS:
         raise TimeError(f'"{value}" is before 2000-01-01 (plan times run from 2000 to 9999)')
     return _check_range(ms, f'"{value}"')
-
-
-def zone_has_dst(tz: tzinfo, years: Iterable[int]) -> bool:
-    """Whether ``tz`` changes its UTC offset within any of ``years`` (daylight saving, or a
-    change of standard time): then some of its wall times happen twice."""
-    for year in years:
-        offsets = {datetime(year, month, 1, tzinfo=tz).utcoffset() for month in range(1, 13)}
-        offsets.add(datetime(year, 12, 31, 23, 59, tzinfo=tz).utcoffset())
-        if len(offsets) > 1:
-            return True
-    return False
 
 
 def check_local(ms: int, tz: ZoneInfo) -> None:
