@@ -1175,3 +1175,39 @@ def test_pre_commit_hook_validates_staged_plans(tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert "Failed" in bad.stdout
     assert 'plans/bad.yaml:18:11: error: flows[0].cron: bad minute field' in bad.stdout
+
+
+# ---------------------------------------------------------------- a fresh machine (findings 1, 2)
+
+
+def test_finding_1_2_tools_are_found_next_to_the_interpreter_never_on_path(tmp_path: Path) -> None:
+    # CI runs the venv's python without activating the venv: a tool the test extras install
+    # is beside sys.executable, and a PATH lookup would find it only on a machine where it
+    # was installed by hand. No test, helper or benchmark may look a tool up on PATH.
+    offenders = []
+    for folder in ("tests", "testing", "bench"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if "shutil.which(" in line and "pg_config" not in line and "runuser" not in line:
+                    offenders.append(f"{path.relative_to(ROOT)}:{n}")
+    assert offenders == []
+    # venv_tool looks beside the interpreter only: an empty PATH changes nothing.
+    p = subprocess.run(
+        [sys.executable, "-c", "import testing; print(testing.venv_tool('pre-commit'))"],
+        cwd=ROOT,
+        env={"PATH": str(tmp_path), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    assert Path(p.stdout.strip()).parent == Path(sys.executable).parent
+    # ... and a tool that is not there fails with the install hint, whatever PATH holds.
+    p = subprocess.run(
+        [sys.executable, "-c", "import testing; testing.venv_tool('sh')"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert p.returncode != 0 and "is a test dependency" in p.stderr
