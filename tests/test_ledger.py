@@ -116,7 +116,7 @@ def test_union_merge_of_two_branches_folds_right(tmp_path: Path) -> None:
 def test_corrupt_middle_line_is_refused_with_its_number(tmp_path: Path) -> None:
     path = tmp_path / "l.jsonl"
     lines = ledger.encode(_records([("intent", "a"), ("triggered", "a")])).splitlines(keepends=True)
-    path.write_bytes(lines[0] + b'{"v":1,"event":"intent",\n' + lines[1])
+    path.write_bytes(lines[0] + b'{"event":"intent", "v":\n' + lines[1])
     with pytest.raises(LedgerError, match=r"l.jsonl:2: corrupt ledger line"):
         ledger.fold(str(path))
 

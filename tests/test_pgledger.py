@@ -257,7 +257,7 @@ def test_records_round_trip_through_export_and_import(new_ledger: Callable[[], s
         {**rec("failed", "b", code=None, msg="ünïcödé \"quoted\" \\ ✓"), "gateway": None},
         {k: v for k, v in rec("unknown", "c", reason="x").items() if k != "gateway"},
         {**rec("reconciled", "c", found=False, flowInstanceId=None), "extra": {"nested": [1, 2.5, True]}},
-        {**rec("intent", "d", flow="f", run="r"), "at": 12345},
+        {**rec("intent", "d", flow="f", run="r"), "at": "2026-01-01T08:00:00+08:00"},
         rec("intent", "e", flow="f", run="r") | {"gateway": "sim"},
     ]
     src = tmp_path / "src.jsonl"

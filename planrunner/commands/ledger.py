@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -117,19 +117,30 @@ def main(args: argparse.Namespace) -> int:
 
 def export(source: str, target: str) -> int:
     """Every record of ``source`` to the JSON-lines file ``target``."""
-    from planrunner import ledger
+    from planrunner import ledger, safeout
+    from planrunner.commands.context import note_missing, warn_password
 
+    warn_password(source, "--ledger")
+    note_missing(source)
     backend = ledger.open_ledger(source)
     count = 0
-    out = sys.stdout.buffer if target == "-" else open(target, "wb")  # noqa: SIM115
-    try:
+
+    def write(out: BinaryIO) -> int:
+        n = 0
         for _, rec in backend.records():
             out.write(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
-            count += 1
+            n += 1
         out.flush()
-    finally:
-        if out is not sys.stdout.buffer:
-            out.close()
+        return n
+
+    if target == "-":
+        count = write(sys.stdout.buffer)
+    else:
+        # Never over the ledger itself (by path or inode), never through a symlink, and
+        # never a half-written file: a temporary file renamed when complete.
+        inputs = [] if ledger.is_postgres(source) else [(source, "the ledger being exported")]
+        with safeout.replacing(target, inputs, "ledger export: FILE") as out:
+            count = write(out)
     print(f"exported {count} records from {backend.name} to {target}", file=sys.stderr)
     return EXIT_OK
 
@@ -143,7 +154,9 @@ def import_(target: str, source: str, lock_timeout: float = 0.0) -> int:
 
     from planrunner import ledger
     from planrunner.commands.apply import new_run_id
+    from planrunner.commands.context import warn_password
 
+    warn_password(target, "--ledger")
     if not os.path.isfile(source):
         raise UsageError(f"{source}: no such ledger file to import")
     records = [rec for _, rec in ledger.FileLedger(source).records()]
@@ -168,6 +181,10 @@ def _place(args: argparse.Namespace) -> str:
 
     explicit = ledger_spec(args.ledger)
     if explicit:
+        if args.ledger_command == "log":
+            from planrunner.commands.context import note_missing
+
+            note_missing(explicit)
         return explicit
     if not args.plan:
         raise UsageError("name a PLAN or --ledger (or set $PLANRUNNER_LEDGER)")

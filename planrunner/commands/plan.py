@@ -119,7 +119,7 @@ def run(
         r = results[0]
         rows = [(e, r.status_of(o)) for e, o in zip(r.entries, r.outcome_list(), strict=True)]
         data = saved.dumps(r.plan, hashlib.sha256(raw).hexdigest(), now, chosen, max_triggers, rows)
-        pinned = (out, saved.write(out, data))
+        pinned = (out, saved.write(out, data, paths[0], r.ledger))
     if fmt == "json":
         texts = [report.render_json(r) for r in results]
         text = texts[0] if len(texts) == 1 else _json_list(texts)
@@ -168,8 +168,10 @@ def _result(
     if not chosen.everything:
         names = chosen.names([f.name for f in p.flows])
         prefixes = {f"{p.target.org_id}/{f.flow_id}/" for f in p.flows if f.name in names}
+    from planrunner.commands.context import gateway_id
+
     outcomes = ledgerlib.plan_outcomes(
-        backend, {e.key for e in entries}, sim=sim, orphans_of=prefixes
+        backend, {e.key for e in entries}, sim=sim, orphans_of=prefixes, gateway=gateway_id(p, None, sim)
     )
     holder = backend.holder()
     if holder:
