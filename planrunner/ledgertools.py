@@ -273,6 +273,30 @@ class Compacted:
     before: int
     after: int
     torn_line: int | None
+    removed: tuple[str, ...] = ()  # stale temporary files of interrupted compactions
+
+
+def _remove_stale_temporaries(path: str) -> tuple[str, ...]:
+    """Delete the temporary files that killed compactions of ``path`` left (call under the
+    lock: no compaction of it is running). Only names this module makes are touched."""
+    import re
+
+    directory = os.path.dirname(os.path.abspath(path))
+    pattern = re.compile(re.escape(f".{os.path.basename(path)}.") + r"[A-Za-z0-9_]{8}\.compact")
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return ()
+    for name in names:
+        if pattern.fullmatch(name):
+            full = os.path.join(directory, name)
+            with contextlib.suppress(FileNotFoundError):
+                if not os.path.isfile(full) or os.path.islink(full):
+                    continue
+                os.unlink(full)
+                removed.append(full)
+    return tuple(sorted(removed))
 
 
 def compact_file(path: str, run_id: str, lock_timeout: float) -> Compacted:
@@ -297,6 +321,7 @@ def compact_file(path: str, run_id: str, lock_timeout: float) -> Compacted:
         lock = ledger.Lock(path, run_id)
         lock.acquire(lock_timeout)
         stack.callback(lock.release)
+        removed = _remove_stale_temporaries(path)
         # Two streaming passes (scan, then write what is kept): memory grows with keys,
         # not with records.
         source = ledger.FileLedger(path)
@@ -338,10 +363,39 @@ def compact_file(path: str, run_id: str, lock_timeout: float) -> Compacted:
             os.fsync(dirfd)
         finally:
             os.close(dirfd)
-    return Compacted(scan.count, kept, torn)
+    return Compacted(scan.count, kept, torn, removed)
 
 
 # -- history ---------------------------------------------------------------------------------
+
+
+def flow_labels(plan: Any) -> dict[tuple[str, int], tuple[str, Any]]:
+    """(orgId, flowId) -> (flow name, its zone) of a plan's flows, to label ledger keys."""
+    org = plan.target.org_id
+    return {(org, f.flow_id): (f.name, f.zone) for f in plan.flows}
+
+
+def key_time(trigger_time: int, zone: Any = None) -> str:
+    """A key's trigger time in ``zone`` (UTC when None), RFC 3339; the raw number when out
+    of the calendar's range."""
+    from planrunner import times
+
+    try:
+        return times.format_in_zone(trigger_time, zone)
+    except (ValueError, OverflowError):
+        return str(trigger_time)
+
+
+def key_label(key: str, labels: dict[tuple[str, int], tuple[str, Any]]) -> str:
+    """``TIME FLOW`` of a ledger key (``orgId/flowId/triggerTime``), e.g. for plan's orphan
+    lines: the local time in the flow's zone and the flow's name when ``labels``
+    (:func:`flow_labels`) know the flow, else UTC and ``flow ID``."""
+    org, _, rest = key.partition("/")
+    flow, _, tt = rest.partition("/")
+    if not (flow.isdigit() and tt.isdigit()):
+        return key
+    name, zone = labels.get((org, int(flow)), (f"flow {flow}", None))
+    return f"{key_time(int(tt), zone)} {name}"
 
 
 def run_of(rec: dict[str, Any], runs: dict[str, str]) -> str:
