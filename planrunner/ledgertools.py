@@ -119,7 +119,18 @@ def check_lines(path: str) -> Checked:
             try:
                 rec = orjson.loads(line)
             except orjson.JSONDecodeError:
-                if line.startswith(_CONFLICT_MARKERS):
+                torn = ledger.torn_record(line)
+                if line.isspace():
+                    continue  # a torn record an apply blanked
+                if torn:
+                    problems.append(
+                        f"{where}: an incomplete record in the middle (a torn write that a git "
+                        "merge moved here; nothing was sent on it): the next apply blanks it, "
+                        "or delete the line"
+                    )
+                elif torn is False:
+                    problems.append(f"{where}: an incomplete record with another record welded to it")
+                elif line.startswith(_CONFLICT_MARKERS):
                     problems.append(
                         f'{where}: git conflict marker (use "*.ledger.jsonl merge=union" in '
                         ".gitattributes; keep both sides' lines and delete the marker lines)"

@@ -345,6 +345,12 @@ def test_n22_torn_tail_union_merged_into_the_middle_is_recognised_and_blanked(tm
     folded = ledger.fold(str(led), {k1, k2, k3})
     assert [folded.status(k) for k in (k1, k2, k3)] == ["done", "done", "done"]
     assert folded.torn_middle and folded.torn_middle[0][2] == number
+    from planrunner import ledgertools
+
+    assert ledgertools.check_lines(str(led)).problems == [
+        f"{led}:{number}: an incomplete record in the middle (a torn write that a git merge moved "
+        "here; nothing was sent on it): the next apply blanks it, or delete the line"
+    ]
     size = led.stat().st_size
     lock = ledger.Lock(str(led), "r-test")
     lock.acquire(0)
@@ -357,6 +363,7 @@ def test_n22_torn_tail_union_merged_into_the_middle_is_recognised_and_blanked(tm
     again = ledger.fold(str(led), {k1, k2, k3})
     assert not again.torn_middle and [again.status(k) for k in (k1, k2, k3)] == ["done"] * 3
     assert len(list(ledger.FileLedger(str(led)).records())) == 6
+    assert ledgertools.check_lines(str(led)).problems == []
 
 
 def test_n22_a_torn_record_with_another_welded_to_it_is_refused_with_the_fix(tmp_path: Path) -> None:
