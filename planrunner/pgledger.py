@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import os
 import re
 import socket
@@ -24,11 +25,12 @@ import time
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import orjson
 import psycopg
 from psycopg import sql
+from psycopg.abc import PQGen
 from psycopg.types.json import Jsonb
 
 from planrunner import ledger, log, times
@@ -253,7 +255,12 @@ class PostgresLedger:
         if psycopg.pq.version() >= 120000:  # libpq 12 knows tcp_user_timeout
             kwargs["tcp_user_timeout"] = TCP_USER_TIMEOUT_MS
         try:
-            conn = psycopg.connect(self._url.conninfo, **kwargs)
+            if _BOUNDED_WAIT:
+                bounded = _BoundedConnection.connect(self._url.conninfo, **kwargs)
+                bounded.bound = client_timeout()
+                conn: psycopg.Connection[Any] = bounded
+            else:
+                conn = psycopg.connect(self._url.conninfo, **kwargs)
         except psycopg.Error as e:
             self._fail("cannot connect", e)
         try:
@@ -536,6 +543,37 @@ def statement_timeout() -> float:
             "(below a day)"
         )
     return value
+
+
+def client_timeout() -> float:
+    """How long planrunner itself waits for any answer of the database: the statement
+    timeout and a margin, so a server that cannot even cancel (a stopped process behind
+    a live network stack) still ends the command."""
+    st = statement_timeout()
+    return st + max(1.0, st / 4)
+
+
+_RV = TypeVar("_RV")
+# psycopg 3.2 and later bound a wait (``Connection.wait(..., timeout=)``); 3.1 cannot.
+_BOUNDED_WAIT = "timeout" in inspect.signature(psycopg.Connection.wait).parameters
+
+
+class _BoundedConnection(psycopg.Connection[Any]):
+    """A connection whose every wait for the server ends after :func:`client_timeout`."""
+
+    bound = STATEMENT_TIMEOUT_SECONDS
+
+    def wait(self, gen: PQGen[_RV], interval: float = 0.1, timeout: float | None = None) -> _RV:
+        try:
+            return super().wait(gen, interval, self.bound if timeout is None else timeout)
+        except psycopg.errors.OperationalError as e:
+            if type(e).__name__ != "_WaitTimeout":
+                raise
+            # The protocol stopped halfway: the connection can never be used again.
+            self.pgconn.finish()
+            raise psycopg.OperationalError(
+                f"the database did not answer within {self.bound:g} s (is the server stopped?)"
+            ) from None
 
 
 def _like_prefix(prefix: str) -> str:

@@ -677,3 +677,42 @@ def test_newcomer_14_a_waiting_apply_says_at_once_whom_it_waits_for(
     assert len(waiting) == 1 and f"pid {os.getpid()} on " in waiting[0] and "run r-holder" in waiting[0]
     assert p.stderr.index("waiting up to") < p.stderr.index("is locked by another apply")
     assert not sim.triggers()
+
+
+def _server_pids(server: pg.Server) -> list[int]:
+    """The postmaster of a throwaway server and its children."""
+    main = int((server.data / "postmaster.pid").read_text().split()[0])
+    pids = [main]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat_line = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat_line.rsplit(")", 1)[1].split()[1]) == main:
+                pids.append(int(entry))
+    return pids
+
+
+def test_n16_a_stopped_database_server_ends_with_a_ledger_error_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLANRUNNER_LEDGER_STATEMENT_TIMEOUT", "0.5")  # planrunner waits 1.5 s
+    server = pg.start()  # its own server: this test stops every process of it
+    stopped: list[int] = []
+    try:
+        spec = pg.with_table(server.url)
+        writing, reading = PostgresLedger(spec), PostgresLedger(spec)
+        writing.add([rec("intent", "a", flow="f", run="r")])
+        with writing.lock("r-hung", [("o1", 7)], 0), reading.lock("r-read", [("o1", 8)], 0):
+            stopped = _server_pids(server)
+            for pid in stopped:
+                os.kill(pid, signal.SIGSTOP)
+            # apply's commit of an intent: the run stops sending (exit 3), never hangs.
+            refused = r"cannot write ledger \(the database did not answer within 1\.5 s"
+            with pytest.raises(LedgerError, match=refused), writing.writer() as w:
+                w.append([rec("intent", "b", flow="f", run="r-hung")])
+            with pytest.raises(LedgerError, match=r"cannot read the ledger: the database did not answer within 1\.5 s"):
+                reading.fold({KEY})
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+        server.stop()
