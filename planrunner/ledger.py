@@ -235,6 +235,8 @@ def torn_record(line: bytes) -> bool | None:
     content = line.rstrip(b"\r\n")
     if not content or not (content.startswith(_RECORD_START) or _RECORD_HEAD.startswith(content)):
         return None
+    if b"\0" in content:
+        return None  # zeroed bytes are damage, not a cut: refused, never guessed away
     return content.find(_RECORD_START, 1) < 0
 
 
@@ -492,8 +494,9 @@ def plan_outcomes(
 
 def gateway_host(gateway: str) -> str:
     """``host[:port]`` of a recorded gateway, for output (never a user or a password)."""
-    host, _, _ = gateway.partition("://")[2].partition("/")
-    return host.rpartition("@")[2][:200] or "?"
+    rest = gateway.partition("://")[2] or gateway
+    host = rest.partition("/")[0].rpartition("@")[2][:200]
+    return "".join(c if c.isprintable() else "?" for c in host) or "?"
 
 
 def note_folded(

@@ -408,3 +408,25 @@ def test_newcomer_21_a_run_that_records_nothing_creates_no_ledger(tmp_path: Path
         assert path.exists()
         assert isinstance(lock, ledger.Lock) and lock._ledger_fd is not None  # the new file is locked too
     assert ledger.fold(str(path)).status(KEY) == "unknown"
+
+
+def test_n22_a_record_start_with_zeroed_bytes_is_still_refused(tmp_path: Path) -> None:
+    path = tmp_path / "l.jsonl"
+    lines = ledger.encode(_records([("intent", "a"), ("triggered", "a")])).splitlines(keepends=True)
+    path.write_bytes(lines[0] + lines[1][:60] + b"\0" * 40 + b"\n" + lines[1])
+    with pytest.raises(LedgerError, match=r"l.jsonl:2: corrupt ledger line \(not JSON\)"):
+        ledger.fold(str(path))
+
+
+def test_n10_the_file_fold_leaves_out_and_counts_records_of_another_gateway(tmp_path: Path) -> None:
+    path = tmp_path / "l.jsonl"
+    a, b = "https://a.example.com", "https://b.example.com:8443"
+    write(path, [rec("intent", "x", flow="f", run="r", gateway=a), rec("triggered", "x", gateway=a, flowInstanceId="7-x")])
+    assert ledger.fold(str(path), {KEY}, gateway=a).status(KEY) == "done"
+    other = ledger.fold(str(path), {KEY}, gateway=b)
+    assert other.status(KEY) == "pending" and other.other_gateways == {a: 2}
+    counted = ledger.fold(str(path), {KEY}, gateway=b, other_gateways_count=True)
+    assert counted.status(KEY) == "done" and counted.other_gateways == {a: 2}
+    assert ledger.fold(str(path), {"o1/7/1"}, gateway=b).other_gateways == {}  # other keys: not counted
+    assert ledger.gateway_host("https://user:PW-s3cret@h.example.com:8443/x") == "h.example.com:8443"
+    assert ledger.gateway_host("x\x1b[2J") == "x?[2J"
