@@ -132,12 +132,12 @@ def write(path: str, data: bytes, plan_path: str | None = None, ledger: str | No
     """Write the saved plan; return its digest (SHA-256 of its bytes).
 
     Never over the plan or the ledger (by path or inode), never through a symlink; written
-    to a temporary file and renamed (exit 2 otherwise; see :mod:`planrunner.safeout`).
+    to a temporary file and renamed (exit 2 otherwise; see :func:`ledgertools.replacing`).
     """
-    from planrunner import safeout
+    from planrunner import ledgertools
 
     inputs = [(p, name) for p, name in ((plan_path, "the plan"), (ledger, "the ledger")) if p]
-    safeout.write_bytes(path, data, inputs, "--out")
+    ledgertools.write_bytes(path, data, inputs, "--out")
     return hashlib.sha256(data).hexdigest()
 
 

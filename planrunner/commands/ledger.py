@@ -126,7 +126,7 @@ def main(args: argparse.Namespace) -> int:
 
 def export(source: str, target: str) -> int:
     """Every record of ``source`` to the JSON-lines file ``target``."""
-    from planrunner import ledger, safeout
+    from planrunner import ledger, ledgertools
     from planrunner.commands.context import note_missing, warn_password
 
     warn_password(source, "--ledger")
@@ -148,7 +148,7 @@ def export(source: str, target: str) -> int:
         # Never over the ledger itself (by path or inode), never through a symlink, and
         # never a half-written file: a temporary file renamed when complete.
         inputs = [] if ledger.is_postgres(source) else [(source, "the ledger being exported")]
-        with safeout.replacing(target, inputs, "ledger export: FILE") as out:
+        with ledgertools.replacing(target, inputs, "ledger export: FILE") as out:
             count = write(out)
     print(f"exported {count} records from {backend.name} to {target}", file=sys.stderr)
     return EXIT_OK
