@@ -16,7 +16,7 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import partial
@@ -209,12 +209,59 @@ def _text(value: object) -> str:
 
 _REQUIRED_SET = frozenset(_REQUIRED)
 _EVENT_SET = frozenset(EVENTS)
-_FIELD_TYPES = {"key": str, "flowId": int, "orgId": str, "triggerTime": int, "attempt": str}
+_FIELD_TYPES = {
+    "key": str,
+    "flowId": int,
+    "orgId": str,
+    "triggerTime": int,
+    "attempt": str,
+    "at": str,
+}
 _CONFLICT_MARKERS = (b"<<<<<<<", b"=======", b">>>>>>>")
+# How every record this version writes starts (``record`` puts these fields first).
+_RECORD_HEAD = b'{"v":1,"event":"'
+_RECORD_START = b'{"v":'
 
 
 def _corrupt(path: str, number: int, why: str) -> LedgerError:
     return LedgerError(f"{path}:{number}: corrupt ledger line ({why}); refusing to guess")
+
+
+def torn_record(line: bytes) -> bool | None:
+    """Whether a line that is not JSON is the start of a record cut short by a crash (True),
+    two records welded together (False: a torn write with a record appended after it), or
+    neither (None). A ``merge=union`` of a ledger whose torn last line was committed turns
+    that line into a middle one; its record was never whole, so nothing was sent on it."""
+    content = line.rstrip(b"\r\n")
+    if not content or not (content.startswith(_RECORD_START) or _RECORD_HEAD.startswith(content)):
+        return None
+    if b"\0" in content:
+        return None  # zeroed bytes are damage, not a cut: refused, never guessed away
+    return content.find(_RECORD_START, 1) < 0
+
+
+def undecodable(path: str, number: int, line: bytes) -> bool:
+    """For a line that is not JSON: True to skip it (blank, or a torn record that
+    :func:`torn_record` recognises), else :class:`LedgerError` saying where and what."""
+    if line.isspace():
+        return True
+    if line.startswith(_CONFLICT_MARKERS):
+        raise LedgerError(
+            f"{path}:{number}: git conflict marker in the ledger; ledgers merge "
+            'without conflicts with "*.ledger.jsonl merge=union" in .gitattributes: '
+            "keep both sides' lines and delete the marker lines"
+        )
+    torn = torn_record(line)
+    if torn:
+        return True
+    if torn is False:
+        column = line.find(_RECORD_START, 1) + 1
+        raise LedgerError(
+            f"{path}:{number}: an incomplete record with another record welded to it at column "
+            f"{column} (a crash cut the first; something appended after it); split the line "
+            f"before column {column} and delete the incomplete first part, then run again"
+        )
+    raise _corrupt(path, number, "not JSON")
 
 
 def _check(path: str, number: int, rec: Any) -> None:
@@ -238,7 +285,17 @@ def _check(path: str, number: int, rec: Any) -> None:
 class Folded:
     """Per-key states of a ledger. Done keys (the bulk of a long ledger) cost one dict slot."""
 
-    __slots__ = ("cancelled", "done", "ignored", "open", "orphans", "torn_at", "torn_line")
+    __slots__ = (
+        "cancelled",
+        "done",
+        "ignored",
+        "open",
+        "orphans",
+        "other_gateways",
+        "torn_at",
+        "torn_line",
+        "torn_middle",
+    )
 
     def __init__(self) -> None:
         # Keys outside the plan under ``orphans_of`` prefixes: key -> state (few, usually).
@@ -247,8 +304,12 @@ class Folded:
         self.cancelled: set[str] = set()  # done keys whose instance ``cancel`` cancelled
         self.open: dict[str, KeyState] = {}  # keys not done: unknown, failed or pending
         self.ignored = 0  # records of the other kind of run (simulator vs real), not counted
+        # Records of the fold's keys written against another real gateway: gateway -> count.
+        self.other_gateways: dict[str, int] = {}
         self.torn_at: int | None = None
         self.torn_line: int | None = None
+        # Torn records a merge moved into the middle: (offset, length without newline, line).
+        self.torn_middle: list[tuple[int, int, int]] = []
 
     def status(self, key: str) -> KeyStatus:
         """done, cancelled, unknown, failed or pending."""
@@ -294,6 +355,8 @@ def fold(
     *,
     sim: bool = False,
     orphans_of: set[str] | None = None,
+    gateway: str | None = None,
+    other_gateways_count: bool = False,
 ) -> Folded:
     """Stream the ledger into per-key states (only ``keys`` when given); never skips a bad line.
 
@@ -302,11 +365,15 @@ def fold(
     no longer yields.
 
     Records of simulator runs (``gateway: sim``) count only when ``sim`` is true, and real
-    ones only when it is false: a demo can never mark a real entry done. A last line
-    without its newline is a torn write: it is noted (``torn_line``), not folded.
+    ones only when it is false: a demo can never mark a real entry done. With ``gateway``
+    (``scheme://host[:port]``, as records name it), records that name another gateway do
+    not count either (unless ``other_gateways_count``: ``plan``, which has no ``--gateway``);
+    either way they are counted per gateway in ``Folded.other_gateways``. A last
+    line without its newline is a torn write: it is noted (``torn_line``), not folded; a
+    torn record that a merge moved into the middle is noted in ``torn_middle``.
     """
     out = Folded()
-    done, open_, cancelled = out.done, out.open, out.cancelled
+    done, open_, cancelled, others = out.done, out.open, out.cancelled, out.other_gateways
     # Keys whose only record so far is one intent: key -> (attempt, at).
     lone: dict[str, tuple[str, str]] = {}
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
@@ -328,13 +395,10 @@ def fold(
             try:
                 rec = loads(line)
             except decode_error:
-                if line.startswith(_CONFLICT_MARKERS):
-                    raise LedgerError(
-                        f"{path}:{number}: git conflict marker in the ledger; ledgers merge "
-                        'without conflicts with "*.ledger.jsonl merge=union" in .gitattributes: '
-                        "keep both sides' lines and delete the marker lines"
-                    ) from None
-                raise _corrupt(path, number, "not JSON") from None
+                undecodable(path, number, line)  # raises unless blank or a torn record
+                if not line.isspace():
+                    out.torn_middle.append((offset - len(line), len(line.rstrip(b"\r\n")), number))
+                continue
             if (
                 type(rec) is not dict
                 or not rec.keys() >= _REQUIRED_SET
@@ -347,12 +411,19 @@ def fold(
                 or type(rec["orgId"]) is not str
                 or type(rec["attempt"]) is not str
                 or type(rec["triggerTime"]) is not int
+                or type(rec["at"]) is not str
             ):
                 _check(path, number, rec)
-            if (rec.get("gateway") == SIM_GATEWAY) is not sim:
+            gw = rec.get("gateway")
+            if (gw == SIM_GATEWAY) is not sim:
                 ignored += 1
                 continue
             key = rec["key"]
+            if gateway is not None and gw != gateway and type(gw) is str:
+                if keys is None or key in keys or (orphans_of and key[: key.rfind("/") + 1] in orphans_of):
+                    others[gw] = others.get(gw, 0) + 1
+                if not other_gateways_count:
+                    continue
             event = rec["event"]
             if event == "cancelled":
                 if (
@@ -378,7 +449,7 @@ def fold(
             if state is None:
                 if event == "intent" and key not in lone:
                     # Most intents meet their result next: no state object yet.
-                    lone[key] = (rec["attempt"], str(rec.get("at", "")))
+                    lone[key] = (rec["attempt"], rec["at"])
                     continue
                 state = open_[key] = KeyState()
                 if key in lone:
@@ -401,10 +472,17 @@ def plan_outcomes(
     *,
     sim: bool = False,
     orphans_of: set[str] | None = None,
+    gateway: str | None = None,
 ) -> PlanOutcomes:
-    """What ``plan`` shows per key: done, cancelled, retry or unknown (pending keys have none)."""
+    """What ``plan`` shows per key: done, cancelled, retry or unknown (pending keys have none).
+
+    ``plan`` has no ``--gateway``: records of every real gateway count, and those of a
+    gateway other than ``gateway`` (the plan's) get a note, since apply would ignore them.
+    """
     backend = FileLedger(ledger) if isinstance(ledger, str) else ledger
-    folded = backend.fold(keys, sim=sim, orphans_of=orphans_of)
+    folded = backend.fold(
+        keys, sim=sim, orphans_of=orphans_of, gateway=gateway, other_gateways_count=True
+    )
     if folded.torn_line is not None:
         log.get("ledger").warning(
             "ledger has an incomplete last line (an apply may be writing); ignoring it",
@@ -412,6 +490,52 @@ def plan_outcomes(
             line=folded.torn_line,
         )
     return PlanOutcomes(folded)
+
+
+def gateway_host(gateway: str) -> str:
+    """``host[:port]`` of a recorded gateway, for output (never a user or a password)."""
+    rest = gateway.partition("://")[2] or gateway
+    host = rest.partition("/")[0].rpartition("@")[2][:200]
+    return "".join(c if c.isprintable() else "?" for c in host) or "?"
+
+
+def note_folded(
+    folded: Folded, name: str, gateway: str | None, said: set[object], *, counted: bool = False
+) -> None:
+    """Warn about what a fold left out (or ``counted``): records of other gateways; and torn
+    middle lines (each once per ``said``, which a backend keeps: ``status --watch`` folds
+    every poll)."""
+    logger = log.get("ledger")
+    seen = (tuple(sorted(folded.other_gateways.items())), gateway, tuple(folded.torn_middle))
+    if seen in said:
+        return
+    said.add(seen)
+    if folded.other_gateways and gateway is not None:
+        ranked = sorted(folded.other_gateways.items(), key=lambda kv: (-kv[1], kv[0]))
+        named = ", ".join(f"{n} for {gateway_host(gw)}" for gw, n in ranked[:5])
+        more = f" and {len(ranked) - 5} more gateways" if len(ranked) > 5 else ""
+        total = sum(folded.other_gateways.values())
+        if counted:
+            text = (
+                f"{total} ledger records were written against another gateway than the plan's "
+                f"({named}{more}): they are counted here, but an apply against "
+                f"{gateway_host(gateway)} ignores them and sends those entries; an apply with "
+                "the same --gateway counts them"
+            )
+        else:
+            text = (
+                f"ignored {total} ledger records written against another gateway ({named}{more}); "
+                f"they count only for that gateway, not for {gateway_host(gateway)}"
+            )
+        logger.warning(text, ledger=name)
+    for _, _, number in folded.torn_middle[:5]:
+        logger.warning(
+            "ignored an incomplete record in the middle of the ledger (a torn write that a git "
+            "merge moved there; it was never whole, so nothing was sent on it); the next apply "
+            "blanks it",
+            ledger=name,
+            line=number,
+        )
 
 
 _new_outcome = partial(tuple.__new__, Outcome)  # an Outcome without a Python-level call
@@ -500,17 +624,18 @@ class Lock:
         deadline = time.monotonic() + timeout
         fd = _open_regular(self.path, os.O_RDWR | os.O_CREAT, "lock file")
         try:
-            if not _flock_until(fd, deadline):
-                holder = _read_holder(fd)
-                for _ in range(10):
-                    # The holder writes its details just after locking; give it a moment.
-                    if holder != _UNKNOWN_HOLDER:
-                        break
-                    time.sleep(0.05)
-                    holder = _read_holder(fd)
-                raise LedgerLocked(
-                    f"ledger {self.ledger_path} is locked by another apply ({holder})"
-                )
+            if not _flock_until(fd, time.monotonic()):
+                if timeout > 0:
+                    # Say at once who we wait for: a blank terminal for minutes helps nobody.
+                    log.get("ledger").warning(
+                        f"waiting up to {timeout:g} s for the ledger lock held by "
+                        f"{_holder_of(fd)}",
+                        ledger=self.ledger_path,
+                    )
+                if not _flock_until(fd, deadline):
+                    raise LedgerLocked(
+                        f"ledger {self.ledger_path} is locked by another apply ({_holder_of(fd)})"
+                    )
             self._ledger_fd = self._lock_file(deadline)
             info = {
                 "pid": os.getpid(),
@@ -533,14 +658,25 @@ class Lock:
             raise
         self._fd = fd
 
-    def _lock_file(self, deadline: float) -> int:
-        """Lock the ledger file itself (the same inode under every name); its descriptor."""
+    def cover_new_ledger(self) -> None:
+        """Lock the ledger file that this run has just created (it did not exist when the
+        lock was taken, so there was no file to lock then)."""
+        if self._fd is not None and self._ledger_fd is None:
+            self._ledger_fd = self._lock_file(time.monotonic())
+
+    def _lock_file(self, deadline: float) -> int | None:
+        """Lock the ledger file itself (the same inode under every name); its descriptor.
+
+        None when there is no ledger yet: a missing file has no other name, and it is not
+        created here (an apply with nothing to do leaves no ledger behind);
+        :meth:`cover_new_ledger` locks it once the run's first record creates it.
+        """
         # A plan reading the holder takes a shared lock for an instant: a short grace.
         deadline = max(deadline, time.monotonic() + 0.5)
         while True:
-            fd = _open_regular(
-                self.ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "ledger", writing=True
-            )
+            if not os.path.lexists(self.ledger_path):
+                return None
+            fd = _open_regular(self.ledger_path, os.O_WRONLY | os.O_APPEND, "ledger", writing=True)
             try:
                 if not _flock_until(fd, deadline):
                     raise LedgerLocked(
@@ -624,6 +760,18 @@ def _flock_until(fd: int, deadline: float) -> bool:
 _UNKNOWN_HOLDER = "holder unknown"
 
 
+def _holder_of(fd: int) -> str:
+    """The holder named in a lock file, waiting a moment for one that has just locked it."""
+    holder = _read_holder(fd)
+    for _ in range(10):
+        # The holder writes its details just after locking; give it a moment.
+        if holder != _UNKNOWN_HOLDER:
+            break
+        time.sleep(0.05)
+        holder = _read_holder(fd)
+    return holder
+
+
 def _read_holder(fd: int) -> str:
     try:
         info = json.loads(os.pread(fd, 4096, 0) or b"{}")
@@ -701,18 +849,41 @@ class GroupCommit:
 
 
 class Writer(GroupCommit):
-    """Appends records to the file durably; concurrent callers share one write and one fsync."""
+    """Appends records to the file durably; concurrent callers share one write and one fsync.
 
-    def __init__(self, path: str) -> None:
+    The file is opened (created when missing) by the first append, so a run that records
+    nothing leaves no ledger behind; ``on_create`` runs once if that append created it.
+    """
+
+    def __init__(self, path: str, on_create: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.path = path
-        self._fd = _open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "ledger", writing=True)
+        self._fd = -1
+        self._on_create = on_create
+
+    def _open(self) -> int:
+        existed = os.path.lexists(self.path)
+        fd = _open_regular(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "ledger", writing=True)
+        if not existed and self._on_create is not None:
+            try:
+                self._on_create()
+            except BaseException:
+                os.close(fd)
+                raise
+        return fd
+
+    def _caught(self) -> tuple[type[Exception], ...]:
+        return (OSError, LedgerError)
 
     def _flush(self, batch: list[dict[str, Any]]) -> None:
+        if self._fd < 0:
+            self._fd = self._open()
         _write_all(self._fd, encode(batch))
         os.fsync(self._fd)
 
     def _failure(self, error: Exception) -> LedgerError:
+        if isinstance(error, LedgerError):
+            return error
         why = error.strerror if isinstance(error, OSError) else str(error)
         return LedgerError(f"{self.path}: cannot write ledger: {why}")
 
@@ -737,7 +908,9 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def repair_tail(path: str, folded: Folded) -> None:
-    """Cut off a torn last line (call under the lock); warns with its line number."""
+    """Cut off a torn last line, and blank torn records in the middle (call under the lock)."""
+    if folded.torn_middle:
+        _blank_torn_middle(path, folded.torn_middle)
     if folded.torn_at is None:
         return
     try:
@@ -757,6 +930,39 @@ def repair_tail(path: str, folded: Folded) -> None:
     log.get("ledger").warning(
         "cut off an incomplete last ledger line left by a crash", ledger=path, line=folded.torn_line
     )
+
+
+def _blank_torn_middle(path: str, torn: list[tuple[int, int, int]]) -> None:
+    """Overwrite each torn middle record with spaces, in place (same length, same inode): a
+    blank line folds to nothing, and a crash halfway leaves each byte old or blank."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise LedgerError(
+            f"{path}:{torn[0][2]}: cannot blank the incomplete record a merge moved into the "
+            f"middle ({e.strerror or e}); make the ledger writable, or delete line {torn[0][2]} "
+            "by hand"
+        ) from None
+    try:
+        for start, length, number in torn:
+            if torn_record(os.pread(fd, length, start)) is not True:
+                continue  # not what the fold saw: leave it (the next fold refuses it)
+            try:
+                os.pwrite(fd, b" " * length, start)
+            except OSError as e:
+                raise LedgerError(
+                    f"{path}:{number}: cannot blank the incomplete record a merge moved into "
+                    f"the middle ({e.strerror or e}); delete line {number} by hand"
+                ) from None
+            log.get("ledger").warning(
+                "blanked an incomplete record that a git merge moved into the middle of the "
+                "ledger (a torn write; nothing was sent on it)",
+                ledger=path,
+                line=number,
+            )
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # -- backends --------------------------------------------------------------------------------
@@ -788,8 +994,11 @@ class Backend(Protocol):
         *,
         sim: bool = False,
         orphans_of: set[str] | None = None,
+        gateway: str | None = None,
+        other_gateways_count: bool = False,
     ) -> Folded:
-        """Per-key states, for ``keys`` only when given (see :func:`fold` for ``orphans_of``)."""
+        """Per-key states, for ``keys`` only when given (see :func:`fold` for ``orphans_of``,
+        ``gateway`` and ``other_gateways_count``); warns about records of other gateways."""
         ...
 
     def lock(self, run_id: str, flows: Iterable[tuple[str, int]], timeout: float) -> AbstractContextManager[object]:
@@ -823,15 +1032,18 @@ def identity(rec: dict[str, Any]) -> bytes:
 
 
 class _LockAndRepair:
-    def __init__(self, lock: Lock, timeout: float) -> None:
+    def __init__(self, owner: FileLedger, lock: Lock, timeout: float) -> None:
+        self._owner = owner
         self._lock = lock
         self._timeout = timeout
 
     def __enter__(self) -> Lock:
         self._lock.acquire(self._timeout)
+        self._owner.held = self._lock
         return self._lock
 
     def __exit__(self, *exc: object) -> None:
+        self._owner.held = None
         self._lock.release()
 
 
@@ -840,6 +1052,8 @@ class FileLedger:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.held: Lock | None = None  # this ledger's lock while a run holds it
+        self._said: set[object] = set()  # what its folds have warned about
 
     @property
     def name(self) -> str:
@@ -852,16 +1066,27 @@ class FileLedger:
         *,
         sim: bool = False,
         orphans_of: set[str] | None = None,
+        gateway: str | None = None,
+        other_gateways_count: bool = False,
     ) -> Folded:
         """Stream the file into per-key states."""
-        return fold(self.path, keys, sim=sim, orphans_of=orphans_of)
+        folded = fold(
+            self.path,
+            keys,
+            sim=sim,
+            orphans_of=orphans_of,
+            gateway=gateway,
+            other_gateways_count=other_gateways_count,
+        )
+        note_folded(folded, self.path, gateway, self._said, counted=other_gateways_count)
+        return folded
 
     def lock(
         self, run_id: str, flows: Iterable[tuple[str, int]], timeout: float
     ) -> AbstractContextManager[object]:
         """One lock for the whole file, whatever the flows."""
         del flows
-        return _LockAndRepair(Lock(self.path, run_id), timeout)
+        return _LockAndRepair(self, Lock(self.path, run_id), timeout)
 
     def holder(self) -> str | None:
         """The lock holder named in ``LEDGER.lock`` while the lock is held."""
@@ -872,8 +1097,9 @@ class FileLedger:
         repair_tail(self.path, folded)
 
     def writer(self) -> AbstractContextManager[Sink]:
-        """An ``O_APPEND`` group-committing writer."""
-        return Writer(self.path)
+        """An ``O_APPEND`` group-committing writer (it creates the file on its first append)."""
+        held = self.held
+        return Writer(self.path, held.cover_new_ledger if held is not None else None)
 
     def records(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every whole record with ``path:line``; a torn last line is left out."""
@@ -887,12 +1113,18 @@ class FileLedger:
                 try:
                     rec = orjson.loads(line)
                 except orjson.JSONDecodeError:
-                    raise _corrupt(self.path, number, "not JSON") from None
+                    undecodable(self.path, number, line)  # raises unless blank or torn
+                    continue
                 _check(self.path, number, rec)
                 yield f"{self.path}:{number}", rec
 
     def add(self, records: Iterable[dict[str, Any]]) -> int:
-        """Append the records the file does not hold yet, durably."""
+        """Append the records the file does not hold yet, durably (call under the lock).
+
+        A torn last line (an import or apply killed while writing) is cut off first, as
+        apply's repair does: appending after it would weld the first new record to it.
+        """
+        repair_tail(self.path, fold(self.path, set()))
         seen = {identity(rec) for _, rec in self.records()}
         new = []
         for rec in records:
@@ -901,7 +1133,7 @@ class FileLedger:
                 seen.add(ident)
                 new.append(rec)
         if new:
-            with Writer(self.path) as w:
+            with self.writer() as w:
                 w.append(new)
         return len(new)
 

@@ -4,7 +4,9 @@
 - :func:`key_states`: per-key states of a list of records (the fold, for counting);
 - :func:`compact_records`: the fewest records that fold to the same states, and stay right
   when a ``merge=union`` later brings back some of the dropped lines;
-- :func:`compact_file`: that, under the lock, written atomically.
+- :func:`compact_file`: that, under the lock, written atomically;
+- :func:`replacing`: an output file (``ledger export FILE``, ``plan --out``) that never
+  overwrites the command's own inputs, written atomically.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -119,7 +122,18 @@ def check_lines(path: str) -> Checked:
             try:
                 rec = orjson.loads(line)
             except orjson.JSONDecodeError:
-                if line.startswith(_CONFLICT_MARKERS):
+                torn = ledger.torn_record(line)
+                if line.isspace():
+                    continue  # a torn record an apply blanked
+                if torn:
+                    problems.append(
+                        f"{where}: an incomplete record in the middle (a torn write that a git "
+                        "merge moved here; nothing was sent on it): the next apply blanks it, "
+                        "or delete the line"
+                    )
+                elif torn is False:
+                    problems.append(f"{where}: an incomplete record with another record welded to it")
+                elif line.startswith(_CONFLICT_MARKERS):
                     problems.append(
                         f'{where}: git conflict marker (use "*.ledger.jsonl merge=union" in '
                         ".gitattributes; keep both sides' lines and delete the marker lines)"
@@ -273,6 +287,30 @@ class Compacted:
     before: int
     after: int
     torn_line: int | None
+    removed: tuple[str, ...] = ()  # stale temporary files of interrupted compactions
+
+
+def _remove_stale_temporaries(path: str) -> tuple[str, ...]:
+    """Delete the temporary files that killed compactions of ``path`` left (call under the
+    lock: no compaction of it is running). Only names this module makes are touched."""
+    import re
+
+    directory = os.path.dirname(os.path.abspath(path))
+    pattern = re.compile(re.escape(f".{os.path.basename(path)}.") + r"[A-Za-z0-9_]{8}\.compact")
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return ()
+    for name in names:
+        if pattern.fullmatch(name):
+            full = os.path.join(directory, name)
+            with contextlib.suppress(FileNotFoundError):
+                if not os.path.isfile(full) or os.path.islink(full):
+                    continue
+                os.unlink(full)
+                removed.append(full)
+    return tuple(sorted(removed))
 
 
 def compact_file(path: str, run_id: str, lock_timeout: float) -> Compacted:
@@ -297,6 +335,7 @@ def compact_file(path: str, run_id: str, lock_timeout: float) -> Compacted:
         lock = ledger.Lock(path, run_id)
         lock.acquire(lock_timeout)
         stack.callback(lock.release)
+        removed = _remove_stale_temporaries(path)
         # Two streaming passes (scan, then write what is kept): memory grows with keys,
         # not with records.
         source = ledger.FileLedger(path)
@@ -338,10 +377,39 @@ def compact_file(path: str, run_id: str, lock_timeout: float) -> Compacted:
             os.fsync(dirfd)
         finally:
             os.close(dirfd)
-    return Compacted(scan.count, kept, torn)
+    return Compacted(scan.count, kept, torn, removed)
 
 
 # -- history ---------------------------------------------------------------------------------
+
+
+def flow_labels(plan: Any) -> dict[tuple[str, int], tuple[str, Any]]:
+    """(orgId, flowId) -> (flow name, its zone) of a plan's flows, to label ledger keys."""
+    org = plan.target.org_id
+    return {(org, f.flow_id): (f.name, f.zone) for f in plan.flows}
+
+
+def key_time(trigger_time: int, zone: Any = None) -> str:
+    """A key's trigger time in ``zone`` (UTC when None), RFC 3339; the raw number when out
+    of the calendar's range."""
+    from planrunner import times
+
+    try:
+        return times.format_in_zone(trigger_time, zone)
+    except (ValueError, OverflowError):
+        return str(trigger_time)
+
+
+def key_label(key: str, labels: dict[tuple[str, int], tuple[str, Any]]) -> str:
+    """``TIME FLOW`` of a ledger key (``orgId/flowId/triggerTime``), e.g. for plan's orphan
+    lines: the local time in the flow's zone and the flow's name when ``labels``
+    (:func:`flow_labels`) know the flow, else UTC and ``flow ID``."""
+    org, _, rest = key.partition("/")
+    flow, _, tt = rest.partition("/")
+    if not (flow.isdigit() and tt.isdigit()):
+        return key
+    name, zone = labels.get((org, int(flow)), (f"flow {flow}", None))
+    return f"{key_time(int(tt), zone)} {name}"
 
 
 def run_of(rec: dict[str, Any], runs: dict[str, str]) -> str:
@@ -364,3 +432,86 @@ def by_key(
         groups.setdefault(rec["key"], []).append((where, rec))
     for key in sorted(groups, key=lambda k: (groups[k][0][1]["triggerTime"], k)):
         yield key, groups[key]
+
+
+# -- output files that never overwrite the tool's own inputs -----------------------------------
+#
+# ``plan --out`` and ``ledger export FILE`` name a file to create or replace. It is refused
+# (exit 2) when it is a symbolic link (replacing it would write wherever the link points) or
+# not a regular file, and when it is the same file as one of the command's inputs (the
+# plan, the ledger): by path, or by inode (a hard link). The data goes to a temporary file
+# in the same directory, is fsync'd, and is renamed over the target, so a crash leaves the
+# old file or the new one.
+
+
+def check_output(path: str, inputs: Iterable[tuple[str, str]], what: str) -> None:
+    """Refuse ``path`` as an output: a symlink, a non-regular file, or one of ``inputs``
+    ((path, what it is) pairs, e.g. ``("plans/a.ledger.jsonl", "the ledger")``)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise UsageError(f"{what} {path}: cannot use it: {e.strerror or e}") from None
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        raise UsageError(
+            f"{what} {path}: is a symbolic link; refusing to write through it (give the real path)"
+        )
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"{what} {path}: is not a regular file; refusing to replace it")
+    real = os.path.realpath(path)
+    for other, name in inputs:
+        same = os.path.realpath(other) == real
+        if not same and st is not None:
+            with contextlib.suppress(OSError):
+                o = os.stat(other)
+                same = (o.st_dev, o.st_ino) == (st.st_dev, st.st_ino)
+        if same:
+            raise UsageError(
+                f"{what} {path}: is {name} itself; writing there would destroy it (choose another file)"
+            )
+
+
+@contextlib.contextmanager
+def replacing(path: str, inputs: Iterable[tuple[str, str]], what: str) -> Iterator[BinaryIO]:
+    """A binary file to write ``path``'s new content to; renamed over ``path`` on success.
+
+    Checked first with :func:`check_output`. The new file gets the usual mode for a new file
+    (0666 less the umask), or the mode of the file it replaces.
+    """
+    inputs = list(inputs)
+    check_output(path, inputs, what)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
+        )
+    except OSError as e:
+        raise UsageError(f"{what} {path}: cannot write: {e.strerror or e}") from None
+    try:
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), mode)
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        check_output(path, inputs, what)  # nothing swapped in meanwhile
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise UsageError(f"{what} {path}: cannot write: {e.strerror or e}") from None
+        raise
+
+
+def write_bytes(path: str, data: bytes, inputs: Iterable[tuple[str, str]], what: str) -> None:
+    """:func:`replacing` for data in hand."""
+    inputs = list(inputs)
+    with replacing(path, inputs, what) as out:
+        out.write(data)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import os
 import re
 import socket
@@ -24,14 +25,15 @@ import time
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import orjson
 import psycopg
 from psycopg import sql
+from psycopg.abc import PQGen
 from psycopg.types.json import Jsonb
 
-from planrunner import ledger, times
+from planrunner import ledger, log, times
 from planrunner.errors import LedgerError, LedgerLocked
 
 SCHEMA_VERSION = 1  # the layout this module writes; a newer one in the table is refused
@@ -43,6 +45,12 @@ MAX_TABLE_NAME = 57
 _TABLE_RE = re.compile(r"[a-z_][a-z0-9_]*")
 
 CONNECT_TIMEOUT_SECONDS = 10  # unless the URL sets connect_timeout
+# The longest one statement may run (a fold's fetch, a commit) before the server cancels it,
+# so a database that hangs (a lock held elsewhere, a stuck server) ends the run with exit 3.
+STATEMENT_TIMEOUT_SECONDS = 120.0
+ENV_STATEMENT_TIMEOUT = "PLANRUNNER_LEDGER_STATEMENT_TIMEOUT"  # seconds (tests shorten it)
+# Sent data unacknowledged this long (the server's host is gone) breaks the connection.
+TCP_USER_TIMEOUT_MS = 30_000
 # A dead peer is noticed within about IDLE + INTERVAL * COUNT seconds, on both ends.
 KEEPALIVE_IDLE_SECONDS = 10
 KEEPALIVE_INTERVAL_SECONDS = 5
@@ -106,7 +114,7 @@ _INSERT = """INSERT INTO {t} (ident, v, event, "key", flow_id, org_id, trigger_t
 
 # What the fold needs of a row, and no more: the flowInstanceId only when it is a string
 # (as ``KeyState`` reads it), ``found`` only when it is JSON true, code and msg of failures.
-_FOLD = """SELECT event, "key", attempt, "at",
+_FOLD = """SELECT event, "key", attempt, "at", gateway,
         CASE WHEN "at" IS NULL THEN extras -> 'at' END,
         CASE WHEN jsonb_typeof(extras -> 'flowInstanceId') = 'string'
              THEN extras ->> 'flowInstanceId' END,
@@ -217,6 +225,7 @@ class PostgresLedger:
         self._ids = {k: sql.Identifier(v) for k, v in ids.items()}
         self._schema_ok = False
         self._active: _RunConnection | None = None  # the lock's connection while a run holds it
+        self._said: set[object] = set()  # what its folds have warned about
 
     # -- naming, connecting, errors --------------------------------------------------------
 
@@ -243,10 +252,26 @@ class PostgresLedger:
                 keepalives_interval=KEEPALIVE_INTERVAL_SECONDS,
                 keepalives_count=KEEPALIVE_COUNT,
             )
+        if psycopg.pq.version() >= 120000:  # libpq 12 knows tcp_user_timeout
+            kwargs["tcp_user_timeout"] = TCP_USER_TIMEOUT_MS
         try:
-            conn = psycopg.connect(self._url.conninfo, **kwargs)
+            if _BOUNDED_WAIT:
+                bounded = _BoundedConnection.connect(self._url.conninfo, **kwargs)
+                bounded.bound = client_timeout()
+                conn: psycopg.Connection[Any] = bounded
+            else:
+                conn = psycopg.connect(self._url.conninfo, **kwargs)
         except psycopg.Error as e:
             self._fail("cannot connect", e)
+        try:
+            conn.execute(
+                sql.SQL("SET statement_timeout = {}").format(
+                    sql.Literal(int(statement_timeout() * 1000))
+                )
+            )
+        except psycopg.Error as e:
+            conn.close()
+            self._fail("cannot set up the connection", e)
         if keepalive:
             # The server's side too, so it drops a vanished runner's locks within seconds.
             try:
@@ -312,9 +337,18 @@ class PostgresLedger:
             )
 
     def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
-        """Create the tables on first use (under a transaction-scoped advisory lock)."""
+        """Create the tables on first use (under a transaction-scoped advisory lock).
+
+        A role without the privileges for it gets the masked one-line error (exit 3).
+        """
         if self._schema_ok:
             return
+        try:
+            self._create_schema(conn)
+        except psycopg.Error as e:
+            self._fail("cannot open the ledger's tables", e)
+
+    def _create_schema(self, conn: psycopg.Connection[Any]) -> None:
         version = self._version(conn)
         self._check_version(version)
         if version != SCHEMA_VERSION:
@@ -354,11 +388,14 @@ class PostgresLedger:
         *,
         sim: bool = False,
         orphans_of: set[str] | None = None,
+        gateway: str | None = None,
+        other_gateways_count: bool = False,
     ) -> ledger.Folded:
         """Per-key states, computed from the rows of ``keys`` (all when None), streamed.
 
         The same result as :func:`planrunner.ledger.fold` on a file of the same records,
-        ``orphans_of`` (``orgId/flowId/`` prefixes of keys outside ``keys``) included.
+        ``orphans_of`` (``orgId/flowId/`` prefixes of keys outside ``keys``) and ``gateway``
+        (records of other gateways left out and counted) included.
         """
         out = ledger.Folded()
         try:
@@ -376,10 +413,20 @@ class PostgresLedger:
                     query = self._sql(_FOLD + " AND (" + " OR ".join(clauses) + ")")
                 with conn.transaction():
                     if query is not None:
-                        _fold_rows(conn, query, tuple(params), out, keys, set(prefixes))
+                        _fold_rows(
+                            conn,
+                            query,
+                            tuple(params),
+                            out,
+                            keys,
+                            set(prefixes),
+                            (gateway, other_gateways_count),
+                            self.name,
+                        )
                     out.ignored = self._ignored(conn, sim)
         except psycopg.Error as e:
             self._fail("cannot read the ledger", e)
+        ledger.note_folded(out, self.name, gateway, self._said, counted=other_gateways_count)
         return out
 
     def _ignored(self, conn: psycopg.Connection[Any], sim: bool) -> int:
@@ -481,6 +528,54 @@ class PostgresLedger:
         self._schema_ok = False
 
 
+def statement_timeout() -> float:
+    """``$PLANRUNNER_LEDGER_STATEMENT_TIMEOUT`` seconds, else :data:`STATEMENT_TIMEOUT_SECONDS`."""
+    text = os.environ.get(ENV_STATEMENT_TIMEOUT)
+    if not text:
+        return STATEMENT_TIMEOUT_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 86_400:
+        raise LedgerError(
+            f"${ENV_STATEMENT_TIMEOUT}: {text[:40]!r} is not a number of seconds above 0 "
+            "(below a day)"
+        )
+    return value
+
+
+def client_timeout() -> float:
+    """How long planrunner itself waits for any answer of the database: the statement
+    timeout and a margin, so a server that cannot even cancel (a stopped process behind
+    a live network stack) still ends the command."""
+    st = statement_timeout()
+    return st + max(1.0, st / 4)
+
+
+_RV = TypeVar("_RV")
+# psycopg 3.2 and later bound a wait (``Connection.wait(..., timeout=)``); 3.1 cannot.
+_BOUNDED_WAIT = "timeout" in inspect.signature(psycopg.Connection.wait).parameters
+
+
+class _BoundedConnection(psycopg.Connection[Any]):
+    """A connection whose every wait for the server ends after :func:`client_timeout`."""
+
+    bound = STATEMENT_TIMEOUT_SECONDS
+
+    def wait(self, gen: PQGen[_RV], interval: float = 0.1, timeout: float | None = None) -> _RV:
+        try:
+            return super().wait(gen, interval, self.bound if timeout is None else timeout)
+        except psycopg.errors.OperationalError as e:
+            if type(e).__name__ != "_WaitTimeout":
+                raise
+            # The protocol stopped halfway: the connection can never be used again.
+            self.pgconn.finish()
+            raise psycopg.OperationalError(
+                f"the database did not answer within {self.bound:g} s (is the server stopped?)"
+            ) from None
+
+
 def _like_prefix(prefix: str) -> str:
     """A LIKE pattern matching keys that start with ``prefix``."""
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -498,14 +593,29 @@ def _fold_rows(
     out: ledger.Folded,
     keys: set[str] | None,
     orphans_of: set[str],
+    gateways: tuple[str | None, bool],
+    name: str,
 ) -> None:
-    """Run the rows through :meth:`KeyState.add`, as the file's fold runs its lines."""
+    """Run the rows through :meth:`KeyState.add`, as the file's fold runs its lines
+    (``gateways``: the fold's gateway, and whether records of others count)."""
+    gateway, count_others = gateways
     done, open_, cancelled, orphans = out.done, out.open, out.cancelled, out.orphans
+    others = out.other_gateways
     new_state = ledger.KeyState
     with conn.cursor(name="planrunner_fold") as cur:
         cur.itersize = FOLD_FETCH_ROWS
         cur.execute(query, params)
-        for event, key, attempt, at, at_json, iid, found, error in cur:
+        for event, key, attempt, at, gw, at_json, iid, found, error in cur:
+            if at is None:
+                # Only a non-string "at" lands outside its column: refused, as the file's fold does.
+                raise LedgerError(
+                    f"{name}: corrupt ledger record of key {key} "
+                    f'("at" is {type(at_json).__name__}, not str); refusing to guess'
+                )
+            if gateway is not None and gw is not None and gw != gateway:
+                others[gw] = others.get(gw, 0) + 1
+                if not count_others:
+                    continue
             if event == "cancelled":
                 if keys is None or key in keys or _prefix(key) in orphans_of:
                     cancelled.add(key)
@@ -515,7 +625,7 @@ def _fold_rows(
             rec = {
                 "event": event,
                 "attempt": attempt,
-                "at": at if at is not None else at_json,
+                "at": at,
                 "flowInstanceId": iid,
                 "found": found,
             }
@@ -631,6 +741,7 @@ class _Locks:
     def _acquire(self, conn: psycopg.Connection[Any]) -> None:
         owner = self._owner
         deadline = time.monotonic() + self._timeout
+        said = False
         try:
             for org_id, flow_id in self._flows:
                 key = _advisory_key(owner.table, org_id, flow_id)
@@ -638,6 +749,14 @@ class _Locks:
                     row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
                     if row and row[0]:
                         break
+                    if not said and self._timeout > 0:
+                        said = True  # say at once who we wait for
+                        log.get("ledger").warning(
+                            f"waiting up to {self._timeout:g} s for the ledger lock held by "
+                            f"{self._holder_of(conn, key)}",
+                            ledger=owner.name,
+                            flow=flow_id,
+                        )
                     if time.monotonic() >= deadline:
                         holder = self._holder_of(conn, key)
                         raise LedgerLocked(

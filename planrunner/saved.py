@@ -128,13 +128,16 @@ def dumps(
     return (text + "\n]}\n").encode("utf-8")
 
 
-def write(path: str, data: bytes) -> str:
-    """Write the saved plan; return its digest (SHA-256 of its bytes)."""
-    try:
-        with open(path, "wb") as f:
-            f.write(data)
-    except OSError as e:
-        raise UsageError(f"--out {path}: cannot write: {e.strerror or e}") from None
+def write(path: str, data: bytes, plan_path: str | None = None, ledger: str | None = None) -> str:
+    """Write the saved plan; return its digest (SHA-256 of its bytes).
+
+    Never over the plan or the ledger (by path or inode), never through a symlink; written
+    to a temporary file and renamed (exit 2 otherwise; see :func:`ledgertools.replacing`).
+    """
+    from planrunner import ledgertools
+
+    inputs = [(p, name) for p, name in ((plan_path, "the plan"), (ledger, "the ledger")) if p]
+    ledgertools.write_bytes(path, data, inputs, "--out")
     return hashlib.sha256(data).hexdigest()
 
 

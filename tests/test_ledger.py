@@ -116,7 +116,7 @@ def test_union_merge_of_two_branches_folds_right(tmp_path: Path) -> None:
 def test_corrupt_middle_line_is_refused_with_its_number(tmp_path: Path) -> None:
     path = tmp_path / "l.jsonl"
     lines = ledger.encode(_records([("intent", "a"), ("triggered", "a")])).splitlines(keepends=True)
-    path.write_bytes(lines[0] + b'{"v":1,"event":"intent",\n' + lines[1])
+    path.write_bytes(lines[0] + b'{"event":"intent", "v":\n' + lines[1])
     with pytest.raises(LedgerError, match=r"l.jsonl:2: corrupt ledger line"):
         ledger.fold(str(path))
 
@@ -229,3 +229,204 @@ def test_lock_of_a_killed_process_is_released_by_the_os(tmp_path: Path) -> None:
         proc.wait()
         if proc.stdout:
             proc.stdout.close()
+
+
+# -- findings of the round-3 probe and the newcomer trial ----------------------------------------
+
+
+def _import_argv(target: Path, source: Path) -> list[str]:
+    return [sys.executable, "-m", "planrunner", "ledger", "import", "--ledger", str(target), str(source)]
+
+
+def _many_records(n: int) -> list[dict]:
+    out = []
+    for i in range(n):
+        key = f"o1/{1 + i % 50}/{1767225600000 + 60000 * (i // 50)}"
+        out.append(rec("intent", f"r.{i}", key, flow="f", run="r"))
+    return out
+
+
+def test_n8_import_cuts_a_torn_tail_before_appending(tmp_path: Path) -> None:
+    target = tmp_path / "t.ledger.jsonl"
+    write(target, _records([("intent", "a"), ("triggered", "a")]))
+    with open(target, "ab") as f:
+        f.write(ledger.encode([rec("intent", "torn", flow="f", run="r")])[:-30])  # a crash mid-line
+    source = tmp_path / "other.jsonl"
+    write(source, _many_records(5))
+    p = subprocess.run(_import_argv(target, source), capture_output=True, text=True, check=False)
+    assert p.returncode == 0, p.stderr
+    assert "cut off an incomplete last ledger line" in p.stderr
+    folded = ledger.fold(str(target))  # every line whole: no weld of the first imported record
+    assert folded.torn_line is None and folded.status(KEY) == "done"
+    assert len(list(ledger.FileLedger(str(target)).records())) == 2 + 5
+
+
+def test_n8_kill_9_of_an_import_then_the_same_import_leaves_a_valid_ledger(tmp_path: Path) -> None:
+    source = tmp_path / "big.jsonl"
+    records = _many_records(80_000)
+    write(source, records)
+    torn_seen = False
+    for attempt in range(6):
+        target = tmp_path / f"t{attempt}.ledger.jsonl"
+        write(target, _records([("intent", "a"), ("triggered", "a")]))
+        start = target.stat().st_size
+        proc = subprocess.Popen(_import_argv(target, source), stderr=subprocess.DEVNULL)
+        try:
+            # Kill it while it writes: as soon as the file grows.
+            while proc.poll() is None and target.stat().st_size == start:
+                pass
+            proc.send_signal(9)
+        finally:
+            proc.wait()
+        data = target.read_bytes()
+        if proc.returncode == -9 and data[-1:] != b"\n":
+            torn_seen = True
+            p = subprocess.run(_import_argv(target, source), capture_output=True, text=True, check=False)
+            assert p.returncode == 0, p.stderr
+            check = subprocess.run(
+                [sys.executable, "-m", "planrunner", "ledger", "verify", "--ledger", str(target)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert check.returncode == 0, check.stdout[-2000:]
+            got = [r for _, r in ledger.FileLedger(str(target)).records()]
+            assert len({ledger.identity(r) for r in got}) == len(got) == 2 + len(records)
+            break
+    assert torn_seen, "no kill landed inside a write in 6 tries"
+
+
+def test_n12_a_non_string_at_is_refused_by_the_fold_with_its_line(tmp_path: Path) -> None:
+    for bad in ([1], 5, None):
+        path = tmp_path / "l.jsonl"
+        good = _records([("intent", "a")])
+        write(path, [*good, {**rec("triggered", "a", flowInstanceId="x"), "at": bad}])
+        with pytest.raises(LedgerError, match=rf'l.jsonl:2: corrupt ledger line \("at" is {type(bad).__name__}, not str\)'):
+            ledger.fold(str(path), {KEY})
+
+
+def _git(repo: Path, *argv: str) -> None:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    subprocess.run(["git", *argv], cwd=repo, check=True, capture_output=True, env=env)
+
+
+def test_n22_torn_tail_union_merged_into_the_middle_is_recognised_and_blanked(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    (repo / ".gitattributes").write_text("*.ledger.jsonl merge=union\n")
+    led = repo / "a.ledger.jsonl"
+    k1, k2, k3 = KEY, "o1/7/1767225660000", "o1/7/1767225720000"
+    base = _records([("intent", "a"), ("triggered", "a")], k1)
+    write(led, base)
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "base")
+    _git(repo, "checkout", "-qb", "ci")
+    torn = ledger.encode([rec("intent", "t", k2, flow="f", run="r")])[:40]  # a killed apply
+    led.write_bytes(led.read_bytes() + ledger.encode(_records([("intent", "b"), ("triggered", "b")], k2)) + torn)
+    _git(repo, "commit", "-qam", "CI commit-back with a torn tail")
+    _git(repo, "checkout", "-q", "main")
+    write(led, base + _records([("intent", "c"), ("triggered", "c")], k3))
+    _git(repo, "commit", "-qam", "main moves on")
+    _git(repo, "checkout", "-q", "ci")
+    _git(repo, "merge", "-q", "--no-edit", "main")  # CI's `git pull` after a rejected push
+    lines = led.read_bytes().splitlines(keepends=True)
+    middle = [i for i, line in enumerate(lines[:-1], 1) if line.rstrip(b"\n") == torn]
+    assert middle, lines  # the torn line is no longer the last one
+    number = middle[0]
+    folded = ledger.fold(str(led), {k1, k2, k3})
+    assert [folded.status(k) for k in (k1, k2, k3)] == ["done", "done", "done"]
+    assert folded.torn_middle and folded.torn_middle[0][2] == number
+    from planrunner import ledgertools
+
+    assert ledgertools.check_lines(str(led)).problems == [
+        f"{led}:{number}: an incomplete record in the middle (a torn write that a git merge moved "
+        "here; nothing was sent on it): the next apply blanks it, or delete the line"
+    ]
+    size = led.stat().st_size
+    lock = ledger.Lock(str(led), "r-test")
+    lock.acquire(0)
+    try:
+        ledger.FileLedger(str(led)).repair(folded)  # what apply does under its lock
+    finally:
+        lock.release()
+    assert led.stat().st_size == size  # blanked in place
+    assert led.read_bytes().splitlines()[number - 1].strip() == b""
+    again = ledger.fold(str(led), {k1, k2, k3})
+    assert not again.torn_middle and [again.status(k) for k in (k1, k2, k3)] == ["done"] * 3
+    assert len(list(ledger.FileLedger(str(led)).records())) == 6
+    assert ledgertools.check_lines(str(led)).problems == []
+
+
+def test_n22_a_torn_record_with_another_welded_to_it_is_refused_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "l.jsonl"
+    whole = ledger.encode(_records([("intent", "a"), ("triggered", "a")]))
+    welded = ledger.encode([rec("intent", "b", flow="f", run="r")])[:50] + whole.splitlines(keepends=True)[1]
+    path.write_bytes(whole.splitlines(keepends=True)[0] + welded + whole.splitlines(keepends=True)[1])
+    with pytest.raises(LedgerError, match=r"l.jsonl:2: an incomplete record with another record welded to it at column 51.*split the line before column 51"):
+        ledger.fold(str(path))
+
+
+def test_newcomer_14_waiting_for_the_lock_is_said_at_once_with_the_holder(tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    path = str(tmp_path / "l.jsonl")
+    holder = ledger.Lock(path, "r-holder")
+    holder.acquire(0)
+    try:
+        with capture_logs() as logs, pytest.raises(LedgerLocked):
+            ledger.Lock(path, "r-waiter").acquire(0.3)
+    finally:
+        holder.release()
+    said = [e["event"] for e in logs if e["log_level"] == "warning"]
+    assert said == [f"waiting up to 0.3 s for the ledger lock held by pid {os.getpid()} on {os.uname().nodename}, run r-holder, since " + said[0].rsplit("since ", 1)[1]]
+    with capture_logs() as logs, pytest.raises(LedgerLocked):
+        holder.acquire(0)
+        try:
+            ledger.Lock(path, "r-now").acquire(0)  # no wait: no waiting line
+        finally:
+            holder.release()
+    assert not [e for e in logs if e["event"].startswith("waiting")]
+
+
+def test_newcomer_21_a_run_that_records_nothing_creates_no_ledger(tmp_path: Path) -> None:
+    path = tmp_path / "new.ledger.jsonl"
+    backend = ledger.FileLedger(str(path))
+    with backend.lock("r1", [], 0), backend.writer():
+        pass
+    assert not path.exists()
+    with backend.lock("r2", [], 0) as lock, backend.writer() as w:
+        w.append([rec("intent", "a", flow="f", run="r2")])
+        assert path.exists()
+        assert isinstance(lock, ledger.Lock) and lock._ledger_fd is not None  # the new file is locked too
+    assert ledger.fold(str(path)).status(KEY) == "unknown"
+
+
+def test_n22_a_record_start_with_zeroed_bytes_is_still_refused(tmp_path: Path) -> None:
+    path = tmp_path / "l.jsonl"
+    lines = ledger.encode(_records([("intent", "a"), ("triggered", "a")])).splitlines(keepends=True)
+    path.write_bytes(lines[0] + lines[1][:60] + b"\0" * 40 + b"\n" + lines[1])
+    with pytest.raises(LedgerError, match=r"l.jsonl:2: corrupt ledger line \(not JSON\)"):
+        ledger.fold(str(path))
+
+
+def test_n10_the_file_fold_leaves_out_and_counts_records_of_another_gateway(tmp_path: Path) -> None:
+    path = tmp_path / "l.jsonl"
+    a, b = "https://a.example.com", "https://b.example.com:8443"
+    write(path, [rec("intent", "x", flow="f", run="r", gateway=a), rec("triggered", "x", gateway=a, flowInstanceId="7-x")])
+    assert ledger.fold(str(path), {KEY}, gateway=a).status(KEY) == "done"
+    other = ledger.fold(str(path), {KEY}, gateway=b)
+    assert other.status(KEY) == "pending" and other.other_gateways == {a: 2}
+    counted = ledger.fold(str(path), {KEY}, gateway=b, other_gateways_count=True)
+    assert counted.status(KEY) == "done" and counted.other_gateways == {a: 2}
+    assert ledger.fold(str(path), {"o1/7/1"}, gateway=b).other_gateways == {}  # other keys: not counted
+    assert ledger.gateway_host("https://user:PW-s3cret@h.example.com:8443/x") == "h.example.com:8443"
+    assert ledger.gateway_host("x\x1b[2J") == "x?[2J"

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from planrunner import ledger, ledgertools
+from planrunner import plan as planlib
 from testing import cron_flows, write_plan
 
 # Hypothesis examples per property test: CI runs the default; LEDGER_EXAMPLES=2000 for more.
@@ -278,3 +279,114 @@ def test_rerunning_a_done_entry_ends_reconciled_with_why(tmp_path: Path, run, si
     assert "already on the service" in entry["error"]
     assert len([t for t in sim.triggers() if t["flowInstanceId"]]) == 6  # no second instance
     assert len(sim.triggers()) >= 7  # the second trigger was sent and refused (62102)
+
+
+# -- findings of the round-3 probe and the newcomer trial ----------------------------------------
+
+
+def test_n9_export_refuses_the_ledger_itself_a_hard_link_and_a_symlink(tmp_path: Path, run, sim, sim_env) -> None:
+    plan = applied(tmp_path, run, sim)
+    path = tmp_path / "plan.ledger.jsonl"
+    before = path.read_bytes()
+    link = tmp_path / "hard.jsonl"
+    os.link(path, link)
+    sym = tmp_path / "sym.jsonl"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    sym.symlink_to(victim)
+    for target, why in (
+        (path, "is the ledger being exported itself"),
+        (link, "is the ledger being exported itself"),
+        (sym, "is a symbolic link; refusing to write through it"),
+    ):
+        r = run("ledger", "export", "--ledger", str(path), str(target))
+        assert r.code == 2 and why in r.err, r.err
+    assert path.read_bytes() == before and victim.read_text() == "keep me\n"
+    out = tmp_path / "out.jsonl"
+    out.write_text("old\n")
+    r = run("ledger", "export", "--ledger", str(path), str(out))
+    assert r.code == 0 and out.read_bytes() == before  # replaced by rename, whole
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    assert json.loads(run("plan", str(plan), "--format", "json").out)["summary"] == {"done": 6}
+
+
+def test_n18_compaction_removes_stale_temporary_files_under_the_lock(tmp_path: Path, run, sim, sim_env) -> None:
+    plan = applied(tmp_path, run, sim)
+    path = tmp_path / "plan.ledger.jsonl"
+    stale = tmp_path / ".plan.ledger.jsonl.ab_cd123.compact"  # what a kill -9 leaves
+    stale.write_bytes(path.read_bytes())
+    other = tmp_path / ".plan.ledger.jsonl.x.jsonl.notours.compact"  # not a name compaction makes
+    other.write_text("x")
+    r = run("ledger", "compact", str(plan))
+    assert r.code == 0, r.err
+    assert f"{stale}: removed a temporary file an interrupted compaction left" in r.err
+    assert not stale.exists() and other.exists()
+
+
+def test_n20_a_password_in_ledger_is_warned_about(tmp_path: Path, run) -> None:
+    from planrunner.commands import context
+
+    assert context.has_password("postgresql://u:PGPASS-s3cr3t-9z@127.0.0.1:1/db")
+    assert context.has_password("postgresql://u@127.0.0.1:1/db?password=PGPASS-s3cr3t-9z")
+    assert not context.has_password("postgresql://u@127.0.0.1:1/db")
+    assert not context.has_password(str(tmp_path / "l.jsonl"))
+    r = run("ledger", "log", "--ledger", "postgresql://u:PGPASS-s3cr3t-9z@127.0.0.1:1/db?connect_timeout=1")
+    assert r.code == 3
+    assert "--ledger carries a password: every local user can read it in the process list" in r.err
+    assert "PLANRUNNER_LEDGER" in r.err and "PGPASSWORD" in r.err
+    assert "PGPASS-s3cr3t-9z" not in r.err + r.out
+
+
+def test_newcomer_27_log_shows_local_time_and_flow_and_filters_by_time(tmp_path: Path, run, sim, sim_env) -> None:
+    plan = write_plan(tmp_path, cron_flows(2, 3), gateway=sim.url, zone="Asia/Shanghai")
+    assert run("apply", str(plan), "--yes", "--quiet").code == 0
+    doc = json.loads(run("ledger", "log", str(plan), "--format", "json").out)
+    first = doc["keys"][0]
+    assert first["time"] == "2026-01-01T00:00:00+08:00" and first["flows"] == ["f1"]
+    text = run("ledger", "log", str(plan)).out
+    assert f"2026-01-01T00:00:00+08:00  f1  done  ({first['key']})" in text
+    # Without the plan: UTC, the flow named by the intents.
+    path = str(tmp_path / "plan.ledger.jsonl")
+    bare = json.loads(run("ledger", "log", "--ledger", path, "--format", "json").out)
+    assert bare["keys"][0]["time"] == "2025-12-31T16:00:00+00:00" and bare["keys"][0]["flows"] == ["f1"]
+    since = json.loads(
+        run("ledger", "log", str(plan), "--since", "2026-01-01T00:05:00+08:00", "--until", "2026-01-01T00:05:00+08:00", "--format", "json").out
+    )
+    assert sorted((k["flows"][0], k["time"]) for k in since["keys"]) == [
+        ("f1", "2026-01-01T00:05:00+08:00"),
+        ("f2", "2026-01-01T00:05:00+08:00"),
+    ]
+    r = run("ledger", "log", str(plan), "--since", "yesterday-ish")
+    assert r.code == 2 and "--since:" in r.err
+    labels = ledgertools.flow_labels(planlib.load(str(plan)))  # what plan's orphan lines can show
+    assert ledgertools.key_label(first["key"], labels) == "2026-01-01T00:00:00+08:00 f1"
+    assert ledgertools.key_label("o1/99/60000", labels) == "1970-01-01T00:01:00+00:00 flow 99"
+
+
+def test_n12_log_never_crashes_on_a_non_string_at(tmp_path: Path, run) -> None:
+    path = tmp_path / "l.jsonl"
+    good = ledger.record("intent", "o1/1/60000", 1, "o1", 60000, "a", flow="f", run="r")
+    path.write_bytes(ledger.encode([good, {**good, "attempt": "b", "at": [1]}]))
+    r = run("ledger", "log", "--ledger", str(path))
+    assert r.code == 3 and f'{path}:2: corrupt ledger line ("at" is list, not str)' in r.err
+    assert "internal error" not in r.err
+
+
+def test_newcomer_33_a_missing_ledger_is_noted_by_readers_not_by_a_first_apply(tmp_path: Path, run, sim, sim_env) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2), gateway=sim.url)
+    missing = str(tmp_path / "nope.ledger.jsonl")
+    note = "the ledger given does not exist"
+    assert note in run("plan", str(plan), "--ledger", missing).err
+    assert note in run("ledger", "log", "--ledger", missing).err
+    assert note in run("ledger", "export", "--ledger", missing, str(tmp_path / "x.jsonl")).err
+    r = run("apply", str(plan), "--yes", "--quiet", "--ledger", missing)
+    assert r.code == 0 and note not in r.err and os.path.exists(missing)
+
+
+def test_newcomer_21_an_apply_with_nothing_to_do_creates_no_ledger(tmp_path: Path, run, sim, sim_env) -> None:
+    plan = write_plan(
+        tmp_path, '  - {name: off, flowId: 1, cron: "0 * * * *", from: 2026-01-01, count: 2, enabled: false}\n', gateway=sim.url
+    )
+    r = run("apply", str(plan), "--yes")
+    assert r.code == 0, r.err
+    assert not (tmp_path / "plan.ledger.jsonl").exists()

@@ -116,6 +116,7 @@ def same_fold(a: ledger.Folded, b: ledger.Folded) -> None:
     assert a.open == b.open
     assert a.ignored == b.ignored
     assert a.orphans == b.orphans
+    assert a.other_gateways == b.other_gateways
 
 
 # -- the ledger interface, on both backends -------------------------------------------------------
@@ -257,7 +258,7 @@ def test_records_round_trip_through_export_and_import(new_ledger: Callable[[], s
         {**rec("failed", "b", code=None, msg="ünïcödé \"quoted\" \\ ✓"), "gateway": None},
         {k: v for k, v in rec("unknown", "c", reason="x").items() if k != "gateway"},
         {**rec("reconciled", "c", found=False, flowInstanceId=None), "extra": {"nested": [1, 2.5, True]}},
-        {**rec("intent", "d", flow="f", run="r"), "at": 12345},
+        {**rec("intent", "d", flow="f", run="r"), "at": "2026-01-01T08:00:00+08:00"},
         rec("intent", "e", flow="f", run="r") | {"gateway": "sim"},
     ]
     src = tmp_path / "src.jsonl"
@@ -384,7 +385,7 @@ _record = st.builds(
     st.sampled_from(["o1/1/60000", "o1/1/120000", "o1/2/60000", "o1/3/60000"]),
     st.sampled_from(["a", "b", "c"]),
     _at,
-    st.sampled_from(["https://gw", "sim", None, "<absent>"]),
+    st.sampled_from(["https://gw", "https://other:8443", "sim", None, "<absent>"]),
     st.fixed_dictionaries(
         {},
         optional={
@@ -402,9 +403,17 @@ _record = st.builds(
     records=st.lists(_record, max_size=30),
     keys=st.sets(st.sampled_from(["o1/1/60000", "o1/2/60000", "o1/9/60000"])),
     orphans_of=st.none() | st.sets(st.sampled_from(["o1/1/", "o1/3/", "o1/9/"])),
+    gateway=st.sampled_from([None, "https://gw", "https://other:8443"]),
+    count_others=st.booleans(),
 )
 def test_file_fold_equals_postgres_fold(
-    pg_url: str, tmp_path: Path, records: list[dict[str, Any]], keys: set[str], orphans_of: set[str] | None
+    pg_url: str,
+    tmp_path: Path,
+    records: list[dict[str, Any]],
+    keys: set[str],
+    orphans_of: set[str] | None,
+    gateway: str | None,
+    count_others: bool,
 ) -> None:
     unique = list({ledger.identity(r): r for r in records}.values())  # a table holds each record once
     path = tmp_path / "prop.jsonl"
@@ -415,9 +424,10 @@ def test_file_fold_equals_postgres_fold(
     assert backend.add(unique) == len(unique)
     for sim in (False, True):
         for ks in (None, keys):
+            gw = {"gateway": gateway, "other_gateways_count": count_others}
             same_fold(
-                backend.fold(ks, sim=sim, orphans_of=orphans_of),
-                ledger.fold(str(path), ks, sim=sim, orphans_of=orphans_of),
+                backend.fold(ks, sim=sim, orphans_of=orphans_of, **gw),
+                ledger.fold(str(path), ks, sim=sim, orphans_of=orphans_of, **gw),
             )
 
 
@@ -563,3 +573,146 @@ def test_export_then_import_into_a_fresh_table_folds_the_same(
     assert p.returncode == 0, p.stdout
     for url in (table, fresh):
         PostgresLedger(url).drop()
+
+
+# -- findings of the round-3 probe and the newcomer trial ----------------------------------------
+
+
+def test_n10_records_of_another_gateway_do_not_make_a_key_done(new_ledger: Callable[[], str], tmp_path: Path) -> None:
+    spec = new_ledger()
+    plan = write_plan(tmp_path, cron_flows(2, 3))
+    with Simulator() as a, Simulator() as b:
+        assert apply(plan, a.url, spec).returncode == 0
+        p = apply(plan, b.url, spec)
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout)["summary"] == {"triggered": 6}
+        assert len(b.triggers()) == 6  # B got every entry, not "6 skipped"
+        host_a = a.url.split("://", 1)[1].rstrip("/")
+        assert f"ignored 12 ledger records written against another gateway (12 for {host_a})" in p.stderr
+        again = apply(plan, b.url, spec)  # B's own records count for B
+        assert json.loads(again.stdout)["summary"] == {"skipped": 6} and len(b.triggers()) == 6
+        assert len(a.triggers()) == 6
+        # plan has no --gateway: it counts every gateway's records, and says which are not the plan's.
+        shown = run_process(["plan", str(plan), "--ledger", spec, "--format", "json"])
+        assert json.loads(shown.stdout)["summary"] == {"done": 6}
+        assert "24 ledger records were written against another gateway than the plan's" in shown.stderr
+        assert f"12 for {host_a}" in shown.stderr and "apigw.example.com ignores them" in shown.stderr
+        with Simulator() as c:
+            status = run_process(["status", str(plan), "--ledger", spec, "--gateway", c.url, "--format", "json"], env=SIM_ENV)
+            assert "ignored 24 ledger records written against another gateway" in status.stderr, status.stderr
+            assert "internal error" not in status.stderr
+            assert not c.triggers()
+
+
+def test_n14_a_role_without_privileges_gets_exit_3_and_one_masked_line(pg_url: str, tmp_path: Path, sim: Simulator) -> None:
+    import uuid
+
+    role = f"weak_{uuid.uuid4().hex[:8]}"
+    spec = pg.with_table(pg_url)
+    owner = PostgresLedger(spec)
+    owner.add([])  # the tables exist; the weak role may not touch them
+    table = owner.table
+    host = pg_url.split("@", 1)[1]
+    weak = f"postgresql://{role}:PW-weak-s3cr3t@{host}?table={table}"
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    src = tmp_path / "src.jsonl"
+    src.write_bytes(ledger.encode([rec("intent", "a", flow="f", run="r")]))
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'PW-weak-s3cr3t'")
+        conn.execute(f"GRANT CONNECT ON DATABASE {host.split('/')[-1].split('?')[0]} TO {role}")
+    try:
+        for argv in (
+            ["apply", str(plan), "--gateway", sim.url, "--yes", "--ledger", weak],
+            ["ledger", "import", "--ledger", weak, str(src)],
+            ["ledger", "import", "--ledger", weak.replace(table, table + "_new"), str(src)],
+        ):
+            p = run_process(argv, env={**SIM_ENV, **FAST_ENV})
+            assert p.returncode == 3, (argv, p.stderr)
+            errors = [line for line in p.stderr.splitlines() if "error" in line]
+            assert len(errors) == 1 and "permission denied" in errors[0], p.stderr
+            assert "internal error" not in p.stderr and "PW-weak-s3cr3t" not in p.stderr + p.stdout
+            assert "Traceback" not in p.stderr
+        assert not sim.triggers()
+    finally:
+        owner.drop()
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+
+
+def test_n16_a_hung_database_ends_with_exit_3_not_a_hang(pg_url: str, tmp_path: Path, sim: Simulator) -> None:
+    spec = pg.with_table(pg_url)
+    backend = PostgresLedger(spec)
+    backend.add([rec("intent", "a", flow="f", run="r")])
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    env = {**SIM_ENV, **FAST_ENV, "PLANRUNNER_LEDGER_STATEMENT_TIMEOUT": "0.5"}
+    try:
+        with psycopg.connect(pg_url) as holder:  # another session holds the table: every read waits
+            holder.execute(f'LOCK TABLE "{backend.table}" IN ACCESS EXCLUSIVE MODE')
+            for argv in (
+                ["plan", str(plan), "--ledger", spec],
+                ["apply", str(plan), "--gateway", sim.url, "--yes", "--ledger", spec],
+            ):
+                p = run_process(argv, env=env, timeout=60)
+                assert p.returncode == 3, p.stderr
+                assert "canceling statement due to statement timeout" in p.stderr
+            holder.rollback()
+        assert not sim.triggers()
+        bad = run_process(["plan", str(plan), "--ledger", spec], env={"PLANRUNNER_LEDGER_STATEMENT_TIMEOUT": "-1"})
+        assert bad.returncode == 3 and "PLANRUNNER_LEDGER_STATEMENT_TIMEOUT" in bad.stderr
+    finally:
+        backend.drop()
+
+
+def test_newcomer_14_a_waiting_apply_says_at_once_whom_it_waits_for(
+    new_ledger: Callable[[], str], tmp_path: Path, sim: Simulator
+) -> None:
+    spec = new_ledger()
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    held = ledger.open_ledger(spec)
+    with held.lock("r-holder", [("o1", 1)], 0):
+        p = apply(plan, sim.url, spec, "--lock-timeout", "0.5")
+    assert p.returncode == 3
+    waiting = [line for line in p.stderr.splitlines() if "waiting up to 0.5 s for the ledger lock held by" in line]
+    assert len(waiting) == 1 and f"pid {os.getpid()} on " in waiting[0] and "run r-holder" in waiting[0]
+    assert p.stderr.index("waiting up to") < p.stderr.index("is locked by another apply")
+    assert not sim.triggers()
+
+
+def _server_pids(server: pg.Server) -> list[int]:
+    """The postmaster of a throwaway server and its children."""
+    main = int((server.data / "postmaster.pid").read_text().split()[0])
+    pids = [main]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat_line = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat_line.rsplit(")", 1)[1].split()[1]) == main:
+                pids.append(int(entry))
+    return pids
+
+
+def test_n16_a_stopped_database_server_ends_with_a_ledger_error_not_a_hang(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLANRUNNER_LEDGER_STATEMENT_TIMEOUT", "0.5")  # planrunner waits 1.5 s
+    server = pg.start()  # its own server: this test stops every process of it
+    stopped: list[int] = []
+    try:
+        spec = pg.with_table(server.url)
+        writing, reading = PostgresLedger(spec), PostgresLedger(spec)
+        writing.add([rec("intent", "a", flow="f", run="r")])
+        with writing.lock("r-hung", [("o1", 7)], 0), reading.lock("r-read", [("o1", 8)], 0):
+            stopped = _server_pids(server)
+            for pid in stopped:
+                os.kill(pid, signal.SIGSTOP)
+            # apply's commit of an intent: the run stops sending (exit 3), never hangs.
+            refused = r"cannot write ledger \(the database did not answer within 1\.5 s"
+            with pytest.raises(LedgerError, match=refused), writing.writer() as w:
+                w.append([rec("intent", "b", flow="f", run="r-hung")])
+            with pytest.raises(LedgerError, match=r"cannot read the ledger: the database did not answer within 1\.5 s"):
+                reading.fold({KEY})
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+        server.stop()

@@ -152,3 +152,35 @@ def test_several_plans_one_invalid_prints_only_problems(tmp_path: Path, run) -> 
     assert r.code == 2
     assert r.out == ""
     assert f"{b}:1:1: error:" in r.err
+
+
+def test_n9_out_never_writes_over_the_plan_or_the_ledger_nor_through_a_symlink(tmp_path: Path, run) -> None:
+    import os
+
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    plan_bytes = plan.read_bytes()
+    led = tmp_path / "a.ledger.jsonl"
+    led.write_bytes(b"")
+    hard = tmp_path / "hard.jsonl"
+    os.link(led, hard)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    sym = tmp_path / "sym.json"
+    sym.symlink_to(victim)
+    cases = [
+        (plan, [], "is the plan itself"),
+        (led, ["--ledger", str(led)], "is the ledger itself"),
+        (hard, ["--ledger", str(led)], "is the ledger itself"),  # the same inode
+        (tmp_path / "new.ledger.jsonl", ["--ledger", str(tmp_path / "new.ledger.jsonl")], "is the ledger itself"),
+        (sym, [], "is a symbolic link; refusing to write through it"),
+    ]
+    for out, extra, why in cases:
+        r = save(run, plan, out, *extra)
+        assert r.code == 2 and f"--out {out}: {why}" in r.err, r.err
+    assert plan.read_bytes() == plan_bytes and led.read_bytes() == b"" and victim.read_text() == "keep me\n"
+    assert not (tmp_path / "new.ledger.jsonl").exists()
+    good = tmp_path / "saved.json"
+    good.write_text("old")
+    assert save(run, plan, good).code == 0
+    assert json.loads(good.read_text())["kind"] == "planrunner-saved-plan"
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]

@@ -106,7 +106,8 @@ def test_done_entry_the_service_does_not_have_is_exit_1(tmp_path: Path, run, sim
     with Simulator() as first:
         plan = write_plan(tmp_path, cron_flows(1, 2), gateway=first.url)
         assert run("apply", str(plan), "--yes", "--quiet").code == 0
-    with Simulator() as other:  # a fresh service: it never saw those triggers
+    # A fresh service at the same address (records of another gateway would not count).
+    with Simulator(port=int(first.url.rsplit(":", 1)[1])) as other:  # it never saw those triggers
         r = run("status", str(plan), "--gateway", other.url, "--format", "json")
     doc = json.loads(r.out)
     assert r.code == 1

@@ -339,7 +339,7 @@ def run(req: Request, emit: Callable[[str, dict[str, int]], None] | None = None)
     The report goes to stdout, or to ``emit(text, summary)`` when several plans share it.
     """
     from planrunner import checking, report
-    from planrunner.commands.context import note_missing, select
+    from planrunner.commands.context import select
 
     if req.sim and req.gateway:
         raise UsageError("--gateway cannot be combined with --sim (the simulator is the gateway)")
@@ -393,11 +393,10 @@ def run(req: Request, emit: Callable[[str, dict[str, int]], None] | None = None)
             server_zone=zone,
             shown=where,
         )
-        note_missing(req.ledger_path)
-        backend = ledger.open_ledger(path)
+        backend = ledger.open_ledger(path)  # a missing one is created: no note (plan notes it)
         flows = sorted({(e.org_id, e.flow_id) for e in entries})
         stack.enter_context(backend.lock(run_id, flows, req.lock_timeout))
-        folded = backend.fold({e.key for e in entries}, sim=req.sim)
+        folded = backend.fold({e.key for e in entries}, sim=req.sim, gateway=gateway_id)
         backend.repair(folded)
         if folded.ignored:
             logger.info(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -43,6 +43,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--flow", metavar="NAME", help="only this flow (a name or shell glob; with PLAN, also by flowId)"
     )
     lg.add_argument("--run", metavar="RUN", help="only the records of this run id")
+    lg.add_argument(
+        "--since",
+        metavar="TIME",
+        help="only keys whose trigger time is at or after TIME (RFC 3339, a date, or epoch ms; "
+        "without an offset: UTC)",
+    )
+    lg.add_argument(
+        "--until", metavar="TIME", help="only keys whose trigger time is at or before TIME (as --since)"
+    )
     options.add_format(lg, "json")
     v = sub.add_parser(
         "verify",
@@ -117,19 +126,30 @@ def main(args: argparse.Namespace) -> int:
 
 def export(source: str, target: str) -> int:
     """Every record of ``source`` to the JSON-lines file ``target``."""
-    from planrunner import ledger
+    from planrunner import ledger, ledgertools
+    from planrunner.commands.context import note_missing, warn_password
 
+    warn_password(source, "--ledger")
+    note_missing(source)
     backend = ledger.open_ledger(source)
     count = 0
-    out = sys.stdout.buffer if target == "-" else open(target, "wb")  # noqa: SIM115
-    try:
+
+    def write(out: BinaryIO) -> int:
+        n = 0
         for _, rec in backend.records():
             out.write(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
-            count += 1
+            n += 1
         out.flush()
-    finally:
-        if out is not sys.stdout.buffer:
-            out.close()
+        return n
+
+    if target == "-":
+        count = write(sys.stdout.buffer)
+    else:
+        # Never over the ledger itself (by path or inode), never through a symlink, and
+        # never a half-written file: a temporary file renamed when complete.
+        inputs = [] if ledger.is_postgres(source) else [(source, "the ledger being exported")]
+        with ledgertools.replacing(target, inputs, "ledger export: FILE") as out:
+            count = write(out)
     print(f"exported {count} records from {backend.name} to {target}", file=sys.stderr)
     return EXIT_OK
 
@@ -143,7 +163,9 @@ def import_(target: str, source: str, lock_timeout: float = 0.0) -> int:
 
     from planrunner import ledger
     from planrunner.commands.apply import new_run_id
+    from planrunner.commands.context import warn_password
 
+    warn_password(target, "--ledger")
     if not os.path.isfile(source):
         raise UsageError(f"{source}: no such ledger file to import")
     records = [rec for _, rec in ledger.FileLedger(source).records()]
@@ -168,6 +190,10 @@ def _place(args: argparse.Namespace) -> str:
 
     explicit = ledger_spec(args.ledger)
     if explicit:
+        if args.ledger_command == "log":
+            from planrunner.commands.context import note_missing
+
+            note_missing(explicit)
         return explicit
     if not args.plan:
         raise UsageError("name a PLAN or --ledger (or set $PLANRUNNER_LEDGER)")
@@ -189,6 +215,18 @@ def _flow_ids(plan_path: str | None, pattern: str) -> set[tuple[str, int]]:
     return {(p.target.org_id, f.flow_id) for f in p.flows if fnmatch.fnmatchcase(f.name, pattern)}
 
 
+def _time_bound(option: str, text: str | None) -> int | None:
+    """``--since``/``--until`` as epoch ms (exit 2 when not a time)."""
+    if text is None:
+        return None
+    from planrunner import times
+
+    try:
+        return times.parse_now(text)
+    except times.TimeError as e:
+        raise UsageError(f"{option}: {e}") from None
+
+
 def _details(rec: dict[str, Any]) -> str:
     common = {"v", "event", "key", "flowId", "orgId", "triggerTime", "attempt", "at"}
     return ", ".join(f"{k} {v}" for k, v in rec.items() if k not in common)
@@ -200,6 +238,12 @@ def log(args: argparse.Namespace) -> int:
 
     from planrunner import ledger, ledgertools
 
+    since, until = _time_bound("--since", args.since), _time_bound("--until", args.until)
+    labels: dict[tuple[str, int], tuple[str, Any]] = {}
+    if args.plan:
+        from planrunner import plan as planlib
+
+        labels = ledgertools.flow_labels(planlib.load(args.plan))
     backend = ledger.open_ledger(_place(args))
     records = list(backend.records())
     runs = ledgertools.attempt_runs(rec for _, rec in records)
@@ -220,6 +264,10 @@ def log(args: argparse.Namespace) -> int:
         ]
     if args.run:
         chosen = [(w, r) for w, r in chosen if ledgertools.run_of(r, runs) == args.run]
+    if since is not None:
+        chosen = [(w, r) for w, r in chosen if r["triggerTime"] >= since]
+    if until is not None:
+        chosen = [(w, r) for w, r in chosen if r["triggerTime"] <= until]
     all_records = [r for _, r in records]
     states = {sim: ledgertools.key_states(all_records, sim=sim) for sim in (False, True)}
 
@@ -235,23 +283,27 @@ def log(args: argparse.Namespace) -> int:
     run_rows: dict[str, dict[str, Any]] = {}
     for _, rec in chosen:
         run = ledgertools.run_of(rec, runs)
+        at = rec["at"] if isinstance(rec["at"], str) else str(rec["at"])
         row = run_rows.setdefault(
-            run, {"run": run, "first": rec["at"], "last": rec["at"], "attempts": set(), "events": {}}
+            run, {"run": run, "first": at, "last": at, "attempts": set(), "events": {}}
         )
-        row["first"], row["last"] = min(row["first"], rec["at"]), max(row["last"], rec["at"])
+        row["first"], row["last"] = min(row["first"], at), max(row["last"], at)
         row["attempts"].add(rec["attempt"])
         row["events"][rec["event"]] = row["events"].get(rec["event"], 0) + 1
     keys = []
     for key, group in ledgertools.by_key(chosen):
         first = group[0][1]
         kinds = sorted({ledgertools.is_sim(r) for _, r in group})
+        name, zone = labels.get((first["orgId"], first["flowId"]), (None, None))
+        flows = sorted(key_flows.get(key, set()) | ({name} if name else set()))
         keys.append(
             {
                 "key": key,
                 "flowId": first["flowId"],
                 "orgId": first["orgId"],
                 "triggerTime": first["triggerTime"],
-                "flows": sorted(key_flows.get(key, ())),
+                "time": ledgertools.key_time(first["triggerTime"], zone),
+                "flows": flows,
                 "state": {("sim" if k else "real"): state_of(key, k) for k in kinds},
                 "records": [{"where": w, **r} for w, r in group],
             }
@@ -264,7 +316,13 @@ def log(args: argparse.Namespace) -> int:
         doc = {
             "formatVersion": 1,
             "ledger": backend.name,
-            "filter": {"key": args.key, "flow": args.flow, "run": args.run},
+            "filter": {
+                "key": args.key,
+                "flow": args.flow,
+                "run": args.run,
+                "since": since,
+                "until": until,
+            },
             "runs": runs_out,
             "keys": keys,
             "error": None,
@@ -282,11 +340,11 @@ def log(args: argparse.Namespace) -> int:
         lines.append("")
     for k in keys:
         state = ", ".join(f"{v}" if kind == "real" else f"{v} (sim)" for kind, v in k["state"].items())
-        flows = f"  {', '.join(k['flows'])}" if k["flows"] else ""
-        lines.append(f"{k['key']}{flows}  {state}")
+        names = f"  {', '.join(k['flows'])}" if k["flows"] else f"  flow {k['flowId']}"
+        lines.append(f"{k['time']}{names}  {state}  ({k['key']})")
         for rec in k["records"]:
             lines.append(
-                f"  {rec['at']}  {rec['event']:<10}  {rec['attempt']}  {_details({kk: vv for kk, vv in rec.items() if kk != 'where'})}"
+                f"  {rec['at']!s}  {rec['event']:<10}  {rec['attempt']}  {_details({kk: vv for kk, vv in rec.items() if kk != 'where'})}"
             )
     if not keys:
         lines.append("no records match")
@@ -347,6 +405,10 @@ def compact(args: argparse.Namespace) -> int:
         print(
             f"{place}:{done.torn_line}: cut off an incomplete last line left by a crash",
             file=sys.stderr,
+        )
+    for name in done.removed:
+        print(
+            f"{name}: removed a temporary file an interrupted compaction left", file=sys.stderr
         )
     print(
         f"compacted {place}: {done.before} records -> {done.after} (same state for every key)",

@@ -131,7 +131,7 @@ def run(
         r = results[0]
         rows = [(e, r.status_of(o)) for e, o in zip(r.entries, r.outcome_list(), strict=True)]
         data = saved.dumps(r.plan, hashlib.sha256(raw).hexdigest(), now, chosen, max_triggers, rows)
-        pinned = (out, saved.write(out, data))
+        pinned = (out, saved.write(out, data, paths[0], r.ledger))
     if fmt == "json":
         _write_json(results)
         text = None
@@ -192,10 +192,14 @@ def _result(
         prefixes = {f"{p.target.org_id}/{f.flow_id}/" for f in p.flows if f.name in names}
     if chosen.windowed:
         prefixes = set()  # entries outside --from/--to are left out, not orphans
+    from planrunner.commands.context import gateway_id
+
     # The fold only asks `key in keys`: answered from the sorted entries, with no string
     # or set entry per key (a year of */5 over 20 flows is 2.1 million keys).
     keys = cast("set[str]", EntryKeys(entries))
-    outcomes = ledgerlib.plan_outcomes(backend, keys, sim=sim, orphans_of=prefixes)
+    outcomes = ledgerlib.plan_outcomes(
+        backend, keys, sim=sim, orphans_of=prefixes, gateway=gateway_id(p, None, sim)
+    )
     holder = backend.holder()
     if holder:
         log.get("plan").warning(

@@ -418,12 +418,16 @@ def run(req: Request) -> int:
     path = req.ledger_path or (
         ledgerlib.sim_path(req.plan_path) if req.sim else ledgerlib.default_path(req.plan_path)
     )
+    from planrunner.commands.context import gateway_id, note_missing
+
+    note_missing(req.ledger_path)
     backend = ledgerlib.open_ledger(path)
     keys = {e.key for e in entries}
     logger = log.get("status")
+    gateway = gateway_id(plan, req.gateway, req.sim)
 
     def read_ledger() -> tuple[list[tuple[Entry, str | None]], set[str]]:
-        folded = backend.fold(keys, sim=req.sim)
+        folded = backend.fold(keys, sim=req.sim, gateway=gateway)
         if folded.torn_line is not None:
             logger.warning(
                 "ledger has an incomplete last line (an apply may be writing); ignoring it",
