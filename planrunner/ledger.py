@@ -808,6 +808,10 @@ class Backend(Protocol):
         """A durable appender for one run."""
         ...
 
+    def check_lock(self) -> None:
+        """Raise :class:`LedgerError` unless the run's locks are provably still held (before a send)."""
+        ...
+
     def records(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every record with where it is (``path:line``), in stored order."""
         ...
@@ -874,6 +878,9 @@ class FileLedger:
     def writer(self) -> AbstractContextManager[Sink]:
         """An ``O_APPEND`` group-committing writer."""
         return Writer(self.path)
+
+    def check_lock(self) -> None:
+        """Nothing to check: the file lock lives as long as this process."""
 
     def records(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every whole record with ``path:line``; a torn last line is left out."""
