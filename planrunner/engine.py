@@ -39,6 +39,8 @@ IN_FLIGHT_MARGIN = 15.0  # seconds past the read timeout after which a request i
 DUPLICATE_WAIT = 61.0  # seconds after a flow's previous trigger before a 62102 is re-sent
 GATEWAY_DOWN_AFTER = 5  # consecutive timeouts or unreachable answers that stop the run
 UNVERIFIABLE_AFTER = 3  # consecutive outcomes of this run's sends that no lookup could verify
+MAX_UNRESOLVED = 5  # unknown outcomes awaiting their lookup at once; at this many nothing new is sent
+WAIT_TICK = 0.2  # seconds a worker waits before looking for other work when a flow must wait
 SEND_SLACK = 5.0  # seconds: the most a request may leave after its intent's ``at``
 SLOW_WRITES = 3  # intents in a row written slower than SEND_SLACK that stop the run
 NOT_RECORDED = "sent; outcome not recorded"
@@ -60,6 +62,7 @@ class Options:
     duplicate_wait: float = DUPLICATE_WAIT
     gateway_down_after: int = GATEWAY_DOWN_AFTER
     unverifiable_after: int = UNVERIFIABLE_AFTER
+    max_unresolved: int = MAX_UNRESOLVED
     send_slack: float = SEND_SLACK
     read_timeout: float = READ_TIMEOUT  # the client's; in_flight must cover it
 
@@ -141,6 +144,17 @@ def after_lookup(cause: Cause, found: bool | None, *, may_resend: bool, retry_un
     return Then.FAIL
 
 
+@dataclass(frozen=True, slots=True)
+class Unresolved:
+    """This run's request whose outcome is unknown, waiting until it is surely over."""
+
+    due: float  # monotonic time after which the service can no longer act on it
+    entry: Entry
+    attempt: str
+    answer: enos.Answer
+    resends: int  # how many times the entry was sent again after an unknown outcome
+
+
 # -- one flow's work -------------------------------------------------------------------------------
 
 Settle = Callable[[Entry, Outcome], None]
@@ -154,19 +168,20 @@ class FlowWork:
     before them is durable. Nothing is reported any other way.
     """
 
-    __slots__ = ("_pending", "_reports", "entries", "last_sent", "next", "refused")
+    __slots__ = ("_pending", "_reports", "entries", "last_sent", "next", "refused", "waiting")
 
     def __init__(self, entries: list[Entry]) -> None:
         self.entries = entries
         self.next = 0
         self.refused: str | None = None  # why the service refused the flow, if it did
         self.last_sent = 0.0  # monotonic time of the flow's last trigger request
+        self.waiting: list[Unresolved] = []  # unknown outcomes waiting to be looked up, by due time
         self._pending: list[dict[str, object]] = []
         self._reports: list[tuple[Entry, Outcome]] = []
 
     def more(self) -> bool:
-        """Whether entries are left."""
-        return self.next < len(self.entries)
+        """Whether entries, or unknown outcomes to look up, are left."""
+        return self.next < len(self.entries) or bool(self.waiting)
 
     def record(self, rec: dict[str, object]) -> None:
         """A record for the next durable write."""
@@ -264,6 +279,7 @@ class Runner:
         self._lock = threading.Lock()
         self._down = 0  # consecutive timeouts or unreachable answers
         self._unverified = 0  # consecutive outcomes of this run's sends no lookup could verify
+        self._unresolved = 0  # unknown outcomes of this run waiting to be looked up
         self._slow = 0  # consecutive intents written slower than send_slack
         self._log = log.get("apply").bind(run=run_id)
 
@@ -358,6 +374,13 @@ class Runner:
 
     def _finish(self, work: FlowWork) -> None:
         """Make the flow's last results durable, then report them."""
+        for item in work.waiting:
+            # Stopped while the request may still act: the next run looks it up.
+            why = f"{item.answer.msg}; not looked up: the run stopped"
+            work.report(item.entry, Outcome(Status.UNKNOWN, None, why))
+        with self._lock:
+            self._unresolved -= len(work.waiting)
+        work.waiting.clear()
         try:
             work.write(self.writer, self._settle)
         except PlanrunnerError as e:
@@ -368,24 +391,196 @@ class Runner:
     # -- one flowId -----------------------------------------------------------------------------
 
     def _step(self, work: FlowWork) -> None:
-        """Settle entries already done, then handle the flow's next entry."""
-        while work.more():
+        """Settle entries already done, then do the flow's next piece of work.
+
+        That is, in this order: look up an unknown outcome whose request is surely over;
+        or send the flow's next entry (unless :data:`MAX_UNRESOLVED` outcomes already wait
+        for their lookup); or wait a little for either.
+        """
+        if work.waiting and (work.waiting[0].due <= time.monotonic() or self.stop.is_set()):
+            self._resolve(work.waiting.pop(0), work)
+            return
+        while work.next < len(work.entries):
             e = work.entries[work.next]
-            work.next += 1
             status = self.folded.status(e.key)
             if status in (ledger.DONE, ledger.CANCELLED):
+                work.next += 1
                 self._settle(e, Outcome(Status.SKIPPED, self.folded.done.get(e.key)))
                 continue
             if work.refused is not None:
+                work.next += 1
                 work.report(e, Outcome(Status.PENDING, None, f"flow refused: {work.refused}"))
                 continue
             if self.stop.is_set():
-                work.next -= 1
                 return
-            if status in (ledger.UNKNOWN, ledger.FAILED) and not self._earlier(e, work, status):
+            if status in (ledger.UNKNOWN, ledger.FAILED):
+                work.next += 1
+                if self._earlier(e, work, status):
+                    self._send(e, work)
                 return
+            if not self._may_send():
+                break
+            work.next += 1
             self._send(e, work)
             return
+        # Nothing to do now: wait a little (for a lookup to fall due, or for room to send),
+        # then let the worker look at other flows.
+        wait = WAIT_TICK
+        if work.waiting:
+            wait = min(wait, work.waiting[0].due - time.monotonic())
+        if wait > 0:
+            self.stop.wait(wait)
+
+    def _may_send(self) -> bool:
+        """Whether fewer than ``max_unresolved`` unknown outcomes wait for their lookup."""
+        with self._lock:
+            return self._unresolved < self.options.max_unresolved
+
+    def _defer(self, work: FlowWork, item: Unresolved) -> None:
+        """Look ``item`` up once its request is surely over; meanwhile the flow goes on."""
+        with self._lock:
+            self._unresolved += 1
+        work.waiting.append(item)
+        work.waiting.sort(key=lambda w: w.due)
+        self._log.info(
+            "outcome unknown; the request may still be in flight: looking it up once it is over",
+            key=item.entry.key,
+            reason=item.answer.msg,
+            seconds=round(max(0.0, item.due - time.monotonic()), 1),
+        )
+
+    def _resolve(self, item: Unresolved, work: FlowWork) -> None:
+        """Look up an unknown outcome of this run (its request is over) and act on it."""
+        with self._lock:
+            self._unresolved -= 1
+        e, answer = item.entry, item.answer
+        if self.stop.is_set():
+            # Stopped while the request may still act: the next run looks it up.
+            work.report(e, Outcome(Status.UNKNOWN, None, f"{answer.msg}; not looked up: the run stopped"))
+            return
+        look = self.client.find_instance(e.flow_id, e.trigger_time)
+        if self._follow(e, work, item.attempt, answer, Cause.UNKNOWN, look, item.resends):
+            self._send(e, work, item.resends + 1)
+
+    def _verified(self, ok: bool, e: Entry, why: str = "") -> None:
+        """Count outcomes of this run's sends that no lookup could verify; stop at the limit."""
+        with self._lock:
+            self._unverified = 0 if ok else self._unverified + 1
+            count = self._unverified
+        if ok:
+            return
+        self._log.warning(
+            "outcome unknown and the lookup failed; not sending it again", key=e.key, reason=why
+        )
+        if count >= self.options.unverifiable_after:
+            self._halt(
+                ServiceError(
+                    f"stopped sending: {count} outcomes in a row could not be verified (the "
+                    f"lookups failed: {why}); those entries stay unknown. Check that "
+                    f"{self.client.where} answers lookups (planrunner doctor), then apply again: "
+                    "unknown entries are looked up before anything is sent"
+                )
+            )
+
+    def _send(self, e: Entry, work: FlowWork, resends: int = 0) -> None:
+        gw = self.gateway
+        cause: Cause | None = None
+        while True:
+            sent = self._trigger_with_retries(e, work)
+            if sent is None:  # stopped before a request left, or while waiting to retry one
+                work.report(e, Outcome(Status.PENDING, None, NOT_SENT))
+                return
+            attempt, answer, answered = sent
+            act = on_answer(answer.kind)
+            if act is Act.DONE:
+                work.record(
+                    ledger.triggered(e, attempt, gateway=gw, flow_instance_id=answer.flow_instance_id)
+                )
+                work.report(e, Outcome(Status.TRIGGERED, answer.flow_instance_id))
+                self._verified(True, e)
+                return
+            if act in (Act.RETRY, Act.REFUSE_FLOW, Act.STOP):
+                # RETRY here means the retries are spent; each was a definite "not done".
+                work.record(ledger.failed(e, attempt, gateway=gw, code=answer.code, msg=answer.msg))
+                work.report(e, Outcome(Status.FAILED, None, enos.describe(answer)))
+                if act is Act.REFUSE_FLOW:
+                    work.refused = enos.describe(answer)
+                if act is Act.STOP:
+                    self._halt(ServiceError(f"stopping: {answer.msg}{enos.code_text(answer)}"))
+                return
+            if act is Act.LOOK_UP:
+                # The service may still act on it (a gateway's 504 does not stop its backend):
+                # nothing is looked up, let alone sent, until read timeout plus margin have
+                # passed since the answer came (later than when the request left).
+                work.record(ledger.unknown(e, attempt, gateway=gw, reason=answer.msg))
+                self._defer(work, Unresolved(answered + self.options.in_flight, e, attempt, answer, resends))
+                return
+            cause = Cause.DUPLICATE if cause is not Cause.DUPLICATE else Cause.DUPLICATE_AGAIN
+            look = self.client.find_instance(e.flow_id, e.trigger_time)
+            if not self._follow(e, work, attempt, answer, cause, look, resends):
+                return
+
+    def _follow(
+        self,
+        e: Entry,
+        work: FlowWork,
+        attempt: str,
+        answer: enos.Answer,
+        cause: Cause,
+        look: enos.Lookup,
+        resends: int,
+    ) -> bool:
+        """Act on the lookup after an unknown outcome or a 62102; True: send the entry again."""
+        gw = self.gateway
+        then = after_lookup(
+            cause,
+            look.found,
+            may_resend=resends < self.options.max_resends and not self.stop.is_set(),
+            retry_unknown=self.options.retry_unknown,
+        )
+        if then is Then.KEEP_UNKNOWN:
+            if cause is not Cause.UNKNOWN:
+                work.record(ledger.unknown(e, attempt, gateway=gw, reason=answer.msg))
+            work.report(e, Outcome(Status.UNKNOWN, None, f"{answer.msg}; lookup failed: {look.reason}"))
+            self._verified(False, e, look.reason)
+            return False
+        self._verified(True, e)
+        if then is Then.RECONCILED:
+            work.record(
+                ledger.reconciled(e, attempt, gateway=gw, found=True, flow_instance_id=look.flow_instance_id)
+            )
+            work.report(e, Outcome(Status.RECONCILED, look.flow_instance_id, FOUND_WHY[cause]))
+            return False
+        if look.found is False and self.stop.is_set():
+            # Over and not there: nothing was created, and nothing more is sent this run.
+            work.record(ledger.reconciled(e, attempt, gateway=gw, found=False, flow_instance_id=None))
+            work.report(e, Outcome(Status.PENDING, None, f"{answer.msg}; not created; the run stopped"))
+            return False
+        if then is Then.FAIL:
+            # The lookup came after the request was over (or after a definite 62102):
+            # "absent" is definite, so a later run may send it again.
+            why = f"{answer.msg}; not found on the service, not sent again this run"
+            work.record(ledger.failed(e, attempt, gateway=gw, code=answer.code, msg=why))
+            work.report(e, Outcome(Status.FAILED, None, enos.describe(answer, why)))
+            if cause is Cause.DUPLICATE_AGAIN:
+                # Two 62102s in a row that are no duplicate: a refusal ("Incorrect parameter"),
+                # not the one-minute rule; the rest of the flow would get it too.
+                work.refused = enos.describe(answer)
+            return False
+        work.record(ledger.reconciled(e, attempt, gateway=gw, found=False, flow_instance_id=None))
+        if then is Then.WAIT_RESEND:
+            wait = work.last_sent + self.options.duplicate_wait - time.monotonic()
+            self._log.info(
+                "62102 and no instance found; waiting out the one-minute rule, then sending once more",
+                key=e.key,
+                seconds=round(max(wait, 0.0), 1),
+            )
+            if wait > 0 and self.stop.wait(min(wait, self.options.duplicate_wait)):
+                work.report(e, Outcome(Status.PENDING, None, NOT_SENT))
+                return False
+            return True
+        self._log.info("not found after an unknown outcome; sending again", key=e.key, reason=answer.msg)
+        return True
 
     def _earlier(self, e: Entry, work: FlowWork, status: str) -> bool:
         """Settle what an earlier run's attempts did; True when the entry is to be sent.
@@ -397,7 +592,7 @@ class Runner:
         state = self.folded.state(e.key)
         newest = max(state.intents.items(), key=lambda kv: kv[1], default=None)
         if not self._aged(newest[1] if newest else None, e):
-            work.next -= 1
+            work.next -= 1  # stopped: the entry was not reached
             return False
         look = self.client.find_instance(e.flow_id, e.trigger_time)
         gw = self.gateway
@@ -454,139 +649,6 @@ class Runner:
             )
             return not self.stop.wait(wait)
         return True
-
-    def _over(self, e: Entry, answered: float, why: str) -> bool:
-        """Wait until this run's request with an unknown outcome is surely over.
-
-        The service may still act on it (a gateway's 504 does not stop its backend), so
-        nothing is looked up, let alone sent, before read timeout plus margin have passed
-        since the answer came (later than when the request left). False if stopped.
-        """
-        wait = min(self.options.in_flight, answered + self.options.in_flight - time.monotonic())
-        if wait <= 0:
-            return True
-        self._log.info(
-            "outcome unknown; the request may still be in flight: waiting before the lookup",
-            key=e.key,
-            reason=why,
-            seconds=round(wait, 1),
-        )
-        return not self.stop.wait(wait)
-
-    def _verified(self, ok: bool, e: Entry, why: str = "") -> None:
-        """Count outcomes of this run's sends that no lookup could verify; stop at the limit."""
-        with self._lock:
-            self._unverified = 0 if ok else self._unverified + 1
-            count = self._unverified
-        if ok:
-            return
-        self._log.warning(
-            "outcome unknown and the lookup failed; not sending it again", key=e.key, reason=why
-        )
-        if count >= self.options.unverifiable_after:
-            self._halt(
-                ServiceError(
-                    f"stopped sending: {count} outcomes in a row could not be verified (the "
-                    f"lookups failed: {why}); those entries stay unknown. Check that "
-                    f"{self.client.where} answers lookups (planrunner doctor), then apply again: "
-                    "unknown entries are looked up before anything is sent"
-                )
-            )
-
-    def _send(self, e: Entry, work: FlowWork) -> None:
-        gw = self.gateway
-        resends = 0
-        cause = Cause.UNKNOWN
-        while True:
-            sent = self._trigger_with_retries(e, work)
-            if sent is None:  # stopped before a request left, or while waiting to retry one
-                work.report(e, Outcome(Status.PENDING, None, NOT_SENT))
-                return
-            attempt, answer, answered = sent
-            act = on_answer(answer.kind)
-            if act is Act.DONE:
-                work.record(
-                    ledger.triggered(e, attempt, gateway=gw, flow_instance_id=answer.flow_instance_id)
-                )
-                work.report(e, Outcome(Status.TRIGGERED, answer.flow_instance_id))
-                self._verified(True, e)
-                return
-            if act in (Act.RETRY, Act.REFUSE_FLOW, Act.STOP):
-                # RETRY here means the retries are spent; each was a definite "not done".
-                work.record(ledger.failed(e, attempt, gateway=gw, code=answer.code, msg=answer.msg))
-                work.report(e, Outcome(Status.FAILED, None, enos.describe(answer)))
-                if act is Act.REFUSE_FLOW:
-                    work.refused = enos.describe(answer)
-                if act is Act.STOP:
-                    self._halt(ServiceError(f"stopping: {answer.msg}{enos.code_text(answer)}"))
-                return
-            if act is Act.LOOK_UP:
-                work.record(ledger.unknown(e, attempt, gateway=gw, reason=answer.msg))
-                cause = Cause.UNKNOWN
-                if not self._over(e, answered, answer.msg):
-                    # Stopped while the request may still act: the next run looks it up.
-                    work.report(
-                        e, Outcome(Status.UNKNOWN, None, f"{answer.msg}; not looked up: the run stopped")
-                    )
-                    return
-            elif cause is not Cause.DUPLICATE:
-                cause = Cause.DUPLICATE
-            else:
-                cause = Cause.DUPLICATE_AGAIN
-            look = self.client.find_instance(e.flow_id, e.trigger_time)
-            then = after_lookup(
-                cause,
-                look.found,
-                may_resend=resends < self.options.max_resends and not self.stop.is_set(),
-                retry_unknown=self.options.retry_unknown,
-            )
-            if then is Then.KEEP_UNKNOWN:
-                if cause is not Cause.UNKNOWN:
-                    work.record(ledger.unknown(e, attempt, gateway=gw, reason=answer.msg))
-                why = f"{answer.msg}; lookup failed: {look.reason}"
-                work.report(e, Outcome(Status.UNKNOWN, None, why))
-                self._verified(False, e, look.reason)
-                return
-            self._verified(True, e)
-            if then is Then.RECONCILED:
-                work.record(
-                    ledger.reconciled(
-                        e, attempt, gateway=gw, found=True, flow_instance_id=look.flow_instance_id
-                    )
-                )
-                work.report(e, Outcome(Status.RECONCILED, look.flow_instance_id, FOUND_WHY[cause]))
-                return
-            if look.found is False and self.stop.is_set():
-                # Surely over and not there: nothing was created, and nothing more is sent.
-                work.record(ledger.reconciled(e, attempt, gateway=gw, found=False, flow_instance_id=None))
-                work.report(e, Outcome(Status.PENDING, None, f"{answer.msg}; not created; the run stopped"))
-                return
-            if then is Then.FAIL:
-                # The lookup came after the request was surely over: "absent" is definite.
-                why = f"{answer.msg}; not found on the service, not sent again this run"
-                work.record(ledger.failed(e, attempt, gateway=gw, code=answer.code, msg=why))
-                work.report(e, Outcome(Status.FAILED, None, enos.describe(answer, why)))
-                if cause is Cause.DUPLICATE_AGAIN:
-                    # Two 62102s in a row that are no duplicate: a refusal ("Incorrect
-                    # parameter"), not the one-minute rule; the rest of the flow would get it too.
-                    work.refused = enos.describe(answer)
-                return
-            work.record(ledger.reconciled(e, attempt, gateway=gw, found=False, flow_instance_id=None))
-            if then is Then.WAIT_RESEND:
-                wait = work.last_sent + self.options.duplicate_wait - time.monotonic()
-                self._log.info(
-                    "62102 and no instance found; waiting out the one-minute rule, then sending once more",
-                    key=e.key,
-                    seconds=round(max(wait, 0.0), 1),
-                )
-                if wait > 0 and self.stop.wait(min(wait, self.options.duplicate_wait)):
-                    work.report(e, Outcome(Status.PENDING, None, NOT_SENT))
-                    return
-            else:
-                resends += 1
-                self._log.info(
-                    "not found after an unknown outcome; sending again", key=e.key, reason=answer.msg
-                )
 
     def _intent(self, e: Entry, work: FlowWork) -> str | None:
         """Make a new attempt's intent durable just before its request leaves; its id.
