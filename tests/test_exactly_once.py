@@ -390,6 +390,62 @@ def test_n3_postgres_apply_that_lost_its_lock_session_sends_nothing_more(
         backend.drop()  # type: ignore[attr-defined]
 
 
+def test_n3_check_lock_fails_once_the_lock_session_is_gone(pg_url: str) -> None:
+    from planrunner.errors import LedgerError
+    from planrunner.pgledger import PostgresLedger
+
+    backend = PostgresLedger(pg.with_table(pg_url))
+    try:
+        with backend.lock("run-x", [("o1", 7)], 0):
+            backend.check_lock()  # alive: no error
+            run = backend._active
+            assert run is not None
+            with psycopg.connect(pg_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (run.conn.info.backend_pid,))
+            with pytest.raises(LedgerError, match="lost the session holding the ledger's locks"):
+                backend.check_lock()
+        ledger.FileLedger("unused").check_lock()  # a file lock lives with the process
+    finally:
+        backend.drop()
+
+
+class _SlowSink:
+    """A real ledger file whose every write takes ``seconds`` (a hung disk or database)."""
+
+    def __init__(self, path: Path, seconds: float) -> None:
+        self._writer = ledger.Writer(str(path))
+        self._seconds = seconds
+        self.fsyncs = 0
+
+    def append(self, records: Any) -> None:
+        time.sleep(self._seconds)
+        self._writer.append(records)
+
+
+def test_n3_an_intent_written_too_slowly_is_closed_unsent(tmp_path: Path) -> None:
+    # A request must never leave later than its intent says: one whose intent took longer
+    # than send_slack to write is closed unsent; three in a row stop the run (exit 3).
+    client = Scripted(lambda n, key: OK)
+    path = tmp_path / "l.jsonl"
+    sink = _SlowSink(path, 0.3)
+    runner = engine.Runner(
+        client,  # type: ignore[arg-type]
+        sink,
+        ledger.Folded(),
+        engine.Options(send_slack=0.1),
+        "r1",
+        gateway="x",
+    )
+    outcomes = runner.run(entries(1, 2))
+    sink._writer.close()
+    assert client.sent == []
+    assert runner.fatal is not None and runner.fatal.exit_code == 3
+    assert "took over 0.1 s to write" in str(runner.fatal)
+    folded = ledger.fold(str(path))
+    assert {folded.status(e.key) for e in entries(1, 2)} == {ledger.PENDING}
+    assert {o.status for o in outcomes.values()} <= {"pending"}
+
+
 # -- N12: ledger times far off ------------------------------------------------------------------------
 
 
