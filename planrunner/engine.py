@@ -423,6 +423,8 @@ class Runner:
             work.next += 1
             self._send(e, work)
             return
+        if not work.more():
+            return
         # Nothing to do now: wait a little (for a lookup to fall due, or for room to send),
         # then let the worker look at other flows.
         wait = WAIT_TICK

@@ -291,9 +291,9 @@ def run(req: Request) -> int:
             target.org_id,
             target.user_id,
             creds,
+            read_timeout=options.read_timeout,
             api=version,
             server_zone=zone,
-            read_timeout=options.read_timeout,
         )
         note_missing(req.ledger_path)
         backend = ledger.open_ledger(path)
