@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from planrunner import enos, ledger, log
-from planrunner.errors import LedgerError, PlanrunnerError, ServiceError
+from planrunner.errors import EXIT_INTERNAL, LedgerError, PlanrunnerError, ServiceError
 from planrunner.outcome import Outcome, Status
 from planrunner.rate import RateLimiter
 from planrunner.resolve import Entry
@@ -37,6 +38,12 @@ READ_TIMEOUT = enos.READ_TIMEOUT
 IN_FLIGHT_MARGIN = 15.0  # seconds past the read timeout after which a request is surely over
 DUPLICATE_WAIT = 61.0  # seconds after a flow's previous trigger before a 62102 is re-sent
 GATEWAY_DOWN_AFTER = 5  # consecutive timeouts or unreachable answers that stop the run
+UNVERIFIABLE_AFTER = 3  # consecutive outcomes of this run's sends that no lookup could verify
+MAX_UNRESOLVED = 5  # unknown outcomes awaiting their lookup at once; at this many nothing new is sent
+WAIT_TICK = 0.2  # seconds a worker waits before looking for other work when a flow must wait
+SEND_SLACK = 5.0  # seconds: the most a request may leave after its intent's ``at``
+SLOW_WRITES = 3  # intents in a row written slower than SEND_SLACK that stop the run
+NOT_RECORDED = "sent; outcome not recorded"
 JOIN_SECONDS = 0.2  # how often the main thread wakes while workers run (to take Ctrl-C)
 
 
@@ -54,6 +61,16 @@ class Options:
     in_flight: float = READ_TIMEOUT + IN_FLIGHT_MARGIN  # an unknown younger than this may be in flight
     duplicate_wait: float = DUPLICATE_WAIT
     gateway_down_after: int = GATEWAY_DOWN_AFTER
+    unverifiable_after: int = UNVERIFIABLE_AFTER
+    max_unresolved: int = MAX_UNRESOLVED
+    send_slack: float = SEND_SLACK
+    read_timeout: float = READ_TIMEOUT  # the client's; in_flight must cover it
+
+
+class InternalError(PlanrunnerError):
+    """A bug met in a worker: the run stopped cleanly, and everything sent is recorded."""
+
+    exit_code = EXIT_INTERNAL
 
 
 # -- the decisions ---------------------------------------------------------------------------
@@ -127,6 +144,17 @@ def after_lookup(cause: Cause, found: bool | None, *, may_resend: bool, retry_un
     return Then.FAIL
 
 
+@dataclass(frozen=True, slots=True)
+class Unresolved:
+    """This run's request whose outcome is unknown, waiting until it is surely over."""
+
+    due: float  # monotonic time after which the service can no longer act on it
+    entry: Entry
+    attempt: str
+    answer: enos.Answer
+    resends: int  # how many times the entry was sent again after an unknown outcome
+
+
 # -- one flow's work -------------------------------------------------------------------------------
 
 Settle = Callable[[Entry, Outcome], None]
@@ -140,19 +168,20 @@ class FlowWork:
     before them is durable. Nothing is reported any other way.
     """
 
-    __slots__ = ("_pending", "_reports", "entries", "last_sent", "next", "refused")
+    __slots__ = ("_pending", "_reports", "entries", "last_sent", "next", "refused", "waiting")
 
     def __init__(self, entries: list[Entry]) -> None:
         self.entries = entries
         self.next = 0
         self.refused: str | None = None  # why the service refused the flow, if it did
         self.last_sent = 0.0  # monotonic time of the flow's last trigger request
+        self.waiting: list[Unresolved] = []  # unknown outcomes waiting to be looked up, by due time
         self._pending: list[dict[str, object]] = []
         self._reports: list[tuple[Entry, Outcome]] = []
 
     def more(self) -> bool:
-        """Whether entries are left."""
-        return self.next < len(self.entries)
+        """Whether entries, or unknown outcomes to look up, are left."""
+        return self.next < len(self.entries) or bool(self.waiting)
 
     def record(self, rec: dict[str, object]) -> None:
         """A record for the next durable write."""
@@ -165,19 +194,62 @@ class FlowWork:
     def write(self, writer: ledger.Sink, settle: Settle, *extra: dict[str, object]) -> None:
         """Make pending records (and ``extra``) durable, then report what waited on them."""
         batch = [*self._pending, *extra]
-        if batch:
-            writer.append(batch)
+        try:
+            if batch:
+                writer.append(batch)
+        except Exception:
+            # Nothing of the batch is known durable. An entry whose request left is
+            # "unknown" (sent; outcome not recorded), never "pending" (not sent): the next
+            # run looks it up. One that was never sent stays what it was reported as.
+            self._pending = []
+            reports, self._reports = self._reports, []
+            for entry, outcome in reports:
+                settle(entry, _unrecorded(outcome))
+            raise
         self._pending = []
         reports, self._reports = self._reports, []
         for entry, outcome in reports:
             settle(entry, outcome)
 
 
+_SENT = frozenset((Status.TRIGGERED, Status.RECONCILED, Status.FAILED, Status.UNKNOWN))
+
+
+def _unrecorded(outcome: Outcome) -> Outcome:
+    """What an outcome whose records could not be written is reported as."""
+    if outcome.status not in _SENT:
+        return outcome
+    why = NOT_RECORDED if outcome.error is None else f"{NOT_RECORDED} ({outcome.error})"
+    return Outcome(Status.UNKNOWN, None, why)
+
+
+def in_flight_wait(at: str | None, window: float, now: float) -> float:
+    """Seconds to wait before a request whose intent is dated ``at`` is surely over.
+
+    Never more than ``window``: an intent dated in the future (a runner with a fast clock)
+    counts as made now, and so does one whose date cannot be read, however far off it is.
+    """
+    if not at:
+        return 0.0
+    try:
+        sent = datetime.fromisoformat(at).timestamp()
+    except (ValueError, OverflowError, OSError):
+        return window
+    if not sent <= now:  # the future, or not a number at all
+        return window
+    return min(window, max(0.0, sent + window - now))
+
+
 # -- the runner ------------------------------------------------------------------------------------
 
 
 class Runner:
-    """Sends the entries of one apply run; :meth:`run` returns an outcome per key."""
+    """Sends the entries of one apply run; :meth:`run` returns an outcome per key.
+
+    ``guard`` is called just before each request leaves, after its intent is durable: it
+    raises when the run can no longer prove it holds the ledger's locks (PostgreSQL), so an
+    apply that lost them sends nothing more.
+    """
 
     def __init__(
         self,
@@ -189,6 +261,7 @@ class Runner:
         *,
         gateway: str,
         on_settle: Callable[[str], None] | None = None,
+        guard: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
         self.writer = writer
@@ -200,10 +273,14 @@ class Runner:
         self.fatal: PlanrunnerError | None = None
         self.outcomes: dict[str, Outcome] = {}
         self._on_settle = on_settle
+        self._guard = guard
         self._limiter = RateLimiter(options.rate)
         self._attempts = 0
         self._lock = threading.Lock()
         self._down = 0  # consecutive timeouts or unreachable answers
+        self._unverified = 0  # consecutive outcomes of this run's sends no lookup could verify
+        self._unresolved = 0  # unknown outcomes of this run waiting to be looked up
+        self._slow = 0  # consecutive intents written slower than send_slack
         self._log = log.get("apply").bind(run=run_id)
 
     # -- scheduling -----------------------------------------------------------------------
@@ -212,7 +289,9 @@ class Runner:
         """Send per flowId in ascending time, one request in flight per flowId.
 
         Workers take one entry at a time from any flowId that has none in flight, so every
-        worker stays busy even when flows outnumber workers by a little.
+        worker stays busy even when flows outnumber workers by a little. No exception ends a
+        worker with a traceback: a service or ledger failure stops the run with its own exit
+        code, anything else (a bug) with :class:`InternalError`.
         """
         groups: dict[int, list[Entry]] = {}
         for e in entries:
@@ -232,8 +311,7 @@ class Runner:
                 except PlanrunnerError as e:
                     self._halt(e)
                 except Exception as e:  # a bug must not leave other workers sending
-                    self._halt(ServiceError(f"internal error: {type(e).__name__}: {e}"))
-                    raise
+                    self._bug(e)
                 finally:
                     if work.more() and not self.stop.is_set():
                         with queue_lock:
@@ -252,6 +330,13 @@ class Runner:
                 t.join(JOIN_SECONDS)  # short joins let the main thread take Ctrl-C
         for work in queue:  # flows left when the run stopped: record what they hold
             self._finish(work)
+        for e in entries:
+            # Not reached this run (stopped, or waiting for an earlier request): an entry the
+            # ledger holds as unknown is reported unknown, as `plan` shows it, never pending.
+            if e.key not in self.outcomes and self.folded.status(e.key) == ledger.UNKNOWN:
+                self.outcomes[e.key] = Outcome(
+                    Status.UNKNOWN, None, "an earlier request's outcome is unknown; not looked up this run"
+                )
         self.client.close()
         return self.outcomes
 
@@ -265,6 +350,18 @@ class Runner:
             self.fatal = self.fatal or error
         self.stop.set()
 
+    def _bug(self, e: BaseException) -> None:
+        """A bug in a worker: logged with its traceback (at debug), the run stopped, exit 70."""
+        trace = "".join(traceback.format_exception(e))
+        self._log.debug("internal error in an apply worker", traceback=self.client.clean(trace))
+        self._halt(
+            InternalError(
+                f"internal error (a bug) in an apply worker: {type(e).__name__}: "
+                f"{self.client.clean(str(e))}; stopped sending: everything sent is recorded or "
+                "left unknown for the next apply to look up"
+            )
+        )
+
     def _settle(self, e: Entry, outcome: Outcome) -> None:
         self.outcomes[e.key] = outcome
         if self._on_settle is not None:
@@ -277,74 +374,275 @@ class Runner:
 
     def _finish(self, work: FlowWork) -> None:
         """Make the flow's last results durable, then report them."""
+        for item in work.waiting:
+            # Stopped while the request may still act: the next run looks it up.
+            why = f"{item.answer.msg}; not looked up: the run stopped"
+            work.report(item.entry, Outcome(Status.UNKNOWN, None, why))
+        with self._lock:
+            self._unresolved -= len(work.waiting)
+        work.waiting.clear()
         try:
             work.write(self.writer, self._settle)
-        except LedgerError as e:
+        except PlanrunnerError as e:
             self._halt(e)
+        except Exception as e:
+            self._bug(e)
 
     # -- one flowId -----------------------------------------------------------------------------
 
     def _step(self, work: FlowWork) -> None:
-        """Settle entries already done, then handle the flow's next entry."""
-        gw = self.gateway
-        while work.more():
+        """Settle entries already done, then do the flow's next piece of work.
+
+        That is, in this order: look up an unknown outcome whose request is surely over;
+        or send the flow's next entry (unless :data:`MAX_UNRESOLVED` outcomes already wait
+        for their lookup); or wait a little for either.
+        """
+        if work.waiting and (work.waiting[0].due <= time.monotonic() or self.stop.is_set()):
+            self._resolve(work.waiting.pop(0), work)
+            return
+        while work.next < len(work.entries):
             e = work.entries[work.next]
-            work.next += 1
             status = self.folded.status(e.key)
             if status in (ledger.DONE, ledger.CANCELLED):
+                work.next += 1
                 self._settle(e, Outcome(Status.SKIPPED, self.folded.done.get(e.key)))
                 continue
             if work.refused is not None:
+                work.next += 1
                 work.report(e, Outcome(Status.PENDING, None, f"flow refused: {work.refused}"))
                 continue
             if self.stop.is_set():
-                work.next -= 1
                 return
-            if status == ledger.UNKNOWN:
-                state = self.folded.state(e.key)
-                if not self._aged(state, e):
-                    work.next -= 1
-                    return
-                look = self.client.find_instance(e.flow_id, e.trigger_time)
-                then = after_lookup(
-                    Cause.CRASHED,
-                    look.found,
-                    may_resend=True,
-                    retry_unknown=self.options.retry_unknown,
-                )
-                if look.found is not None:
-                    for a in sorted(state.open_attempts):
-                        work.record(
-                            ledger.reconciled(
-                                e, a, gateway=gw, found=look.found, flow_instance_id=look.flow_instance_id
-                            )
-                        )
-                if then is Then.RECONCILED:
-                    work.report(e, Outcome(Status.RECONCILED, look.flow_instance_id))
-                    return
-                if then is Then.KEEP_UNKNOWN:
-                    self._log.warning(
-                        "outcome still unknown; not re-sending", key=e.key, reason=look.reason
-                    )
-                    work.report(e, Outcome(Status.UNKNOWN, None, look.reason))
-                    return
-                if look.found is None:
-                    self._log.warning(
-                        "lookup failed; sending anyway (--retry-unknown)", key=e.key, reason=look.reason
-                    )
+            if status in (ledger.UNKNOWN, ledger.FAILED):
+                work.next += 1
+                if self._earlier(e, work, status):
+                    self._send(e, work)
+                return
+            if not self._may_send():
+                break
+            work.next += 1
             self._send(e, work)
             return
+        if not work.more():
+            return
+        # Nothing to do now: wait a little (for a lookup to fall due, or for room to send),
+        # then let the worker look at other flows.
+        wait = WAIT_TICK
+        if work.waiting:
+            wait = min(wait, work.waiting[0].due - time.monotonic())
+        if wait > 0:
+            self.stop.wait(wait)
 
-    def _aged(self, state: ledger.KeyState, e: Entry) -> bool:
-        """Wait until an open attempt is older than a request can be in flight; False if stopped."""
-        at = state.last_intent_at
-        if not at:
+    def _may_send(self) -> bool:
+        """Whether fewer than ``max_unresolved`` unknown outcomes wait for their lookup."""
+        with self._lock:
+            return self._unresolved < self.options.max_unresolved
+
+    def _defer(self, work: FlowWork, item: Unresolved) -> None:
+        """Look ``item`` up once its request is surely over; meanwhile the flow goes on."""
+        with self._lock:
+            self._unresolved += 1
+        work.waiting.append(item)
+        work.waiting.sort(key=lambda w: w.due)
+        self._log.info(
+            "outcome unknown; the request may still be in flight: looking it up once it is over",
+            key=item.entry.key,
+            reason=item.answer.msg,
+            seconds=round(max(0.0, item.due - time.monotonic()), 1),
+        )
+
+    def _resolve(self, item: Unresolved, work: FlowWork) -> None:
+        """Look up an unknown outcome of this run (its request is over) and act on it."""
+        with self._lock:
+            self._unresolved -= 1
+        e, answer = item.entry, item.answer
+        if self.stop.is_set():
+            # Stopped while the request may still act: the next run looks it up.
+            work.report(e, Outcome(Status.UNKNOWN, None, f"{answer.msg}; not looked up: the run stopped"))
+            return
+        look = self.client.find_instance(e.flow_id, e.trigger_time)
+        if self._follow(e, work, item.attempt, answer, Cause.UNKNOWN, look, item.resends):
+            self._send(e, work, item.resends + 1)
+
+    def _verified(self, ok: bool, e: Entry, why: str = "") -> None:
+        """Count outcomes of this run's sends that no lookup could verify; stop at the limit."""
+        with self._lock:
+            self._unverified = 0 if ok else self._unverified + 1
+            count = self._unverified
+        if ok:
+            return
+        self._log.warning(
+            "outcome unknown and the lookup failed; not sending it again", key=e.key, reason=why
+        )
+        if count >= self.options.unverifiable_after:
+            self._halt(
+                ServiceError(
+                    f"stopped sending: {count} outcomes in a row could not be verified (the "
+                    f"lookups failed: {why}); those entries stay unknown. Check that "
+                    f"{self.client.where} answers lookups (planrunner doctor), then apply again: "
+                    "unknown entries are looked up before anything is sent"
+                )
+            )
+
+    def _send(self, e: Entry, work: FlowWork, resends: int = 0) -> None:
+        gw = self.gateway
+        cause: Cause | None = None
+        while True:
+            sent = self._trigger_with_retries(e, work)
+            if sent is None:  # stopped before a request left, or while waiting to retry one
+                work.report(e, Outcome(Status.PENDING, None, NOT_SENT))
+                return
+            attempt, answer, answered = sent
+            act = on_answer(answer.kind)
+            if act is Act.DONE:
+                work.record(
+                    ledger.triggered(e, attempt, gateway=gw, flow_instance_id=answer.flow_instance_id)
+                )
+                work.report(e, Outcome(Status.TRIGGERED, answer.flow_instance_id))
+                self._verified(True, e)
+                return
+            if act in (Act.RETRY, Act.REFUSE_FLOW, Act.STOP):
+                # RETRY here means the retries are spent; each was a definite "not done".
+                work.record(ledger.failed(e, attempt, gateway=gw, code=answer.code, msg=answer.msg))
+                work.report(e, Outcome(Status.FAILED, None, enos.describe(answer)))
+                if act is Act.REFUSE_FLOW:
+                    work.refused = enos.describe(answer)
+                if act is Act.STOP:
+                    self._halt(ServiceError(f"stopping: {answer.msg}{enos.code_text(answer)}"))
+                return
+            if act is Act.LOOK_UP:
+                # The service may still act on it (a gateway's 504 does not stop its backend):
+                # nothing is looked up, let alone sent, until read timeout plus margin have
+                # passed since the answer came (later than when the request left).
+                work.record(ledger.unknown(e, attempt, gateway=gw, reason=answer.msg))
+                self._defer(work, Unresolved(answered + self.options.in_flight, e, attempt, answer, resends))
+                return
+            cause = Cause.DUPLICATE if cause is not Cause.DUPLICATE else Cause.DUPLICATE_AGAIN
+            look = self.client.find_instance(e.flow_id, e.trigger_time)
+            if not self._follow(e, work, attempt, answer, cause, look, resends):
+                return
+
+    def _follow(
+        self,
+        e: Entry,
+        work: FlowWork,
+        attempt: str,
+        answer: enos.Answer,
+        cause: Cause,
+        look: enos.Lookup,
+        resends: int,
+    ) -> bool:
+        """Act on the lookup after an unknown outcome or a 62102; True: send the entry again."""
+        gw = self.gateway
+        then = after_lookup(
+            cause,
+            look.found,
+            may_resend=resends < self.options.max_resends and not self.stop.is_set(),
+            retry_unknown=self.options.retry_unknown,
+        )
+        if then is Then.KEEP_UNKNOWN:
+            if cause is not Cause.UNKNOWN:
+                work.record(ledger.unknown(e, attempt, gateway=gw, reason=answer.msg))
+            work.report(e, Outcome(Status.UNKNOWN, None, f"{answer.msg}; lookup failed: {look.reason}"))
+            self._verified(False, e, look.reason)
+            return False
+        self._verified(True, e)
+        if then is Then.RECONCILED:
+            work.record(
+                ledger.reconciled(e, attempt, gateway=gw, found=True, flow_instance_id=look.flow_instance_id)
+            )
+            work.report(e, Outcome(Status.RECONCILED, look.flow_instance_id, FOUND_WHY[cause]))
+            return False
+        if look.found is False and self.stop.is_set():
+            # Over and not there: nothing was created, and nothing more is sent this run.
+            work.record(ledger.reconciled(e, attempt, gateway=gw, found=False, flow_instance_id=None))
+            work.report(e, Outcome(Status.PENDING, None, f"{answer.msg}; not created; the run stopped"))
+            return False
+        if then is Then.FAIL:
+            # The lookup came after the request was over (or after a definite 62102):
+            # "absent" is definite, so a later run may send it again.
+            why = f"{answer.msg}; not found on the service, not sent again this run"
+            work.record(ledger.failed(e, attempt, gateway=gw, code=answer.code, msg=why))
+            work.report(e, Outcome(Status.FAILED, None, enos.describe(answer, why)))
+            if cause is Cause.DUPLICATE_AGAIN:
+                # Two 62102s in a row that are no duplicate: a refusal ("Incorrect parameter"),
+                # not the one-minute rule; the rest of the flow would get it too.
+                work.refused = enos.describe(answer)
+            return False
+        work.record(ledger.reconciled(e, attempt, gateway=gw, found=False, flow_instance_id=None))
+        if then is Then.WAIT_RESEND:
+            wait = work.last_sent + self.options.duplicate_wait - time.monotonic()
+            self._log.info(
+                "62102 and no instance found; waiting out the one-minute rule, then sending once more",
+                key=e.key,
+                seconds=round(max(wait, 0.0), 1),
+            )
+            if wait > 0 and self.stop.wait(min(wait, self.options.duplicate_wait)):
+                work.report(e, Outcome(Status.PENDING, None, NOT_SENT))
+                return False
             return True
-        try:
-            sent = datetime.fromisoformat(at).timestamp()
-        except ValueError:
+        self._log.info("not found after an unknown outcome; sending again", key=e.key, reason=answer.msg)
+        return True
+
+    def _earlier(self, e: Entry, work: FlowWork, status: str) -> bool:
+        """Settle what an earlier run's attempts did; True when the entry is to be sent.
+
+        An open attempt (unknown), and a failed one too (its request may have reached the
+        service), is looked up before anything is sent again, once the request is surely
+        over: never sooner than read timeout plus margin after its intent.
+        """
+        state = self.folded.state(e.key)
+        newest = max(state.intents.items(), key=lambda kv: kv[1], default=None)
+        if not self._aged(newest[1] if newest else None, e):
+            work.next -= 1  # stopped: the entry was not reached
+            return False
+        look = self.client.find_instance(e.flow_id, e.trigger_time)
+        gw = self.gateway
+        if status == ledger.FAILED:
+            if look.found:
+                attempt = newest[0] if newest else self._attempt_id()
+                work.record(
+                    ledger.reconciled(
+                        e, attempt, gateway=gw, found=True, flow_instance_id=look.flow_instance_id
+                    )
+                )
+                work.report(e, Outcome(Status.RECONCILED, look.flow_instance_id, FOUND_WHY[Cause.CRASHED]))
+                return False
+            if look.found is None and not self.options.retry_unknown:
+                self._log.warning(
+                    "lookup failed; a failed entry is not sent again unverified", key=e.key, reason=look.reason
+                )
+                work.report(
+                    e, Outcome(Status.FAILED, None, f"not sent again: the lookup failed: {look.reason}")
+                )
+                return False
             return True
-        wait = sent + self.options.in_flight - time.time()
+        then = after_lookup(
+            Cause.CRASHED, look.found, may_resend=True, retry_unknown=self.options.retry_unknown
+        )
+        if look.found is not None:
+            for a in sorted(state.open_attempts):
+                work.record(
+                    ledger.reconciled(
+                        e, a, gateway=gw, found=look.found, flow_instance_id=look.flow_instance_id
+                    )
+                )
+        if then is Then.RECONCILED:
+            work.report(e, Outcome(Status.RECONCILED, look.flow_instance_id))
+            return False
+        if then is Then.KEEP_UNKNOWN:
+            self._log.warning("outcome still unknown; not re-sending", key=e.key, reason=look.reason)
+            work.report(e, Outcome(Status.UNKNOWN, None, look.reason))
+            return False
+        if look.found is None:
+            self._log.warning(
+                "lookup failed; sending anyway (--retry-unknown)", key=e.key, reason=look.reason
+            )
+        return True
+
+    def _aged(self, at: str | None, e: Entry) -> bool:
+        """Wait until an earlier run's request is surely over; False if stopped meanwhile."""
+        wait = in_flight_wait(at, self.options.in_flight, time.time())
         if wait > 0:
             self._log.info(
                 "an earlier run's request may still be in flight; waiting before the lookup",
@@ -354,113 +652,72 @@ class Runner:
             return not self.stop.wait(wait)
         return True
 
-    def _send(self, e: Entry, work: FlowWork) -> None:
-        gw = self.gateway
-        resends = 0
-        cause = Cause.UNKNOWN
-        while True:
-            attempt = self._attempt_id()
-            # The intent, and the results still waiting for a sync, reach the disk first.
-            work.write(
-                self.writer,
-                self._settle,
-                ledger.intent(e, attempt, gateway=gw, flow=e.flow, run=self.run_id),
-            )
-            try:
-                answer = self._trigger_with_retries(e, work)
-            except PlanrunnerError as err:
-                # A local failure before the request left (token, header, peer check):
-                # nothing was sent, so the intent is closed as aborted, never unknown.
-                why = f"not sent: {err}"
-                work.record(ledger.aborted(e, attempt, gateway=gw, reason=why))
-                work.report(e, Outcome(Status.PENDING, None, why))
-                raise
-            if answer is None:  # stopped between the intent and the send: nothing went out
-                work.record(ledger.aborted(e, attempt, gateway=gw, reason=NOT_SENT))
-                work.report(e, Outcome(Status.PENDING, None, NOT_SENT))
-                return
-            act = on_answer(answer.kind)
-            if act is Act.DONE:
-                work.record(
-                    ledger.triggered(e, attempt, gateway=gw, flow_instance_id=answer.flow_instance_id)
-                )
-                work.report(e, Outcome(Status.TRIGGERED, answer.flow_instance_id))
-                return
-            if act in (Act.RETRY, Act.REFUSE_FLOW, Act.STOP):
-                # RETRY here means the retries are spent.
-                work.record(ledger.failed(e, attempt, gateway=gw, code=answer.code, msg=answer.msg))
-                work.report(e, Outcome(Status.FAILED, None, enos.describe(answer)))
-                if act is Act.REFUSE_FLOW:
-                    work.refused = enos.describe(answer)
-                if act is Act.STOP:
-                    self._halt(ServiceError(f"stopping: {answer.msg}{enos.code_text(answer)}"))
-                return
-            if act is Act.LOOK_UP:
-                work.record(ledger.unknown(e, attempt, gateway=gw, reason=answer.msg))
-                cause = Cause.UNKNOWN
-            elif cause is not Cause.DUPLICATE:
-                cause = Cause.DUPLICATE
-            else:
-                cause = Cause.DUPLICATE_AGAIN
-            look = self.client.find_instance(e.flow_id, e.trigger_time)
-            then = after_lookup(
-                cause,
-                look.found,
-                may_resend=resends < self.options.max_resends and not self.stop.is_set(),
-                retry_unknown=self.options.retry_unknown,
-            )
-            if then is Then.KEEP_UNKNOWN:
-                if cause is not Cause.UNKNOWN:
-                    work.record(ledger.unknown(e, attempt, gateway=gw, reason=answer.msg))
-                work.report(
-                    e, Outcome(Status.UNKNOWN, None, f"{answer.msg}; lookup failed: {look.reason}")
-                )
-                return
-            if then is Then.RECONCILED:
-                work.record(
-                    ledger.reconciled(
-                        e, attempt, gateway=gw, found=True, flow_instance_id=look.flow_instance_id
-                    )
-                )
-                work.report(e, Outcome(Status.RECONCILED, look.flow_instance_id, FOUND_WHY[cause]))
-                return
-            if then is Then.FAIL:
-                why = f"{answer.msg}; not found on the service, not sent again this run"
-                work.record(ledger.failed(e, attempt, gateway=gw, code=answer.code, msg=why))
-                work.report(e, Outcome(Status.FAILED, None, enos.describe(answer, why)))
-                return
-            work.record(ledger.reconciled(e, attempt, gateway=gw, found=False, flow_instance_id=None))
-            if then is Then.WAIT_RESEND:
-                wait = work.last_sent + self.options.duplicate_wait - time.monotonic()
-                self._log.info(
-                    "62102 and no instance found; waiting out the one-minute rule, then sending once more",
-                    key=e.key,
-                    seconds=round(max(wait, 0.0), 1),
-                )
-                if wait > 0 and self.stop.wait(wait):
-                    work.report(e, Outcome(Status.PENDING, None, NOT_SENT))
-                    return
-            else:
-                resends += 1
-                self._log.info(
-                    "not found after an unknown outcome; sending again", key=e.key, reason=answer.msg
-                )
+    def _intent(self, e: Entry, work: FlowWork) -> str | None:
+        """Make a new attempt's intent durable just before its request leaves; its id.
 
-    def _trigger_with_retries(self, e: Entry, work: FlowWork) -> enos.Answer | None:
-        """The answer to the trigger, retried while retryable.
+        None when the intent took longer than ``send_slack`` to write: the request would
+        leave later than its record says, so it is closed unsent (and a fresh one is made).
+        """
+        attempt = self._attempt_id()
+        made = time.time()
+        work.write(
+            self.writer,
+            self._settle,
+            ledger.intent(e, attempt, gateway=self.gateway, flow=e.flow, run=self.run_id),
+        )
+        took = time.time() - made
+        with self._lock:
+            self._slow = self._slow + 1 if took > self.options.send_slack else 0
+            slow = self._slow
+        if not slow:
+            return attempt
+        why = f"not sent: the ledger took {took:.1f} s to write the intent"
+        work.record(ledger.aborted(e, attempt, gateway=self.gateway, reason=why))
+        self._log.warning("the ledger is slow; intent closed unsent", key=e.key, seconds=round(took, 1))
+        if slow >= SLOW_WRITES:
+            raise LedgerError(
+                f"the ledger took over {self.options.send_slack:g} s to write each of {slow} "
+                "intents in a row; stopped sending (apply again once it is responsive)"
+            )
+        return None
 
+    def _trigger_with_retries(self, e: Entry, work: FlowWork) -> tuple[str, enos.Answer, float] | None:
+        """(attempt, the answer to the trigger, when it came), retried while retryable.
+
+        Each request gets its own intent, made durable once its rate-limiter slot is granted
+        and just before it leaves, so an intent's ``at`` is when its request left. A try the
+        service did not act on (429, 503, refused) is closed ``aborted`` before the next.
         None when the run stopped before a request left, or while waiting to retry one the
         service did not act on: either way nothing was created.
         """
+        gw = self.gateway
         tries = 0
         while True:
             slot = self._limiter.wait(self.stop)
             if slot is None:
                 return None
-            work.last_sent = time.monotonic()
-            answer = self.client.trigger(e.flow_id, e.trigger_time)
+            attempt = self._intent(e, work)
+            if attempt is None:
+                continue
+            try:
+                if self._guard is not None:
+                    self._guard()  # the locks are still ours, or nothing leaves
+                work.last_sent = time.monotonic()
+                answer = self.client.trigger(e.flow_id, e.trigger_time)
+            except PlanrunnerError as err:
+                # A local failure before the request left (lost locks, token, header, peer
+                # check): nothing was sent, so the intent is closed as aborted, never unknown.
+                why = f"not sent: {err}"
+                work.record(ledger.aborted(e, attempt, gateway=gw, reason=why))
+                work.report(e, Outcome(Status.PENDING, None, why))
+                raise
+            answered = time.monotonic()
             self._log.debug("trigger", key=e.key, kind=answer.kind.value, code=answer.code)
             self._watch_gateway(answer)
+            if answer.kind is not enos.Kind.RETRYABLE:
+                if answer.kind is enos.Kind.OK:
+                    self._limiter.succeeded(slot)
+                return attempt, answer, answered
             if answer.http_status == 429:
                 # The shared rate halves and holds for Retry-After; while it is adapting, the
                 # 429 does not spend this entry's retries.
@@ -468,11 +725,11 @@ class Runner:
                 if self._limiter.throttled(
                     slot, None if hold is None else min(hold, self.options.backoff_cap)
                 ):
+                    work.record(ledger.aborted(e, attempt, gateway=gw, reason=_not_acted_on(answer)))
                     continue
-            elif answer.kind is enos.Kind.OK:
-                self._limiter.succeeded(slot)
-            if answer.kind is not enos.Kind.RETRYABLE or tries >= self.options.max_retries:
-                return answer
+            if tries >= self.options.max_retries:
+                return attempt, answer, answered
+            work.record(ledger.aborted(e, attempt, gateway=gw, reason=_not_acted_on(answer)))
             # Exponential backoff with full jitter; never sooner than the gateway asked.
             delay = random.uniform(
                 0, min(self.options.backoff_cap, self.options.backoff_base * 2**tries)
@@ -484,7 +741,12 @@ class Runner:
                 return None
 
     def _watch_gateway(self, answer: enos.Answer) -> None:
-        """The circuit breaker: consecutive timeouts or unreachable answers stop the run."""
+        """The circuit breaker: consecutive timeouts or unreachable answers stop the run.
+
+        Every answer without an HTTP status that is not a success counts: a read timeout,
+        a request that outlived the client's total deadline (a gateway drip-feeding its
+        answer), a dropped or refused connection.
+        """
         unreachable = answer.http_status is None and answer.kind in (
             enos.Kind.UNKNOWN,
             enos.Kind.RETRYABLE,
@@ -500,3 +762,8 @@ class Runner:
                     "unknown entries are looked up first"
                 )
             )
+
+
+def _not_acted_on(answer: enos.Answer) -> str:
+    """The ``aborted`` reason of a try the service did not act on (sent again)."""
+    return f"not acted on ({enos.describe(answer)}); sending again"

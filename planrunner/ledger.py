@@ -1017,6 +1017,10 @@ class Backend(Protocol):
         """A durable appender for one run."""
         ...
 
+    def check_lock(self) -> None:
+        """Raise :class:`LedgerError` unless the run's locks are provably still held (before a send)."""
+        ...
+
     def records(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every record with where it is (``path:line``), in stored order."""
         ...
@@ -1100,6 +1104,9 @@ class FileLedger:
         """An ``O_APPEND`` group-committing writer (it creates the file on its first append)."""
         held = self.held
         return Writer(self.path, held.cover_new_ledger if held is not None else None)
+
+    def check_lock(self) -> None:
+        """Nothing to check: the file lock lives as long as this process."""
 
     def records(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every whole record with ``path:line``; a torn last line is left out."""

@@ -492,6 +492,22 @@ class PostgresLedger:
         """A group-committing appender: on the run's lock connection when a lock is held."""
         return _Writer(self)
 
+    def check_lock(self) -> None:
+        """Prove the run's lock session alive before a send: a round trip on its connection.
+
+        The advisory locks live exactly as long as that session; once it is gone (a
+        failover, ``pg_terminate_backend``, an idle-session kill) another apply may hold
+        them, so nothing more may be sent.
+        """
+        active = self._active
+        if active is None:
+            return
+        try:
+            with active.mutex:
+                active.conn.execute("SELECT 1")
+        except psycopg.Error as e:
+            self._fail("lost the session holding the ledger's locks; stopped sending", e)
+
     def lock(
         self, run_id: str, flows: Iterable[tuple[str, int]], timeout: float
     ) -> AbstractContextManager[object]:

@@ -225,6 +225,8 @@ def again_command(args: argparse.Namespace) -> str:
 
 
 ENV_IN_FLIGHT = "PLANRUNNER_IN_FLIGHT_SECONDS"
+ENV_READ_TIMEOUT = "PLANRUNNER_READ_TIMEOUT"
+ENV_IN_FLIGHT_MARGIN = "PLANRUNNER_IN_FLIGHT_MARGIN"
 ENV_DUPLICATE_WAIT = "PLANRUNNER_DUPLICATE_WAIT"
 SIM_RUN_SECONDS = 0.05  # how long the embedded simulator's instances run
 
@@ -284,9 +286,18 @@ def settings_from_env(options: engine.Options) -> engine.Options:
     """Timing settings that tests shorten through the environment (documented in docs/apply.md)."""
     in_flight = _seconds_from_env(ENV_IN_FLIGHT)
     duplicate_wait = _seconds_from_env(ENV_DUPLICATE_WAIT)
+    read_timeout = _seconds_from_env(ENV_READ_TIMEOUT)
+    margin = _seconds_from_env(ENV_IN_FLIGHT_MARGIN)
+    if read_timeout is not None and not read_timeout > 0:
+        raise UsageError(f"{ENV_READ_TIMEOUT} must be a number of seconds > 0")
+    read_timeout = options.read_timeout if read_timeout is None else read_timeout
+    if in_flight is None:
+        # A request is surely over once the read timeout and a margin have passed.
+        in_flight = read_timeout + (engine.IN_FLIGHT_MARGIN if margin is None else margin)
     return dataclasses.replace(
         options,
-        in_flight=options.in_flight if in_flight is None else in_flight,
+        read_timeout=read_timeout,
+        in_flight=in_flight,
         duplicate_wait=options.duplicate_wait if duplicate_wait is None else duplicate_wait,
     )
 
@@ -389,6 +400,7 @@ def run(req: Request, emit: Callable[[str, dict[str, int]], None] | None = None)
             target.org_id,
             target.user_id,
             creds,
+            read_timeout=options.read_timeout,
             api=version,
             server_zone=zone,
             shown=where,
@@ -457,7 +469,14 @@ def run(req: Request, emit: Callable[[str, dict[str, int]], None] | None = None)
         writer = stack.enter_context(backend.writer())
         progress = terminal.Progress(todo, sys.stderr.isatty() and not req.quiet)
         runner = engine.Runner(
-            client, writer, folded, options, run_id, gateway=gateway_id, on_settle=progress.add
+            client,
+            writer,
+            folded,
+            options,
+            run_id,
+            gateway=gateway_id,
+            on_settle=progress.add,
+            guard=backend.check_lock,
         )
         interrupts = _Interrupts(runner.stop, progress)
         started = time.monotonic()
