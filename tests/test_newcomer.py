@@ -646,7 +646,7 @@ def test_finding_35_the_confirmation_shows_the_plan_per_flow_before_asking(tmp_p
     assert 'cron "*/5 * * * *" from 2026-01-01T00:00:00+00:00 count 3' in asked
     assert "flow off (flowId 9, UTC): disabled" in asked
     assert "2026-01-01T00:10:00+00:00" in asked  # each entry to be sent, with its status
-    assert "Plan: 6 entries (6 pending)." in asked
+    assert "Plan: 6 entries (6 pending); 1 flow disabled." in asked
 
 
 def test_finding_25_format_json_always_prints_an_object_with_the_error(
