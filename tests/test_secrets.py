@@ -157,3 +157,51 @@ def test_no_secret_token_or_password_anywhere(
     everything = "\n".join(audit.seen)
     for expected in ("1002", "1003", "401", "62104", "400"):
         assert expected in everything, expected
+
+
+def test_n6_secrets_audit_with_every_service_string_hostile(
+    tmp_path: Path, audit: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every string the service returns (instance ids, statuses, the zone name, messages)
+    # carries terminal escapes, line-initial workflow commands, the access token, the secret
+    # and 100 KB: no command, output, log or file may pass any of it on.
+    import re
+
+    from planrunner.sim import Dialect
+
+    caplog.set_level(logging.DEBUG)
+    good = {"ENOS_ACCESS_KEY": KEY, "ENOS_SECRET_KEY": SECRET}
+    plan = write_plan(tmp_path, FLOWS)
+    led = str(tmp_path / "hostile.jsonl")
+    with Simulator(
+        access_key=KEY,
+        secret_key=SECRET,
+        dialect=Dialect(hostile=True),
+        faults=Faults.parse(["504-after-create=0.5"], seed=5),  # lookups by Get and Search
+    ) as sim:
+        url = sim.url
+        for fmt in (["--log-format", "json", "-v"], ["-vv"]):
+            audit(good, "apply", str(plan), "--gateway", url, "--yes", "--ledger", led, "--format", "json", *fmt)
+            audit(good, "apply", str(plan), "--gateway", url, "--yes", "--ledger", led, *fmt)
+            for out in ("text", "json", "markdown"):
+                audit(good, "plan", str(plan), "--ledger", led, "--format", out, *fmt)
+                audit(good, "status", str(plan), "--ledger", led, "--gateway", url, "--format", out, *fmt)
+            for out in ("text", "json"):
+                audit(good, "doctor", str(plan), "--gateway", url, "--format", out, *fmt)
+            audit(good, "ledger", "log", "--ledger", led, *fmt)
+            audit(good, "ledger", "verify", "--ledger", led, *fmt)
+        audit(good, "ledger", "export", "--ledger", led, str(tmp_path / "export.jsonl"))
+        audit(good, "cancel", str(plan), "--ledger", led, "--gateway", url, "--yes", "-v")
+        tokens = list(sim.state.gateway.tokens)
+        assert sim.triggers(), "the audit sent triggers to the hostile service"
+    assert tokens, "the simulator issued tokens"
+    files = [p.read_text(errors="replace") for p in tmp_path.iterdir() if p.is_file()]
+    haystack = "\n".join([*audit.seen, *files, caplog.text])
+    pieces = {SECRET[i : i + 12] for i in range(len(SECRET) - 11)}
+    for needle in (*pieces, KEY, *tokens):
+        assert needle not in haystack, needle
+    assert "\x1b" not in haystack
+    assert not re.search(r"(?m)^\s*::", haystack), re.findall(r"(?m)^\s*::.{0,40}", haystack)[:3]
+    assert "Z" * 1000 not in haystack  # the 100 KB padding was cut
+    # ... and the hostile strings did reach the outputs, neutralised (the audit saw them).
+    assert "INJECTED" in haystack
