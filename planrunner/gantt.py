@@ -112,24 +112,27 @@ def chart(
     pending: list[tuple[str, int, int, bool]] = []
     marks: dict[tuple[str, int], tuple[str, int]] = {}  # (zone, instant) -> (label, new offset)
     for flow, rows in shown:
-        spans: dict[bool, list[int]] = {}  # is-done -> [first wall, last wall, count]
+        # Rows come sorted by time: the first and last entry of each side, and the counts.
+        ends: dict[bool, list[Entry]] = {}  # is-done -> [first entry, last entry]
         counts: dict[str, int] = {}
         for entry, value in rows:
             s = status(value)
-            w = wall(entry.trigger_time, entry.offset)
-            span = spans.setdefault(s in DONE, [w, w, 0])
-            span[0], span[1] = min(span[0], w), max(span[1], w)
-            span[2] += 1
-            if s in ATTENTION:
-                counts[s] = counts.get(s, 0) + 1
+            counts[s] = counts.get(s, 0) + 1
+            side = ends.get(s in DONE)
+            if side is None:
+                ends[s in DONE] = [entry, entry]
+            else:
+                side[1] = entry
         name = escape(flow.name)
-        if True in spans:
-            first, last, n = spans[True]
-            done.append((f"{name} ({n})", first, last))
-        if False in spans:
-            first, last, n = spans[False]
-            extra = "".join(f", {k} {s}" for s, k in sorted(counts.items()))
-            pending.append((f"{name} ({n}{extra})", first, last, bool(counts)))
+        attention = {s: k for s, k in counts.items() if s in ATTENTION}
+        for is_done, (a, b) in ends.items():
+            first, last = wall(a.trigger_time, a.offset), wall(b.trigger_time, b.offset)
+            n = sum(k for s, k in counts.items() if (s in DONE) == is_done)
+            if is_done:
+                done.append((f"{name} ({n})", first, last))
+            else:
+                extra = "".join(f", {k} {s}" for s, k in sorted(attention.items()))
+                pending.append((f"{name} ({n}{extra})", first, last, bool(attention)))
         start, end = rows[0][0].trigger_time, rows[-1][0].trigger_time
         for instant, old, new in _changes(flow, start, end):
             label = f"{escape(flow.zone_name)} {_offset(old)} to {_offset(new)}"
