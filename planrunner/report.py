@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from planrunner import times
+from planrunner import gantt, times
 from planrunner.outcome import Outcome
 from planrunner.plan import Flow, Plan
 from planrunner.resolve import Entry
@@ -415,6 +415,10 @@ def render_markdown(
         for f in r.plan.flows
         if not f.enabled
     ]
+    # The flows' windows as a picture above the table, only when everything else fits too.
+    used = sum(len(x) + 1 for x in (*head, *rows, *details)) + 1 + NOTE_ROOM
+    if picture := gantt.chart([(f, groups[f.name]) for f in r.flows()], r.status_of, limit - used - 2):
+        head[-2:-2] = [picture, ""]
     return _fit(head, rows, details, limit)
 
 

@@ -18,7 +18,7 @@ LAYERS = [
     {"errors", "protocol", "outcome", "times", "log", "select"},
     {"source", "cron", "schema"},
     {"plan"},
-    {"resolve", "ledger", "pgledger", "enos", "report", "terminal", "rate"},
+    {"resolve", "ledger", "pgledger", "enos", "report", "gantt", "terminal", "rate"},
     {"engine", "instances", "ledgertools", "checking"},
     {"sim", "commands", "saved", "inspect"},
     {"cli", "__main__", "launch"},

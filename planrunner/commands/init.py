@@ -331,6 +331,8 @@ GITLAB_TEMPLATE = r'''# planrunner for GitLab CI: validate and plan in merge req
 #   PLANRUNNER_NOTE_TOKEN             masked, not protected: a project access token with role
 #                                     Reporter and scope api. It posts the merge-request notes
 #                                     and cannot push (merge-request pipelines can read it).
+#                                     With PLANRUNNER_SAVED_PLANS, apply reads the merge
+#                                     request's saved plans with it (else CI_JOB_TOKEN).
 #   PLANRUNNER_PUSH_TOKEN             protected and masked: a project access token with role
 #                                     Developer (or the role allowed to push to the default
 #                                     branch) and scope write_repository. It pushes the ledgers;
@@ -348,6 +350,9 @@ variables:
   # changes what a merge does without a merge request). A wheel URL or an internal mirror's
   # spec works too: set this variable in your .gitlab-ci.yml or the project's variables.
   PLANRUNNER_PACKAGE: "planrunner @ git+https://github.com/planrunner/planrunner@v0.2.0"
+  # "true": apply exactly the plan reviewed in the merge request (a saved plan, kept as the
+  # review job's artifact) and refuse a plan that changed since; see docs/ci.md.
+  PLANRUNNER_SAVED_PLANS: "false"
 
 .planrunner:
   image: python:3.11
@@ -371,7 +376,12 @@ planrunner-review:
       fi
     - |
       for plan in "${plans[@]}"; do
-        planrunner plan "$plan" --log-format text --format markdown > plan-note.md
+        saved=()
+        if [ "$PLANRUNNER_SAVED_PLANS" = true ]; then
+          mkdir -p saved-plans
+          saved=(--out "saved-plans/$(basename "$plan").plan.json")
+        fi
+        planrunner plan "$plan" --log-format text --format markdown "${saved[@]}" > plan-note.md
         python - plan-note.md <<'PY'
       # Edit the note that starts with this plan's marker, or add one.
       import json, os, sys, urllib.error, urllib.request
@@ -398,6 +408,10 @@ planrunner-review:
           call("PUT", "{}/{}".format(api, found), {"body": body})
       PY
       done
+  # PLANRUNNER_SAVED_PLANS: the saved plans, fetched by the apply job of the merge.
+  artifacts:
+    paths: [saved-plans/]
+    expire_in: 90 days
 
 planrunner-apply:
   extends: .planrunner
@@ -420,9 +434,77 @@ planrunner-apply:
     # The branch tip, not the pipeline's commit: it has the ledgers earlier runs committed.
     - git fetch --quiet origin "$CI_COMMIT_BRANCH"
     - git checkout --quiet -B "$CI_COMMIT_BRANCH" FETCH_HEAD
+    # PLANRUNNER_SAVED_PLANS: fetch the saved plans of the merge request merged as this
+    # commit (its head pipeline's planrunner-review job's artifacts), with the note token
+    # when it is set, else the job token. No reviewed plan: exit 2, nothing sent.
+    - saved_dir=$(mktemp -d)
+    - |
+      if [ "$PLANRUNNER_SAVED_PLANS" = true ]; then
+        python - "$saved_dir" <<'PY'
+      import io, json, os, sys, urllib.error, urllib.request, zipfile
+      env = os.environ
+      api = "{}/projects/{}".format(env["CI_API_V4_URL"], env["CI_PROJECT_ID"])
+      if env.get("PLANRUNNER_NOTE_TOKEN"):
+          headers = {"PRIVATE-TOKEN": env["PLANRUNNER_NOTE_TOKEN"]}
+      else:
+          headers = {"JOB-TOKEN": env.get("CI_JOB_TOKEN", "")}
+      def refuse(why):
+          print("planrunner: {}: no reviewed plan to apply".format(why), file=sys.stderr)
+          sys.exit(2)
+      def get(path, what):
+          try:
+              with urllib.request.urlopen(urllib.request.Request(api + path, headers=headers)) as answer:
+                  return answer.read()
+          except urllib.error.HTTPError as e:
+              if e.code == 404 and path.endswith("/artifacts"):
+                  refuse("{} not found (expired?)".format(what))
+              sys.exit("planrunner: GET {} failed: {} (the job token, or PLANRUNNER_NOTE_TOKEN, must read merge requests, pipelines and job artifacts)".format(what, e))
+          except (urllib.error.URLError, OSError, ValueError) as e:
+              sys.exit("planrunner: GET {} failed: {}".format(what, e))
+      sha, branch = env["CI_COMMIT_SHA"], env["CI_COMMIT_BRANCH"]
+      mrs = json.loads(get("/repository/commits/{}/merge_requests".format(sha), "the commit's merge requests"))
+      merged = [m for m in mrs if m.get("state") == "merged" and m.get("target_branch") == branch]
+      if not merged:
+          refuse("{} is not the merge of a merge request into {}".format(sha[:12], branch))
+      iid = merged[0]["iid"]
+      mr = json.loads(get("/merge_requests/{}".format(iid), "merge request !{}".format(iid)))
+      pipeline = (mr.get("head_pipeline") or {}).get("id")
+      if not pipeline:
+          refuse("merge request !{} has no pipeline".format(iid))
+      jobs = json.loads(get("/pipelines/{}/jobs?scope[]=success&per_page=100".format(pipeline), "pipeline {}'s jobs".format(pipeline)))
+      job = next((j["id"] for j in jobs if j.get("name") == "planrunner-review"), None)
+      if job is None:
+          refuse("merge request !{}: pipeline {} has no successful planrunner-review job".format(iid, pipeline))
+      data = get("/jobs/{}/artifacts".format(job), "the artifacts of job {}".format(job))
+      try:
+          with zipfile.ZipFile(io.BytesIO(data)) as archive:
+              names = [n for n in archive.namelist() if n.startswith("saved-plans/") and n.count("/") == 1 and n.endswith(".plan.json")]
+              for name in names:
+                  with open(os.path.join(sys.argv[1], name.split("/")[1]), "wb") as f:
+                      f.write(archive.read(name))
+      except zipfile.BadZipFile as e:
+          sys.exit("planrunner: the artifacts of job {} are not a zip archive: {}".format(job, e))
+      print("saved plans of merge request !{} (pipeline {}, job {}): {}".format(
+          iid, pipeline, job, " ".join(sorted(n.split("/")[1] for n in names)) or "none"))
+      PY
+      fi
     # Every plan gets its apply even when one fails; the ledgers are committed either way.
     - status=0
-    - for plan in "${plans[@]}"; do planrunner apply "$plan" --yes --log-format text || status=$?; done
+    - |
+      for plan in "${plans[@]}"; do
+        if [ "$PLANRUNNER_SAVED_PLANS" = true ]; then
+          # Exactly what was reviewed; refused (exit 2) when the plan changed since.
+          saved="$saved_dir/$(basename "$plan").plan.json"
+          if [ ! -f "$saved" ]; then
+            echo "planrunner: $plan: no saved plan from the merge request's review: not applied" >&2
+            status=2
+            continue
+          fi
+          planrunner apply "$saved" --yes --log-format text || status=$?
+        else
+          planrunner apply "$plan" --yes --log-format text || status=$?
+        fi
+      done
     - git config user.name "planrunner"
     - git config user.email "planrunner@${CI_SERVER_HOST:-localhost}"
     - |
