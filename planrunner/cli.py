@@ -64,7 +64,7 @@ COMMANDS = {
         "planrunner.commands.ledger",
         "inspect, check, compact, export or import a ledger",
     ),
-    "sim": ("planrunner.sim.command", "run the local service simulator (loopback only)"),
+    "sim": ("planrunner.commands.sim", "run the local service simulator (loopback only)"),
     "schema": ("planrunner.commands.schema", "print the plan JSON Schema"),
     "completion": (
         "planrunner.commands.completion",

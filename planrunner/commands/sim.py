@@ -29,6 +29,7 @@ from planrunner.sim.faults import (
     Dialect,
     Faults,
 )
+from planrunner.sim.gateway import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, DEFAULT_TOKEN_TTL
 
 HELP = "run the local service simulator (loopback only)"
 DESCRIPTION = (
@@ -45,9 +46,6 @@ EPILOG = options.exit_codes(
 PARENTS = ()
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
-DEFAULT_TOKEN_TTL = 7200
-DEFAULT_ACCESS_KEY = "sim-access-key"
-DEFAULT_SECRET_KEY = "sim-secret-key"  # noqa: S105 - the simulator's documented default
 _DEFAULT = Dialect()
 
 
