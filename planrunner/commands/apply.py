@@ -505,12 +505,8 @@ def run(req: Request, emit: Callable[[str, dict[str, int]], None] | None = None)
         throttled=runner.rate["throttled"],
         **result.summary,
     )
-    if req.fmt == "json":
-        text = report.render_json(result)
-    else:
-        text = report.render_text(
-            result, verb="Apply", quiet=req.quiet, colour=terminal.use_colour(sys.stdout)
-        )
+    style = report.Style(verb="Apply", quiet=req.quiet, colour=terminal.use_colour(sys.stdout))
+    text = report.RENDERERS[req.fmt](result, style)
     if emit is not None:
         emit(text, result.summary)
     else:

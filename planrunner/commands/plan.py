@@ -133,17 +133,13 @@ def run(
         data = saved.dumps(r.plan, hashlib.sha256(raw).hexdigest(), now, chosen, max_triggers, rows)
         pinned = (out, saved.write(out, data, paths[0], r.ledger))
     if fmt == "json":
-        _write_json(results)
-        text = None
-    elif fmt == "markdown":
-        text = "\n\n".join(report.render_markdown(r, saved=pinned) for r in results)
+        _write_json(results)  # streamed: millions of entries are never one string
     else:
         from planrunner.terminal import use_colour
 
-        colour = use_colour(sys.stdout)
-        text = "\n\n".join(report.render_text(r, colour=colour) for r in results)
-    if text is not None:
-        sys.stdout.write(text + "\n")
+        style = report.Style(colour=use_colour(sys.stdout), saved=pinned)
+        render = report.RENDERERS[fmt]
+        sys.stdout.write("\n\n".join(render(r, style) for r in results) + "\n")
     sys.stdout.flush()
     settled = (Status.DONE, Status.CANCELLED)
     if detailed_exitcode and any(s not in settled for r in results for s in r.summary):

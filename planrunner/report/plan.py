@@ -12,14 +12,18 @@ import orjson
 from planrunner import times
 from planrunner.outcome import Outcome
 from planrunner.plan import Flow, Plan
+from planrunner.report import (
+    FORMAT_VERSION,
+    MARKDOWN_LIMIT,
+    NOTE_ROOM,
+    fit,
+    markdown_marker,
+    md_escape,
+)
 from planrunner.resolve import Entry
 from planrunner.select import Selection
 
-FORMAT_VERSION = 1
-
-MARKDOWN_LIMIT = 60_000
 FOLD_HEAD, FOLD_TAIL = 3, 2  # entries kept before and after a folded run
-NOTE_ROOM = 200  # characters kept free in markdown for the notes on what was left out
 # Order in summaries: what will (or did) happen first, then what needs attention.
 STATUS_ORDER = (
     "pending",
@@ -337,15 +341,6 @@ def render_text(
     return "\n".join(lines)
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def markdown_marker(plan_path: str) -> str:
-    """The first line of a plan's markdown: CI finds (and updates) its comment by it."""
-    return f"<!-- planrunner:{plan_path.replace('--', '-&#45;')} -->"
-
-
 def render_markdown(
     r: Result, limit: int = MARKDOWN_LIMIT, *, saved: tuple[str, str] | None = None
 ) -> str:
@@ -356,9 +351,9 @@ def render_markdown(
     counts = ", ".join(f"**{n}** {s}" for s, n in r.summary.items()) or "nothing"
     head = [
         markdown_marker(r.plan.path),
-        f"### planrunner plan `{_md_escape(r.plan.path)}`",
+        f"### planrunner plan `{md_escape(r.plan.path)}`",
         "",
-        f"{len(r.entries)} entries: {counts}{disabled_note(r.plan)} · now `{times.format_utc(r.now)}` · {_md_escape(r.selection.describe())}",
+        f"{len(r.entries)} entries: {counts}{disabled_note(r.plan)} · now `{times.format_utc(r.now)}` · {md_escape(r.selection.describe())}",
         "",
         "| flow | flowId | zone | entries | first | last | " + " | ".join(PLAN_COLUMNS) + " |",
         "|---|---:|---|---:|---|---|" + "---:|" * 4,
@@ -371,8 +366,8 @@ def render_markdown(
     if saved is not None:
         head[4:4] = [
             "",
-            f"Saved plan `{_md_escape(saved[0])}` · sha256 `{saved[1]}` · "
-            f"`planrunner apply {_md_escape(saved[0])}` applies exactly this",
+            f"Saved plan `{md_escape(saved[0])}` · sha256 `{saved[1]}` · "
+            f"`planrunner apply {md_escape(saved[0])}` applies exactly this",
         ]
     groups = r.by_flow()
     rows: list[str] = []
@@ -387,12 +382,12 @@ def render_markdown(
         last = f"`{flow_rows[-1][0].local_time}`" if flow_rows else ""
         cells = " | ".join(str(per.get(s, 0)) for s in PLAN_COLUMNS)
         rows.append(
-            f"| {_md_escape(flow.name)} | {flow.flow_id} | {flow.zone_name} | {len(flow_rows)} | {first} | {last} | {cells} |"
+            f"| {md_escape(flow.name)} | {flow.flow_id} | {flow.zone_name} | {len(flow_rows)} | {first} | {last} | {cells} |"
         )
         if flow_rows:
             table = [
-                f"<details><summary>{_md_escape(flow.name)}: {len(flow_rows)} entries, "
-                f"{_md_escape(schedule(flow))}</summary>",
+                f"<details><summary>{md_escape(flow.name)}: {len(flow_rows)} entries, "
+                f"{md_escape(schedule(flow))}</summary>",
                 "",
                 "| | time | triggerTime | status |",
                 "|---|---|---:|---|",
@@ -410,7 +405,7 @@ def render_markdown(
             table += ["", "</details>", ""]
             details.append("\n".join(table))
     rows += [
-        f"| {_md_escape(f.name)} | {f.flow_id} | {f.zone_name} | disabled |"
+        f"| {md_escape(f.name)} | {f.flow_id} | {f.zone_name} | disabled |"
         + " |" * (len(MARKDOWN_FIXED_COLUMNS) + len(PLAN_COLUMNS) - 4)
         for f in r.plan.flows
         if not f.enabled
@@ -421,10 +416,9 @@ def render_markdown(
 def _fit(head: list[str], rows: list[str], details: list[str], limit: int) -> str:
     """Join the parts, dropping flow details, then summary rows, until under ``limit``."""
     used = sum(len(x) + 1 for x in head)
-    note_room = NOTE_ROOM
     kept_rows: list[str] = []
     for row in rows:
-        if used + len(row) + 1 + note_room > limit:
+        if used + len(row) + 1 + NOTE_ROOM > limit:
             break
         kept_rows.append(row)
         used += len(row) + 1
@@ -435,14 +429,34 @@ def _fit(head: list[str], rows: list[str], details: list[str], limit: int) -> st
             + " |" * (len(MARKDOWN_FIXED_COLUMNS) + len(PLAN_COLUMNS) - 1)
         )
     out.append("")
-    used = sum(len(x) + 1 for x in out)
-    shown = 0
-    for block in details:
-        if used + len(block) + 1 + note_room > limit:
-            break
-        out.append(block)
-        used += len(block) + 1
-        shown += 1
-    if shown < len(details):
-        out.append(f"_{len(details) - shown} flows' entry lists left out to fit a comment._")
-    return "\n".join(out)
+    return fit(out, details, limit, "_{} flows' entry lists left out to fit a comment._")
+
+
+@dataclass(frozen=True, slots=True)
+class Style:
+    """How a command asks for its rendering: the words and dress around the same result."""
+
+    verb: str = "Plan"  # "Apply" for apply's text
+    quiet: bool = False  # text: the summary line only
+    colour: bool = False  # text: ANSI colours on the markers
+    saved: tuple[str, str] | None = None  # markdown: (path, sha256) of plan --out's file
+
+
+def _as_text(r: Result, style: Style) -> str:
+    return render_text(r, style.verb, quiet=style.quiet, colour=style.colour)
+
+
+def _as_json(r: Result, style: Style) -> str:
+    return render_json(r)
+
+
+def _as_markdown(r: Result, style: Style) -> str:
+    return render_markdown(r, saved=style.saved)
+
+
+# plan's and apply's renderers by --format.
+RENDERERS: dict[str, Callable[[Result, Style], str]] = {
+    "text": _as_text,
+    "json": _as_json,
+    "markdown": _as_markdown,
+}
