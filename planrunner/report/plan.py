@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from planrunner import times
-from planrunner.outcome import Outcome
+from planrunner.outcome import Outcome, Status
 from planrunner.plan import Flow, Plan
 from planrunner.report import (
     FORMAT_VERSION,
@@ -26,28 +26,28 @@ from planrunner.select import Selection
 FOLD_HEAD, FOLD_TAIL = 3, 2  # entries kept before and after a folded run
 # Order in summaries: what will (or did) happen first, then what needs attention.
 STATUS_ORDER = (
-    "pending",
-    "retry",
-    "unknown",
-    "done",
-    "cancelled",
-    "triggered",
-    "reconciled",
-    "skipped",
-    "failed",
+    Status.PENDING,
+    Status.RETRY,
+    Status.UNKNOWN,
+    Status.DONE,
+    Status.CANCELLED,
+    Status.TRIGGERED,
+    Status.RECONCILED,
+    Status.SKIPPED,
+    Status.FAILED,
 )
 PLAN_COLUMNS = STATUS_ORDER[:4]  # the statuses plan's markdown table counts per flow
 MARKDOWN_FIXED_COLUMNS = ("flow", "flowId", "zone", "entries", "first", "last")
 SYMBOLS = {
-    "pending": "+",
-    "retry": "~",
-    "unknown": "?",
-    "done": "=",
-    "cancelled": "x",
-    "triggered": "+",
-    "reconciled": "=",
-    "skipped": "=",
-    "failed": "!",
+    Status.PENDING: "+",
+    Status.RETRY: "~",
+    Status.UNKNOWN: "?",
+    Status.DONE: "=",
+    Status.CANCELLED: "x",
+    Status.TRIGGERED: "+",
+    Status.RECONCILED: "=",
+    Status.SKIPPED: "=",
+    Status.FAILED: "!",
 }
 
 
@@ -74,12 +74,12 @@ class Result:
     now: int
     entries: Sequence[Entry]
     outcomes: Mapping[str, Outcome]
-    default: str = "pending"
+    default: Status = Status.PENDING
     selection: Selection = field(default_factory=Selection)
     orphans: list[tuple[str, str, str | None]] = field(default_factory=list)
     error: str | None = None
     rate: dict[str, float | int | None] | None = None  # apply: the send rate learned from 429s
-    summary: dict[str, int] = field(default_factory=dict)
+    summary: dict[str, int] = field(default_factory=dict, init=False)  # Status -> count, in STATUS_ORDER
     _per_entry: list[Outcome | None] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -109,7 +109,7 @@ class Result:
         """Outcomes aligned with ``entries`` (None: the default status)."""
         return self._per_entry or [None] * len(self.entries)
 
-    def status_of(self, outcome: Outcome | None) -> str:
+    def status_of(self, outcome: Outcome | None) -> Status:
         """The status an entry with ``outcome`` shows."""
         return self.default if outcome is None else outcome.status
 
@@ -200,7 +200,7 @@ def write_json(r: Result, write: Callable[[str], object]) -> None:
 class Folded:
     """A run of ``count`` entries with one status, left out of a listing."""
 
-    status: str
+    status: Status
     count: int
 
 
@@ -284,7 +284,7 @@ def disabled_note(plan: Plan) -> str:
     return f"; {n} flow{'s' if n != 1 else ''} disabled" if n else ""
 
 
-def _marker(status: str, colour: bool) -> str:
+def _marker(status: Status, colour: bool) -> str:
     symbol = SYMBOLS.get(status, " ")
     return f"{COLOURS[symbol]}{symbol}{RESET}" if colour and symbol in COLOURS else symbol
 
@@ -374,7 +374,7 @@ def render_markdown(
     details: list[str] = []
     for flow in r.flows():
         flow_rows = groups[flow.name]
-        per: dict[str, int] = {}
+        per: dict[Status, int] = {}
         for _, o in flow_rows:
             s = r.status_of(o)
             per[s] = per.get(s, 0) + 1
