@@ -130,6 +130,15 @@ def check(
     return checked
 
 
+def read_plan(path: str, environ: Mapping[str, str] | None = None) -> Plan:
+    """The plan at ``path``, not resolved (doctor, ``ledger log --flow``); :class:`PlanInvalid`
+    with every YAML, schema and semantic problem, as ``check`` words them."""
+    reading = planlib.read(path, environ)
+    if reading.problems or reading.plan is None:
+        raise PlanInvalid([p.text(path) for p in _ordered([locate(p, reading.doc) for p in reading.problems])])
+    return reading.plan
+
+
 def server_zone_risk(plan: Plan, entries: list[Entry], now: int) -> Problem | None:
     """A warning when ``target.serverTimezone`` has daylight saving in the plan's years: the
     service writes instance times without an offset, so a time in the repeated hour names

@@ -90,9 +90,9 @@ def _target(
     zone = None
     written = None
     if plan_path is not None:
-        from planrunner import plan as planlib
+        from planrunner.checking import read_plan
 
-        plan = planlib.load(plan_path)
+        plan = read_plan(plan_path)
         t = plan.target
         raw = plan.raw_target.get("gateway")
         written = raw if gateway is None and isinstance(raw, str) else None

@@ -206,9 +206,9 @@ def _flow_ids(plan_path: str | None, pattern: str) -> set[tuple[str, int]]:
         return set()
     import fnmatch
 
-    from planrunner import plan as planlib
+    from planrunner.checking import read_plan
 
-    p = planlib.load(plan_path)
+    p = read_plan(plan_path)
     names = [f.name for f in p.flows]
     if not fnmatch.filter(names, pattern):
         raise UsageError(f'--flow "{pattern}" matches no flow of the plan (flows: {", ".join(names)})')
@@ -236,9 +236,9 @@ def log(args: argparse.Namespace) -> int:
     since, until = _time_bound("--since", args.since), _time_bound("--until", args.until)
     labels: dict[tuple[str, int], tuple[str, Any]] = {}
     if args.plan:
-        from planrunner import plan as planlib
+        from planrunner.checking import read_plan
 
-        labels = ledgertools.flow_labels(planlib.load(args.plan))
+        labels = ledgertools.flow_labels(read_plan(args.plan))
     backend = ledger.open_ledger(_place(args))
     records = list(backend.records())
     runs = ledgertools.attempt_runs(rec for _, rec in records)
