@@ -434,7 +434,7 @@ def run(req: Request, emit: Callable[[str, dict[str, int]], None] | None = None)
                 backend.name,
                 req.now,
                 entries,
-                ledger.PlanOutcomes(folded),
+                report.plan_statuses(folded),
                 selection=req.selection,
             )
             sys.stderr.write(

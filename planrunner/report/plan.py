@@ -6,11 +6,13 @@ import io
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from planrunner import times
-from planrunner.outcome import Outcome, Status
+from planrunner.outcome import KeyStatus, Outcome, Status
 from planrunner.plan import Flow, Plan
 from planrunner.report import (
     FORMAT_VERSION,
@@ -22,6 +24,9 @@ from planrunner.report import (
 )
 from planrunner.resolve import Entry
 from planrunner.select import Selection
+
+if TYPE_CHECKING:
+    from planrunner.ledger import Folded
 
 FOLD_HEAD, FOLD_TAIL = 3, 2  # entries kept before and after a folded run
 # Order in summaries: what will (or did) happen first, then what needs attention.
@@ -121,6 +126,77 @@ class Result:
         return groups
 
 
+_new_outcome = partial(tuple.__new__, Outcome)  # an Outcome without a Python-level call
+
+
+def _key_order(key: str) -> tuple[int, str]:
+    """Sort keys by trigger time, then the rest."""
+    head, _, tail = key.rpartition("/")
+    return (int(tail) if tail.isdigit() else 0, head)
+
+
+class PlanStatuses(Mapping[str, Outcome]):
+    """A read-only view of a ledger fold as ``plan`` shows it, built per key on demand:
+    done or cancelled; unknown; retry (a failed key: apply sends it again); pending keys
+    have no outcome (``Result.default``)."""
+
+    def __init__(self, folded: Folded) -> None:
+        self._folded = folded
+
+    @property
+    def folded(self) -> Folded:
+        """The fold this view reads."""
+        return self._folded
+
+    def orphans(self) -> list[tuple[str, str, str | None]]:
+        """(key, status, flowInstanceId) of done or unknown keys the plan no longer yields."""
+        out = []
+        for key, state in sorted(self._folded.orphans.items(), key=lambda kv: _key_order(kv[0])):
+            if state.done:
+                status = Status.CANCELLED if key in self._folded.cancelled else Status.DONE
+                out.append((key, str(status), state.flow_instance_id))
+            elif state.status == KeyStatus.UNKNOWN:
+                out.append((key, str(Status.UNKNOWN), None))
+        return out
+
+    def get(self, key: str, default: Any = None) -> Any:
+        folded = self._folded
+        done = folded.done
+        if key in done:
+            status = Status.CANCELLED if key in folded.cancelled else Status.DONE
+            return _new_outcome((status, done[key], None))
+        state = folded.open.get(key)
+        if state is not None:
+            key_status = state.status
+            if key_status == KeyStatus.UNKNOWN:
+                return Outcome(Status.UNKNOWN)
+            if key_status == KeyStatus.FAILED:
+                return Outcome(Status.RETRY, None, state.error)
+        return default
+
+    def __getitem__(self, key: str) -> Outcome:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._folded.done
+        yield from (k for k in self._folded.open if self.get(k) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __bool__(self) -> bool:
+        return bool(self._folded.done or self._folded.open)
+
+
+def plan_statuses(folded: Folded) -> PlanStatuses:
+    """What ``plan`` (and apply's preview) shows per key of a ledger fold: the presentation
+    rule (``retry`` is a report word) kept out of the ledger."""
+    return PlanStatuses(folded)
+
+
 def _quote(value: str | None) -> str:
     return orjson.dumps(value).decode()
 
@@ -197,14 +273,14 @@ def write_json(r: Result, write: Callable[[str], object]) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Folded:
+class HiddenRun:
     """A run of ``count`` entries with one status, left out of a listing."""
 
     status: Status
     count: int
 
 
-def _fold(r: Result, rows: Sequence[Row], head: int, tail: int) -> Iterator[Row | Folded]:
+def _fold(r: Result, rows: Sequence[Row], head: int, tail: int) -> Iterator[Row | HiddenRun]:
     """Rows, with long runs of one status cut to their first and last few.
 
     A run never spans a UTC-offset change: the entries on both sides of a daylight-saving
@@ -220,7 +296,7 @@ def _fold(r: Result, rows: Sequence[Row], head: int, tail: int) -> Iterator[Row 
             j += 1
         if j - i > head + tail + 1:
             yield from rows[i : i + head]
-            yield Folded(status, j - i - head - tail)
+            yield HiddenRun(status, j - i - head - tail)
             yield from rows[j - tail : j]
         else:
             yield from rows[i:j]
@@ -320,7 +396,7 @@ def render_text(
         lines.append(f"  first {first.local_time}  {first.trigger_time}")
         lines.append(f"  last  {last.local_time}  {last.trigger_time}")
         for row in _fold(r, rows, FOLD_HEAD, FOLD_TAIL):
-            if isinstance(row, Folded):
+            if isinstance(row, HiddenRun):
                 lines.append(f"    ... {row.count:,} more {row.status} ...")
                 continue
             item, o = row
@@ -393,7 +469,7 @@ def render_markdown(
                 "|---|---|---:|---|",
             ]
             for row in _fold(r, flow_rows, FOLD_HEAD, FOLD_TAIL):
-                if isinstance(row, Folded):
+                if isinstance(row, HiddenRun):
                     table.append(f"| | … {row.count} more {row.status} … | | |")
                 else:
                     item, o = row
