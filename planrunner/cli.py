@@ -1,7 +1,7 @@
 """Command line: the parser, dispatch, the one error handler and the exit codes.
 
 Each command lives in ``planrunner/commands/`` (one module per command, as pre-commit
-arranges its own): its help, its options (``add_arguments``) and its ``main``. Command
+arranges its own): its description, its options (``add_arguments``) and its ``main``. Command
 modules import their heavy parts inside ``main``, so ``validate`` does not pay for HTTP or
 the simulator.
 """

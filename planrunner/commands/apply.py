@@ -28,7 +28,6 @@ from planrunner.outcome import Outcome, Status
 from planrunner.saved import Saved
 from planrunner.select import Selection
 
-HELP = "trigger every entry not yet done, exactly once"
 DESCRIPTION = (
     "Resolve a plan, reconcile unknown outcomes, and trigger each entry that is not done, "
     "recording every step in the ledger first. Re-running never triggers an entry twice. "

@@ -17,7 +17,6 @@ from planrunner import enos, protocol
 from planrunner.commands import options
 from planrunner.errors import EXIT_FAILED, EXIT_OK, PlanrunnerError, UsageError
 
-HELP = "check a real gateway's assumptions without changing anything"
 DESCRIPTION = (
     "Check a gateway without changing anything: token, signature, API version, server time "
     "zone and clock skew, how a missing instance is answered, Search, and for a plan the "

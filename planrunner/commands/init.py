@@ -20,7 +20,6 @@ from planrunner import REPOSITORY, __version__
 from planrunner.commands import options
 from planrunner.errors import EXIT_OK, UsageError
 
-HELP = "set up a repository: .gitattributes, .gitignore, example plan, schema, CI workflow"
 DESCRIPTION = (
     "Write what a repository of plans needs: .gitattributes (*.ledger.jsonl merge=union), "
     ".gitignore (*.ledger.jsonl.lock, *.sim.ledger.jsonl), plans/example.yaml with the editor "

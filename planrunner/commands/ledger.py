@@ -11,7 +11,6 @@ import orjson
 from planrunner.commands import options
 from planrunner.errors import EXIT_OK, UsageError
 
-HELP = "inspect, check, compact, export or import a ledger"
 DESCRIPTION = (
     "Work on a ledger (a JSON-lines file or a PostgreSQL URL): show its history (log), check "
     "every line (verify), rewrite it to the fewest records that fold to the same states "

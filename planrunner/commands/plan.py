@@ -15,7 +15,6 @@ from planrunner.select import Selection
 if TYPE_CHECKING:
     from planrunner import report
 
-HELP = "dry run: what apply would trigger"
 DESCRIPTION = (
     "Resolve a plan and show each entry with its status from the ledger (pending, retry, "
     "done, unknown, cancelled). Reads the ledger without taking its lock; sends nothing. "

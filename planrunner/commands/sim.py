@@ -31,7 +31,6 @@ from planrunner.sim.faults import (
 )
 from planrunner.sim.gateway import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, DEFAULT_TOKEN_TTL
 
-HELP = "run the local service simulator (loopback only)"
 DESCRIPTION = (
     "Serve a simulator of the EnOS API gateway and Data Flow batch service on loopback, "
     "speaking the service as the vendor documents it, with a switch for every undocumented "

@@ -16,7 +16,6 @@ from planrunner.checking import Checked, Located
 from planrunner.commands import options
 from planrunner.errors import EXIT_INVALID, EXIT_OK, UsageError
 
-HELP = "check plans: schema, cron, zones, windows"
 DESCRIPTION = (
     "Check each plan against the schema and every semantic rule; report every problem as "
     "file:line:col. An unset ${VAR} is a warning (plan and apply need it set). "
