@@ -44,11 +44,12 @@ EPILOG = options.exit_codes(
     (130, "interrupted; requests in flight were finished and recorded"),
     example="planrunner apply plans/backfill.yaml --yes",
 )
-PARENTS = ("many_plans", "selecting")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """apply's own options."""
+    """apply's options."""
+    options.add_plan(p, many=True)
+    options.add_selecting(p)
     options.add_format(p, "json")
     p.add_argument(
         "--sim",
@@ -119,20 +120,20 @@ def request(args: argparse.Namespace, path: str, moment: int) -> Request:
             selection(args.flow, args.exclude, args.start, args.end),
         )
     return Request(
-        plan_path,
-        ledger_spec(args.ledger),
-        moment,
-        args.format,
-        args.yes,
-        args.gateway,
-        args.sim,
-        engine.Options(
+        plan_path=plan_path,
+        ledger_path=ledger_spec(args.ledger),
+        now=moment,
+        fmt=args.format,
+        yes=args.yes,
+        gateway=args.gateway,
+        sim=args.sim,
+        options=engine.Options(
             concurrency=args.concurrency, rate=args.rate, retry_unknown=args.retry_unknown
         ),
-        args.lock_timeout,
-        most,
-        args.quiet,
-        chosen,
+        lock_timeout=args.lock_timeout,
+        max_triggers=most,
+        quiet=args.quiet,
+        selection=chosen,
         saved=pinned,
         again=again_command(args),
     )
@@ -230,7 +231,7 @@ ENV_DUPLICATE_WAIT = "PLANRUNNER_DUPLICATE_WAIT"
 SIM_RUN_SECONDS = 0.05  # how long the embedded simulator's instances run
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)  # fourteen fields: never by position
 class Request:
     """Everything ``apply`` was asked to do."""
 

@@ -21,7 +21,6 @@ DESCRIPTION = (
 EPILOG = options.exit_codes(
     (0, "printed"), (2, "unknown shell"), example='eval "$(planrunner completion bash)"'
 )
-PARENTS = ()
 SHELLS = ("bash", "zsh", "fish")
 
 

@@ -28,7 +28,6 @@ EPILOG = options.exit_codes(
     (2, "bad usage"),
     example="planrunner doctor plans/backfill.yaml --format json",
 )
-PARENTS = ()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

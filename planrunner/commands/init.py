@@ -31,7 +31,6 @@ EPILOG = options.exit_codes(
     (2, "DIR is not a directory, or a file to write is a symbolic link"),
     example="planrunner init .",
 )
-PARENTS = ()
 
 GITATTRIBUTES_LINES = ("*.ledger.jsonl merge=union",)
 # The lock apply holds while it runs, and the ledgers of --sim runs: neither is committed.

@@ -23,7 +23,6 @@ EPILOG = options.exit_codes(
     (3, "the ledger is locked, unreadable or corrupt; verify: a problem found"),
     example="planrunner ledger log plans/backfill.yaml --flow sales-daily-backfill",
 )
-PARENTS = ()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -28,11 +28,12 @@ EPILOG = options.exit_codes(
     (4, "--detailed-exitcode: some entries are not done yet"),
     example="planrunner plan plans/backfill.yaml --format markdown",
 )
-PARENTS = ("resolving", "selecting")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """plan's own options."""
+    """plan's options."""
+    options.add_resolving(p)
+    options.add_selecting(p)
     p.add_argument("plans", nargs="+", metavar="PLAN", help="plan files (YAML)")
     p.add_argument(
         "--ledger",

@@ -13,7 +13,6 @@ DESCRIPTION = (
     "repository for editors: planrunner schema > schemas/plan.schema.json"
 )
 EPILOG = options.exit_codes((0, "printed"), example="planrunner schema > schemas/plan.schema.json")
-PARENTS = ()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

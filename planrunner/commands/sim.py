@@ -42,7 +42,6 @@ EPILOG = options.exit_codes(
     (2, "bad usage: a non-loopback host, a bad flows file, a bad fault"),
     example="planrunner sim --port 0 --flows plans/sim-flows.yaml --api v2.1 --server-zone UTC",
 )
-PARENTS = ()
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 _DEFAULT = Dialect()

@@ -26,12 +26,13 @@ EPILOG = options.exit_codes(
     (2, "a plan is invalid or unreadable"),
     example="planrunner validate plans/*.yaml --format github",
 )
-PARENTS = ("resolving",)
 
 STDIN_NAME = "<stdin>"
 
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """validate's own options."""
+    """validate's options."""
+    options.add_resolving(p)
     p.add_argument("plans", nargs="+", metavar="PLAN", help="plan files (YAML); - reads stdin")
     p.add_argument(
         "--format",
