@@ -19,7 +19,7 @@ from testing import write_plan
 AWKWARD = ['say "hi"', "back\\slash\\", "ünïcødé ✓ 中文", "nul\x00 bell\x07 tab\t nl\n del\x7f", "\u2028sep"]
 
 
-def _awkward_result(tmp_path: Path, name: str) -> tuple[report.Result, list[Any]]:
+def _awkward_result(tmp_path: Path, name: str) -> tuple[report.PlanResult, list[Any]]:
     plan_path = write_plan(tmp_path, '  - {name: f, flowId: 7, at: ["2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"]}\n')
     odd = tmp_path / f"{name.replace('/', '_').replace(chr(0), '_')}.yaml"
     odd.write_bytes(plan_path.read_bytes())
@@ -27,7 +27,7 @@ def _awkward_result(tmp_path: Path, name: str) -> tuple[report.Result, list[Any]
     plan = plan.__class__(str(odd), plan.target, plan.flows, plan.raw_target)
     entries = [e._replace(flow=name, org_id=name) for e in entries]
     outcomes = {entries[0].key: Outcome(Status.FAILED, name, name)}
-    r = report.Result(plan, name, 0, entries, outcomes, orphans=[(name, name, name)], error=name)
+    r = report.PlanResult(plan, name, 0, entries, outcomes, orphans=[(name, name, name)], error=name)
     return r, entries
 
 

@@ -429,7 +429,7 @@ def run(req: Request, emit: Callable[[str, dict[str, int]], None] | None = None)
             )
         elif not req.yes:
             # What will be sent, per flow, before the question (as terraform apply shows it).
-            preview = report.Result(
+            preview = report.PlanResult(
                 plan,
                 backend.name,
                 req.now,
@@ -487,7 +487,7 @@ def run(req: Request, emit: Callable[[str, dict[str, int]], None] | None = None)
                 progress.close()
         seconds = time.monotonic() - started
     stopped = runner.fatal if runner.fatal is not None and not interrupts.seen else None
-    result = report.Result(
+    result = report.PlanResult(
         plan,
         backend.name,
         req.now,

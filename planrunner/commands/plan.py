@@ -98,7 +98,7 @@ def run(
     if out is not None and len(paths) != 1:
         raise UsageError("--out saves one plan: give exactly one PLAN")
     chosen = chosen or Selection()
-    results: list[report.Result] = []
+    results: list[report.PlanResult] = []
     problems: list[str] = []
     raw = None
     if paths.count("-") > 1:
@@ -147,7 +147,7 @@ def run(
     return EXIT_OK
 
 
-def _write_json(results: list[report.Result]) -> None:
+def _write_json(results: list[report.PlanResult]) -> None:
     """Stream the JSON to stdout; several plans as ``{"formatVersion": 1, "plans": [...]}``."""
     from planrunner.report import FORMAT_VERSION, write_json
 
@@ -170,7 +170,7 @@ def _result(
     max_triggers: int,
     sim: bool,
     chosen: Selection,
-) -> report.Result:
+) -> report.PlanResult:
     """One plan resolved, with each entry's status from the ledger."""
     from planrunner import checking, log, report
     from planrunner import ledger as ledgerlib
@@ -206,6 +206,6 @@ def _result(
             ledger=backend.name,
             holder=holder,
         )
-    return report.Result(
+    return report.PlanResult(
         p, backend.name, now, entries, outcomes, selection=chosen, orphans=outcomes.orphans()
     )

@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from planrunner.checking import Checked, Located
+from planrunner.checking import Located, PlanCheck
 from planrunner.commands import options
 from planrunner.errors import EXIT_INVALID, EXIT_OK, UsageError
 
@@ -61,7 +61,7 @@ def run(paths: Sequence[str], now: int, max_triggers: int, fmt: str = "text") ->
     return EXIT_OK if all(r.ok for r in results) else EXIT_INVALID
 
 
-def check(path: str, now: int, max_triggers: int) -> Checked:
+def check(path: str, now: int, max_triggers: int) -> PlanCheck:
     """Check one plan (``-``: standard input): every problem, unset ``${VAR}`` as warnings."""
     from planrunner import checking
 
@@ -71,5 +71,5 @@ def check(path: str, now: int, max_triggers: int) -> Checked:
         checked = checking.check(name, now, max_triggers, env_missing="warn", raw=raw)
     except UsageError as e:  # unreadable, too large
         message = str(e).removeprefix(f"{name}: ")
-        return Checked(name, None, [], [Located(None, None, "", message, "error")])
+        return PlanCheck(name, None, [], [Located(None, None, "", message, "error")])
     return checked

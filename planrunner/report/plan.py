@@ -71,7 +71,7 @@ Row = tuple[Entry, "Outcome | None"]
 
 
 @dataclass(slots=True)
-class Result:
+class PlanResult:
     """Entries with their statuses, ready to render."""
 
     plan: Plan
@@ -138,7 +138,7 @@ def _key_order(key: str) -> tuple[int, str]:
 class PlanStatuses(Mapping[str, Outcome]):
     """A read-only view of a ledger fold as ``plan`` shows it, built per key on demand:
     done or cancelled; unknown; retry (a failed key: apply sends it again); pending keys
-    have no outcome (``Result.default``)."""
+    have no outcome (``PlanResult.default``)."""
 
     def __init__(self, folded: Folded) -> None:
         self._folded = folded
@@ -201,7 +201,7 @@ def _quote(value: str | None) -> str:
     return orjson.dumps(value).decode()
 
 
-def render_json(r: Result) -> str:
+def render_json(r: PlanResult) -> str:
     """One JSON object (README, "plan --format json"); one entry per line for diffs."""
     out = io.StringIO()
     write_json(r, out.write)
@@ -211,7 +211,7 @@ def render_json(r: Result) -> str:
 JSON_CHUNK = 20_000  # entries per write: the output of millions of entries is never one string
 
 
-def write_json(r: Result, write: Callable[[str], object]) -> None:
+def write_json(r: PlanResult, write: Callable[[str], object]) -> None:
     """:func:`render_json`'s text, written a chunk of entries at a time (constant memory)."""
     head = {
         "formatVersion": FORMAT_VERSION,
@@ -280,7 +280,7 @@ class HiddenRun:
     count: int
 
 
-def _fold(r: Result, rows: Sequence[Row], head: int, tail: int) -> Iterator[Row | HiddenRun]:
+def _fold(r: PlanResult, rows: Sequence[Row], head: int, tail: int) -> Iterator[Row | HiddenRun]:
     """Rows, with long runs of one status cut to their first and last few.
 
     A run never spans a UTC-offset change: the entries on both sides of a daylight-saving
@@ -331,7 +331,7 @@ def gap_moved(flow: Flow, entry: Entry) -> bool:
     return rest != 0 or minute not in cron.minutes or hour not in cron.hours
 
 
-def orphan_lines(r: Result, limit: int = 5) -> list[str]:
+def orphan_lines(r: PlanResult, limit: int = 5) -> list[str]:
     """The count and first few ledger keys the plan no longer yields (as Terraform reports)."""
     if not r.orphans:
         return []
@@ -345,7 +345,7 @@ def orphan_lines(r: Result, limit: int = 5) -> list[str]:
     return lines
 
 
-def _summary_line(r: Result, verb: str) -> str:
+def _summary_line(r: PlanResult, verb: str) -> str:
     parts = [f"{n:,} {s}" for s, n in r.summary.items()]
     total = len(r.entries)
     line = f"{verb}: {total:,} entries" + (f" ({', '.join(parts)})" if parts else "")
@@ -366,7 +366,7 @@ def _marker(status: Status, colour: bool) -> str:
 
 
 def render_text(
-    r: Result, verb: str = "Plan", *, quiet: bool = False, colour: bool = False
+    r: PlanResult, verb: str = "Plan", *, quiet: bool = False, colour: bool = False
 ) -> str:
     """Per flow a header, its first and last time, and its entries with runs folded."""
     if quiet:
@@ -418,7 +418,7 @@ def render_text(
 
 
 def render_markdown(
-    r: Result, limit: int = MARKDOWN_LIMIT, *, saved: tuple[str, str] | None = None
+    r: PlanResult, limit: int = MARKDOWN_LIMIT, *, saved: tuple[str, str] | None = None
 ) -> str:
     """A summary and per-flow tables for a pull-request comment, always under ``limit``.
 
@@ -518,20 +518,20 @@ class Style:
     saved: tuple[str, str] | None = None  # markdown: (path, sha256) of plan --out's file
 
 
-def _as_text(r: Result, style: Style) -> str:
+def _as_text(r: PlanResult, style: Style) -> str:
     return render_text(r, style.verb, quiet=style.quiet, colour=style.colour)
 
 
-def _as_json(r: Result, style: Style) -> str:
+def _as_json(r: PlanResult, style: Style) -> str:
     return render_json(r)
 
 
-def _as_markdown(r: Result, style: Style) -> str:
+def _as_markdown(r: PlanResult, style: Style) -> str:
     return render_markdown(r, saved=style.saved)
 
 
 # plan's and apply's renderers by --format.
-RENDERERS: dict[str, Callable[[Result, Style], str]] = {
+RENDERERS: dict[str, Callable[[PlanResult, Style], str]] = {
     "text": _as_text,
     "json": _as_json,
     "markdown": _as_markdown,

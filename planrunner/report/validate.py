@@ -11,12 +11,12 @@ import json
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from planrunner.checking import Checked, Located
+from planrunner.checking import Located, PlanCheck
 from planrunner.report import FORMAT_VERSION
 from planrunner.report.plan import disabled_note
 
 
-def ok_line(r: Checked) -> str:
+def ok_line(r: PlanCheck) -> str:
     """``path: ok (N entries in M flows; ...)``: what a valid plan yields."""
     warned = sum(1 for p in r.problems if p.severity == "warning")
     note = f"; {warned} warning{'s' if warned != 1 else ''}" if warned else ""
@@ -50,7 +50,7 @@ def github_command(name: str, p: Located) -> str:
     return f"::{p.severity} {','.join(props)}::{_escape_data(text)}"
 
 
-def write_text(results: Sequence[Checked], out: TextIO, err: TextIO) -> None:
+def write_text(results: Sequence[PlanCheck], out: TextIO, err: TextIO) -> None:
     """Every problem on ``err``, an ok line per valid plan on ``out``."""
     for r in results:
         for p in r.problems:
@@ -59,7 +59,7 @@ def write_text(results: Sequence[Checked], out: TextIO, err: TextIO) -> None:
             out.write(ok_line(r) + "\n")
 
 
-def write_json(results: Sequence[Checked], out: TextIO, err: TextIO) -> None:
+def write_json(results: Sequence[PlanCheck], out: TextIO, err: TextIO) -> None:
     """One object: each plan's path, whether it is valid, and its problems."""
     doc = {
         "formatVersion": FORMAT_VERSION,
@@ -71,7 +71,7 @@ def write_json(results: Sequence[Checked], out: TextIO, err: TextIO) -> None:
     out.write(json.dumps(doc, ensure_ascii=False) + "\n")
 
 
-def write_github(results: Sequence[Checked], out: TextIO, err: TextIO) -> None:
+def write_github(results: Sequence[PlanCheck], out: TextIO, err: TextIO) -> None:
     """A workflow command per problem, an ok line per valid plan, all on ``out``."""
     for r in results:
         for p in r.problems:
@@ -81,7 +81,7 @@ def write_github(results: Sequence[Checked], out: TextIO, err: TextIO) -> None:
 
 
 # validate's renderers by --format: each writes to (stdout, stderr).
-RENDERERS: dict[str, Callable[[Sequence[Checked], TextIO, TextIO], None]] = {
+RENDERERS: dict[str, Callable[[Sequence[PlanCheck], TextIO, TextIO], None]] = {
     "text": write_text,
     "json": write_json,
     "github": write_github,
