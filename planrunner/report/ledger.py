@@ -11,10 +11,12 @@ from typing import Any
 
 import orjson
 
+from planrunner.outcome import Event
 from planrunner.report import FORMAT_VERSION
 
 # The fields every record has: the text shows the others after the event.
 COMMON_FIELDS = frozenset({"v", "event", "key", "flowId", "orgId", "triggerTime", "attempt", "at"})
+EVENT_WIDTH = max(len(e) for e in Event)  # events line up in the text: "reconciled" is 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +77,7 @@ def history_text(h: History) -> str:
         lines.append(f"{k['time']}{names}  {state}  ({k['key']})")
         for rec in k["records"]:
             lines.append(
-                f"  {rec['at']!s}  {rec['event']:<10}  {rec['attempt']}  {details({kk: vv for kk, vv in rec.items() if kk != 'where'})}"
+                f"  {rec['at']!s}  {rec['event']:<{EVENT_WIDTH}}  {rec['attempt']}  {details({kk: vv for kk, vv in rec.items() if kk != 'where'})}"
             )
     if not h.keys:
         lines.append("no records match")
