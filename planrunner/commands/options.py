@@ -1,4 +1,4 @@
-"""Option types and the option groups several commands share (argparse parents)."""
+"""Option types and the options several commands share (options.add_* in add_arguments)."""
 
 from __future__ import annotations
 
