@@ -61,7 +61,7 @@ def write_plan(
     path: Path, url: str, flows: int, per_flow: int, first_id: int
 ) -> list[tuple[int, int]]:
     """A plan of ``flows`` x ``per_flow`` entries 5 minutes apart; its (flowId, triggerTime)s."""
-    from planrunner import plan as planlib
+    from planrunner.checking import read_plan
     from planrunner.resolve import resolve
 
     path.write_text(
@@ -72,7 +72,7 @@ def write_plan(
             for i in range(flows)
         )
     )
-    return [(e.flow_id, e.trigger_time) for e in resolve(planlib.load(str(path)), 0, 1_000_000)[0]]
+    return [(e.flow_id, e.trigger_time) for e in resolve(read_plan(str(path)), 0, 1_000_000)[0]]
 
 
 def naive(url: str, entries: list[tuple[int, int]], ledger_path: Path) -> float:

@@ -110,10 +110,10 @@ def fold_seconds(path: Path, keys: set[str]) -> float:
 
 
 def plan_keys(plan: Path) -> set[str]:
-    from planrunner import plan as planlib
+    from planrunner.checking import read_plan
     from planrunner.resolve import resolve
 
-    return {e.key for e in resolve(planlib.load(str(plan)), 0, 300_000)[0]}
+    return {e.key for e in resolve(read_plan(str(plan)), 0, 300_000)[0]}
 
 
 def plan_process(plan: Path, ledger_spec: str, runs: int) -> tuple[float, float]:

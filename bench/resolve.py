@@ -71,10 +71,10 @@ def cronsim_loop(expr: str, zone: str) -> list[int]:
 
 
 def planrunner_resolve(path: Path) -> list[int]:
-    from planrunner import plan as planlib
+    from planrunner.checking import read_plan
     from planrunner.resolve import resolve
 
-    return [e.trigger_time for e in resolve(planlib.load(str(path)), 0, 200_000)[0]]
+    return [e.trigger_time for e in resolve(read_plan(str(path)), 0, 200_000)[0]]
 
 
 def collect(runs: int) -> list[Table]:

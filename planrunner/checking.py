@@ -2,7 +2,7 @@
 
 The checker collects; the commands render (as check-jsonschema's checker and reporter do).
 Data flows one way: plan file -> :func:`planrunner.plan.read` -> :func:`resolve` ->
-:class:`Checked`, with nothing climbing back to render problems.
+:class:`PlanCheck`, with nothing climbing back to render problems.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def locate(problem: Problem, doc: Document | None, severity: str | None = None) 
 
 
 @dataclass(slots=True)
-class Checked:
+class PlanCheck:
     """What checking one plan found: the plan and its entries when valid, and every problem."""
 
     name: str
@@ -108,7 +108,7 @@ def check(
     raw: bytes | None = None,
     environ: Mapping[str, str] | None = None,
     name: str | None = None,
-) -> Checked:
+) -> PlanCheck:
     """Read, validate and resolve the plan at ``path``, collecting every problem.
 
     ``env_missing="warn"`` (validate) reports an unset ``${VAR}`` as a warning. A file
@@ -117,7 +117,7 @@ def check(
     reading = planlib.read(path, environ, env_missing=env_missing, raw=raw)
     found = [locate(p, reading.doc) for p in reading.problems]
     found += [locate(p, reading.doc, "warning") for p in reading.warnings]
-    checked = Checked(name or path, None)
+    checked = PlanCheck(name or path, None)
     if reading.plan is not None:
         entries, problems = resolve(reading.plan, now, max_triggers)
         found += [locate(p, reading.doc) for p in problems]
@@ -128,6 +128,15 @@ def check(
         checked.entries = entries
     checked.problems = _ordered(found)
     return checked
+
+
+def read_plan(path: str, environ: Mapping[str, str] | None = None) -> Plan:
+    """The plan at ``path``, not resolved (doctor, ``ledger log --flow``); :class:`PlanInvalid`
+    with every YAML, schema and semantic problem, as ``check`` words them."""
+    reading = planlib.read(path, environ)
+    if reading.problems or reading.plan is None:
+        raise PlanInvalid([p.text(path) for p in _ordered([locate(p, reading.doc) for p in reading.problems])])
+    return reading.plan
 
 
 def server_zone_risk(plan: Plan, entries: list[Entry], now: int) -> Problem | None:

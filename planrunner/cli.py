@@ -1,7 +1,7 @@
 """Command line: the parser, dispatch, the one error handler and the exit codes.
 
 Each command lives in ``planrunner/commands/`` (one module per command, as pre-commit
-arranges its own): its help, its options (``add_arguments``) and its ``main``. Command
+arranges its own): its description, its options (``add_arguments``) and its ``main``. Command
 modules import their heavy parts inside ``main``, so ``validate`` does not pay for HTTP or
 the simulator.
 """
@@ -64,7 +64,7 @@ COMMANDS = {
         "planrunner.commands.ledger",
         "inspect, check, compact, export or import a ledger",
     ),
-    "sim": ("planrunner.sim.command", "run the local service simulator (loopback only)"),
+    "sim": ("planrunner.commands.sim", "run the local service simulator (loopback only)"),
     "schema": ("planrunner.commands.schema", "print the plan JSON Schema"),
     "completion": (
         "planrunner.commands.completion",
@@ -85,13 +85,6 @@ def command_in(argv: Sequence[str]) -> str | None:
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The command-line grammar; with ``only``, that command's options in full and the
     others by name (so that running one command imports only its own module)."""
-    parents = {
-        "resolving": options.resolving(),
-        "one_plan": options.one_plan(),
-        "many_plans": options.one_plan(many=True),
-        "one_plan_no_resolving": options.one_plan(with_resolving=False),
-        "selecting": options.selecting(),
-    }
     parser = options.Parser(
         prog="planrunner",
         description="Apply version-controlled trigger plans to the EnOS Data Flow batch service, exactly once.",
@@ -108,14 +101,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         module = _module(name)
         p = sub.add_parser(
             name,
-            parents=[*(parents[x] for x in getattr(module, "PARENTS", ()))],
+            parents=options.parents(*getattr(module, "PARENTS", ())),
             help=help_text,
             description=getattr(module, "DESCRIPTION", None),
             epilog=getattr(module, "EPILOG", None),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        module.add_arguments(p)  # the shared options through options.add_*, then its own
         options.add_common(p, depth=1)
-        module.add_arguments(p)
         for nested in _children(p):  # ledger log, ledger verify, ...: every command takes them
             options.add_common(nested, depth=2)
     return parser

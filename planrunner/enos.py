@@ -1001,6 +1001,10 @@ class Client:
             return Answer(kind, env.code, msg or "server internal exception", http_status=status)
         if env.code == protocol.BAD_PARAMETER_OR_DUPLICATE and op == "trigger":
             return Answer(Kind.DUPLICATE, env.code, msg, http_status=status)
+        if env.code in protocol.PERMANENT_CODES:  # the table's permanent row
+            return Answer(Kind.PERMANENT, env.code, msg, http_status=status)
+        # A code the table does not name: the service answered, so it refused; permanent too
+        # (a failed key is looked up before it is ever sent again: docs/apply.md).
         return Answer(Kind.PERMANENT, env.code, msg, http_status=status)
 
 

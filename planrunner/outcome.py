@@ -20,6 +20,18 @@ class KeyStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class Event(StrEnum):
+    """The ``event`` of a ledger record (docs/apply.md, "The ledger")."""
+
+    INTENT = "intent"
+    TRIGGERED = "triggered"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    RECONCILED = "reconciled"
+    ABORTED = "aborted"
+    CANCELLED = "cancelled"
+
+
 class Status(StrEnum):
     """What ``plan`` and ``apply`` show for an entry."""
 
@@ -36,9 +48,20 @@ class Status(StrEnum):
     FAILED = "failed"
 
 
+class InstanceState(StrEnum):
+    """What ``status`` and ``cancel`` show for an entry when it is not the service's own
+    status of an instance (``SUCCESS``, ``RUNNING``, ...: protocol.STATUS_NAMES); lower case
+    to tell them apart."""
+
+    NOT_TRIGGERED = "not-triggered"  # the ledger does not say the entry was triggered
+    NOT_FOUND = "not-found"  # done in the ledger, but the service has no such instance
+    LOOKUP_FAILED = "lookup-failed"  # the service could not be asked (network, auth, errors)
+    NOT_LOOKED_UP = "done"  # --sim: done in the ledger; the embedded simulator is gone
+
+
 class Outcome(NamedTuple):
     """What is known of one key beyond its default status (a NamedTuple: cheap to make)."""
 
-    status: str
+    status: Status
     flow_instance_id: str | None = None
     error: str | None = None

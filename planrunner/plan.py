@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from planrunner import cron as cronlib
 from planrunner import protocol, schema, source, times
-from planrunner.errors import PlanInvalid, UsageError
+from planrunner.errors import UsageError
 from planrunner.source import Document, Problem
 
 MAX_PLAN_BYTES = 64 * 2**20  # a plan larger than this is surely a mistake
@@ -76,16 +76,6 @@ class Reading:
     warnings: tuple[Problem, ...] = ()
 
 
-def render_problems(name: str, doc: Document, problems: list[Problem]) -> PlanInvalid:
-    """Every problem as one ``file:line:col: error: ...`` line, in file order."""
-    rendered = sorted((p.render(name, doc) for p in problems), key=lambda r: (r[0].line, r[0].col))
-    lines: list[str] = []
-    for _, line in rendered:
-        if line not in lines:
-            lines.append(line)
-    return PlanInvalid(lines)
-
-
 def read(
     path: str,
     environ: Mapping[str, str] | None = None,
@@ -129,26 +119,6 @@ def read(
         return Reading(doc, None, tuple(problems))
     assert isinstance(data, dict)
     return _build(path, doc, data, os.environ if environ is None else environ, env_missing)
-
-
-def load(
-    path: str,
-    environ: Mapping[str, str] | None = None,
-    *,
-    env_missing: str = "error",
-    raw: bytes | None = None,
-) -> Plan:
-    """The plan at ``path``; :class:`PlanInvalid` with every YAML, schema and semantic problem."""
-    reading = read(path, environ, env_missing=env_missing, raw=raw)
-    if reading.problems or reading.plan is None:
-        if reading.doc is None:
-            mark = reading.problems[0].mark
-            assert mark is not None
-            raise PlanInvalid(
-                [f"{path}:{mark.line}:{mark.col}: error: {reading.problems[0].message}"]
-            )
-        raise render_problems(path, reading.doc, list(reading.problems))
-    return reading.plan
 
 
 def _expand_env(value: str, environ: Mapping[str, str]) -> tuple[str, list[str], list[str]]:

@@ -362,10 +362,3 @@ class Problem:
     def __post_init__(self) -> None:
         # Messages quote the plan's values: one line each, never a 50 MB echo.
         object.__setattr__(self, "message", _cut(self.message))
-
-    def render(self, name: str, doc: Document) -> tuple[Mark, str]:
-        """``(mark, "name:line:col: error: path: message")``."""
-        mark = self.mark or doc.locate(self.path, key=self.key)
-        shown = format_path(self.path[:-1] if self.key else self.path)
-        prefix = f"{shown}: " if shown else ""
-        return mark, f"{name}:{mark.line}:{mark.col}: {self.severity}: {prefix}{_cut(self.message)}"

@@ -11,6 +11,7 @@ from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 from planrunner import log
+from planrunner.outcome import Status
 
 REDRAW_SECONDS = 0.1
 MIN_BAR = 10
@@ -51,7 +52,7 @@ class Progress:
 
     def add(self, status: str) -> None:
         """Count one settled entry (``skipped`` ones were done before; they are not counted)."""
-        if status == "skipped":
+        if status == Status.SKIPPED:
             return
         with self._lock:
             self.counts[status] = self.counts.get(status, 0) + 1

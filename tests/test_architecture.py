@@ -18,9 +18,10 @@ LAYERS = [
     {"errors", "protocol", "outcome", "times", "log", "select"},
     {"source", "cron", "schema"},
     {"plan"},
-    {"resolve", "ledger", "pgledger", "enos", "report", "gantt", "terminal", "rate"},
+    {"resolve", "ledger", "pgledger", "enos", "gantt", "terminal", "rate"},
     {"engine", "instances", "ledgertools", "checking"},
-    {"sim", "commands", "saved", "inspect"},
+    {"report"},
+    {"sim", "commands", "saved"},
     {"cli", "__main__", "launch"},
 ]
 
@@ -94,6 +95,18 @@ def test_ledger_and_client_do_not_load_yaml_or_jsonschema(module: str) -> None:
     code = f"import sys, {module}; print([m for m in ('yaml', 'jsonschema') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_simulator_imports_only_protocol_source_and_errors() -> None:
+    # The simulator is the service's stand-in: it never loads the CLI, the client or the engine.
+    allowed = {"planrunner.protocol", "planrunner.source", "planrunner.errors"}
+    used = {
+        target
+        for path in sorted((PACKAGE / "sim").glob("*.py"))
+        for target in imports_of(path)
+        if not target.startswith("planrunner.sim")
+    }
+    assert used <= allowed, sorted(used - allowed)
 
 
 def test_protocol_is_standard_library_only() -> None:

@@ -1085,6 +1085,7 @@ def test_issue_23_wheel_holds_the_package_and_its_data_only(tmp_path: Path) -> N
     sources = {str(p.relative_to(ROOT)) for p in (ROOT / "planrunner").rglob("*.py")}
     assert sources <= names  # every module and subpackage ships
     assert {"planrunner/py.typed", "planrunner/schemas/plan.schema.json"} <= names
+    assert {"planrunner/templates/github.yml", "planrunner/templates/gitlab-ci.yml"} <= names
     tops = {n.split("/")[0] for n in names}
     assert tops == {"planrunner", f"planrunner-{__version__}.dist-info"}  # no tests, testing, bench
     assert packaged_schema == (ROOT / "schemas" / "plan.schema.json").read_text()

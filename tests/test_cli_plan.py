@@ -136,7 +136,7 @@ def test_the_markdown_renderer_drops_details_then_rows_to_fit_any_limit(
         for i in range(40)
     )
     plan, entries = checking.load_entries(str(write_plan(tmp_path, text)), 0, 1000)
-    result = report.Result(plan, "l.jsonl", 0, entries, {})
+    result = report.PlanResult(plan, "l.jsonl", 0, entries, {})
     out = report.render_markdown(result, limit=limit)
     assert len(out) < limit
     assert out.startswith("<!-- planrunner:")

@@ -125,6 +125,17 @@ def test_permanent_refusals(flow: SimFlow, user: str, org: str, code: int) -> No
         assert sim.triggers()[0]["flowInstanceId"] is None
 
 
+@pytest.mark.parametrize("code", sorted(protocol.PERMANENT_CODES))
+def test_cleanup_6_the_permanent_row_is_protocol_data(code: int) -> None:
+    # The answer table's permanent row is protocol.PERMANENT_CODES and PERMANENT_HTTP, read
+    # by the classifier, and the cases above cover every member of both.
+    client = make_client("http://127.0.0.1:9")
+    body = f'{{"code": {code}, "msg": "refused", "data": null}}'.encode()
+    answer = client._classify(enos._Reply(200, None, body), "trigger")
+    assert (answer.kind, answer.code, answer.msg) == (enos.Kind.PERMANENT, code, "refused")
+    assert protocol.PERMANENT_HTTP <= enos.GATEWAY_REFUSALS
+
+
 def test_same_minute_is_a_duplicate(sim) -> None:
     c = make_client(sim.url)
     assert c.trigger(5, T0).kind is enos.Kind.OK

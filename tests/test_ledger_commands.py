@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from planrunner import ledger, ledgertools
-from planrunner import plan as planlib
+from planrunner.checking import read_plan
 from testing import cron_flows, write_plan
 
 # Hypothesis examples per property test: CI runs the default; LEDGER_EXAMPLES=2000 for more.
@@ -358,7 +358,7 @@ def test_newcomer_27_log_shows_local_time_and_flow_and_filters_by_time(tmp_path:
     ]
     r = run("ledger", "log", str(plan), "--since", "yesterday-ish")
     assert r.code == 2 and "--since:" in r.err
-    labels = ledgertools.flow_labels(planlib.load(str(plan)))  # what plan's orphan lines can show
+    labels = ledgertools.flow_labels(read_plan(str(plan)))  # what plan's orphan lines can show
     assert ledgertools.key_label(first["key"], labels) == "2026-01-01T00:00:00+08:00 f1"
     assert ledgertools.key_label("o1/99/60000", labels) == "1970-01-01T00:01:00+00:00 flow 99"
 

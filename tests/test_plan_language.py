@@ -221,7 +221,7 @@ def test_finding_31_plan_json_streams_in_chunks_with_the_same_bytes(tmp_path: Pa
         tmp_path, '  - {name: a, flowId: 1, cron: "* * * * *", from: 2026-01-01, to: 2026-01-31}\n'
     )
     plan, entries = checking.load_entries(str(path), 0, 100_000)
-    result = report.Result(plan, "l.jsonl", 0, entries, {})
+    result = report.PlanResult(plan, "l.jsonl", 0, entries, {})
     pieces: list[str] = []
     report.write_json(result, pieces.append)
     whole = "".join(pieces)

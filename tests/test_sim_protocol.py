@@ -26,9 +26,9 @@ import pytest
 import requests
 
 from planrunner import protocol as P
+from planrunner.commands import sim as sim_command
 from planrunner.errors import UsageError
 from planrunner.sim import Dialect, Faults, SimFlow, Simulator, load_flows
-from planrunner.sim import command as sim_command
 from testing import ROOT
 
 KEY, SECRET = "app-key", "app-secret"

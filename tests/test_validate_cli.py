@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from planrunner.checking import Located as Found
-from planrunner.commands.validate import github_command
+from planrunner.report.validate import github_command
 from testing import ROOT, cron_flows, run_process, write_plan
 
 EXAMPLE = ROOT / "plans" / "example.yaml"

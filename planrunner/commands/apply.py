@@ -28,7 +28,6 @@ from planrunner.outcome import Outcome, Status
 from planrunner.saved import Saved
 from planrunner.select import Selection
 
-HELP = "trigger every entry not yet done, exactly once"
 DESCRIPTION = (
     "Resolve a plan, reconcile unknown outcomes, and trigger each entry that is not done, "
     "recording every step in the ledger first. Re-running never triggers an entry twice. "
@@ -45,11 +44,12 @@ EPILOG = options.exit_codes(
     (130, "interrupted; requests in flight were finished and recorded"),
     example="planrunner apply plans/backfill.yaml --yes",
 )
-PARENTS = ("many_plans", "selecting")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """apply's own options."""
+    """apply's options."""
+    options.add_plan(p, many=True)
+    options.add_selecting(p)
     options.add_format(p, "json")
     p.add_argument(
         "--sim",
@@ -120,20 +120,20 @@ def request(args: argparse.Namespace, path: str, moment: int) -> Request:
             selection(args.flow, args.exclude, args.start, args.end),
         )
     return Request(
-        plan_path,
-        ledger_spec(args.ledger),
-        moment,
-        args.format,
-        args.yes,
-        args.gateway,
-        args.sim,
-        engine.Options(
+        plan_path=plan_path,
+        ledger_path=ledger_spec(args.ledger),
+        now=moment,
+        fmt=args.format,
+        yes=args.yes,
+        gateway=args.gateway,
+        sim=args.sim,
+        options=engine.Options(
             concurrency=args.concurrency, rate=args.rate, retry_unknown=args.retry_unknown
         ),
-        args.lock_timeout,
-        most,
-        args.quiet,
-        chosen,
+        lock_timeout=args.lock_timeout,
+        max_triggers=most,
+        quiet=args.quiet,
+        selection=chosen,
         saved=pinned,
         again=again_command(args),
     )
@@ -231,7 +231,7 @@ ENV_DUPLICATE_WAIT = "PLANRUNNER_DUPLICATE_WAIT"
 SIM_RUN_SECONDS = 0.05  # how long the embedded simulator's instances run
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)  # fourteen fields: never by position
 class Request:
     """Everything ``apply`` was asked to do."""
 
@@ -429,12 +429,12 @@ def run(req: Request, emit: Callable[[str, dict[str, int]], None] | None = None)
             )
         elif not req.yes:
             # What will be sent, per flow, before the question (as terraform apply shows it).
-            preview = report.Result(
+            preview = report.PlanResult(
                 plan,
                 backend.name,
                 req.now,
                 entries,
-                ledger.PlanOutcomes(folded),
+                report.plan_statuses(folded),
                 selection=req.selection,
             )
             sys.stderr.write(
@@ -487,7 +487,7 @@ def run(req: Request, emit: Callable[[str, dict[str, int]], None] | None = None)
                 progress.close()
         seconds = time.monotonic() - started
     stopped = runner.fatal if runner.fatal is not None and not interrupts.seen else None
-    result = report.Result(
+    result = report.PlanResult(
         plan,
         backend.name,
         req.now,
@@ -505,12 +505,8 @@ def run(req: Request, emit: Callable[[str, dict[str, int]], None] | None = None)
         throttled=runner.rate["throttled"],
         **result.summary,
     )
-    if req.fmt == "json":
-        text = report.render_json(result)
-    else:
-        text = report.render_text(
-            result, verb="Apply", quiet=req.quiet, colour=terminal.use_colour(sys.stdout)
-        )
+    style = report.Style(verb="Apply", quiet=req.quiet, colour=terminal.use_colour(sys.stdout))
+    text = report.RENDERERS[req.fmt](result, style)
     if emit is not None:
         emit(text, result.summary)
     else:

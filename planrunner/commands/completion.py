@@ -13,7 +13,6 @@ import sys
 from planrunner.commands import options
 from planrunner.errors import EXIT_OK
 
-HELP = "print a shell completion script (bash, zsh, fish)"
 DESCRIPTION = (
     "Print a completion script for SHELL, generated from planrunner's own option parser. "
     'bash: eval "$(planrunner completion bash)" in ~/.bashrc; zsh: the same line in ~/.zshrc; '
@@ -22,7 +21,6 @@ DESCRIPTION = (
 EPILOG = options.exit_codes(
     (0, "printed"), (2, "unknown shell"), example='eval "$(planrunner completion bash)"'
 )
-PARENTS = ()
 SHELLS = ("bash", "zsh", "fish")
 
 

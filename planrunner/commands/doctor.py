@@ -17,7 +17,6 @@ from planrunner import enos, protocol
 from planrunner.commands import options
 from planrunner.errors import EXIT_FAILED, EXIT_OK, PlanrunnerError, UsageError
 
-HELP = "check a real gateway's assumptions without changing anything"
 DESCRIPTION = (
     "Check a gateway without changing anything: token, signature, API version, server time "
     "zone and clock skew, how a missing instance is answered, Search, and for a plan the "
@@ -29,7 +28,6 @@ EPILOG = options.exit_codes(
     (2, "bad usage"),
     example="planrunner doctor plans/backfill.yaml --format json",
 )
-PARENTS = ()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -90,9 +88,9 @@ def _target(
     zone = None
     written = None
     if plan_path is not None:
-        from planrunner import plan as planlib
+        from planrunner.checking import read_plan
 
-        plan = planlib.load(plan_path)
+        plan = read_plan(plan_path)
         t = plan.target
         raw = plan.raw_target.get("gateway")
         written = raw if gateway is None and isinstance(raw, str) else None

@@ -11,7 +11,6 @@ import orjson
 from planrunner.commands import options
 from planrunner.errors import EXIT_OK, UsageError
 
-HELP = "inspect, check, compact, export or import a ledger"
 DESCRIPTION = (
     "Work on a ledger (a JSON-lines file or a PostgreSQL URL): show its history (log), check "
     "every line (verify), rewrite it to the fewest records that fold to the same states "
@@ -24,7 +23,6 @@ EPILOG = options.exit_codes(
     (3, "the ledger is locked, unreadable or corrupt; verify: a problem found"),
     example="planrunner ledger log plans/backfill.yaml --flow sales-daily-backfill",
 )
-PARENTS = ()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -206,9 +204,9 @@ def _flow_ids(plan_path: str | None, pattern: str) -> set[tuple[str, int]]:
         return set()
     import fnmatch
 
-    from planrunner import plan as planlib
+    from planrunner.checking import read_plan
 
-    p = planlib.load(plan_path)
+    p = read_plan(plan_path)
     names = [f.name for f in p.flows]
     if not fnmatch.filter(names, pattern):
         raise UsageError(f'--flow "{pattern}" matches no flow of the plan (flows: {", ".join(names)})')
@@ -227,11 +225,6 @@ def _time_bound(option: str, text: str | None) -> int | None:
         raise UsageError(f"{option}: {e}") from None
 
 
-def _details(rec: dict[str, Any]) -> str:
-    common = {"v", "event", "key", "flowId", "orgId", "triggerTime", "attempt", "at"}
-    return ", ".join(f"{k} {v}" for k, v in rec.items() if k not in common)
-
-
 def log(args: argparse.Namespace) -> int:
     """The history of a ledger, by key, flow or run."""
     import fnmatch
@@ -241,9 +234,9 @@ def log(args: argparse.Namespace) -> int:
     since, until = _time_bound("--since", args.since), _time_bound("--until", args.until)
     labels: dict[tuple[str, int], tuple[str, Any]] = {}
     if args.plan:
-        from planrunner import plan as planlib
+        from planrunner.checking import read_plan
 
-        labels = ledgertools.flow_labels(planlib.load(args.plan))
+        labels = ledgertools.flow_labels(read_plan(args.plan))
     backend = ledger.open_ledger(_place(args))
     records = list(backend.records())
     runs = ledgertools.attempt_runs(rec for _, rec in records)
@@ -312,43 +305,11 @@ def log(args: argparse.Namespace) -> int:
         ({**row, "attempts": len(row["attempts"])} for row in run_rows.values()),
         key=lambda row: (row["first"], row["run"]),
     )
-    if args.format == "json":
-        doc = {
-            "formatVersion": 1,
-            "ledger": backend.name,
-            "filter": {
-                "key": args.key,
-                "flow": args.flow,
-                "run": args.run,
-                "since": since,
-                "until": until,
-            },
-            "runs": runs_out,
-            "keys": keys,
-            "error": None,
-        }
-        sys.stdout.write(orjson.dumps(doc).decode() + "\n")
-        return EXIT_OK
-    lines = [f"Ledger {backend.name}: {len(chosen)} of {len(records)} records, {len(keys)} keys", ""]
-    if runs_out:
-        lines.append("runs:")
-        for row in runs_out:
-            events = ", ".join(f"{n} {e}" for e, n in sorted(row["events"].items()))
-            lines.append(
-                f"  {row['run']}  {row['first']} .. {row['last']}  {row['attempts']} attempts ({events})"
-            )
-        lines.append("")
-    for k in keys:
-        state = ", ".join(f"{v}" if kind == "real" else f"{v} (sim)" for kind, v in k["state"].items())
-        names = f"  {', '.join(k['flows'])}" if k["flows"] else f"  flow {k['flowId']}"
-        lines.append(f"{k['time']}{names}  {state}  ({k['key']})")
-        for rec in k["records"]:
-            lines.append(
-                f"  {rec['at']!s}  {rec['event']:<10}  {rec['attempt']}  {_details({kk: vv for kk, vv in rec.items() if kk != 'where'})}"
-            )
-    if not keys:
-        lines.append("no records match")
-    sys.stdout.write("\n".join(lines) + "\n")
+    from planrunner.report.ledger import HISTORY_RENDERERS, History
+
+    filter_ = {"key": args.key, "flow": args.flow, "run": args.run, "since": since, "until": until}
+    history = History(backend.name, filter_, runs_out, keys, len(chosen), len(records))
+    sys.stdout.write(HISTORY_RENDERERS[args.format](history) + "\n")
     return EXIT_OK
 
 
@@ -364,28 +325,10 @@ def verify(args: argparse.Namespace) -> int:
         "real": ledgertools.status_counts(records, sim=False),
         "sim": ledgertools.status_counts(records, sim=True),
     }
-    if args.format == "json":
-        doc = {
-            "formatVersion": 1,
-            "ledger": backend.name,
-            "lines": checked.lines,
-            "records": len(records),
-            "counts": counts,
-            "problems": checked.problems,
-            "ok": not checked.problems,
-        }
-        sys.stdout.write(orjson.dumps(doc).decode() + "\n")
-    else:
-        lines = [f"Ledger {backend.name}: {len(records)} records in {checked.lines} lines"]
-        for kind, c in counts.items():
-            if c or kind == "real":
-                text = ", ".join(f"{n} {s}" for s, n in c.items()) or "no keys"
-                lines.append(f"  {kind:<4}  {sum(c.values())} keys: {text}")
-        lines += [f"problem: {p}" for p in checked.problems]
-        lines.append(
-            f"{len(checked.problems)} problems found." if checked.problems else "ok: every line is a valid record."
-        )
-        sys.stdout.write("\n".join(lines) + "\n")
+    from planrunner.report.ledger import VERIFY_RENDERERS, Verified
+
+    verified = Verified(backend.name, checked.lines, len(records), counts, checked.problems)
+    sys.stdout.write(VERIFY_RENDERERS[args.format](verified) + "\n")
     return EXIT_LEDGER if checked.problems else EXIT_OK
 
 

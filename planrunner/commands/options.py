@@ -1,11 +1,12 @@
-"""Option types and the option groups several commands share (argparse parents)."""
+"""Option types and the options several commands share (options.add_* in add_arguments)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 
 from planrunner.errors import EXIT_INVALID
 
@@ -178,9 +179,8 @@ def wants_json(words: list[str]) -> bool:
     return False
 
 
-def resolving() -> Parser:
-    """What validate, plan and apply share: how to resolve."""
-    p = Parser(add_help=False)
+def add_resolving(p: argparse.ArgumentParser) -> None:
+    """What validate, plan and apply share: how to resolve (``--now``, ``--max-triggers``)."""
     p.add_argument(
         "--now", metavar="TIME", help="the moment 'to: now' means: epoch ms or RFC 3339; naive is UTC"
     )
@@ -191,12 +191,12 @@ def resolving() -> Parser:
         metavar="N",
         help="most entries a flow may yield (default 110000, above a year of */5)",
     )
-    return p
 
 
-def one_plan(with_resolving: bool = True, many: bool = False) -> Parser:
-    """One plan (``many``: one or more) and its ledger."""
-    p = Parser(add_help=False, parents=[resolving()] if with_resolving else [])
+def add_plan(p: argparse.ArgumentParser, *, many: bool = False, resolving: bool = True) -> None:
+    """One plan (``many``: one or more) and its ledger, and how to resolve it."""
+    if resolving:
+        add_resolving(p)
     if many:
         p.add_argument("plan", metavar="PLAN", nargs="+", help="plan files (YAML), applied in turn")
     else:
@@ -206,12 +206,10 @@ def one_plan(with_resolving: bool = True, many: bool = False) -> Parser:
         metavar="PATH",
         help="ledger file (default: $PLANRUNNER_LEDGER, else the plan's path with .ledger.jsonl)",
     )
-    return p
 
 
-def selecting() -> Parser:
+def add_selecting(p: argparse.ArgumentParser) -> None:
     """--flow, --exclude, --from and --to: which flows and times of the plan a command works on."""
-    p = Parser(add_help=False)
     p.add_argument(
         "--flow",
         action="append",
@@ -238,7 +236,23 @@ def selecting() -> Parser:
         metavar="TIME",
         help="only entries at or before TIME (a bare date: through its end)",
     )
-    return p
+
+
+def parents(*names: str) -> list[Parser]:
+    """The shared options as argparse parents, for a command module that still names them in
+    ``PARENTS`` (status, cancel) rather than calling the ``add_*`` functions above."""
+    adders: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+        "resolving": add_resolving,
+        "one_plan": add_plan,
+        "many_plans": partial(add_plan, many=True),
+        "selecting": add_selecting,
+    }
+    out = []
+    for name in names:
+        parent = Parser(add_help=False)
+        adders[name](parent)
+        out.append(parent)
+    return out
 
 
 def add_format(p: argparse.ArgumentParser, *choices: str) -> None:

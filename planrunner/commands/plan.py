@@ -15,7 +15,6 @@ from planrunner.select import Selection
 if TYPE_CHECKING:
     from planrunner import report
 
-HELP = "dry run: what apply would trigger"
 DESCRIPTION = (
     "Resolve a plan and show each entry with its status from the ledger (pending, retry, "
     "done, unknown, cancelled). Reads the ledger without taking its lock; sends nothing. "
@@ -29,11 +28,12 @@ EPILOG = options.exit_codes(
     (4, "--detailed-exitcode: some entries are not done yet"),
     example="planrunner plan plans/backfill.yaml --format markdown",
 )
-PARENTS = ("resolving", "selecting")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """plan's own options."""
+    """plan's options."""
+    options.add_resolving(p)
+    options.add_selecting(p)
     p.add_argument("plans", nargs="+", metavar="PLAN", help="plan files (YAML)")
     p.add_argument(
         "--ledger",
@@ -98,7 +98,7 @@ def run(
     if out is not None and len(paths) != 1:
         raise UsageError("--out saves one plan: give exactly one PLAN")
     chosen = chosen or Selection()
-    results: list[report.Result] = []
+    results: list[report.PlanResult] = []
     problems: list[str] = []
     raw = None
     if paths.count("-") > 1:
@@ -133,17 +133,13 @@ def run(
         data = saved.dumps(r.plan, hashlib.sha256(raw).hexdigest(), now, chosen, max_triggers, rows)
         pinned = (out, saved.write(out, data, paths[0], r.ledger))
     if fmt == "json":
-        _write_json(results)
-        text = None
-    elif fmt == "markdown":
-        text = "\n\n".join(report.render_markdown(r, saved=pinned) for r in results)
+        _write_json(results)  # streamed: millions of entries are never one string
     else:
         from planrunner.terminal import use_colour
 
-        colour = use_colour(sys.stdout)
-        text = "\n\n".join(report.render_text(r, colour=colour) for r in results)
-    if text is not None:
-        sys.stdout.write(text + "\n")
+        style = report.Style(colour=use_colour(sys.stdout), saved=pinned)
+        render = report.RENDERERS[fmt]
+        sys.stdout.write("\n\n".join(render(r, style) for r in results) + "\n")
     sys.stdout.flush()
     settled = (Status.DONE, Status.CANCELLED)
     if detailed_exitcode and any(s not in settled for r in results for s in r.summary):
@@ -151,7 +147,7 @@ def run(
     return EXIT_OK
 
 
-def _write_json(results: list[report.Result]) -> None:
+def _write_json(results: list[report.PlanResult]) -> None:
     """Stream the JSON to stdout; several plans as ``{"formatVersion": 1, "plans": [...]}``."""
     from planrunner.report import FORMAT_VERSION, write_json
 
@@ -174,7 +170,7 @@ def _result(
     max_triggers: int,
     sim: bool,
     chosen: Selection,
-) -> report.Result:
+) -> report.PlanResult:
     """One plan resolved, with each entry's status from the ledger."""
     from planrunner import checking, log, report
     from planrunner import ledger as ledgerlib
@@ -197,9 +193,12 @@ def _result(
     # The fold only asks `key in keys`: answered from the sorted entries, with no string
     # or set entry per key (a year of */5 over 20 flows is 2.1 million keys).
     keys = cast("set[str]", EntryKeys(entries))
-    outcomes = ledgerlib.plan_outcomes(
+    # TODO(R1, ledger package): plan_outcomes should return the fold itself; the statuses
+    # plan shows are the report's rule (report.plan_statuses), and ledger.PlanOutcomes goes.
+    folded = ledgerlib.plan_outcomes(
         backend, keys, sim=sim, orphans_of=prefixes, gateway=gateway_id(p, None, sim)
-    )
+    ).folded
+    outcomes = report.plan_statuses(folded)
     holder = backend.holder()
     if holder:
         log.get("plan").warning(
@@ -207,6 +206,6 @@ def _result(
             ledger=backend.name,
             holder=holder,
         )
-    return report.Result(
+    return report.PlanResult(
         p, backend.name, now, entries, outcomes, selection=chosen, orphans=outcomes.orphans()
     )

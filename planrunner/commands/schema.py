@@ -8,13 +8,11 @@ import sys
 from planrunner.commands import options
 from planrunner.errors import EXIT_OK
 
-HELP = "print the plan JSON Schema"
 DESCRIPTION = (
     "Print the plan JSON Schema (2020-12) that validate uses, e.g. to write it into your "
     "repository for editors: planrunner schema > schemas/plan.schema.json"
 )
 EPILOG = options.exit_codes((0, "printed"), example="planrunner schema > schemas/plan.schema.json")
-PARENTS = ()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ undocumented point and :class:`Faults` to inject failures. Modules, one concern 
 - :mod:`~planrunner.sim.state`: the order a request goes through, and the trigger log;
 - :mod:`~planrunner.sim.http`: the HTTP/1.1 server (routing and encoding only);
 - :mod:`~planrunner.sim.fixture`: the flows fixture;
-- :mod:`~planrunner.sim.command`: ``planrunner sim``.
+- ``planrunner sim`` is :mod:`planrunner.commands.sim`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from http.client import OK, HTTPConnection  # by name: `http` here is planrunner
 from typing import Any
 
 from planrunner import protocol
-from planrunner.sim.command import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
-from planrunner.sim.command import run as serve_command
 from planrunner.sim.faults import Dialect, Faults
 from planrunner.sim.fixture import load_flows
+from planrunner.sim.gateway import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, DEFAULT_TOKEN_TTL
 from planrunner.sim.http import SimServer
 from planrunner.sim.service import SimFlow
 from planrunner.sim.state import State
@@ -38,10 +37,8 @@ __all__ = [
     "SimFlow",
     "Simulator",
     "load_flows",
-    "serve_command",
 ]
 
-DEFAULT_TOKEN_TTL = 7200
 TRIGGERS_TIMEOUT = 10.0  # seconds, for Simulator.triggers()
 POLL_SECONDS = 0.05  # how often the serving loop checks for stop(): stop() waits up to this
 

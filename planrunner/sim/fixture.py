@@ -107,8 +107,11 @@ def load_flows(path: str) -> list[SimFlow]:
     except source.SourceError as e:
         raise UsageError(f"{path}:{e.mark.line}:{e.mark.col}: {e.message}") from None
     if doc.problems:
-        _, line = doc.problems[0].render(path, doc)
-        raise UsageError(line)
+        p = doc.problems[0]
+        mark = p.mark or doc.locate(p.path, key=p.key)
+        shown = source.format_path(p.path[:-1] if p.key else p.path)
+        where = f"{shown}: " if shown else ""
+        raise UsageError(f"{path}:{mark.line}:{mark.col}: {p.severity}: {where}{p.message}")
     if not isinstance(doc.data, list):
         raise UsageError(f"{path}:1:1: expected a list of flows")
     flows: list[SimFlow] = []

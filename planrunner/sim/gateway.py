@@ -20,6 +20,10 @@ from planrunner.sim.faults import Dialect
 from planrunner.sim.reply import Reply, json_reply
 
 BUSINESS = "apim-token-service"
+# The simulator's documented defaults (docs/simulator.md): its app key and secret, token life.
+DEFAULT_ACCESS_KEY = "sim-access-key"
+DEFAULT_SECRET_KEY = "sim-secret-key"  # noqa: S105 - the simulator's documented default
+DEFAULT_TOKEN_TTL = 7200  # seconds
 TOKEN_OK_MSG = "SUCCESS"  # noqa: S105 - a message, not a secret
 TOKEN_BYTES = 16
 # How far apim-timestamp may be from the gateway's clock (not documented; generous).

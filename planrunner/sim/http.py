@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from planrunner import protocol
 from planrunner.sim.reply import JSON_TYPE, Reply
-from planrunner.sim.state import Request, Route, State
+from planrunner.sim.state import Incoming, Route, State
 
 MAX_BODY = 1_000_000  # bytes; larger bodies get the gateway's 413
 HTTP_NOT_FOUND = 404
@@ -90,7 +90,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(state.admit() or Reply(HTTP_NOT_FOUND, b"not found"))
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
-        self._send(state.handle(found, Request(parts.path, params, headers, body)))
+        self._send(state.handle(found, Incoming(parts.path, params, headers, body)))
 
     def _peer_gone(self) -> bool:
         """Whether the client closed its end (a read timeout that gave up on us)."""

@@ -53,7 +53,7 @@ class Route(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Request:
+class Incoming:
     """One request as received: decoded query, lower-cased header names, exact body bytes."""
 
     path: str
@@ -90,7 +90,7 @@ class State:
         self._bucket = rate_limit or 0.0
         self._bucket_at = time.monotonic()
         self._bucket_lock = threading.Lock()
-        self._handlers: dict[Route, Callable[[Request], Reply]] = {
+        self._handlers: dict[Route, Callable[[Incoming], Reply]] = {
             Route.GET_FLOW: lambda r: self.service.get_flow(r.params),
             Route.GET_INSTANCE: lambda r: self.service.get_instance(r.params),
             Route.SEARCH: lambda r: self.service.search(r.params, r.body),
@@ -167,7 +167,7 @@ class State:
         seconds = str(max(MIN_RETRY_AFTER, math.ceil(wait)))
         return text_reply(HTTP_TOO_MANY, "too many requests", self._retry_after(seconds))
 
-    def handle(self, route: Route, req: Request) -> Reply:
+    def handle(self, route: Route, req: Incoming) -> Reply:
         """Answer ``req``, routed to ``route`` (made hostile if the dialect says so)."""
         reply = self._handle(route, req)
         if not self.dialect.hostile or not isinstance(reply.body, dict):
@@ -180,15 +180,15 @@ class State:
         short = hostile_text(token, self.secret_key, padding=0)
         return Reply(reply.status, poison(reply.body, long, short), reply.headers, reply.drop, reply.log)
 
-    def _unpoisoned(self, req: Request) -> Request:
+    def _unpoisoned(self, req: Incoming) -> Incoming:
         """A hostile dialect's instance id, as a client sends it back, read as the real id."""
         iid = req.params.get("flowInstId")
         if not self.dialect.hostile or iid is None or "\x1b" not in iid:
             return req
         params = {**req.params, "flowInstId": iid.split("\x1b", 1)[0]}
-        return Request(req.path, params, req.headers, req.body)
+        return Incoming(req.path, params, req.headers, req.body)
 
-    def _handle(self, route: Route, req: Request) -> Reply:
+    def _handle(self, route: Route, req: Incoming) -> Reply:
         with self.lock:
             self.requests += 1
         if route is Route.TRIGGER:
@@ -221,14 +221,14 @@ class State:
             return DROP
         return None
 
-    def _trigger(self, req: Request) -> Reply:
+    def _trigger(self, req: Incoming) -> Reply:
         self._enter()
         try:
             return self._trigger_now(req)
         finally:
             self._leave()
 
-    def _trigger_now(self, req: Request) -> Reply:
+    def _trigger_now(self, req: Incoming) -> Reply:
         parsed = Service.parse_trigger(req.body)
         early = self._before_service(req, parsed)
         if isinstance(early, Reply) or parsed is None:
@@ -253,7 +253,7 @@ class State:
                 reply = self._after_create(early, reply)
             return self._log(req, parsed, reply, inst)
 
-    def _backend_later(self, req: Request, parsed: tuple[int, int], record: dict[str, Any]) -> None:
+    def _backend_later(self, req: Incoming, parsed: tuple[int, int], record: dict[str, Any]) -> None:
         """The backend creates the instance ``backend_delay`` seconds after the gateway gave up."""
         user, org = req.params.get("userId", ""), req.params.get("orgId", "")
 
@@ -272,7 +272,7 @@ class State:
         timer.start()
 
     def _log(
-        self, req: Request, parsed: tuple[int, int] | None, reply: Reply, inst: Instance | None
+        self, req: Incoming, parsed: tuple[int, int] | None, reply: Reply, inst: Instance | None
     ) -> Reply:
         """Append to the trigger log (a body that names no flow and time is not logged);
         ``reply`` tied to its record."""
@@ -291,7 +291,7 @@ class State:
             self.triggers.append(record)
         return with_log(reply, record)
 
-    def _before_service(self, req: Request, parsed: tuple[int, int] | None) -> Reply | str | None:
+    def _before_service(self, req: Incoming, parsed: tuple[int, int] | None) -> Reply | str | None:
         """The answer given before the service sees the trigger, else the fault kind to apply."""
         limited = self.admit()
         if limited is not None:

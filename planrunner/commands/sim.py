@@ -29,8 +29,8 @@ from planrunner.sim.faults import (
     Dialect,
     Faults,
 )
+from planrunner.sim.gateway import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, DEFAULT_TOKEN_TTL
 
-HELP = "run the local service simulator (loopback only)"
 DESCRIPTION = (
     "Serve a simulator of the EnOS API gateway and Data Flow batch service on loopback, "
     "speaking the service as the vendor documents it, with a switch for every undocumented "
@@ -42,12 +42,8 @@ EPILOG = options.exit_codes(
     (2, "bad usage: a non-loopback host, a bad flows file, a bad fault"),
     example="planrunner sim --port 0 --flows plans/sim-flows.yaml --api v2.1 --server-zone UTC",
 )
-PARENTS = ()
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
-DEFAULT_TOKEN_TTL = 7200
-DEFAULT_ACCESS_KEY = "sim-access-key"
-DEFAULT_SECRET_KEY = "sim-secret-key"  # noqa: S105 - the simulator's documented default
 _DEFAULT = Dialect()
 
 

@@ -6,44 +6,53 @@ import io
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from planrunner import gantt, times
-from planrunner.outcome import Outcome
+from planrunner.outcome import KeyStatus, Outcome, Status
 from planrunner.plan import Flow, Plan
+from planrunner.report import (
+    FORMAT_VERSION,
+    MARKDOWN_LIMIT,
+    NOTE_ROOM,
+    fit,
+    markdown_marker,
+    md_escape,
+)
 from planrunner.resolve import Entry
 from planrunner.select import Selection
 
-FORMAT_VERSION = 1
+if TYPE_CHECKING:
+    from planrunner.ledger import Folded
 
-MARKDOWN_LIMIT = 60_000
 FOLD_HEAD, FOLD_TAIL = 3, 2  # entries kept before and after a folded run
-NOTE_ROOM = 200  # characters kept free in markdown for the notes on what was left out
 # Order in summaries: what will (or did) happen first, then what needs attention.
 STATUS_ORDER = (
-    "pending",
-    "retry",
-    "unknown",
-    "done",
-    "cancelled",
-    "triggered",
-    "reconciled",
-    "skipped",
-    "failed",
+    Status.PENDING,
+    Status.RETRY,
+    Status.UNKNOWN,
+    Status.DONE,
+    Status.CANCELLED,
+    Status.TRIGGERED,
+    Status.RECONCILED,
+    Status.SKIPPED,
+    Status.FAILED,
 )
 PLAN_COLUMNS = STATUS_ORDER[:4]  # the statuses plan's markdown table counts per flow
 MARKDOWN_FIXED_COLUMNS = ("flow", "flowId", "zone", "entries", "first", "last")
 SYMBOLS = {
-    "pending": "+",
-    "retry": "~",
-    "unknown": "?",
-    "done": "=",
-    "cancelled": "x",
-    "triggered": "+",
-    "reconciled": "=",
-    "skipped": "=",
-    "failed": "!",
+    Status.PENDING: "+",
+    Status.RETRY: "~",
+    Status.UNKNOWN: "?",
+    Status.DONE: "=",
+    Status.CANCELLED: "x",
+    Status.TRIGGERED: "+",
+    Status.RECONCILED: "=",
+    Status.SKIPPED: "=",
+    Status.FAILED: "!",
 }
 
 
@@ -62,7 +71,7 @@ Row = tuple[Entry, "Outcome | None"]
 
 
 @dataclass(slots=True)
-class Result:
+class PlanResult:
     """Entries with their statuses, ready to render."""
 
     plan: Plan
@@ -70,12 +79,12 @@ class Result:
     now: int
     entries: Sequence[Entry]
     outcomes: Mapping[str, Outcome]
-    default: str = "pending"
+    default: Status = Status.PENDING
     selection: Selection = field(default_factory=Selection)
     orphans: list[tuple[str, str, str | None]] = field(default_factory=list)
     error: str | None = None
     rate: dict[str, float | int | None] | None = None  # apply: the send rate learned from 429s
-    summary: dict[str, int] = field(default_factory=dict)
+    summary: dict[str, int] = field(default_factory=dict, init=False)  # Status -> count, in STATUS_ORDER
     _per_entry: list[Outcome | None] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -105,7 +114,7 @@ class Result:
         """Outcomes aligned with ``entries`` (None: the default status)."""
         return self._per_entry or [None] * len(self.entries)
 
-    def status_of(self, outcome: Outcome | None) -> str:
+    def status_of(self, outcome: Outcome | None) -> Status:
         """The status an entry with ``outcome`` shows."""
         return self.default if outcome is None else outcome.status
 
@@ -117,11 +126,82 @@ class Result:
         return groups
 
 
+_new_outcome = partial(tuple.__new__, Outcome)  # an Outcome without a Python-level call
+
+
+def _key_order(key: str) -> tuple[int, str]:
+    """Sort keys by trigger time, then the rest."""
+    head, _, tail = key.rpartition("/")
+    return (int(tail) if tail.isdigit() else 0, head)
+
+
+class PlanStatuses(Mapping[str, Outcome]):
+    """A read-only view of a ledger fold as ``plan`` shows it, built per key on demand:
+    done or cancelled; unknown; retry (a failed key: apply sends it again); pending keys
+    have no outcome (``PlanResult.default``)."""
+
+    def __init__(self, folded: Folded) -> None:
+        self._folded = folded
+
+    @property
+    def folded(self) -> Folded:
+        """The fold this view reads."""
+        return self._folded
+
+    def orphans(self) -> list[tuple[str, str, str | None]]:
+        """(key, status, flowInstanceId) of done or unknown keys the plan no longer yields."""
+        out = []
+        for key, state in sorted(self._folded.orphans.items(), key=lambda kv: _key_order(kv[0])):
+            if state.done:
+                status = Status.CANCELLED if key in self._folded.cancelled else Status.DONE
+                out.append((key, str(status), state.flow_instance_id))
+            elif state.status == KeyStatus.UNKNOWN:
+                out.append((key, str(Status.UNKNOWN), None))
+        return out
+
+    def get(self, key: str, default: Any = None) -> Any:
+        folded = self._folded
+        done = folded.done
+        if key in done:
+            status = Status.CANCELLED if key in folded.cancelled else Status.DONE
+            return _new_outcome((status, done[key], None))
+        state = folded.open.get(key)
+        if state is not None:
+            key_status = state.status
+            if key_status == KeyStatus.UNKNOWN:
+                return Outcome(Status.UNKNOWN)
+            if key_status == KeyStatus.FAILED:
+                return Outcome(Status.RETRY, None, state.error)
+        return default
+
+    def __getitem__(self, key: str) -> Outcome:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._folded.done
+        yield from (k for k in self._folded.open if self.get(k) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __bool__(self) -> bool:
+        return bool(self._folded.done or self._folded.open)
+
+
+def plan_statuses(folded: Folded) -> PlanStatuses:
+    """What ``plan`` (and apply's preview) shows per key of a ledger fold: the presentation
+    rule (``retry`` is a report word) kept out of the ledger."""
+    return PlanStatuses(folded)
+
+
 def _quote(value: str | None) -> str:
     return orjson.dumps(value).decode()
 
 
-def render_json(r: Result) -> str:
+def render_json(r: PlanResult) -> str:
     """One JSON object (README, "plan --format json"); one entry per line for diffs."""
     out = io.StringIO()
     write_json(r, out.write)
@@ -131,7 +211,7 @@ def render_json(r: Result) -> str:
 JSON_CHUNK = 20_000  # entries per write: the output of millions of entries is never one string
 
 
-def write_json(r: Result, write: Callable[[str], object]) -> None:
+def write_json(r: PlanResult, write: Callable[[str], object]) -> None:
     """:func:`render_json`'s text, written a chunk of entries at a time (constant memory)."""
     head = {
         "formatVersion": FORMAT_VERSION,
@@ -193,14 +273,14 @@ def write_json(r: Result, write: Callable[[str], object]) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Folded:
+class HiddenRun:
     """A run of ``count`` entries with one status, left out of a listing."""
 
-    status: str
+    status: Status
     count: int
 
 
-def _fold(r: Result, rows: Sequence[Row], head: int, tail: int) -> Iterator[Row | Folded]:
+def _fold(r: PlanResult, rows: Sequence[Row], head: int, tail: int) -> Iterator[Row | HiddenRun]:
     """Rows, with long runs of one status cut to their first and last few.
 
     A run never spans a UTC-offset change: the entries on both sides of a daylight-saving
@@ -216,7 +296,7 @@ def _fold(r: Result, rows: Sequence[Row], head: int, tail: int) -> Iterator[Row 
             j += 1
         if j - i > head + tail + 1:
             yield from rows[i : i + head]
-            yield Folded(status, j - i - head - tail)
+            yield HiddenRun(status, j - i - head - tail)
             yield from rows[j - tail : j]
         else:
             yield from rows[i:j]
@@ -251,7 +331,7 @@ def gap_moved(flow: Flow, entry: Entry) -> bool:
     return rest != 0 or minute not in cron.minutes or hour not in cron.hours
 
 
-def orphan_lines(r: Result, limit: int = 5) -> list[str]:
+def orphan_lines(r: PlanResult, limit: int = 5) -> list[str]:
     """The count and first few ledger keys the plan no longer yields (as Terraform reports)."""
     if not r.orphans:
         return []
@@ -265,7 +345,7 @@ def orphan_lines(r: Result, limit: int = 5) -> list[str]:
     return lines
 
 
-def _summary_line(r: Result, verb: str) -> str:
+def _summary_line(r: PlanResult, verb: str) -> str:
     parts = [f"{n:,} {s}" for s, n in r.summary.items()]
     total = len(r.entries)
     line = f"{verb}: {total:,} entries" + (f" ({', '.join(parts)})" if parts else "")
@@ -280,13 +360,13 @@ def disabled_note(plan: Plan) -> str:
     return f"; {n} flow{'s' if n != 1 else ''} disabled" if n else ""
 
 
-def _marker(status: str, colour: bool) -> str:
+def _marker(status: Status, colour: bool) -> str:
     symbol = SYMBOLS.get(status, " ")
     return f"{COLOURS[symbol]}{symbol}{RESET}" if colour and symbol in COLOURS else symbol
 
 
 def render_text(
-    r: Result, verb: str = "Plan", *, quiet: bool = False, colour: bool = False
+    r: PlanResult, verb: str = "Plan", *, quiet: bool = False, colour: bool = False
 ) -> str:
     """Per flow a header, its first and last time, and its entries with runs folded."""
     if quiet:
@@ -316,7 +396,7 @@ def render_text(
         lines.append(f"  first {first.local_time}  {first.trigger_time}")
         lines.append(f"  last  {last.local_time}  {last.trigger_time}")
         for row in _fold(r, rows, FOLD_HEAD, FOLD_TAIL):
-            if isinstance(row, Folded):
+            if isinstance(row, HiddenRun):
                 lines.append(f"    ... {row.count:,} more {row.status} ...")
                 continue
             item, o = row
@@ -337,17 +417,8 @@ def render_text(
     return "\n".join(lines)
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def markdown_marker(plan_path: str) -> str:
-    """The first line of a plan's markdown: CI finds (and updates) its comment by it."""
-    return f"<!-- planrunner:{plan_path.replace('--', '-&#45;')} -->"
-
-
 def render_markdown(
-    r: Result, limit: int = MARKDOWN_LIMIT, *, saved: tuple[str, str] | None = None
+    r: PlanResult, limit: int = MARKDOWN_LIMIT, *, saved: tuple[str, str] | None = None
 ) -> str:
     """A summary and per-flow tables for a pull-request comment, always under ``limit``.
 
@@ -356,9 +427,9 @@ def render_markdown(
     counts = ", ".join(f"**{n}** {s}" for s, n in r.summary.items()) or "nothing"
     head = [
         markdown_marker(r.plan.path),
-        f"### planrunner plan `{_md_escape(r.plan.path)}`",
+        f"### planrunner plan `{md_escape(r.plan.path)}`",
         "",
-        f"{len(r.entries)} entries: {counts}{disabled_note(r.plan)} · now `{times.format_utc(r.now)}` · {_md_escape(r.selection.describe())}",
+        f"{len(r.entries)} entries: {counts}{disabled_note(r.plan)} · now `{times.format_utc(r.now)}` · {md_escape(r.selection.describe())}",
         "",
         "| flow | flowId | zone | entries | first | last | " + " | ".join(PLAN_COLUMNS) + " |",
         "|---|---:|---|---:|---|---|" + "---:|" * 4,
@@ -371,15 +442,15 @@ def render_markdown(
     if saved is not None:
         head[4:4] = [
             "",
-            f"Saved plan `{_md_escape(saved[0])}` · sha256 `{saved[1]}` · "
-            f"`planrunner apply {_md_escape(saved[0])}` applies exactly this",
+            f"Saved plan `{md_escape(saved[0])}` · sha256 `{saved[1]}` · "
+            f"`planrunner apply {md_escape(saved[0])}` applies exactly this",
         ]
     groups = r.by_flow()
     rows: list[str] = []
     details: list[str] = []
     for flow in r.flows():
         flow_rows = groups[flow.name]
-        per: dict[str, int] = {}
+        per: dict[Status, int] = {}
         for _, o in flow_rows:
             s = r.status_of(o)
             per[s] = per.get(s, 0) + 1
@@ -387,18 +458,18 @@ def render_markdown(
         last = f"`{flow_rows[-1][0].local_time}`" if flow_rows else ""
         cells = " | ".join(str(per.get(s, 0)) for s in PLAN_COLUMNS)
         rows.append(
-            f"| {_md_escape(flow.name)} | {flow.flow_id} | {flow.zone_name} | {len(flow_rows)} | {first} | {last} | {cells} |"
+            f"| {md_escape(flow.name)} | {flow.flow_id} | {flow.zone_name} | {len(flow_rows)} | {first} | {last} | {cells} |"
         )
         if flow_rows:
             table = [
-                f"<details><summary>{_md_escape(flow.name)}: {len(flow_rows)} entries, "
-                f"{_md_escape(schedule(flow))}</summary>",
+                f"<details><summary>{md_escape(flow.name)}: {len(flow_rows)} entries, "
+                f"{md_escape(schedule(flow))}</summary>",
                 "",
                 "| | time | triggerTime | status |",
                 "|---|---|---:|---|",
             ]
             for row in _fold(r, flow_rows, FOLD_HEAD, FOLD_TAIL):
-                if isinstance(row, Folded):
+                if isinstance(row, HiddenRun):
                     table.append(f"| | … {row.count} more {row.status} … | | |")
                 else:
                     item, o = row
@@ -410,7 +481,7 @@ def render_markdown(
             table += ["", "</details>", ""]
             details.append("\n".join(table))
     rows += [
-        f"| {_md_escape(f.name)} | {f.flow_id} | {f.zone_name} | disabled |"
+        f"| {md_escape(f.name)} | {f.flow_id} | {f.zone_name} | disabled |"
         + " |" * (len(MARKDOWN_FIXED_COLUMNS) + len(PLAN_COLUMNS) - 4)
         for f in r.plan.flows
         if not f.enabled
@@ -425,10 +496,9 @@ def render_markdown(
 def _fit(head: list[str], rows: list[str], details: list[str], limit: int) -> str:
     """Join the parts, dropping flow details, then summary rows, until under ``limit``."""
     used = sum(len(x) + 1 for x in head)
-    note_room = NOTE_ROOM
     kept_rows: list[str] = []
     for row in rows:
-        if used + len(row) + 1 + note_room > limit:
+        if used + len(row) + 1 + NOTE_ROOM > limit:
             break
         kept_rows.append(row)
         used += len(row) + 1
@@ -439,14 +509,34 @@ def _fit(head: list[str], rows: list[str], details: list[str], limit: int) -> st
             + " |" * (len(MARKDOWN_FIXED_COLUMNS) + len(PLAN_COLUMNS) - 1)
         )
     out.append("")
-    used = sum(len(x) + 1 for x in out)
-    shown = 0
-    for block in details:
-        if used + len(block) + 1 + note_room > limit:
-            break
-        out.append(block)
-        used += len(block) + 1
-        shown += 1
-    if shown < len(details):
-        out.append(f"_{len(details) - shown} flows' entry lists left out to fit a comment._")
-    return "\n".join(out)
+    return fit(out, details, limit, "_{} flows' entry lists left out to fit a comment._")
+
+
+@dataclass(frozen=True, slots=True)
+class Style:
+    """How a command asks for its rendering: the words and dress around the same result."""
+
+    verb: str = "Plan"  # "Apply" for apply's text
+    quiet: bool = False  # text: the summary line only
+    colour: bool = False  # text: ANSI colours on the markers
+    saved: tuple[str, str] | None = None  # markdown: (path, sha256) of plan --out's file
+
+
+def _as_text(r: PlanResult, style: Style) -> str:
+    return render_text(r, style.verb, quiet=style.quiet, colour=style.colour)
+
+
+def _as_json(r: PlanResult, style: Style) -> str:
+    return render_json(r)
+
+
+def _as_markdown(r: PlanResult, style: Style) -> str:
+    return render_markdown(r, saved=style.saved)
+
+
+# plan's and apply's renderers by --format.
+RENDERERS: dict[str, Callable[[PlanResult, Style], str]] = {
+    "text": _as_text,
+    "json": _as_json,
+    "markdown": _as_markdown,
+}

@@ -1,0 +1,111 @@
+"""The report package: hand-built JSON stays JSON, and plan problems have one wording."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from planrunner import checking, report, saved
+from planrunner.outcome import Outcome, Status
+from planrunner.select import Selection
+from testing import write_plan
+
+# Names no plan file can hold (the schema allows [A-Za-z0-9._-]), but an orgId from ${VAR},
+# a plan's file name or a service's error text can: quotes, backslashes, unicode, controls.
+AWKWARD = ['say "hi"', "back\\slash\\", "ünïcødé ✓ 中文", "nul\x00 bell\x07 tab\t nl\n del\x7f", "\u2028sep"]
+
+
+def _awkward_result(tmp_path: Path, name: str) -> tuple[report.PlanResult, list[Any]]:
+    plan_path = write_plan(tmp_path, '  - {name: f, flowId: 7, at: ["2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"]}\n')
+    odd = tmp_path / f"{name.replace('/', '_').replace(chr(0), '_')}.yaml"
+    odd.write_bytes(plan_path.read_bytes())
+    plan, entries = checking.load_entries(str(plan_path), 0, 100)
+    plan = plan.__class__(str(odd), plan.target, plan.flows, plan.raw_target)
+    entries = [e._replace(flow=name, org_id=name) for e in entries]
+    outcomes = {entries[0].key: Outcome(Status.FAILED, name, name)}
+    r = report.PlanResult(plan, name, 0, entries, outcomes, orphans=[(name, name, name)], error=name)
+    return r, entries
+
+
+@pytest.mark.parametrize("name", AWKWARD)
+def test_cleanup_10_render_json_is_what_json_dumps_says_for_awkward_names(tmp_path: Path, name: str) -> None:
+    r, entries = _awkward_result(tmp_path, name)
+    expected = {
+        "formatVersion": report.FORMAT_VERSION,
+        "plan": r.plan.path,
+        "ledger": name,
+        "now": 0,
+        "selection": Selection().as_json(),
+        "entries": [
+            {
+                "flow": name,
+                "flowId": 7,
+                "orgId": name,
+                "triggerTime": e.trigger_time,
+                "time": e.local_time,
+                "key": f"{name}/7/{e.trigger_time}",
+                "status": status,
+                "flowInstanceId": iid,
+                "error": iid,
+            }
+            for e, (status, iid) in zip(entries, [("failed", name), ("pending", None)], strict=True)
+        ],
+        "orphans": [{"key": name, "status": name, "flowInstanceId": name}],
+        "summary": {"pending": 1, "failed": 1},
+        "error": name,
+    }
+    text = report.render_json(r)
+    assert json.loads(text) == json.loads(json.dumps(expected))
+    assert list(json.loads(text)) == list(expected)  # the same fields, in the same order
+
+
+@pytest.mark.parametrize("name", AWKWARD)
+def test_cleanup_10_saved_dumps_is_what_json_dumps_says_for_awkward_names(tmp_path: Path, name: str) -> None:
+    r, entries = _awkward_result(tmp_path, name)
+    rows = [(e, Status.PENDING) for e in entries]
+    data = saved.dumps(r.plan, "ab" * 32, 5, Selection(), 100, rows)
+    expected = {
+        "kind": saved.KIND,
+        "formatVersion": saved.FORMAT_VERSION,
+        "plan": r.plan.path,
+        "sha256": "ab" * 32,
+        "now": 5,
+        "target": {
+            "gateway": "https://apigw.example.com",
+            "orgId": "o1",
+            "userId": "u1",
+            "api": r.plan.target.api,
+        },
+        "selection": Selection().as_json(),
+        "maxTriggers": 100,
+        "entries": [
+            {"key": e.key, "flow": name, "flowId": 7, "triggerTime": e.trigger_time, "time": e.local_time, "status": "pending"}
+            for e in entries
+        ],
+    }
+    doc = json.loads(data.decode("utf-8"))
+    assert doc == json.loads(json.dumps(expected))
+    assert list(doc) == list(expected)
+    assert hashlib.sha256(data).hexdigest() == saved.write(str(tmp_path / "s.json"), data)
+
+
+def test_cleanup_6_doctor_and_ledger_log_word_plan_problems_as_validate_does(run: Any, tmp_path: Path) -> None:
+    # One problem renderer: a plan's problems read the same whichever command found them.
+    flows = (
+        "  - {name: a, flowId: 1, cron: '61 * * * *', from: 2026-01-01, count: 1}\n"
+        "  - {name: b, flowId: 2, at: ['2026-01-01T00:00:00Z'], colour: red}\n"
+    )
+    plan = write_plan(tmp_path, flows)
+    checked = run("validate", str(plan))
+    assert checked.code == 2
+    expected = checked.err.strip().splitlines()
+    assert len(expected) == 2 and all(line.startswith(f"{plan}:") for line in expected)
+    doctor = run("doctor", str(plan), "--gateway", "http://127.0.0.1:9")
+    log = run("ledger", "log", str(plan), "--flow", "a")
+    for r in (doctor, log):
+        assert r.code == 2
+        assert r.err.strip().splitlines() == expected
