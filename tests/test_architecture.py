@@ -18,7 +18,7 @@ LAYERS = [
     {"errors", "protocol", "outcome", "times", "log", "select"},
     {"source", "cron", "schema"},
     {"plan"},
-    {"resolve", "ledger", "pgledger", "enos", "gantt", "terminal", "rate"},
+    {"resolve", "ledger", "pgledger", "enos", "terminal", "rate"},
     {"engine", "instances", "ledgertools", "checking"},
     {"report"},
     {"sim", "commands", "saved"},

@@ -16,8 +16,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from planrunner import checking, gantt, report
+from planrunner import checking, report
 from planrunner.outcome import Outcome
+from planrunner.report import gantt
 from testing import DATA, ROOT, write_plan
 
 EXAMPLE = ROOT / "plans" / "example.yaml"

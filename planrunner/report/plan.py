@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from planrunner import gantt, times
+from planrunner import times
 from planrunner.outcome import KeyStatus, Outcome, Status
 from planrunner.plan import Flow, Plan
 from planrunner.report import (
@@ -19,6 +19,7 @@ from planrunner.report import (
     MARKDOWN_LIMIT,
     NOTE_ROOM,
     fit,
+    gantt,
     markdown_marker,
     md_escape,
 )
