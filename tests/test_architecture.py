@@ -19,8 +19,10 @@ LAYERS = [
     {"source", "cron", "schema"},
     {"plan"},
     {"resolve", "ledger", "pgledger", "enos", "report", "terminal", "rate"},
-    {"engine", "instances", "ledgertools", "checking"},
-    {"sim", "commands", "saved", "inspect"},
+    {"instances", "ledgertools", "checking"},
+    # runs: beside sim, as runs.connect starts the embedded simulator (sim goes lower once
+    # sim/command.py leaves it); engine: the alias of runs.apply until its importers move.
+    {"sim", "commands", "saved", "inspect", "runs", "engine"},
     {"cli", "__main__", "launch"},
 ]
 
@@ -77,7 +79,7 @@ def test_imports_point_one_way() -> None:
         ("planrunner.enos", "planrunner.plan"),  # the client does not load the plan loader
         ("planrunner.sim", "planrunner.enos"),  # the simulator does not use the client
         ("planrunner.ledger", "planrunner.report"),  # the store does not know the report layer
-        ("planrunner.engine", "planrunner.commands"),
+        ("planrunner.runs.apply", "planrunner.commands"),
     ],
 )
 def test_named_directions(module: str, forbidden: str) -> None:

@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
-from planrunner import engine, enos, ledger, protocol, source
+from planrunner import enos, ledger, protocol, source
 from planrunner.errors import LedgerLocked
+from planrunner.runs import apply as engine
 from planrunner.sim import Dialect, Faults, Simulator
 from testing import FAST_ENV, ROOT, SIM_ENV, crashed_intent, make_client, write_plan
 
@@ -815,7 +816,7 @@ runpy.run_module("planrunner", run_name="__main__", alter_sys=True)
 
 
 @pytest.mark.parametrize(
-    "module", ["planrunner.cli", "requests", "planrunner.engine", "planrunner.resolve"]
+    "module", ["planrunner.cli", "requests", "planrunner.runs.apply", "planrunner.resolve"]
 )
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_d15_a_signal_during_imports_exits_130_without_a_traceback(

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
 
-from planrunner import engine, enos, instances, ledger, log, protocol, terminal
+from planrunner import enos, instances, ledger, log, protocol, terminal
 from planrunner.commands import options
 from planrunner.errors import (
     EXIT_FAILED,
@@ -25,6 +25,7 @@ from planrunner.errors import (
     UsageError,
 )
 from planrunner.outcome import Outcome, Status
+from planrunner.runs import apply as engine
 from planrunner.saved import Saved
 from planrunner.select import Selection
 
