@@ -17,9 +17,9 @@ from datetime import tzinfo
 from typing import Any
 
 from planrunner import enos, protocol
+from planrunner.outcome import Entry
 from planrunner.plan import Plan
 from planrunner.rate import RateLimiter
-from planrunner.resolve import Entry
 
 # planrunner's own states, lower case to tell them from the service's statuses.
 NOT_TRIGGERED = "not-triggered"  # the ledger does not say the entry was triggered

@@ -91,7 +91,9 @@ def test_named_directions(module: str, forbidden: str) -> None:
     assert out.stdout.strip() == "[]", out.stdout
 
 
-@pytest.mark.parametrize("module", ["planrunner.ledger", "planrunner.enos", "planrunner.protocol"])
+@pytest.mark.parametrize(
+    "module", ["planrunner.ledger", "planrunner.enos", "planrunner.protocol", "planrunner.runs.apply"]
+)
 def test_ledger_and_client_do_not_load_yaml_or_jsonschema(module: str) -> None:
     code = f"import sys, {module}; print([m for m in ('yaml', 'jsonschema') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -16,7 +16,7 @@ from planrunner import enos, instances, ledger, terminal
 from planrunner.commands import options
 from planrunner.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from planrunner.instances import Seen
-from planrunner.resolve import Entry
+from planrunner.outcome import Entry
 from planrunner.select import Selection
 
 HELP = "cancel the plan's instances that are still queued or running"

@@ -17,8 +17,8 @@ from planrunner import instances, terminal, times
 from planrunner.commands import options
 from planrunner.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING, PlanrunnerError, UsageError
 from planrunner.instances import Seen
+from planrunner.outcome import Entry
 from planrunner.plan import Plan
-from planrunner.resolve import Entry
 from planrunner.select import Selection
 
 HELP = "look up the instances apply triggered: running, succeeded or failed"

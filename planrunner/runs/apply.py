@@ -25,9 +25,8 @@ from enum import StrEnum
 
 from planrunner import enos, ledger, log
 from planrunner.errors import EXIT_INTERNAL, LedgerError, PlanrunnerError, ServiceError
-from planrunner.outcome import Outcome, Status
+from planrunner.outcome import Entry, Outcome, Status
 from planrunner.rate import RateLimiter
-from planrunner.resolve import Entry
 
 NOT_SENT = "interrupted before sending; nothing was sent"
 ALREADY_THERE = (
