@@ -19,7 +19,6 @@ import heapq
 import json
 import math
 import os
-import random
 import re
 import socket
 import threading
@@ -37,6 +36,7 @@ import urllib3.connection
 from planrunner import protocol
 from planrunner.errors import ServiceError, UsageError
 from planrunner.protocol import Api
+from planrunner.rate import backoff
 
 FOREIGN_TEXT_LIMIT = 500  # characters of a gateway's message kept in output, logs, ledger
 FOREIGN_READ_LIMIT = 65_536  # characters of a non-200 body read at all (redacted, then cut)
@@ -56,6 +56,7 @@ TOKEN_TRIES = 3  # token calls per token (1001 "repeated encryption" gets a fres
 LOOKUP_TRIES = 6  # tries of one lookup call while it is answered retryable
 LOOKUP_BACKOFF_BASE = 0.2
 LOOKUP_BACKOFF_CAP = 5.0
+LOOKUP_BACKOFF_ENV = "PLANRUNNER_LOOKUP_BACKOFF_CAP"  # tests shorten the lookup backoff with it
 MAX_SEARCH_PAGES = 50
 _TOKEN_CHARS = re.compile(r"[!-~]{1,4096}")  # visible ASCII: a header value as sent
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
@@ -203,6 +204,22 @@ def answer_deadline_setting(environ: Mapping[str, str] | None = None) -> float:
         value = math.nan
     if not 0 < value < math.inf:
         raise UsageError(f"${ANSWER_DEADLINE_ENV} must be a number of seconds > 0")
+    return value
+
+
+def lookup_backoff_setting(environ: Mapping[str, str] | None = None) -> float:
+    """``$PLANRUNNER_LOOKUP_BACKOFF_CAP`` (seconds, >= 0), else :data:`LOOKUP_BACKOFF_CAP`:
+    the longest wait between the tries of one lookup call (tests set it near 0)."""
+    env = os.environ if environ is None else environ
+    text = env.get(LOOKUP_BACKOFF_ENV)
+    if not text:
+        return LOOKUP_BACKOFF_CAP
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise UsageError(f"${LOOKUP_BACKOFF_ENV} must be a number of seconds >= 0")
     return value
 
 
@@ -450,6 +467,7 @@ class Client:
         api: Api = protocol.DEFAULT_API,
         server_zone: tzinfo | None = None,
         lookup_tries: int = LOOKUP_TRIES,
+        lookup_backoff_cap: float | None = None,
         shown: str | None = None,
         proxy: str | None = None,
         answer_deadline: float | None = None,
@@ -471,6 +489,9 @@ class Client:
         self._zone = server_zone
         self._zone_lock = threading.Lock()
         self._lookup_tries = lookup_tries
+        self._lookup_cap = (
+            lookup_backoff_cap if lookup_backoff_cap is not None else lookup_backoff_setting()
+        )
         self.token_calls = 0
         self.where = shown or protocol.origin(self.gateway)
         self.proxy = proxy if proxy is not None else proxy_setting()
@@ -845,10 +866,7 @@ class Client:
             if answer.kind not in (Kind.RETRYABLE, Kind.UNKNOWN):
                 return answer
             if tries + 1 < self._lookup_tries:
-                delay = random.uniform(0, min(LOOKUP_BACKOFF_CAP, LOOKUP_BACKOFF_BASE * 2**tries))
-                if answer.retry_after is not None:
-                    delay = max(delay, min(answer.retry_after, LOOKUP_BACKOFF_CAP))
-                time.sleep(delay)
+                time.sleep(backoff(tries, LOOKUP_BACKOFF_BASE, self._lookup_cap, answer.retry_after))
         return answer
 
     # -- lookups ------------------------------------------------------------------------

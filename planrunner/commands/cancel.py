@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import random
 import sys
 import threading
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from planrunner.commands import options
 from planrunner.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from planrunner.instances import Seen
 from planrunner.outcome import Entry
+from planrunner.rate import backoff
 from planrunner.select import Selection
 
 HELP = "cancel the plan's instances that are still queued or running"
@@ -163,10 +163,7 @@ class Canceller:
                 break
             if answer.kind not in (enos.Kind.RETRYABLE, enos.Kind.UNKNOWN):
                 break
-            delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**tries))
-            if answer.retry_after is not None:
-                delay = max(delay, min(answer.retry_after, BACKOFF_CAP))
-            if self.stop.wait(delay):
+            if self.stop.wait(backoff(tries, BACKOFF_BASE, BACKOFF_CAP, answer.retry_after)):
                 break
         if answer is None:
             return  # stopped before anything was sent: NOT_SENT

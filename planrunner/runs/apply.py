@@ -13,7 +13,6 @@ entry through a callback, and stops when :attr:`Runner.stop` is set.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 import traceback
@@ -26,7 +25,7 @@ from enum import StrEnum
 from planrunner import enos, ledger, log
 from planrunner.errors import EXIT_INTERNAL, LedgerError, PlanrunnerError, ServiceError
 from planrunner.outcome import Entry, Outcome, Status
-from planrunner.rate import RateLimiter
+from planrunner.rate import RateLimiter, backoff
 
 NOT_SENT = "interrupted before sending; nothing was sent"
 ALREADY_THERE = (
@@ -729,12 +728,7 @@ class Runner:
             if tries >= self.options.max_retries:
                 return attempt, answer, answered
             work.record(ledger.aborted(e, attempt, gateway=gw, reason=_not_acted_on(answer)))
-            # Exponential backoff with full jitter; never sooner than the gateway asked.
-            delay = random.uniform(
-                0, min(self.options.backoff_cap, self.options.backoff_base * 2**tries)
-            )
-            if answer.retry_after is not None:
-                delay = max(delay, min(answer.retry_after, self.options.backoff_cap))
+            delay = backoff(tries, self.options.backoff_base, self.options.backoff_cap, answer.retry_after)
             tries += 1
             if self.stop.wait(delay):
                 return None
