@@ -11,41 +11,40 @@ Credentials live only in :class:`Credentials`; text from the gateway is cleaned 
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import dataclasses
 import enum
-import heapq
 import json
 import math
 import os
 import re
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
 import requests
 import requests.adapters
-import urllib3
-import urllib3.connection
 
-from planrunner import protocol
+from planrunner import protocol, transport
 from planrunner.errors import ServiceError, UsageError
 from planrunner.protocol import Api
 from planrunner.rate import backoff
+
+# The transport's settings, under the names commands and tests know them by.
+ANSWER_DEADLINE = transport.ANSWER_DEADLINE
+ANSWER_DEADLINE_ENV = transport.ANSWER_DEADLINE_ENV
+PROXY_ENV = transport.PROXY_ENV
+answer_deadline_setting = transport.answer_deadline_setting
+proxy_given = transport.proxy_given
+proxy_setting = transport.proxy_setting
 
 FOREIGN_TEXT_LIMIT = 500  # characters of a gateway's message kept in output, logs, ledger
 FOREIGN_READ_LIMIT = 65_536  # characters of a non-200 body read at all (redacted, then cut)
 CREDENTIAL_PIECE = 4  # a credential's prefix this long left at a cut is redacted too
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0  # per read
-ANSWER_DEADLINE = 120.0  # seconds for a whole answer, however it trickles in
-ANSWER_DEADLINE_ENV = "PLANRUNNER_ANSWER_DEADLINE"
-PROXY_ENV = "PLANRUNNER_PROXY"
 MAX_ANSWER_BYTES = 32 * 1024 * 1024  # a larger answer is unparsable
 MAX_JSON_DIGITS = 18  # an integer with more digits is not one the service sends (64-bit)
 TOKEN_LIFETIME_MAX = 366 * 86_400.0  # seconds; an "expire" outside (0, this] is unusable
@@ -163,216 +162,10 @@ def check_gateway(url: str) -> str:
     return url.rstrip("/")
 
 
-# --proxy for the command being run (a ContextVar, so it never outlives the command).
-PROXY: contextvars.ContextVar[str | None] = contextvars.ContextVar("planrunner_proxy", default=None)
-
-
-@contextlib.contextmanager
-def proxy_given(url: str | None) -> Iterator[None]:
-    """Clients made inside use ``url`` as their proxy (``--proxy``); None changes nothing."""
-    if url is None:
-        yield
-        return
-    token = PROXY.set(url)
-    try:
-        yield
-    finally:
-        PROXY.reset(token)
-
-
-def proxy_setting(environ: Mapping[str, str] | None = None) -> str | None:
-    """The proxy to use: ``--proxy``, else ``$PLANRUNNER_PROXY``, else none. The usual
-    ``HTTPS_PROXY``/``ALL_PROXY`` are never read. Raises :class:`UsageError` for a bad URL."""
-    env = os.environ if environ is None else environ
-    url = PROXY.get() or env.get(PROXY_ENV) or None
-    if url is not None:
-        why = protocol.proxy_problem(url)
-        if why:
-            raise UsageError(f"--proxy or ${PROXY_ENV}: {why}")
-    return url
-
-
-def answer_deadline_setting(environ: Mapping[str, str] | None = None) -> float:
-    """``$PLANRUNNER_ANSWER_DEADLINE`` (seconds, > 0), else :data:`ANSWER_DEADLINE`."""
-    env = os.environ if environ is None else environ
-    text = env.get(ANSWER_DEADLINE_ENV)
-    if not text:
-        return ANSWER_DEADLINE
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < math.inf:
-        raise UsageError(f"${ANSWER_DEADLINE_ENV} must be a number of seconds > 0")
-    return value
-
-
 def lookup_backoff_setting(environ: Mapping[str, str] | None = None) -> float:
     """``$PLANRUNNER_LOOKUP_BACKOFF_CAP`` (seconds, >= 0), else :data:`LOOKUP_BACKOFF_CAP`:
     the longest wait between the tries of one lookup call (tests set it near 0)."""
-    env = os.environ if environ is None else environ
-    text = env.get(LOOKUP_BACKOFF_ENV)
-    if not text:
-        return LOOKUP_BACKOFF_CAP
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < math.inf:
-        raise UsageError(f"${LOOKUP_BACKOFF_ENV} must be a number of seconds >= 0")
-    return value
-
-
-class _Watch:
-    """One request's overall deadline: when it passes, the connection is shut down, so a
-    read blocked on a gateway that drip-feeds its answer returns at once."""
-
-    __slots__ = ("_lock", "_sock", "cut", "done", "expired")
-
-    def __init__(self) -> None:
-        self.done = False  # the request is over: nothing to cut
-        self.expired = False  # the deadline passed
-        self.cut = False  # ... and the connection, its request sent, was shut down
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
-
-    def attach(self, sock: socket.socket | None) -> None:
-        """The request was sent on ``sock``; its answer is read from it next."""
-        with self._lock:
-            self._sock = sock
-            cut = self.cut = self.expired and sock is not None
-        if cut:
-            _shut(sock)
-
-    def expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            sock = self._sock
-            self.cut = sock is not None
-        _shut(sock)
-
-
-def _shut(sock: socket.socket | None) -> None:
-    if sock is None:
-        return
-    with contextlib.suppress(OSError):
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's, TLS or not
-
-
-class _Watchdog:
-    """One thread that expires the watches whose deadline passed."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, _Watch]] = []
-        self._cond = threading.Condition()
-        self._seq = 0
-        self._thread: threading.Thread | None = None
-
-    def add(self, deadline: float, watch: _Watch) -> None:
-        with self._cond:
-            self._seq += 1
-            heapq.heappush(self._heap, (deadline, self._seq, watch))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="answer-deadline", daemon=True)
-                self._thread.start()
-            if self._heap[0][2] is watch:
-                self._cond.notify()  # the new deadline is the next one: wake the thread
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._heap:
-                    self._cond.wait()
-                deadline, _, watch = self._heap[0]
-                wait = deadline - time.monotonic()
-                if wait > 0:
-                    self._cond.wait(wait)
-                    continue
-                heapq.heappop(self._heap)
-            if not watch.done:
-                watch.expire()
-
-
-_WATCHDOG = _Watchdog()
-_CURRENT = threading.local()  # the watch of the request this thread is sending
-
-
-class NotLoopbackError(Exception):
-    """A plain http:// connection reached a peer that is not a loopback address."""
-
-    def __init__(self, peer: str) -> None:
-        super().__init__(f"peer {peer} is not a loopback address")
-        self.peer = peer
-
-
-def _peer_address(sock: Any) -> str:
-    """The address a connected socket's peer has (a test may replace this)."""
-    return str(sock.getpeername()[0])
-
-
-def _awaiting_answer(sock: socket.socket | None) -> None:
-    """The request of this thread was sent on ``sock``: its deadline may now cut it."""
-    watch: _Watch | None = getattr(_CURRENT, "watch", None)
-    if watch is not None:
-        watch.attach(sock)
-
-
-class _WatchedConnection(urllib3.connection.HTTPConnection):
-    """An http:// connection whose answer is bounded by the request's overall deadline."""
-
-    def getresponse(self) -> Any:
-        _awaiting_answer(self.sock)
-        return super().getresponse()
-
-
-class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    """An https:// connection whose answer is bounded by the request's overall deadline."""
-
-    def getresponse(self) -> Any:
-        _awaiting_answer(self.sock)
-        return super().getresponse()
-
-
-class _LoopbackOnlyConnection(_WatchedConnection):
-    """An http:// connection that refuses, before sending a byte, a peer off loopback
-    (a name that resolves elsewhere, or anything the URL check did not foresee)."""
-
-    def connect(self) -> None:
-        super().connect()
-        try:
-            peer = _peer_address(self.sock)
-        except OSError:
-            peer = "an unknown address"
-        if not protocol.is_loopback(peer.split("%", 1)[0]):
-            self.close()
-            raise NotLoopbackError(peer)
-
-
-class _LoopbackOnlyPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _LoopbackOnlyConnection
-
-
-class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-class _GuardedAdapter(requests.adapters.HTTPAdapter):
-    """Mounted for both schemes: ``http://`` connections check the peer address, and every
-    answer is bounded by its request's overall deadline (through a proxy too)."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        classes = dict(self.poolmanager.pool_classes_by_scheme)
-        classes["http"] = _LoopbackOnlyPool
-        classes["https"] = _WatchedHTTPSPool
-        self.poolmanager.pool_classes_by_scheme = classes
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        classes = dict(manager.pool_classes_by_scheme)
-        classes["https"] = _WatchedHTTPSPool  # a proxy is used for https:// gateways only
-        manager.pool_classes_by_scheme = classes
-        return manager
+    return transport.seconds_setting(LOOKUP_BACKOFF_ENV, LOOKUP_BACKOFF_CAP, environ, zero=True)
 
 
 class _Clock:
@@ -595,13 +388,13 @@ class Client:
             # every answer has an overall deadline.
             mount = getattr(session, "mount", None)
             if mount is not None:
-                adapter = _GuardedAdapter()
+                adapter = transport.GuardedAdapter()
                 mount("http://", adapter)
                 mount("https://", adapter)
             self._local.guarded = session
-        watch = _Watch()
-        _CURRENT.watch = watch
-        _WATCHDOG.add(time.monotonic() + self._deadline, watch)
+        watch = transport.Watch()
+        transport.CURRENT.watch = watch
+        transport.WATCHDOG.add(time.monotonic() + self._deadline, watch)
         try:
             resp = session.request(
                 method,
@@ -614,7 +407,7 @@ class Client:
                 stream=True,
             )
             return self._read_body(resp)
-        except NotLoopbackError as e:
+        except transport.NotLoopbackError as e:
             raise ServiceError(
                 f"plain http:// gateway {self.where} connected to {e.peer}, which is not a "
                 "loopback address; nothing was sent (use https://)"
@@ -634,9 +427,9 @@ class Client:
             return self._transport_answer(e, watch)
         finally:
             watch.done = True
-            _CURRENT.watch = None
+            transport.CURRENT.watch = None
 
-    def _transport_answer(self, e: requests.exceptions.RequestException, watch: _Watch) -> Answer:
+    def _transport_answer(self, e: requests.exceptions.RequestException, watch: transport.Watch) -> Answer:
         """What a transport failure means: nothing sent, unknown after sending, or TLS."""
         if watch.cut:
             # The overall deadline shut the connection while its answer was awaited.
