@@ -56,7 +56,6 @@ LOOKUP_TRIES = 6  # tries of one lookup call while it is answered retryable
 LOOKUP_BACKOFF_BASE = 0.2
 LOOKUP_BACKOFF_CAP = 5.0
 LOOKUP_BACKOFF_ENV = "PLANRUNNER_LOOKUP_BACKOFF_CAP"  # tests shorten the lookup backoff with it
-MAX_SEARCH_PAGES = 50
 _TOKEN_CHARS = re.compile(r"[!-~]{1,4096}")  # visible ASCII: a header value as sent
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -689,76 +688,11 @@ class Client:
 
     def find_instance(self, flow_id: int, trigger_time: int) -> Lookup:
         """Does the service have an instance of ``flow_id`` triggered at ``trigger_time``?
+        (:func:`planrunner.lookup.find_instance`; a method, so the engine's scripted clients
+        answer it directly.)"""
+        from planrunner import lookup
 
-        Found means the same flowId and the same trigger time to the second, read in the
-        server's zone. Get by the derived id is only a fast path whose answer is verified;
-        Search over the entry's minute decides "absent", and only when every search answered.
-        """
-        try:
-            zone = self.server_zone()
-        except ServiceError as e:
-            return Lookup(None, None, str(e))
-        candidates = dict.fromkeys(
-            (
-                protocol.instance_id(flow_id, trigger_time),
-                protocol.instance_id(flow_id, trigger_time, zone),
-            )
-        )
-        for derived in candidates:
-            got = self.get_instance(derived)
-            if got.kind is Kind.AUTH or got.kind is Kind.FATAL:
-                return Lookup(None, None, f"get flow instance: {self.clean(got.msg)}")
-            if (
-                got.kind is Kind.OK
-                and isinstance(got.data, dict)
-                and protocol.same_trigger(got.data, flow_id, trigger_time, zone, ambiguous=False)
-            ):
-                return Lookup(True, got.data.get("instanceId") or derived)
-            # Anything else ("not found" as 62102, null or {}, a different instance, or a
-            # time in the hour a DST zone repeats) falls through to Search: only Search
-            # decides "absent", and its window tells the repeated hour's two instants apart.
-        minute = trigger_time - trigger_time % protocol.MINUTE_MS
-        failures: list[str] = []
-        for type_ in protocol.SEARCH_TYPES:
-            found, why = self._search_minute(flow_id, trigger_time, minute, type_, zone)
-            if found is not None:
-                return Lookup(True, found)
-            if why:
-                failures.append(why)
-        if failures:
-            return Lookup(None, None, f"search flow instances: {failures[0]}")
-        return Lookup(False, None)
-
-    def _search_minute(
-        self, flow_id: int, trigger_time: int, minute: int, type_: int, zone: tzinfo
-    ) -> tuple[str | None, str]:
-        """(instance id found, "") or (None, why the search failed) or (None, "")."""
-        first = self.api.first_page
-        pages = [first]
-        seen_any = False
-        while pages:
-            page_no = pages.pop(0)
-            answer = self.search_instances(
-                minute, minute + protocol.MINUTE_MS, type_=type_, page_no=page_no
-            )
-            if answer.kind is not Kind.OK or not isinstance(answer.data, dict):
-                return None, self.clean(answer.msg) or f"code {answer.code}"
-            insts = answer.data.get("flowInsts") or []
-            if not isinstance(insts, list):
-                return None, "search answer has no flowInsts list"
-            for inst in insts:
-                if isinstance(inst, dict) and protocol.same_trigger(
-                    inst, flow_id, trigger_time, zone
-                ):
-                    iid = inst.get("instanceId") or inst.get("flowInstanceId")
-                    return iid or protocol.instance_id(flow_id, trigger_time), ""
-            if insts:
-                seen_any = True
-            if len(insts) >= protocol.PAGE_SIZE and page_no - first + 1 < MAX_SEARCH_PAGES:
-                pages.append(page_no + 1)  # a full page: there may be more
-            elif not seen_any and page_no == first and first != 0:
-                pages.append(0)  # samples disagree on v2.1's first page: ask page 0 too
-        return None, ""
+        return lookup.find_instance(self, flow_id, trigger_time)
 
     # -- answers ------------------------------------------------------------------------
 

@@ -19,10 +19,10 @@ LAYERS = [
     {"source", "cron", "schema"},
     {"plan"},
     {"resolve", "ledger", "pgledger", "enos", "report", "terminal", "rate", "transport", "lookup"},
-    {"instances", "ledgertools", "checking"},
+    {"ledgertools", "checking"},
     # runs: beside sim, as runs.connect starts the embedded simulator (sim goes lower once
     # sim/command.py leaves it); engine: the alias of runs.apply until its importers move.
-    {"sim", "commands", "saved", "inspect", "runs", "engine"},
+    {"sim", "commands", "saved", "inspect", "runs", "engine", "report_status", "report_cancel"},
     {"cli", "__main__", "launch"},
 ]
 

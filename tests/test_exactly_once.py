@@ -106,7 +106,7 @@ class Scripted:
 
 def entries(flows: int, per_flow: int) -> list[Entry]:
     return [
-        Entry(T0 + i * 60_000, f, f"f{f}", "o1", 0, f"o1/{f}/{T0 + i * 60_000}")
+        Entry(T0 + i * 60_000, f, f"f{f}", "o1", 0)
         for f in range(1, flows + 1)
         for i in range(per_flow)
     ]

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import dataclasses
 import os
-import secrets
 import shlex
 import signal
 import sys
@@ -16,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
 
-from planrunner import enos, instances, ledger, log, protocol, terminal
+from planrunner import ledger, log, runs, terminal
 from planrunner.commands import options
 from planrunner.errors import (
     EXIT_FAILED,
@@ -26,6 +25,7 @@ from planrunner.errors import (
 )
 from planrunner.outcome import Outcome, Status
 from planrunner.runs import apply as engine
+from planrunner.runs import connect
 from planrunner.saved import Saved
 from planrunner.select import Selection
 
@@ -229,7 +229,6 @@ ENV_IN_FLIGHT = "PLANRUNNER_IN_FLIGHT_SECONDS"
 ENV_READ_TIMEOUT = "PLANRUNNER_READ_TIMEOUT"
 ENV_IN_FLIGHT_MARGIN = "PLANRUNNER_IN_FLIGHT_MARGIN"
 ENV_DUPLICATE_WAIT = "PLANRUNNER_DUPLICATE_WAIT"
-SIM_RUN_SECONDS = 0.05  # how long the embedded simulator's instances run
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,9 +251,8 @@ class Request:
     again: str | None = None  # the command line that continues this run (shell-quoted)
 
 
-def new_run_id() -> str:
-    """A short id unique to this run."""
-    return "r" + time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+# commands/ledger.py still imports it from here (its owner moves it to runs.new_run_id).
+new_run_id = runs.new_run_id
 
 
 def exit_code(outcomes: dict[str, Outcome], interrupted: bool) -> int:
@@ -367,45 +365,11 @@ def run(req: Request, emit: Callable[[str, dict[str, int]], None] | None = None)
     )
     options = settings_from_env(req.options)
     target = plan.target
-    version = protocol.api(target.api)
-    zone = protocol.server_zone(target.server_timezone) if target.server_timezone else None
     run_id = new_run_id()
     logger = log.get("apply").bind(run=run_id)
     with contextlib.ExitStack() as stack:
-        if req.sim:
-            from planrunner.sim import (
-                DEFAULT_ACCESS_KEY,
-                DEFAULT_SECRET_KEY,
-                Dialect,
-                SimFlow,
-                Simulator,
-            )
-
-            seeds = {
-                f.flow_id: SimFlow(
-                    f.flow_id, owner=target.user_id, org_id=target.org_id, run_seconds=SIM_RUN_SECONDS
-                )
-                for f in plan.flows
-            }
-            simulator = stack.enter_context(Simulator(seeds.values(), dialect=Dialect(api=version.name)))
-            url, creds = simulator.url, enos.Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)
-            where = "the embedded simulator"
-            gateway_id = ledger.SIM_GATEWAY
-        else:
-            url = enos.check_gateway(req.gateway or target.gateway)
-            creds = enos.Credentials.from_env()
-            gateway_id = protocol.origin(url)
-            where = instances.shown_gateway(plan, req.gateway, url)  # ${VAR} never expanded (D5)
-        client = enos.Client(
-            url,
-            target.org_id,
-            target.user_id,
-            creds,
-            read_timeout=options.read_timeout,
-            api=version,
-            server_zone=zone,
-            shown=where,
-        )
+        conn = connect(plan, req.gateway, req.sim, stack=stack, read_timeout=options.read_timeout)
+        client, where, gateway_id = conn.client, conn.where, conn.gateway_id
         backend = ledger.open_ledger(path)  # a missing one is created: no note (plan notes it)
         flows = sorted({(e.org_id, e.flow_id) for e in entries})
         stack.enter_context(backend.lock(run_id, flows, req.lock_timeout))

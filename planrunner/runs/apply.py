@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import threading
 import time
-import traceback
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from planrunner import enos, ledger, log
-from planrunner.errors import EXIT_INTERNAL, LedgerError, PlanrunnerError, ServiceError
+from planrunner import enos, ledger, log, runs
+from planrunner.errors import LedgerError, PlanrunnerError, ServiceError
 from planrunner.outcome import Entry, Outcome, Status
 from planrunner.rate import RateLimiter, backoff
+from planrunner.runs import AttemptIds, WorkerPool
 
+InternalError = runs.InternalError  # what a bug in a worker halts the run with (exit 70)
 NOT_SENT = "interrupted before sending; nothing was sent"
 ALREADY_THERE = (
     "already on the service: instances are keyed by flow and minute, so Trigger Flow cannot "
@@ -42,7 +42,7 @@ WAIT_TICK = 0.2  # seconds a worker waits before looking for other work when a f
 SEND_SLACK = 5.0  # seconds: the most a request may leave after its intent's ``at``
 SLOW_WRITES = 3  # intents in a row written slower than SEND_SLACK that stop the run
 NOT_RECORDED = "sent; outcome not recorded"
-JOIN_SECONDS = 0.2  # how often the main thread wakes while workers run (to take Ctrl-C)
+AFTER_BUG = "stopped sending: everything sent is recorded or left unknown for the next apply to look up"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +63,6 @@ class Options:
     max_unresolved: int = MAX_UNRESOLVED
     send_slack: float = SEND_SLACK
     read_timeout: float = READ_TIMEOUT  # the client's; in_flight must cover it
-
-
-class InternalError(PlanrunnerError):
-    """A bug met in a worker: the run stopped cleanly, and everything sent is recorded."""
-
-    exit_code = EXIT_INTERNAL
 
 
 # -- the decisions ---------------------------------------------------------------------------
@@ -273,7 +267,7 @@ class Runner:
         self._on_settle = on_settle
         self._guard = guard
         self._limiter = RateLimiter(options.rate)
-        self._attempts = 0
+        self._attempts = AttemptIds(run_id)
         self._lock = threading.Lock()
         self._down = 0  # consecutive timeouts or unreachable answers
         self._unverified = 0  # consecutive outcomes of this run's sends no lookup could verify
@@ -295,39 +289,16 @@ class Runner:
         for e in entries:
             groups.setdefault(e.flow_id, []).append(e)
         # Longest queues first: they bound the run's length.
-        queue = deque(FlowWork(g) for g in sorted(groups.values(), key=len, reverse=True))
-        queue_lock = threading.Lock()
-
-        def worker() -> None:
-            while True:
-                with queue_lock:
-                    if not queue or self.stop.is_set():
-                        return
-                    work = queue.popleft()
-                try:
-                    self._step(work)
-                except PlanrunnerError as e:
-                    self._halt(e)
-                except Exception as e:  # a bug must not leave other workers sending
-                    self._bug(e)
-                finally:
-                    if work.more() and not self.stop.is_set():
-                        with queue_lock:
-                            queue.append(work)
-                    else:
-                        self._finish(work)
-
-        threads = [
-            threading.Thread(target=worker, name=f"apply-{i}", daemon=True)
-            for i in range(min(self.options.concurrency, len(queue)))
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            while t.is_alive():
-                t.join(JOIN_SECONDS)  # short joins let the main thread take Ctrl-C
-        for work in queue:  # flows left when the run stopped: record what they hold
-            self._finish(work)
+        works = [FlowWork(g) for g in sorted(groups.values(), key=len, reverse=True)]
+        pool: WorkerPool[FlowWork] = WorkerPool(
+            self.options.concurrency,
+            name="apply",
+            stop=self.stop,
+            clean=self._clean,
+            after_bug=AFTER_BUG,
+            on_failure=self._halt,
+        )
+        pool.run(works, self._work, self._finish)  # flows left when it stopped are finished too
         for e in entries:
             # Not reached this run (stopped, or waiting for an earlier request): an entry the
             # ledger holds as unknown is reported unknown, as `plan` shows it, never pending.
@@ -343,32 +314,24 @@ class Runner:
         """The send rate learned from the gateway's 429s (None: never throttled) and their count."""
         return {"learned": self._limiter.learned, "throttled": self._limiter.throttles}
 
+    def _clean(self, text: str) -> str:
+        """A bug's text made safe to show (the client is asked only when a bug happens)."""
+        return self.client.clean(text)
+
+    def _work(self, work: FlowWork) -> bool:
+        """One piece of a flow's work; whether the flow has more."""
+        self._step(work)
+        return work.more()
+
     def _halt(self, error: PlanrunnerError) -> None:
         with self._lock:
             self.fatal = self.fatal or error
         self.stop.set()
 
-    def _bug(self, e: BaseException) -> None:
-        """A bug in a worker: logged with its traceback (at debug), the run stopped, exit 70."""
-        trace = "".join(traceback.format_exception(e))
-        self._log.debug("internal error in an apply worker", traceback=self.client.clean(trace))
-        self._halt(
-            InternalError(
-                f"internal error (a bug) in an apply worker: {type(e).__name__}: "
-                f"{self.client.clean(str(e))}; stopped sending: everything sent is recorded or "
-                "left unknown for the next apply to look up"
-            )
-        )
-
     def _settle(self, e: Entry, outcome: Outcome) -> None:
         self.outcomes[e.key] = outcome
         if self._on_settle is not None:
             self._on_settle(outcome.status)
-
-    def _attempt_id(self) -> str:
-        with self._lock:
-            self._attempts += 1
-            return f"{self.run_id}.{self._attempts}"
 
     def _finish(self, work: FlowWork) -> None:
         """Make the flow's last results durable, then report them."""
@@ -379,12 +342,7 @@ class Runner:
         with self._lock:
             self._unresolved -= len(work.waiting)
         work.waiting.clear()
-        try:
-            work.write(self.writer, self._settle)
-        except PlanrunnerError as e:
-            self._halt(e)
-        except Exception as e:
-            self._bug(e)
+        work.write(self.writer, self._settle)  # a failure stops the pool (WorkerPool.guarded)
 
     # -- one flowId -----------------------------------------------------------------------------
 
@@ -598,7 +556,7 @@ class Runner:
         gw = self.gateway
         if status == ledger.FAILED:
             if look.found:
-                attempt = newest[0] if newest else self._attempt_id()
+                attempt = newest[0] if newest else self._attempts.next()
                 work.record(
                     ledger.reconciled(
                         e, attempt, gateway=gw, found=True, flow_instance_id=look.flow_instance_id
@@ -656,7 +614,7 @@ class Runner:
         None when the intent took longer than ``send_slack`` to write: the request would
         leave later than its record says, so it is closed unsent (and a fresh one is made).
         """
-        attempt = self._attempt_id()
+        attempt = self._attempts.next()
         made = time.time()
         work.write(
             self.writer,
