@@ -264,7 +264,7 @@ class Runner:
         self.stop = threading.Event()
         self.fatal: PlanrunnerError | None = None
         self.outcomes: dict[str, Outcome] = {}
-        self._on_settle = on_settle
+        self.on_settle = on_settle  # told each settled entry's status (a progress bar)
         self._guard = guard
         self._limiter = RateLimiter(options.rate)
         self._attempts = AttemptIds(run_id)
@@ -330,8 +330,8 @@ class Runner:
 
     def _settle(self, e: Entry, outcome: Outcome) -> None:
         self.outcomes[e.key] = outcome
-        if self._on_settle is not None:
-            self._on_settle(outcome.status)
+        if self.on_settle is not None:
+            self.on_settle(outcome.status)
 
     def _finish(self, work: FlowWork) -> None:
         """Make the flow's last results durable, then report them."""
