@@ -12,27 +12,32 @@ Credentials live only in :class:`Credentials`; text from the gateway is cleaned 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
-import math
-import os
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
 import requests
 import requests.adapters
 
-from planrunner import protocol, transport
+from planrunner import answers, protocol, transport
+from planrunner import credentials as _credentials
 from planrunner.errors import ServiceError, UsageError
 from planrunner.protocol import Api
 from planrunner.rate import backoff
 
-# The transport's settings, under the names commands and tests know them by.
+# The credentials and the transport's settings, under the names commands and tests know them by.
+Credentials = _credentials.Credentials
+Kind = answers.Kind
+Answer = answers.Answer
+Lookup = answers.Lookup
+code_text = answers.code_text
+describe = answers.describe
+MAX_ANSWER_BYTES = transport.MAX_ANSWER_BYTES
+decode_json = transport.decode_json
 ANSWER_DEADLINE = transport.ANSWER_DEADLINE
 ANSWER_DEADLINE_ENV = transport.ANSWER_DEADLINE_ENV
 PROXY_ENV = transport.PROXY_ENV
@@ -41,14 +46,11 @@ proxy_given = transport.proxy_given
 proxy_setting = transport.proxy_setting
 
 FOREIGN_TEXT_LIMIT = 500  # characters of a gateway's message kept in output, logs, ledger
-FOREIGN_READ_LIMIT = 65_536  # characters of a non-200 body read at all (redacted, then cut)
 CREDENTIAL_PIECE = 4  # a credential's prefix this long left at a cut is redacted too
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0  # per read
-MAX_ANSWER_BYTES = 32 * 1024 * 1024  # a larger answer is unparsable
-MAX_JSON_DIGITS = 18  # an integer with more digits is not one the service sends (64-bit)
 TOKEN_LIFETIME_MAX = 366 * 86_400.0  # seconds; an "expire" outside (0, this] is unusable
-INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # {flowId}-{digits}, with room
+INSTANCE_ID = answers.INSTANCE_ID  # {flowId}-{digits}, with room
 STATUS_TEXT_LIMIT = 32  # characters of an unknown instance status shown
 TOKEN_REFRESH_MARGIN = 0.2  # refresh once 80% of the token's lifetime has passed
 TOKEN_TRIES = 3  # token calls per token (1001 "repeated encryption" gets a fresh timestamp)
@@ -65,94 +67,6 @@ GATEWAY_REFUSALS = protocol.PERMANENT_HTTP | {404, 405, 414, 431}
 NOT_FOUND_HINT = " (wrong target.api? run planrunner doctor)"
 
 
-class Kind(enum.Enum):
-    """What an answer means for the entry it was about."""
-
-    OK = "ok"  # code 0
-    PERMANENT = "permanent"  # a definite refusal: record failed, never retry
-    DUPLICATE = "duplicate"  # 62102 on Trigger: maybe an instance for the minute exists
-    RETRYABLE = "retryable"  # nothing was created: back off and send again
-    UNKNOWN = "unknown"  # the request may have been acted on: look it up before re-sending
-    AUTH = "auth"  # 401, a token error, or an auth failure in a 200 body
-    FATAL = "fatal"  # the gateway cannot be talked to safely (TLS): stop the run
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """One classified answer. ``code`` is the service code, else the HTTP status."""
-
-    kind: Kind
-    code: int | None
-    msg: str
-    data: Any = None
-    retry_after: float | None = None
-    http_status: int | None = None
-
-    @property
-    def flow_instance_id(self) -> str | None:
-        """The instance id of a successful trigger (None when it has not the shape of one)."""
-        if isinstance(self.data, dict):
-            value = self.data.get("flowInstanceId")
-            return value if isinstance(value, str) and INSTANCE_ID.fullmatch(value) else None
-        return None
-
-
-class Credentials:
-    """App key and secret; never shown in a repr, a log or a message."""
-
-    __slots__ = ("_key", "_secret")
-
-    def __init__(self, access_key: str, secret_key: str) -> None:
-        self._key = access_key
-        self._secret = secret_key
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Credentials:
-        """Read ``ENOS_ACCESS_KEY`` and ``ENOS_SECRET_KEY``; a missing one is a usage error."""
-        env = os.environ if environ is None else environ
-        missing = [n for n in ("ENOS_ACCESS_KEY", "ENOS_SECRET_KEY") if not env.get(n)]
-        if missing:
-            raise UsageError(
-                f"{' and '.join(missing)} not set: planrunner needs the app's AccessKey and SecretKey "
-                "in the environment (or use --sim)"
-            )
-        return cls(env["ENOS_ACCESS_KEY"], env["ENOS_SECRET_KEY"])
-
-    def __repr__(self) -> str:
-        return "Credentials(access_key=***, secret_key=***)"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> Any:
-        raise TypeError("credentials are not picklable")
-
-    def encryption(self, timestamp: int) -> str:
-        """The token request's ``encryption``."""
-        return protocol.token_encryption(self._key, timestamp, self._secret)
-
-    def sign(
-        self, token: str, params: Mapping[str, str], body: bytes | None, timestamp: int
-    ) -> str:
-        """The ``apim-signature`` of one call."""
-        return protocol.signature(token, params, body, timestamp, self._secret)
-
-    @property
-    def access_key(self) -> str:
-        """The app key (sent in token requests; still never logged)."""
-        return self._key
-
-    def redact(self, text: str) -> str:
-        """``text`` with both credentials replaced, for messages built from foreign text."""
-        for value in (self._secret, self._key):
-            if value:
-                text = text.replace(value, "***")
-        return text
-
-    def values(self) -> tuple[str, str]:
-        """Both credentials, for redacting a piece of one left at a cut (never shown)."""
-        return (self._secret, self._key)
-
-
 def check_gateway(url: str) -> str:
     """``url`` without a trailing slash, or :class:`UsageError` (https; http only to loopback)."""
     why = protocol.gateway_problem(url)
@@ -165,74 +79,6 @@ def lookup_backoff_setting(environ: Mapping[str, str] | None = None) -> float:
     """``$PLANRUNNER_LOOKUP_BACKOFF_CAP`` (seconds, >= 0), else :data:`LOOKUP_BACKOFF_CAP`:
     the longest wait between the tries of one lookup call (tests set it near 0)."""
     return transport.seconds_setting(LOOKUP_BACKOFF_ENV, LOOKUP_BACKOFF_CAP, environ, zero=True)
-
-
-class _Clock:
-    """Millisecond timestamps that never repeat in this process (token code 1001)."""
-
-    def __init__(self) -> None:
-        self._last = 0
-        self._lock = threading.Lock()
-
-    def next(self) -> int:
-        with self._lock:
-            now = max(time.time_ns() // 1_000_000, self._last + 1)
-            self._last = now
-            return now
-
-
-@dataclass(frozen=True, slots=True)
-class _Reply:
-    """An HTTP answer read whole."""
-
-    status: int
-    retry_after: str | None
-    body: bytes
-
-    def text(self) -> str:
-        return self.body[: FOREIGN_READ_LIMIT * 4].decode("utf-8", "replace")
-
-
-def _reject(text: str) -> Any:
-    raise ValueError(f"not a JSON value the service sends: {text[:20]}")
-
-
-def _json_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_JSON_DIGITS:
-        raise ValueError("an integer past 64 bits")
-    return int(text)
-
-
-def _json_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError("a number out of range")
-    return value
-
-
-def decode_json(body: bytes) -> Any:
-    """A service answer's JSON, strictly: ValueError for anything that is not UTF-8 JSON, and
-    for NaN, Infinity, numbers out of range, integers past 64 bits and absurd nesting."""
-    try:
-        return json.loads(
-            body.decode("utf-8"),
-            parse_constant=_reject,
-            parse_int=_json_int,
-            parse_float=_json_float,
-        )
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-    except UnicodeDecodeError:
-        raise ValueError("not UTF-8") from None
-
-
-@dataclass(frozen=True, slots=True)
-class Lookup:
-    """Whether an instance for a trigger exists: True, False, or None when unknown."""
-
-    found: bool | None
-    flow_instance_id: str | None
-    reason: str = ""
 
 
 class Client:
@@ -272,7 +118,7 @@ class Client:
         self._session_factory = session_factory
         self._local = threading.local()
         self._timeout = (connect_timeout, read_timeout)
-        self._clock = _Clock()
+        self._clock = _credentials.Clock()
         self._token_lock = threading.Lock()
         self._token: str | None = None
         self._token_expires = 0.0
@@ -299,7 +145,7 @@ class Client:
     def clean(self, text: str, limit: int = FOREIGN_TEXT_LIMIT) -> str:
         """Foreign text made safe to show: secrets and token redacted, controls out, then
         cut to ``limit`` characters, a credential's piece left at the cut redacted too."""
-        text = self._creds.redact(text[:FOREIGN_READ_LIMIT])
+        text = self._creds.redact(text[: transport.FOREIGN_READ_LIMIT])
         token = self._token
         if token:
             text = text.replace(token, "***")
@@ -377,7 +223,7 @@ class Client:
         params: dict[str, str],
         body: bytes | None,
         headers: dict[str, str],
-    ) -> Answer | _Reply:
+    ) -> Answer | transport.Reply:
         url = self.gateway + path
         if body is not None:
             headers = {"Content-Type": "application/json;charset=UTF-8", **headers}
@@ -405,7 +251,15 @@ class Client:
                 allow_redirects=False,
                 stream=True,
             )
-            return self._read_body(resp)
+            reply = transport.read_body(resp)
+            if reply is None:
+                return Answer(
+                    Kind.UNKNOWN,
+                    None,
+                    f"unparsable answer (over {transport.MAX_ANSWER_BYTES:,} bytes)",
+                    http_status=resp.status_code,
+                )
+            return reply
         except transport.NotLoopbackError as e:
             raise ServiceError(
                 f"plain http:// gateway {self.where} connected to {e.peer}, which is not a "
@@ -446,29 +300,10 @@ class Client:
         if isinstance(e, requests.exceptions.ReadTimeout):
             return Answer(Kind.UNKNOWN, None, "read timeout after sending")
         if isinstance(e, requests.exceptions.ConnectionError):
-            if _never_connected(e):
+            if transport.never_connected(e):
                 return Answer(Kind.RETRYABLE, None, "connection refused (nothing sent)")
             return Answer(Kind.UNKNOWN, None, "connection dropped after sending")
         return Answer(Kind.UNKNOWN, None, f"transport error after sending ({type(e).__name__})")
-
-    def _read_body(self, resp: requests.Response) -> Answer | _Reply:
-        """The whole answer, at most :data:`MAX_ANSWER_BYTES` (a larger one is unparsable)."""
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            for chunk in resp.iter_content(65_536):
-                size += len(chunk)
-                if size > MAX_ANSWER_BYTES:
-                    return Answer(
-                        Kind.UNKNOWN,
-                        None,
-                        f"unparsable answer (over {MAX_ANSWER_BYTES:,} bytes)",
-                        http_status=resp.status_code,
-                    )
-                chunks.append(chunk)
-        finally:
-            resp.close()
-        return _Reply(resp.status_code, resp.headers.get("Retry-After"), b"".join(chunks))
 
     # -- token ------------------------------------------------------------------------
 
@@ -696,7 +531,7 @@ class Client:
 
     # -- answers ------------------------------------------------------------------------
 
-    def _classify(self, resp: _Reply, op: str) -> Answer:
+    def _classify(self, resp: transport.Reply, op: str) -> Answer:
         """The answer table of docs/apply.md, for an HTTP answer to an ``op`` call.
 
         Only a documented refusal is definite: 401 (auth), 429 and 503 (nothing done, retry),
@@ -712,7 +547,7 @@ class Client:
                 Kind.RETRYABLE,
                 status,
                 f"HTTP {status}",
-                retry_after=_retry_after(resp.retry_after),
+                retry_after=transport.retry_after(resp.retry_after),
                 http_status=status,
             )
         if status != 200:
@@ -726,7 +561,7 @@ class Client:
                 Kind.UNKNOWN, status, f"HTTP {status} after sending {text}".strip(), http_status=status
             )
         try:
-            env = protocol.read_envelope(decode_json(resp.body))
+            env = protocol.read_envelope(transport.decode_json(resp.body))
         except ValueError:
             env = None
         if env is None:
@@ -747,41 +582,3 @@ class Client:
         if env.code == protocol.BAD_PARAMETER_OR_DUPLICATE and op == "trigger":
             return Answer(Kind.DUPLICATE, env.code, msg, http_status=status)
         return Answer(Kind.PERMANENT, env.code, msg, http_status=status)
-
-
-def code_text(answer: Answer) -> str:
-    """`` (code N)`` when the answer has a code; nothing otherwise (never "None")."""
-    return f" (code {answer.code})" if answer.code is not None else ""
-
-
-def describe(answer: Answer, msg: str | None = None) -> str:
-    """``CODE: message``, or the message alone when there is no code."""
-    text = answer.msg if msg is None else msg
-    return f"{answer.code}: {text}" if answer.code is not None else text
-
-
-def _never_connected(e: requests.exceptions.ConnectionError) -> bool:
-    """Whether the request certainly never reached the server (refused, DNS, no route)."""
-    cause: BaseException | None = e
-    seen = 0
-    while cause is not None and seen < 10:
-        if isinstance(cause, ConnectionRefusedError):
-            return True
-        name = type(cause).__name__
-        if name in ("NewConnectionError", "NameResolutionError", "ConnectTimeoutError"):
-            return True
-        args = getattr(cause, "args", ())
-        nested = next((a for a in args if isinstance(a, BaseException)), None)
-        cause = getattr(cause, "reason", None) or nested or cause.__cause__ or cause.__context__
-        seen += 1
-    return False
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None

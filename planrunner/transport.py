@@ -12,14 +12,17 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import heapq
+import json
 import math
 import os
 import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import requests
 import requests.adapters
 import urllib3
 import urllib3.connection
@@ -30,6 +33,9 @@ from planrunner.errors import UsageError
 ANSWER_DEADLINE = 120.0  # seconds for a whole answer, however it trickles in
 ANSWER_DEADLINE_ENV = "PLANRUNNER_ANSWER_DEADLINE"
 PROXY_ENV = "PLANRUNNER_PROXY"
+FOREIGN_READ_LIMIT = 65_536  # characters of a non-200 body read at all (redacted, then cut)
+MAX_ANSWER_BYTES = 32 * 1024 * 1024  # a larger answer is unparsable
+MAX_JSON_DIGITS = 18  # an integer with more digits is not one the service sends (64-bit)
 
 
 def seconds_setting(
@@ -236,3 +242,93 @@ class GuardedAdapter(requests.adapters.HTTPAdapter):
         classes["https"] = WatchedHTTPSPool  # a proxy is used for https:// gateways only
         manager.pool_classes_by_scheme = classes
         return manager
+
+
+# -- reading an answer -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An HTTP answer read whole."""
+
+    status: int
+    retry_after: str | None
+    body: bytes
+
+    def text(self) -> str:
+        return self.body[: FOREIGN_READ_LIMIT * 4].decode("utf-8", "replace")
+
+
+def _reject(text: str) -> Any:
+    raise ValueError(f"not a JSON value the service sends: {text[:20]}")
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_JSON_DIGITS:
+        raise ValueError("an integer past 64 bits")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number out of range")
+    return value
+
+
+def decode_json(body: bytes) -> Any:
+    """A service answer's JSON, strictly: ValueError for anything that is not UTF-8 JSON, and
+    for NaN, Infinity, numbers out of range, integers past 64 bits and absurd nesting."""
+    try:
+        return json.loads(
+            body.decode("utf-8"),
+            parse_constant=_reject,
+            parse_int=_json_int,
+            parse_float=_json_float,
+        )
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8") from None
+
+
+def read_body(resp: requests.Response) -> Reply | None:
+    """The whole answer; None past :data:`MAX_ANSWER_BYTES` (a larger one is unparsable)."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in resp.iter_content(65_536):
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                return None
+            chunks.append(chunk)
+    finally:
+        resp.close()
+    return Reply(resp.status_code, resp.headers.get("Retry-After"), b"".join(chunks))
+
+
+def never_connected(e: requests.exceptions.ConnectionError) -> bool:
+    """Whether the request certainly never reached the server (refused, DNS, no route)."""
+    cause: BaseException | None = e
+    seen = 0
+    while cause is not None and seen < 10:
+        if isinstance(cause, ConnectionRefusedError):
+            return True
+        name = type(cause).__name__
+        if name in ("NewConnectionError", "NameResolutionError", "ConnectTimeoutError"):
+            return True
+        args = getattr(cause, "args", ())
+        nested = next((a for a in args if isinstance(a, BaseException)), None)
+        cause = getattr(cause, "reason", None) or nested or cause.__cause__ or cause.__context__
+        seen += 1
+    return False
+
+
+def retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None

@@ -18,7 +18,8 @@ LAYERS = [
     {"errors", "protocol", "outcome", "times", "log", "select"},
     {"source", "cron", "schema"},
     {"plan"},
-    {"resolve", "ledger", "pgledger", "enos", "report", "terminal", "rate", "transport", "lookup"},
+    {"resolve", "ledger", "pgledger", "enos", "report", "terminal", "rate", "transport", "lookup",
+     "credentials", "answers"},
     {"ledgertools", "checking"},
     # runs: beside sim, as runs.connect starts the embedded simulator (sim goes lower once
     # sim/command.py leaves it); engine: the alias of runs.apply until its importers move.
