@@ -22,8 +22,8 @@ LAYERS = [
      "credentials", "answers"},
     {"ledgertools", "checking"},
     # runs: beside sim, as runs.connect starts the embedded simulator (sim goes lower once
-    # sim/command.py leaves it); engine: the alias of runs.apply until its importers move.
-    {"sim", "commands", "saved", "inspect", "runs", "engine", "report_status", "report_cancel"},
+    # sim/command.py leaves it).
+    {"sim", "commands", "saved", "inspect", "runs", "report_status", "report_cancel"},
     {"cli", "__main__", "launch"},
 ]
 
