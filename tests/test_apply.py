@@ -15,6 +15,7 @@ import pytest
 from planrunner import ledger
 from planrunner.sim import Faults, SimFlow, Simulator
 from testing import (
+    FAST_ENV,
     ROOT,
     SIM_ENV,
     apply_json,
@@ -411,6 +412,8 @@ def test_secrets_never_reach_output_logs_or_ledger(tmp_path: Path, run, monkeypa
     key, secret = "ak-4c1e9f-visible-nowhere", "sk-77d2b0-never-shown"
     monkeypatch.setenv("ENOS_ACCESS_KEY", key)
     monkeypatch.setenv("ENOS_SECRET_KEY", secret)
+    for name, value in FAST_ENV.items():  # the 504's in-flight wait in a second, not 45
+        monkeypatch.setenv(name, value)
     plan = write_plan(tmp_path, cron_flows(2, 3))
     with Simulator(
         access_key=key, secret_key=secret, faults=Faults.parse(["http-401@2", "504-after-create@3"])

@@ -193,7 +193,7 @@ def targets(n: int, flow_id: int = 1) -> list[cancel.Target]:
 
 def canceller(client: ScriptedCancels) -> tuple[cancel.Canceller, Memory]:
     sink = Memory()
-    return cancel.Canceller(client, sink, UTC, "r1", "gw", None), sink  # type: ignore[arg-type]
+    return cancel.Canceller(client, sink, UTC, "r1", "gw", None, backoff_cap=0.0), sink  # type: ignore[arg-type]
 
 
 def test_canceller_records_each_confirmed_cancel() -> None:

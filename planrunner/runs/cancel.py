@@ -98,6 +98,7 @@ class Canceller:
         run_id: str,
         gateway: str,
         rate: float | None,
+        backoff_cap: float = BACKOFF_CAP,
     ) -> None:
         self.client = client
         self.writer = writer
@@ -106,6 +107,7 @@ class Canceller:
         self.stop = threading.Event()
         self._limiter = RateLimiter(rate)
         self._attempts = AttemptIds(run_id)
+        self._backoff_cap = backoff_cap  # the longest wait between tries of one cancel
 
     def record(self, t: Target) -> None:
         """Make the cancel durable: reconcile an unknown entry's attempts, then ``cancelled``."""
@@ -139,7 +141,7 @@ class Canceller:
                 break
             if answer.kind not in (enos.Kind.RETRYABLE, enos.Kind.UNKNOWN):
                 break
-            if self.stop.wait(backoff(tries, BACKOFF_BASE, BACKOFF_CAP, answer.retry_after)):
+            if self.stop.wait(backoff(tries, BACKOFF_BASE, self._backoff_cap, answer.retry_after)):
                 break
         if answer is None:
             return  # stopped before anything was sent: NOT_SENT
