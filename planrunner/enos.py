@@ -11,52 +11,53 @@ Credentials live only in :class:`Credentials`; text from the gateway is cleaned 
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import dataclasses
-import enum
-import heapq
 import json
-import math
-import os
-import random
 import re
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import tzinfo
 from typing import Any
 
 import requests
 import requests.adapters
-import urllib3
-import urllib3.connection
 
-from planrunner import protocol
+from planrunner import answers, protocol, transport
+from planrunner import credentials as _credentials
 from planrunner.errors import ServiceError, UsageError
 from planrunner.protocol import Api
+from planrunner.rate import backoff
+
+# The credentials and the transport's settings, under the names commands and tests know them by.
+Credentials = _credentials.Credentials
+Kind = answers.Kind
+Answer = answers.Answer
+Lookup = answers.Lookup
+code_text = answers.code_text
+describe = answers.describe
+MAX_ANSWER_BYTES = transport.MAX_ANSWER_BYTES
+decode_json = transport.decode_json
+ANSWER_DEADLINE = transport.ANSWER_DEADLINE
+ANSWER_DEADLINE_ENV = transport.ANSWER_DEADLINE_ENV
+PROXY_ENV = transport.PROXY_ENV
+answer_deadline_setting = transport.answer_deadline_setting
+proxy_given = transport.proxy_given
+proxy_setting = transport.proxy_setting
 
 FOREIGN_TEXT_LIMIT = 500  # characters of a gateway's message kept in output, logs, ledger
-FOREIGN_READ_LIMIT = 65_536  # characters of a non-200 body read at all (redacted, then cut)
 CREDENTIAL_PIECE = 4  # a credential's prefix this long left at a cut is redacted too
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0  # per read
-ANSWER_DEADLINE = 120.0  # seconds for a whole answer, however it trickles in
-ANSWER_DEADLINE_ENV = "PLANRUNNER_ANSWER_DEADLINE"
-PROXY_ENV = "PLANRUNNER_PROXY"
-MAX_ANSWER_BYTES = 32 * 1024 * 1024  # a larger answer is unparsable
-MAX_JSON_DIGITS = 18  # an integer with more digits is not one the service sends (64-bit)
 TOKEN_LIFETIME_MAX = 366 * 86_400.0  # seconds; an "expire" outside (0, this] is unusable
-INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # {flowId}-{digits}, with room
+INSTANCE_ID = answers.INSTANCE_ID  # {flowId}-{digits}, with room
 STATUS_TEXT_LIMIT = 32  # characters of an unknown instance status shown
 TOKEN_REFRESH_MARGIN = 0.2  # refresh once 80% of the token's lifetime has passed
 TOKEN_TRIES = 3  # token calls per token (1001 "repeated encryption" gets a fresh timestamp)
 LOOKUP_TRIES = 6  # tries of one lookup call while it is answered retryable
 LOOKUP_BACKOFF_BASE = 0.2
 LOOKUP_BACKOFF_CAP = 5.0
-MAX_SEARCH_PAGES = 50
+LOOKUP_BACKOFF_ENV = "PLANRUNNER_LOOKUP_BACKOFF_CAP"  # tests shorten the lookup backoff with it
 _TOKEN_CHARS = re.compile(r"[!-~]{1,4096}")  # visible ASCII: a header value as sent
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -64,94 +65,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 # HTTP statuses the gateway answers before the service acts: a definite refusal.
 GATEWAY_REFUSALS = protocol.PERMANENT_HTTP | {404, 405, 414, 431}
 NOT_FOUND_HINT = " (wrong target.api? run planrunner doctor)"
-
-
-class Kind(enum.Enum):
-    """What an answer means for the entry it was about."""
-
-    OK = "ok"  # code 0
-    PERMANENT = "permanent"  # a definite refusal: record failed, never retry
-    DUPLICATE = "duplicate"  # 62102 on Trigger: maybe an instance for the minute exists
-    RETRYABLE = "retryable"  # nothing was created: back off and send again
-    UNKNOWN = "unknown"  # the request may have been acted on: look it up before re-sending
-    AUTH = "auth"  # 401, a token error, or an auth failure in a 200 body
-    FATAL = "fatal"  # the gateway cannot be talked to safely (TLS): stop the run
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """One classified answer. ``code`` is the service code, else the HTTP status."""
-
-    kind: Kind
-    code: int | None
-    msg: str
-    data: Any = None
-    retry_after: float | None = None
-    http_status: int | None = None
-
-    @property
-    def flow_instance_id(self) -> str | None:
-        """The instance id of a successful trigger (None when it has not the shape of one)."""
-        if isinstance(self.data, dict):
-            value = self.data.get("flowInstanceId")
-            return value if isinstance(value, str) and INSTANCE_ID.fullmatch(value) else None
-        return None
-
-
-class Credentials:
-    """App key and secret; never shown in a repr, a log or a message."""
-
-    __slots__ = ("_key", "_secret")
-
-    def __init__(self, access_key: str, secret_key: str) -> None:
-        self._key = access_key
-        self._secret = secret_key
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Credentials:
-        """Read ``ENOS_ACCESS_KEY`` and ``ENOS_SECRET_KEY``; a missing one is a usage error."""
-        env = os.environ if environ is None else environ
-        missing = [n for n in ("ENOS_ACCESS_KEY", "ENOS_SECRET_KEY") if not env.get(n)]
-        if missing:
-            raise UsageError(
-                f"{' and '.join(missing)} not set: planrunner needs the app's AccessKey and SecretKey "
-                "in the environment (or use --sim)"
-            )
-        return cls(env["ENOS_ACCESS_KEY"], env["ENOS_SECRET_KEY"])
-
-    def __repr__(self) -> str:
-        return "Credentials(access_key=***, secret_key=***)"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> Any:
-        raise TypeError("credentials are not picklable")
-
-    def encryption(self, timestamp: int) -> str:
-        """The token request's ``encryption``."""
-        return protocol.token_encryption(self._key, timestamp, self._secret)
-
-    def sign(
-        self, token: str, params: Mapping[str, str], body: bytes | None, timestamp: int
-    ) -> str:
-        """The ``apim-signature`` of one call."""
-        return protocol.signature(token, params, body, timestamp, self._secret)
-
-    @property
-    def access_key(self) -> str:
-        """The app key (sent in token requests; still never logged)."""
-        return self._key
-
-    def redact(self, text: str) -> str:
-        """``text`` with both credentials replaced, for messages built from foreign text."""
-        for value in (self._secret, self._key):
-            if value:
-                text = text.replace(value, "***")
-        return text
-
-    def values(self) -> tuple[str, str]:
-        """Both credentials, for redacting a piece of one left at a cut (never shown)."""
-        return (self._secret, self._key)
 
 
 def check_gateway(url: str) -> str:
@@ -162,268 +75,10 @@ def check_gateway(url: str) -> str:
     return url.rstrip("/")
 
 
-# --proxy for the command being run (a ContextVar, so it never outlives the command).
-PROXY: contextvars.ContextVar[str | None] = contextvars.ContextVar("planrunner_proxy", default=None)
-
-
-@contextlib.contextmanager
-def proxy_given(url: str | None) -> Iterator[None]:
-    """Clients made inside use ``url`` as their proxy (``--proxy``); None changes nothing."""
-    if url is None:
-        yield
-        return
-    token = PROXY.set(url)
-    try:
-        yield
-    finally:
-        PROXY.reset(token)
-
-
-def proxy_setting(environ: Mapping[str, str] | None = None) -> str | None:
-    """The proxy to use: ``--proxy``, else ``$PLANRUNNER_PROXY``, else none. The usual
-    ``HTTPS_PROXY``/``ALL_PROXY`` are never read. Raises :class:`UsageError` for a bad URL."""
-    env = os.environ if environ is None else environ
-    url = PROXY.get() or env.get(PROXY_ENV) or None
-    if url is not None:
-        why = protocol.proxy_problem(url)
-        if why:
-            raise UsageError(f"--proxy or ${PROXY_ENV}: {why}")
-    return url
-
-
-def answer_deadline_setting(environ: Mapping[str, str] | None = None) -> float:
-    """``$PLANRUNNER_ANSWER_DEADLINE`` (seconds, > 0), else :data:`ANSWER_DEADLINE`."""
-    env = os.environ if environ is None else environ
-    text = env.get(ANSWER_DEADLINE_ENV)
-    if not text:
-        return ANSWER_DEADLINE
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < math.inf:
-        raise UsageError(f"${ANSWER_DEADLINE_ENV} must be a number of seconds > 0")
-    return value
-
-
-class _Watch:
-    """One request's overall deadline: when it passes, the connection is shut down, so a
-    read blocked on a gateway that drip-feeds its answer returns at once."""
-
-    __slots__ = ("_lock", "_sock", "cut", "done", "expired")
-
-    def __init__(self) -> None:
-        self.done = False  # the request is over: nothing to cut
-        self.expired = False  # the deadline passed
-        self.cut = False  # ... and the connection, its request sent, was shut down
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
-
-    def attach(self, sock: socket.socket | None) -> None:
-        """The request was sent on ``sock``; its answer is read from it next."""
-        with self._lock:
-            self._sock = sock
-            cut = self.cut = self.expired and sock is not None
-        if cut:
-            _shut(sock)
-
-    def expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            sock = self._sock
-            self.cut = sock is not None
-        _shut(sock)
-
-
-def _shut(sock: socket.socket | None) -> None:
-    if sock is None:
-        return
-    with contextlib.suppress(OSError):
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's, TLS or not
-
-
-class _Watchdog:
-    """One thread that expires the watches whose deadline passed."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, _Watch]] = []
-        self._cond = threading.Condition()
-        self._seq = 0
-        self._thread: threading.Thread | None = None
-
-    def add(self, deadline: float, watch: _Watch) -> None:
-        with self._cond:
-            self._seq += 1
-            heapq.heappush(self._heap, (deadline, self._seq, watch))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="answer-deadline", daemon=True)
-                self._thread.start()
-            if self._heap[0][2] is watch:
-                self._cond.notify()  # the new deadline is the next one: wake the thread
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._heap:
-                    self._cond.wait()
-                deadline, _, watch = self._heap[0]
-                wait = deadline - time.monotonic()
-                if wait > 0:
-                    self._cond.wait(wait)
-                    continue
-                heapq.heappop(self._heap)
-            if not watch.done:
-                watch.expire()
-
-
-_WATCHDOG = _Watchdog()
-_CURRENT = threading.local()  # the watch of the request this thread is sending
-
-
-class NotLoopbackError(Exception):
-    """A plain http:// connection reached a peer that is not a loopback address."""
-
-    def __init__(self, peer: str) -> None:
-        super().__init__(f"peer {peer} is not a loopback address")
-        self.peer = peer
-
-
-def _peer_address(sock: Any) -> str:
-    """The address a connected socket's peer has (a test may replace this)."""
-    return str(sock.getpeername()[0])
-
-
-def _awaiting_answer(sock: socket.socket | None) -> None:
-    """The request of this thread was sent on ``sock``: its deadline may now cut it."""
-    watch: _Watch | None = getattr(_CURRENT, "watch", None)
-    if watch is not None:
-        watch.attach(sock)
-
-
-class _WatchedConnection(urllib3.connection.HTTPConnection):
-    """An http:// connection whose answer is bounded by the request's overall deadline."""
-
-    def getresponse(self) -> Any:
-        _awaiting_answer(self.sock)
-        return super().getresponse()
-
-
-class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    """An https:// connection whose answer is bounded by the request's overall deadline."""
-
-    def getresponse(self) -> Any:
-        _awaiting_answer(self.sock)
-        return super().getresponse()
-
-
-class _LoopbackOnlyConnection(_WatchedConnection):
-    """An http:// connection that refuses, before sending a byte, a peer off loopback
-    (a name that resolves elsewhere, or anything the URL check did not foresee)."""
-
-    def connect(self) -> None:
-        super().connect()
-        try:
-            peer = _peer_address(self.sock)
-        except OSError:
-            peer = "an unknown address"
-        if not protocol.is_loopback(peer.split("%", 1)[0]):
-            self.close()
-            raise NotLoopbackError(peer)
-
-
-class _LoopbackOnlyPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _LoopbackOnlyConnection
-
-
-class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-class _GuardedAdapter(requests.adapters.HTTPAdapter):
-    """Mounted for both schemes: ``http://`` connections check the peer address, and every
-    answer is bounded by its request's overall deadline (through a proxy too)."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        classes = dict(self.poolmanager.pool_classes_by_scheme)
-        classes["http"] = _LoopbackOnlyPool
-        classes["https"] = _WatchedHTTPSPool
-        self.poolmanager.pool_classes_by_scheme = classes
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        classes = dict(manager.pool_classes_by_scheme)
-        classes["https"] = _WatchedHTTPSPool  # a proxy is used for https:// gateways only
-        manager.pool_classes_by_scheme = classes
-        return manager
-
-
-class _Clock:
-    """Millisecond timestamps that never repeat in this process (token code 1001)."""
-
-    def __init__(self) -> None:
-        self._last = 0
-        self._lock = threading.Lock()
-
-    def next(self) -> int:
-        with self._lock:
-            now = max(time.time_ns() // 1_000_000, self._last + 1)
-            self._last = now
-            return now
-
-
-@dataclass(frozen=True, slots=True)
-class _Reply:
-    """An HTTP answer read whole."""
-
-    status: int
-    retry_after: str | None
-    body: bytes
-
-    def text(self) -> str:
-        return self.body[: FOREIGN_READ_LIMIT * 4].decode("utf-8", "replace")
-
-
-def _reject(text: str) -> Any:
-    raise ValueError(f"not a JSON value the service sends: {text[:20]}")
-
-
-def _json_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_JSON_DIGITS:
-        raise ValueError("an integer past 64 bits")
-    return int(text)
-
-
-def _json_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError("a number out of range")
-    return value
-
-
-def decode_json(body: bytes) -> Any:
-    """A service answer's JSON, strictly: ValueError for anything that is not UTF-8 JSON, and
-    for NaN, Infinity, numbers out of range, integers past 64 bits and absurd nesting."""
-    try:
-        return json.loads(
-            body.decode("utf-8"),
-            parse_constant=_reject,
-            parse_int=_json_int,
-            parse_float=_json_float,
-        )
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-    except UnicodeDecodeError:
-        raise ValueError("not UTF-8") from None
-
-
-@dataclass(frozen=True, slots=True)
-class Lookup:
-    """Whether an instance for a trigger exists: True, False, or None when unknown."""
-
-    found: bool | None
-    flow_instance_id: str | None
-    reason: str = ""
+def lookup_backoff_setting(environ: Mapping[str, str] | None = None) -> float:
+    """``$PLANRUNNER_LOOKUP_BACKOFF_CAP`` (seconds, >= 0), else :data:`LOOKUP_BACKOFF_CAP`:
+    the longest wait between the tries of one lookup call (tests set it near 0)."""
+    return transport.seconds_setting(LOOKUP_BACKOFF_ENV, LOOKUP_BACKOFF_CAP, environ, zero=True)
 
 
 class Client:
@@ -450,6 +105,7 @@ class Client:
         api: Api = protocol.DEFAULT_API,
         server_zone: tzinfo | None = None,
         lookup_tries: int = LOOKUP_TRIES,
+        lookup_backoff_cap: float | None = None,
         shown: str | None = None,
         proxy: str | None = None,
         answer_deadline: float | None = None,
@@ -462,7 +118,7 @@ class Client:
         self._session_factory = session_factory
         self._local = threading.local()
         self._timeout = (connect_timeout, read_timeout)
-        self._clock = _Clock()
+        self._clock = _credentials.Clock()
         self._token_lock = threading.Lock()
         self._token: str | None = None
         self._token_expires = 0.0
@@ -471,6 +127,9 @@ class Client:
         self._zone = server_zone
         self._zone_lock = threading.Lock()
         self._lookup_tries = lookup_tries
+        self._lookup_cap = (
+            lookup_backoff_cap if lookup_backoff_cap is not None else lookup_backoff_setting()
+        )
         self.token_calls = 0
         self.where = shown or protocol.origin(self.gateway)
         self.proxy = proxy if proxy is not None else proxy_setting()
@@ -486,7 +145,7 @@ class Client:
     def clean(self, text: str, limit: int = FOREIGN_TEXT_LIMIT) -> str:
         """Foreign text made safe to show: secrets and token redacted, controls out, then
         cut to ``limit`` characters, a credential's piece left at the cut redacted too."""
-        text = self._creds.redact(text[:FOREIGN_READ_LIMIT])
+        text = self._creds.redact(text[: transport.FOREIGN_READ_LIMIT])
         token = self._token
         if token:
             text = text.replace(token, "***")
@@ -564,7 +223,7 @@ class Client:
         params: dict[str, str],
         body: bytes | None,
         headers: dict[str, str],
-    ) -> Answer | _Reply:
+    ) -> Answer | transport.Reply:
         url = self.gateway + path
         if body is not None:
             headers = {"Content-Type": "application/json;charset=UTF-8", **headers}
@@ -574,13 +233,13 @@ class Client:
             # every answer has an overall deadline.
             mount = getattr(session, "mount", None)
             if mount is not None:
-                adapter = _GuardedAdapter()
+                adapter = transport.GuardedAdapter()
                 mount("http://", adapter)
                 mount("https://", adapter)
             self._local.guarded = session
-        watch = _Watch()
-        _CURRENT.watch = watch
-        _WATCHDOG.add(time.monotonic() + self._deadline, watch)
+        watch = transport.Watch()
+        transport.CURRENT.watch = watch
+        transport.WATCHDOG.add(time.monotonic() + self._deadline, watch)
         try:
             resp = session.request(
                 method,
@@ -592,8 +251,16 @@ class Client:
                 allow_redirects=False,
                 stream=True,
             )
-            return self._read_body(resp)
-        except NotLoopbackError as e:
+            reply = transport.read_body(resp)
+            if reply is None:
+                return Answer(
+                    Kind.UNKNOWN,
+                    None,
+                    f"unparsable answer (over {transport.MAX_ANSWER_BYTES:,} bytes)",
+                    http_status=resp.status_code,
+                )
+            return reply
+        except transport.NotLoopbackError as e:
             raise ServiceError(
                 f"plain http:// gateway {self.where} connected to {e.peer}, which is not a "
                 "loopback address; nothing was sent (use https://)"
@@ -613,9 +280,9 @@ class Client:
             return self._transport_answer(e, watch)
         finally:
             watch.done = True
-            _CURRENT.watch = None
+            transport.CURRENT.watch = None
 
-    def _transport_answer(self, e: requests.exceptions.RequestException, watch: _Watch) -> Answer:
+    def _transport_answer(self, e: requests.exceptions.RequestException, watch: transport.Watch) -> Answer:
         """What a transport failure means: nothing sent, unknown after sending, or TLS."""
         if watch.cut:
             # The overall deadline shut the connection while its answer was awaited.
@@ -633,29 +300,10 @@ class Client:
         if isinstance(e, requests.exceptions.ReadTimeout):
             return Answer(Kind.UNKNOWN, None, "read timeout after sending")
         if isinstance(e, requests.exceptions.ConnectionError):
-            if _never_connected(e):
+            if transport.never_connected(e):
                 return Answer(Kind.RETRYABLE, None, "connection refused (nothing sent)")
             return Answer(Kind.UNKNOWN, None, "connection dropped after sending")
         return Answer(Kind.UNKNOWN, None, f"transport error after sending ({type(e).__name__})")
-
-    def _read_body(self, resp: requests.Response) -> Answer | _Reply:
-        """The whole answer, at most :data:`MAX_ANSWER_BYTES` (a larger one is unparsable)."""
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            for chunk in resp.iter_content(65_536):
-                size += len(chunk)
-                if size > MAX_ANSWER_BYTES:
-                    return Answer(
-                        Kind.UNKNOWN,
-                        None,
-                        f"unparsable answer (over {MAX_ANSWER_BYTES:,} bytes)",
-                        http_status=resp.status_code,
-                    )
-                chunks.append(chunk)
-        finally:
-            resp.close()
-        return _Reply(resp.status_code, resp.headers.get("Retry-After"), b"".join(chunks))
 
     # -- token ------------------------------------------------------------------------
 
@@ -845,10 +493,7 @@ class Client:
             if answer.kind not in (Kind.RETRYABLE, Kind.UNKNOWN):
                 return answer
             if tries + 1 < self._lookup_tries:
-                delay = random.uniform(0, min(LOOKUP_BACKOFF_CAP, LOOKUP_BACKOFF_BASE * 2**tries))
-                if answer.retry_after is not None:
-                    delay = max(delay, min(answer.retry_after, LOOKUP_BACKOFF_CAP))
-                time.sleep(delay)
+                time.sleep(backoff(tries, LOOKUP_BACKOFF_BASE, self._lookup_cap, answer.retry_after))
         return answer
 
     # -- lookups ------------------------------------------------------------------------
@@ -878,80 +523,15 @@ class Client:
 
     def find_instance(self, flow_id: int, trigger_time: int) -> Lookup:
         """Does the service have an instance of ``flow_id`` triggered at ``trigger_time``?
+        (:func:`planrunner.lookup.find_instance`; a method, so the engine's scripted clients
+        answer it directly.)"""
+        from planrunner import lookup
 
-        Found means the same flowId and the same trigger time to the second, read in the
-        server's zone. Get by the derived id is only a fast path whose answer is verified;
-        Search over the entry's minute decides "absent", and only when every search answered.
-        """
-        try:
-            zone = self.server_zone()
-        except ServiceError as e:
-            return Lookup(None, None, str(e))
-        candidates = dict.fromkeys(
-            (
-                protocol.instance_id(flow_id, trigger_time),
-                protocol.instance_id(flow_id, trigger_time, zone),
-            )
-        )
-        for derived in candidates:
-            got = self.get_instance(derived)
-            if got.kind is Kind.AUTH or got.kind is Kind.FATAL:
-                return Lookup(None, None, f"get flow instance: {self.clean(got.msg)}")
-            if (
-                got.kind is Kind.OK
-                and isinstance(got.data, dict)
-                and protocol.same_trigger(got.data, flow_id, trigger_time, zone, ambiguous=False)
-            ):
-                return Lookup(True, got.data.get("instanceId") or derived)
-            # Anything else ("not found" as 62102, null or {}, a different instance, or a
-            # time in the hour a DST zone repeats) falls through to Search: only Search
-            # decides "absent", and its window tells the repeated hour's two instants apart.
-        minute = trigger_time - trigger_time % protocol.MINUTE_MS
-        failures: list[str] = []
-        for type_ in protocol.SEARCH_TYPES:
-            found, why = self._search_minute(flow_id, trigger_time, minute, type_, zone)
-            if found is not None:
-                return Lookup(True, found)
-            if why:
-                failures.append(why)
-        if failures:
-            return Lookup(None, None, f"search flow instances: {failures[0]}")
-        return Lookup(False, None)
-
-    def _search_minute(
-        self, flow_id: int, trigger_time: int, minute: int, type_: int, zone: tzinfo
-    ) -> tuple[str | None, str]:
-        """(instance id found, "") or (None, why the search failed) or (None, "")."""
-        first = self.api.first_page
-        pages = [first]
-        seen_any = False
-        while pages:
-            page_no = pages.pop(0)
-            answer = self.search_instances(
-                minute, minute + protocol.MINUTE_MS, type_=type_, page_no=page_no
-            )
-            if answer.kind is not Kind.OK or not isinstance(answer.data, dict):
-                return None, self.clean(answer.msg) or f"code {answer.code}"
-            insts = answer.data.get("flowInsts") or []
-            if not isinstance(insts, list):
-                return None, "search answer has no flowInsts list"
-            for inst in insts:
-                if isinstance(inst, dict) and protocol.same_trigger(
-                    inst, flow_id, trigger_time, zone
-                ):
-                    iid = inst.get("instanceId") or inst.get("flowInstanceId")
-                    return iid or protocol.instance_id(flow_id, trigger_time), ""
-            if insts:
-                seen_any = True
-            if len(insts) >= protocol.PAGE_SIZE and page_no - first + 1 < MAX_SEARCH_PAGES:
-                pages.append(page_no + 1)  # a full page: there may be more
-            elif not seen_any and page_no == first and first != 0:
-                pages.append(0)  # samples disagree on v2.1's first page: ask page 0 too
-        return None, ""
+        return lookup.find_instance(self, flow_id, trigger_time)
 
     # -- answers ------------------------------------------------------------------------
 
-    def _classify(self, resp: _Reply, op: str) -> Answer:
+    def _classify(self, resp: transport.Reply, op: str) -> Answer:
         """The answer table of docs/apply.md, for an HTTP answer to an ``op`` call.
 
         Only a documented refusal is definite: 401 (auth), 429 and 503 (nothing done, retry),
@@ -967,7 +547,7 @@ class Client:
                 Kind.RETRYABLE,
                 status,
                 f"HTTP {status}",
-                retry_after=_retry_after(resp.retry_after),
+                retry_after=transport.retry_after(resp.retry_after),
                 http_status=status,
             )
         if status != 200:
@@ -981,7 +561,7 @@ class Client:
                 Kind.UNKNOWN, status, f"HTTP {status} after sending {text}".strip(), http_status=status
             )
         try:
-            env = protocol.read_envelope(decode_json(resp.body))
+            env = protocol.read_envelope(transport.decode_json(resp.body))
         except ValueError:
             env = None
         if env is None:
@@ -1006,41 +586,3 @@ class Client:
         # A code the table does not name: the service answered, so it refused; permanent too
         # (a failed key is looked up before it is ever sent again: docs/apply.md).
         return Answer(Kind.PERMANENT, env.code, msg, http_status=status)
-
-
-def code_text(answer: Answer) -> str:
-    """`` (code N)`` when the answer has a code; nothing otherwise (never "None")."""
-    return f" (code {answer.code})" if answer.code is not None else ""
-
-
-def describe(answer: Answer, msg: str | None = None) -> str:
-    """``CODE: message``, or the message alone when there is no code."""
-    text = answer.msg if msg is None else msg
-    return f"{answer.code}: {text}" if answer.code is not None else text
-
-
-def _never_connected(e: requests.exceptions.ConnectionError) -> bool:
-    """Whether the request certainly never reached the server (refused, DNS, no route)."""
-    cause: BaseException | None = e
-    seen = 0
-    while cause is not None and seen < 10:
-        if isinstance(cause, ConnectionRefusedError):
-            return True
-        name = type(cause).__name__
-        if name in ("NewConnectionError", "NameResolutionError", "ConnectTimeoutError"):
-            return True
-        args = getattr(cause, "args", ())
-        nested = next((a for a in args if isinstance(a, BaseException)), None)
-        cause = getattr(cause, "reason", None) or nested or cause.__cause__ or cause.__context__
-        seen += 1
-    return False
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None

@@ -19,6 +19,7 @@ it with a fake clock; :meth:`RateLimiter.wait` is the blocking form the workers 
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import deque
@@ -144,3 +145,13 @@ class RateLimiter:
     def succeeded(self, slot: Slot) -> None:
         """:meth:`on_success`."""
         self.on_success(slot)
+
+
+def backoff(tries: int, base: float, cap: float, retry_after: float | None = None) -> float:
+    """Seconds to wait before try ``tries + 1``: exponential backoff with full jitter
+    (uniform in ``[0, min(cap, base * 2**tries)]``), never sooner than a ``Retry-After``
+    asked for, and never longer than ``cap``. The one backoff of sends, lookups and cancels."""
+    delay = random.uniform(0, min(cap, base * 2**tries))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, cap))
+    return delay

@@ -7,35 +7,17 @@ from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from functools import partial
 from itertools import pairwise, repeat
-from typing import NamedTuple
 
 from planrunner import cron as cronlib
 from planrunner import times
+from planrunner.outcome import Entry
 from planrunner.plan import Flow, Plan
 from planrunner.source import Path, Problem
 
+# Entry lives in outcome (a leaf) now; resolve re-exports it for its old importers.
+__all__ = ["DEFAULT_MAX_TRIGGERS", "Entry", "EntryKeys", "resolve"]
+
 DEFAULT_MAX_TRIGGERS = 110_000  # above a (leap) year of */5: 105,408
-
-
-class Entry(NamedTuple):
-    """One trigger: a flow at an instant. Sorts by trigger time, then flowId."""
-
-    trigger_time: int
-    flow_id: int
-    flow: str
-    org_id: str
-    offset: int  # the flow zone's UTC offset at trigger_time, in ms, for display
-
-    @property
-    def key(self) -> str:
-        """The ledger key, ``orgId/flowId/triggerTime`` (made when asked: a plan of
-        millions of entries would spend a fifth of its memory on stored keys)."""
-        return f"{self.org_id}/{self.flow_id}/{self.trigger_time}"
-
-    @property
-    def local_time(self) -> str:
-        """RFC 3339 time in the flow's zone."""
-        return times.format_local(self.trigger_time, self.offset)
 
 
 class EntryKeys(AbstractSet[str]):

@@ -29,7 +29,11 @@ flows:
 
 SIM_ENV = {"ENOS_ACCESS_KEY": "sim-access-key", "ENOS_SECRET_KEY": "sim-secret-key"}
 # Timing settings shortened so tests run in seconds (docs/apply.md lists them).
-FAST_ENV = {"PLANRUNNER_IN_FLIGHT_SECONDS": "0.5", "PLANRUNNER_DUPLICATE_WAIT": "0.3"}
+FAST_ENV = {
+    "PLANRUNNER_IN_FLIGHT_SECONDS": "0.5",
+    "PLANRUNNER_DUPLICATE_WAIT": "0.3",
+    "PLANRUNNER_LOOKUP_BACKOFF_CAP": "0.05",
+}
 
 
 def venv_tool(name: str) -> str:
@@ -54,8 +58,9 @@ class Run:
 
 
 def run_process(argv: Sequence[str], **kw: Any) -> subprocess.CompletedProcess[str]:
-    """Run `python -m planrunner ...` as a real process."""
-    env = {**os.environ, **kw.pop("env", {})}
+    """Run `python -m planrunner ...` as a real process, with the fast timing settings
+    (:data:`FAST_ENV`) unless ``env`` sets them otherwise."""
+    env = {**os.environ, **FAST_ENV, **kw.pop("env", {})}
     return subprocess.run(
         [sys.executable, "-m", "planrunner", *argv],
         capture_output=True,

@@ -15,6 +15,7 @@ import pytest
 from planrunner import ledger
 from planrunner.sim import Faults, SimFlow, Simulator
 from testing import (
+    FAST_ENV,
     ROOT,
     SIM_ENV,
     apply_json,
@@ -311,7 +312,9 @@ def test_torn_tail_is_cut_by_apply_and_ignored_by_plan(tmp_path: Path, run, sim,
 
 def test_two_applies_at_once_one_exits_3(tmp_path: Path) -> None:
     plan = write_plan(tmp_path, cron_flows(4, 20))
-    with Simulator(faults=Faults(latency=0.01)) as s:
+    # 0.25 s per request: the first apply holds the lock for seconds, so on a loaded machine
+    # the second, started at once, still finds it held (0.01 s let one finish first).
+    with Simulator(faults=Faults(latency=0.25)) as s:
         procs = [start_apply(plan, s.url) for _ in range(2)]
         results = [(p.communicate(timeout=120), p.returncode) for p in procs]
         codes = sorted(code for _, code in results)
@@ -411,6 +414,8 @@ def test_secrets_never_reach_output_logs_or_ledger(tmp_path: Path, run, monkeypa
     key, secret = "ak-4c1e9f-visible-nowhere", "sk-77d2b0-never-shown"
     monkeypatch.setenv("ENOS_ACCESS_KEY", key)
     monkeypatch.setenv("ENOS_SECRET_KEY", secret)
+    for name, value in FAST_ENV.items():  # the 504's in-flight wait in a second, not 45
+        monkeypatch.setenv(name, value)
     plan = write_plan(tmp_path, cron_flows(2, 3))
     with Simulator(
         access_key=key, secret_key=secret, faults=Faults.parse(["http-401@2", "504-after-create@3"])

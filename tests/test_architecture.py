@@ -18,10 +18,12 @@ LAYERS = [
     {"errors", "protocol", "outcome", "times", "log", "select"},
     {"source", "cron", "schema"},
     {"plan"},
-    {"resolve", "ledger", "pgledger", "enos", "terminal", "rate"},
-    {"engine", "instances", "ledgertools", "checking"},
-    {"report"},
-    {"sim", "commands", "saved"},
+    {"resolve", "ledger", "pgledger", "enos", "terminal", "rate", "transport", "lookup",
+     "credentials", "answers", "sim"},
+    {"ledgertools", "checking"},
+    {"runs"},
+    {"report", "report_status", "report_cancel"},
+    {"commands", "saved"},
     {"cli", "__main__", "launch"},
 ]
 
@@ -78,7 +80,7 @@ def test_imports_point_one_way() -> None:
         ("planrunner.enos", "planrunner.plan"),  # the client does not load the plan loader
         ("planrunner.sim", "planrunner.enos"),  # the simulator does not use the client
         ("planrunner.ledger", "planrunner.report"),  # the store does not know the report layer
-        ("planrunner.engine", "planrunner.commands"),
+        ("planrunner.runs.apply", "planrunner.commands"),
     ],
 )
 def test_named_directions(module: str, forbidden: str) -> None:
@@ -90,7 +92,9 @@ def test_named_directions(module: str, forbidden: str) -> None:
     assert out.stdout.strip() == "[]", out.stdout
 
 
-@pytest.mark.parametrize("module", ["planrunner.ledger", "planrunner.enos", "planrunner.protocol"])
+@pytest.mark.parametrize(
+    "module", ["planrunner.ledger", "planrunner.enos", "planrunner.protocol", "planrunner.runs.apply"]
+)
 def test_ledger_and_client_do_not_load_yaml_or_jsonschema(module: str) -> None:
     code = f"import sys, {module}; print([m for m in ('yaml', 'jsonschema') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

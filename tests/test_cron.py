@@ -766,6 +766,7 @@ def tzif_offset_changes(zone: str) -> list[tuple[int, int]]:
     return out
 
 
+@pytest.mark.slow  # sweeps every zone of the database: tens of seconds
 def test_zone_database_never_changes_offset_twice_within_two_days() -> None:
     # cron._steady_offset checks a day's first and last wall times only, and the scan
     # above probes every two days: both rely on this. Every listed transition of every
@@ -831,6 +832,7 @@ def _check_windows(windows: list[tuple[str, str, int]]) -> None:
     assert not wrong, f"{len(wrong)} wrong, e.g. {wrong[:10]}"
 
 
+@pytest.mark.slow  # sweeps every zone of the database: tens of seconds
 def test_every_zone_with_an_unusual_change_matches_brute_force() -> None:
     """The first and last unusual change of every zone; CRON_TRANSITIONS=all checks all
     2,289 changes of 2000-2030 (about 50 s)."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from planrunner.engine import Act, Cause, Then, after_lookup, on_answer
 from planrunner.enos import Kind
+from planrunner.runs.apply import Act, Cause, Then, after_lookup, on_answer
 
 # The answer table of docs/apply.md, first column: what each class of answer calls for.
 ANSWERS = [

@@ -10,7 +10,7 @@ import time
 import pytest
 from structlog.testing import capture_logs
 
-from planrunner import enos, protocol
+from planrunner import enos, protocol, transport
 from planrunner.errors import ServiceError, UsageError
 from planrunner.sim import Dialect, Faults, SimFlow, Simulator
 from testing import make_client
@@ -131,7 +131,7 @@ def test_cleanup_6_the_permanent_row_is_protocol_data(code: int) -> None:
     # by the classifier, and the cases above cover every member of both.
     client = make_client("http://127.0.0.1:9")
     body = f'{{"code": {code}, "msg": "refused", "data": null}}'.encode()
-    answer = client._classify(enos._Reply(200, None, body), "trigger")
+    answer = client._classify(transport.Reply(200, None, body), "trigger")
     assert (answer.kind, answer.code, answer.msg) == (enos.Kind.PERMANENT, code, "refused")
     assert protocol.PERMANENT_HTTP <= enos.GATEWAY_REFUSALS
 

@@ -25,8 +25,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from planrunner import engine, enos, ledger
+from planrunner import enos, ledger
 from planrunner.resolve import Entry
+from planrunner.runs import apply as engine
 from planrunner.sim import Dialect, Faults, Simulator
 from testing import (
     ROOT,

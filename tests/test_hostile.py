@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
-from planrunner import engine, enos, ledger, protocol, source
+from planrunner import enos, ledger, protocol, source, transport
 from planrunner.errors import LedgerLocked
+from planrunner.runs import apply as engine
 from planrunner.sim import Dialect, Faults, Simulator
 from testing import FAST_ENV, ROOT, SIM_ENV, crashed_intent, make_client, write_plan
 
@@ -153,7 +154,7 @@ def test_d1_accepted_urls_mean_the_same_host_to_the_http_stack() -> None:
 def test_d1_plain_http_peer_must_be_loopback(tmp_path: Path, run, creds, monkeypatch) -> None:
     # The name passed the URL rule, but the connection reached a non-loopback peer (a
     # hosts-file entry, DNS): not one byte may be sent, not even the token request.
-    monkeypatch.setattr(enos, "_peer_address", lambda sock: "10.1.2.3")
+    monkeypatch.setattr(transport, "_peer_address", lambda sock: "10.1.2.3")
     with HostileGateway(lambda p, b: envelope(0, "ok", {"flowInstanceId": "1-x"})) as gw:
         plan = write_plan(tmp_path, ONE)
         r = run(
@@ -815,7 +816,7 @@ runpy.run_module("planrunner", run_name="__main__", alter_sys=True)
 
 
 @pytest.mark.parametrize(
-    "module", ["planrunner.cli", "requests", "planrunner.engine", "planrunner.resolve"]
+    "module", ["planrunner.cli", "requests", "planrunner.runs.apply", "planrunner.resolve"]
 )
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_d15_a_signal_during_imports_exits_130_without_a_traceback(

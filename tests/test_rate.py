@@ -167,3 +167,25 @@ def test_the_learned_rate_is_in_the_json_summary(tmp_path, run, sim_env) -> None
     doc = json.loads(r.out)
     assert set(doc["rate"]) == {"learned", "throttled"}
     assert doc["rate"]["throttled"] > 0 and doc["rate"]["learned"] > 0
+
+
+def test_one_backoff_is_full_jitter_under_the_cap_and_never_sooner_than_retry_after() -> None:
+    from planrunner.rate import backoff
+
+    for tries in range(8):
+        for _ in range(50):
+            assert 0 <= backoff(tries, 0.2, 5.0) <= min(5.0, 0.2 * 2**tries)
+    assert all(backoff(0, 0.2, 5.0, retry_after=3.0) >= 3.0 for _ in range(50))
+    assert all(backoff(0, 0.2, 5.0, retry_after=60.0) == 5.0 for _ in range(50))  # capped
+    assert backoff(3, 0.2, 0.0) == 0.0  # a zero cap (the tests' setting) never sleeps
+
+
+def test_lookup_backoff_cap_is_a_setting_and_a_bad_one_is_a_usage_error() -> None:
+    from planrunner import enos
+    from planrunner.errors import UsageError
+
+    assert enos.lookup_backoff_setting({}) == enos.LOOKUP_BACKOFF_CAP
+    assert enos.lookup_backoff_setting({enos.LOOKUP_BACKOFF_ENV: "0"}) == 0.0
+    for bad in ("-1", "nan", "inf", "soon"):
+        with pytest.raises(UsageError, match=enos.LOOKUP_BACKOFF_ENV):
+            enos.lookup_backoff_setting({enos.LOOKUP_BACKOFF_ENV: bad})

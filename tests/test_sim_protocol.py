@@ -905,7 +905,9 @@ SETTLE = 10.0  # seconds a test waits for the simulator's backend to finish
 
 
 def test_n1_processing_longer_than_the_read_timeout_creates_after_the_client_has_gone() -> None:
-    with simulator(faults=Faults(processing=0.6), dialect=Dialect(duplicate="none")) as (sim, api):
+    # 2 s of processing against a 0.1 s read timeout: even a loaded machine reads the
+    # simulator before the instance exists (0.6 s was not enough under load).
+    with simulator(faults=Faults(processing=2.0), dialect=Dialect(duplicate="none")) as (sim, api):
         params = {"action": "trigger", **USER}
         raw = json.dumps({"flowId": 3377, "triggerTime": T0}).encode()
         ts = now_ms()

@@ -37,7 +37,7 @@ MOMENTS = [
     "argparse",
     "planrunner.commands.apply",
     "requests",
-    "planrunner.engine",
+    "planrunner.runs.apply",
     "planrunner.sim",
 ]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from planrunner import instances, protocol
+from planrunner import lookup, protocol
 from planrunner.commands.status import Live
 from planrunner.sim import Dialect, SimFlow, Simulator
 from testing import cron_flows, write_plan
@@ -35,7 +35,7 @@ def sim_failed(s: Simulator) -> set[str]:
         return {
             i.instance_id
             for i in s.state.instances.values()
-            if protocol.STATUS_NAMES[i.status(now)] in instances.FAILED_NAMES
+            if protocol.STATUS_NAMES[i.status(now)] in lookup.FAILED_NAMES
         }
 
 
@@ -68,7 +68,7 @@ def test_watch_follows_a_200_entry_backfill_to_the_end(tmp_path: Path, run, sim_
     for flow in doc["flows"]:
         assert flow["entries"] == 50
         assert flow["counts"] == dict(truth[flow["flowId"]]), flow["flow"]
-        assert all(s in instances.FINAL_NAMES for s in flow["counts"])
+        assert all(s in lookup.FINAL_NAMES for s in flow["counts"])
     listed = {f["flowInstanceId"] for flow in doc["flows"] for f in flow["failed"]}
     assert listed == failed_ids and failed_ids  # the seeded run has failures
     one = next(f for flow in doc["flows"] for f in flow["failed"])
@@ -154,7 +154,7 @@ def test_live_line_on_a_terminal_fits_and_rewrites() -> None:
 
     stream = Tty()
     live = Live(stream, enabled=True)
-    states = [instances.Seen("SUCCESS")] * 3 + [instances.Seen("RUNNING"), instances.Seen("FAIL")]
+    states = [lookup.Seen("SUCCESS")] * 3 + [lookup.Seen("RUNNING"), lookup.Seen("FAIL")]
     line = live.line(states, 30, 40)
     assert len(line.replace("\x1b[31m", "").replace("\x1b[0m", "")) <= 39
     live.show(states, 30)

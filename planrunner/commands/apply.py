@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import dataclasses
 import os
-import secrets
 import shlex
 import signal
 import sys
@@ -15,19 +14,26 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
-from planrunner import engine, enos, instances, ledger, log, protocol, terminal
+from planrunner import ledger, log, runs, terminal
 from planrunner.commands import options
 from planrunner.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    PlanrunnerError,
     UsageError,
 )
-from planrunner.outcome import Outcome, Status
+from planrunner.outcome import Entry, Outcome, Status
+from planrunner.runs import apply as engine
+from planrunner.runs import connect
 from planrunner.saved import Saved
 from planrunner.select import Selection
 
+if TYPE_CHECKING:
+    from planrunner.plan import Plan
+    from planrunner.report import PlanResult
 DESCRIPTION = (
     "Resolve a plan, reconcile unknown outcomes, and trigger each entry that is not done, "
     "recording every step in the ledger first. Re-running never triggers an entry twice. "
@@ -228,7 +234,6 @@ ENV_IN_FLIGHT = "PLANRUNNER_IN_FLIGHT_SECONDS"
 ENV_READ_TIMEOUT = "PLANRUNNER_READ_TIMEOUT"
 ENV_IN_FLIGHT_MARGIN = "PLANRUNNER_IN_FLIGHT_MARGIN"
 ENV_DUPLICATE_WAIT = "PLANRUNNER_DUPLICATE_WAIT"
-SIM_RUN_SECONDS = 0.05  # how long the embedded simulator's instances run
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)  # fourteen fields: never by position
@@ -251,9 +256,8 @@ class Request:
     again: str | None = None  # the command line that continues this run (shell-quoted)
 
 
-def new_run_id() -> str:
-    """A short id unique to this run."""
-    return "r" + time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+# commands/ledger.py still imports it from here (its owner moves it to runs.new_run_id).
+new_run_id = runs.new_run_id
 
 
 def exit_code(outcomes: dict[str, Outcome], interrupted: bool) -> int:
@@ -344,12 +348,84 @@ class _Interrupts:
                 signal.signal(signal.SIGTERM, previous_term)
 
 
-def run(req: Request, emit: Callable[[str, dict[str, int]], None] | None = None) -> int:
+Emit = Callable[[str, dict[str, int]], None]
+
+
+def run(req: Request, emit: Emit | None = None) -> int:
     """The whole of ``planrunner apply`` for one plan; returns the exit code.
 
     The report goes to stdout, or to ``emit(text, summary)`` when several plans share it.
     """
-    from planrunner import checking, report
+    plan, entries = _entries(req)
+    path = req.ledger_path or (
+        sim_ledger_path(req.plan_path) if req.sim else ledger.default_path(req.plan_path)
+    )
+    options = settings_from_env(req.options)
+    run_id = new_run_id()
+    logger = log.get("apply").bind(run=run_id)
+    with contextlib.ExitStack() as stack:
+        conn = connect(plan, req.gateway, req.sim, stack=stack, read_timeout=options.read_timeout)
+        backend = ledger.open_ledger(path)  # a missing one is created: no note (plan notes it)
+        flows = sorted({(e.org_id, e.flow_id) for e in entries})
+        stack.enter_context(backend.lock(run_id, flows, req.lock_timeout))
+        folded = backend.fold({e.key for e in entries}, sim=req.sim, gateway=conn.gateway_id)
+        backend.repair(folded)
+        todo = _todo(entries, folded, logger)
+        if (
+            todo
+            and not req.yes
+            and not _confirmed(req, plan, conn.where, backend.name, entries, folded)
+        ):
+            _declined(req, emit)
+            return EXIT_FAILED
+        logger.info(
+            "apply starting",
+            plan=req.plan_path,
+            ledger=backend.name,
+            gateway=conn.where,
+            entries=len(entries),
+            todo=todo,
+        )
+        if todo:
+            conn.client.token()  # before any intent: a run without a token records nothing
+        writer = stack.enter_context(backend.writer())
+        runner = engine.Runner(
+            conn.client, writer, folded, options, run_id, gateway=conn.gateway_id, guard=backend.check_lock
+        )
+        progress = terminal.Progress(todo, sys.stderr.isatty() and not req.quiet)
+        runner.on_settle = progress.add
+        outcomes, interrupted, seconds = _send(runner, entries, progress)
+    stopped = runner.fatal if runner.fatal is not None and not interrupted else None
+    result = _result(req, plan, backend.name, entries, outcomes, runner, stopped)
+    logger.info(
+        "apply finished",
+        seconds=round(seconds, 3),
+        fsyncs=writer.fsyncs,
+        rate=runner.rate["learned"],  # requests/s learned from 429s; None: never throttled
+        throttled=runner.rate["throttled"],
+        **result.summary,
+    )
+    return _report(req, emit, result, stopped, outcomes, interrupted)
+
+
+def _send(
+    runner: engine.Runner, entries: list[Entry], progress: terminal.Progress
+) -> tuple[dict[str, Outcome], bool, float]:
+    """Run the engine under the progress bar and the Ctrl-C handler: (outcomes, whether it
+    was interrupted, seconds)."""
+    interrupts = _Interrupts(runner.stop, progress)
+    started = time.monotonic()
+    with interrupts.installed():
+        try:
+            outcomes = runner.run(entries)
+        finally:
+            progress.close()
+    return outcomes, interrupts.seen, time.monotonic() - started
+
+
+def _entries(req: Request) -> tuple[Plan, list[Entry]]:
+    """The plan and its selected entries (a saved plan's only, when it is unchanged)."""
+    from planrunner import checking
     from planrunner.commands.context import select
 
     if req.sim and req.gateway:
@@ -361,150 +437,94 @@ def run(req: Request, emit: Callable[[str, dict[str, int]], None] | None = None)
     entries = select(plan, entries, req.selection)
     if req.saved is not None:
         entries = req.saved.narrow(entries)
-    path = req.ledger_path or (
-        sim_ledger_path(req.plan_path) if req.sim else ledger.default_path(req.plan_path)
-    )
-    options = settings_from_env(req.options)
-    target = plan.target
-    version = protocol.api(target.api)
-    zone = protocol.server_zone(target.server_timezone) if target.server_timezone else None
-    run_id = new_run_id()
-    logger = log.get("apply").bind(run=run_id)
-    with contextlib.ExitStack() as stack:
-        if req.sim:
-            from planrunner.sim import (
-                DEFAULT_ACCESS_KEY,
-                DEFAULT_SECRET_KEY,
-                Dialect,
-                SimFlow,
-                Simulator,
-            )
+    return plan, entries
 
-            seeds = {
-                f.flow_id: SimFlow(
-                    f.flow_id, owner=target.user_id, org_id=target.org_id, run_seconds=SIM_RUN_SECONDS
-                )
-                for f in plan.flows
-            }
-            simulator = stack.enter_context(Simulator(seeds.values(), dialect=Dialect(api=version.name)))
-            url, creds = simulator.url, enos.Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)
-            where = "the embedded simulator"
-            gateway_id = ledger.SIM_GATEWAY
-        else:
-            url = enos.check_gateway(req.gateway or target.gateway)
-            creds = enos.Credentials.from_env()
-            gateway_id = protocol.origin(url)
-            where = instances.shown_gateway(plan, req.gateway, url)  # ${VAR} never expanded (D5)
-        client = enos.Client(
-            url,
-            target.org_id,
-            target.user_id,
-            creds,
-            read_timeout=options.read_timeout,
-            api=version,
-            server_zone=zone,
-            shown=where,
-        )
-        backend = ledger.open_ledger(path)  # a missing one is created: no note (plan notes it)
-        flows = sorted({(e.org_id, e.flow_id) for e in entries})
-        stack.enter_context(backend.lock(run_id, flows, req.lock_timeout))
-        folded = backend.fold({e.key for e in entries}, sim=req.sim, gateway=gateway_id)
-        backend.repair(folded)
-        if folded.ignored:
-            logger.info(
-                "ignored ledger records of the other kind of run",
-                ignored=folded.ignored,
-                why="simulator records never count for a real run, nor real ones for --sim",
-            )
-        counts: dict[str, int] = {}
-        for e in entries:
-            st = folded.status(e.key)
-            counts[st] = counts.get(st, 0) + 1
-        todo = len(entries) - counts.get(ledger.DONE, 0) - counts.get(ledger.CANCELLED, 0)
-        if not todo:
-            logger.info("nothing to do: every entry is done", entries=len(entries))
-        elif not req.yes and not sys.stdin.isatty():
-            raise UsageError(
-                "refusing to apply without --yes: stdin is not a terminal to confirm on"
-            )
-        elif not req.yes:
-            # What will be sent, per flow, before the question (as terraform apply shows it).
-            preview = report.PlanResult(
-                plan,
-                backend.name,
-                req.now,
-                entries,
-                report.plan_statuses(folded),
-                selection=req.selection,
-            )
-            sys.stderr.write(
-                report.render_text(preview, colour=terminal.use_colour(sys.stderr)) + "\n\n"
-            )
-            question = (
-                f"Apply {req.plan_path} to {where} as user {target.user_id} in org {target.org_id}: "
-                f"{counts.get(ledger.PENDING, 0)} to trigger, {counts.get(ledger.FAILED, 0)} to retry, "
-                f"{counts.get(ledger.UNKNOWN, 0)} to reconcile. Proceed? [y/N] "
-            )
-            if not terminal.confirm(question):
-                sys.stderr.write("Apply cancelled; nothing was sent.\n")
-                if req.fmt == "json":
-                    from planrunner.commands.options import error_json
 
-                    doc = error_json("the confirmation was declined; nothing was sent", EXIT_FAILED)
-                    if emit is not None:
-                        emit(doc, {})
-                    else:
-                        sys.stdout.write(doc + "\n")
-                return EXIT_FAILED
+def _todo(entries: list[Entry], folded: ledger.Folded, logger: Any) -> int:
+    """How many entries are not done (nor cancelled); logs what the fold left out."""
+    if folded.ignored:
         logger.info(
-            "apply starting",
-            plan=req.plan_path,
-            ledger=backend.name,
-            gateway=where,
-            entries=len(entries),
-            todo=todo,
+            "ignored ledger records of the other kind of run",
+            ignored=folded.ignored,
+            why="simulator records never count for a real run, nor real ones for --sim",
         )
-        if todo:
-            client.token()  # before any intent: a run without a token records nothing
-        writer = stack.enter_context(backend.writer())
-        progress = terminal.Progress(todo, sys.stderr.isatty() and not req.quiet)
-        runner = engine.Runner(
-            client,
-            writer,
-            folded,
-            options,
-            run_id,
-            gateway=gateway_id,
-            on_settle=progress.add,
-            guard=backend.check_lock,
-        )
-        interrupts = _Interrupts(runner.stop, progress)
-        started = time.monotonic()
-        with interrupts.installed():
-            try:
-                outcomes = runner.run(entries)
-            finally:
-                progress.close()
-        seconds = time.monotonic() - started
-    stopped = runner.fatal if runner.fatal is not None and not interrupts.seen else None
-    result = report.PlanResult(
+    settled = sum(1 for e in entries if folded.status(e.key) in (ledger.DONE, ledger.CANCELLED))
+    if settled == len(entries):
+        logger.info("nothing to do: every entry is done", entries=len(entries))
+    return len(entries) - settled
+
+
+def _confirmed(
+    req: Request, plan: Plan, where: str, name: str, entries: list[Entry], folded: ledger.Folded
+) -> bool:
+    """Show what will be sent, per flow, then ask (as terraform apply does); no terminal to
+    ask on is a usage error."""
+    from planrunner import report
+
+    if not sys.stdin.isatty():
+        raise UsageError("refusing to apply without --yes: stdin is not a terminal to confirm on")
+    outcomes = report.plan_statuses(folded)
+    preview = report.PlanResult(plan, name, req.now, entries, outcomes, selection=req.selection)
+    sys.stderr.write(report.render_text(preview, colour=terminal.use_colour(sys.stderr)) + "\n\n")
+    counts: dict[str, int] = {}
+    for e in entries:
+        st = folded.status(e.key)
+        counts[st] = counts.get(st, 0) + 1
+    target = plan.target
+    return terminal.confirm(
+        f"Apply {req.plan_path} to {where} as user {target.user_id} in org {target.org_id}: "
+        f"{counts.get(ledger.PENDING, 0)} to trigger, {counts.get(ledger.FAILED, 0)} to retry, "
+        f"{counts.get(ledger.UNKNOWN, 0)} to reconcile. Proceed? [y/N] "
+    )
+
+
+def _declined(req: Request, emit: Emit | None) -> None:
+    sys.stderr.write("Apply cancelled; nothing was sent.\n")
+    if req.fmt == "json":
+        from planrunner.commands.options import error_json
+
+        doc = error_json("the confirmation was declined; nothing was sent", EXIT_FAILED)
+        if emit is not None:
+            emit(doc, {})
+        else:
+            sys.stdout.write(doc + "\n")
+
+
+def _result(
+    req: Request,
+    plan: Plan,
+    name: str,
+    entries: list[Entry],
+    outcomes: dict[str, Outcome],
+    runner: engine.Runner,
+    stopped: PlanrunnerError | None,
+) -> PlanResult:
+    from planrunner import report
+
+    error = str(stopped) if stopped is not None else None
+    return report.PlanResult(
         plan,
-        backend.name,
+        name,
         req.now,
         entries,
         outcomes,
         selection=req.selection,
-        error=str(stopped) if stopped is not None else None,
+        error=error,
         rate=runner.rate,
     )
-    logger.info(
-        "apply finished",
-        seconds=round(seconds, 3),
-        fsyncs=writer.fsyncs,
-        rate=runner.rate["learned"],  # requests/s learned from 429s; None: never throttled
-        throttled=runner.rate["throttled"],
-        **result.summary,
-    )
+
+
+def _report(
+    req: Request,
+    emit: Emit | None,
+    result: PlanResult,
+    stopped: PlanrunnerError | None,
+    outcomes: dict[str, Outcome],
+    interrupted: bool,
+) -> int:
+    """The report (stdout, or ``emit``), then the error that stopped the run, or the exit code."""
+    from planrunner import report
+
     style = report.Style(verb="Apply", quiet=req.quiet, colour=terminal.use_colour(sys.stdout))
     text = report.RENDERERS[req.fmt](result, style)
     if emit is not None:
@@ -516,8 +536,9 @@ def run(req: Request, emit: Callable[[str, dict[str, int]], None] | None = None)
         from planrunner.commands.options import reported_in_json
 
         raise reported_in_json(stopped) if req.fmt == "json" else stopped
-    _next_step(result.summary, interrupts.seen, req.again or shlex.join(["planrunner", "apply", req.plan_path]))
-    return exit_code(outcomes, interrupts.seen)
+    again = req.again or shlex.join(["planrunner", "apply", req.plan_path])
+    _next_step(result.summary, interrupted, again)
+    return exit_code(outcomes, interrupted)
 
 
 def _next_step(summary: dict[str, int], interrupted: bool, again: str) -> None:

@@ -107,8 +107,22 @@ def _target(
 def checks(
     client: enos.Client, other: enos.Client, flows: list[tuple[str, int]], zone_given: str | None
 ) -> list[Check]:
-    """Every check, in order; ``other`` is the same client on the other API version."""
+    """Every check, in order; ``other`` is the same client on the other API version. A
+    check that fails in a way every later one would repeat ends the list."""
     out: list[Check] = []
+    if not _token(client, out):
+        return out
+    tz = _api_version(client, other, out)
+    if tz is None:
+        return out
+    out.append(_server_zone(client, tz, zone_given))
+    out += _service(client)
+    out += _flows(client, flows)
+    return out
+
+
+def _token(client: enos.Client, out: list[Check]) -> bool:
+    """Token get and refresh; False when no token comes."""
     try:
         client.token()
         out.append(Check("token get", OK, "an access token was issued"))
@@ -116,11 +130,16 @@ def checks(
         out.append(Check("token refresh", OK, "the token was refreshed (or issued again)"))
     except PlanrunnerError as e:
         out.append(Check("token", PROBLEM, str(e)))
-        return out
+        return False
+    return True
+
+
+def _api_version(client: enos.Client, other: enos.Client, out: list[Check]) -> enos.Answer | None:
+    """A signed call on both API versions; the Get Time Zone answer, or None to stop."""
     tz = client.get_time_zone()
     if tz.kind is enos.Kind.AUTH:
         out.append(Check("signed call", PROBLEM, f"signature refused: {tz.msg}"))
-        return out
+        return None
     alt = other.get_time_zone()
     if tz.kind is not enos.Kind.OK and alt.kind is enos.Kind.OK:
         # The other version answers: every later check would fail for that reason alone.
@@ -134,7 +153,7 @@ def checks(
                 f"(or --api {other.api.name}), then run doctor again",
             )
         )
-        return out
+        return None
     out.append(Check("signed call", OK if tz.kind is enos.Kind.OK else PROBLEM, tz.msg or "accepted"))
     versions = [
         f"{c.api.name} {'answers' if a.kind is enos.Kind.OK else 'does not answer'}"
@@ -148,7 +167,12 @@ def checks(
         )
     )
     if tz.kind is not enos.Kind.OK:
-        return out  # neither version answers a signed call: the rest would only repeat it
+        return None  # neither version answers a signed call: the rest would only repeat it
+    return tz
+
+
+def _server_zone(client: enos.Client, tz: enos.Answer, zone_given: str | None) -> Check:
+    """The server's zone: known, as the plan says, and without daylight saving time."""
     raw_name = tz.data.get("timezone") if isinstance(tz.data, dict) else None
     if isinstance(raw_name, str):
         name = client.clean(raw_name, ZONE_SHOWN)
@@ -167,19 +191,19 @@ def checks(
                     "instants (planrunner matches either), and the service's own handling of that "
                     "hour is not documented; prefer a fixed offset (GMT+N) if the service allows"
                 )
-            out.append(Check("server time zone", result, detail))
+            return Check("server time zone", result, detail)
         except ValueError:
-            out.append(
-                Check(
-                    "server time zone",
-                    PROBLEM,
-                    f'unknown time zone "{name}" (want GMT+N or an IANA name); set target.serverTimezone',
-                )
+            return Check(
+                "server time zone",
+                PROBLEM,
+                f'unknown time zone "{name}" (want GMT+N or an IANA name); set target.serverTimezone',
             )
-    else:
-        out.append(
-            Check("server time zone", PROBLEM, "Get Time Zone gave no zone; set target.serverTimezone")
-        )
+    return Check("server time zone", PROBLEM, "Get Time Zone gave no zone; set target.serverTimezone")
+
+
+def _service(client: enos.Client) -> list[Check]:
+    """Clock skew, the answer to a missing instance, and Search's acceptance of our body."""
+    out: list[Check] = []
     now = client.get_current_time()
     if now.kind is enos.Kind.OK and isinstance(now.data, int) and not isinstance(now.data, bool):
         skew = now.data - time.time_ns() // 1_000_000
@@ -209,6 +233,12 @@ def checks(
         out.append(Check("search", OK, "Search Flow Instances accepts planrunner's search body"))
     else:
         out.append(Check("search", PROBLEM, f"Search Flow Instances refused: {search.msg or search.code}"))
+    return out
+
+
+def _flows(client: enos.Client, flows: list[tuple[str, int]]) -> list[Check]:
+    """Each flow: owned by the plan's user, not locked, with a task."""
+    out: list[Check] = []
     for name, flow_id in flows:
         got = client.get_flow(flow_id)
         if got.kind is not enos.Kind.OK or not isinstance(got.data, dict):

@@ -7,18 +7,16 @@ import dataclasses
 import json
 import shutil
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import tzinfo
-from typing import Any, TextIO
+from typing import TextIO
 
-from planrunner import instances, terminal, times
+from planrunner import report_status as render
+from planrunner import terminal
 from planrunner.commands import options
-from planrunner.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING, PlanrunnerError, UsageError
-from planrunner.instances import Seen
-from planrunner.plan import Plan
-from planrunner.resolve import Entry
+from planrunner.errors import PlanrunnerError, UsageError
+from planrunner.lookup import Seen
+from planrunner.runs.watch import Result, watch_counts
 from planrunner.select import Selection
 
 HELP = "look up the instances apply triggered: running, succeeded or failed"
@@ -30,8 +28,11 @@ DESCRIPTION = (
 )
 EPILOG = options.exit_codes(
     (0, "every instance succeeded (SUCCESS or SKIP)"),
-    (1, "an instance ended FAIL, INTERNAL_ERROR, TIMEOUT or CANCEL, a done entry has no "
-     "instance, a lookup failed, or a runtime error (network, auth)"),
+    (
+        1,
+        "an instance ended FAIL, INTERNAL_ERROR, TIMEOUT or CANCEL, a done entry has no "
+        "instance, a lookup failed, or a runtime error (network, auth)",
+    ),
     (2, "invalid plan or usage"),
     (3, "the ledger is unreadable or corrupt"),
     (4, "instances are still queued or running (checked first)"),
@@ -40,9 +41,6 @@ EPILOG = options.exit_codes(
 PARENTS = ("one_plan", "selecting")
 
 DEFAULT_INTERVAL = 30.0
-FAILED_SHOWN = 20  # failed instances listed per flow in text output (JSON lists all)
-MARKDOWN_LIMIT = 60_000
-MARKDOWN_FAILED_SHOWN = 50
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -107,238 +105,7 @@ def main(args: argparse.Namespace) -> int:
     )
 
 
-# -- the result --------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Result:
-    """Each selected entry with what is known of its instance."""
-
-    plan: Plan
-    ledger: str
-    gateway: str
-    selection: Selection
-    entries: Sequence[Entry]
-    seen: dict[str, Seen]
-    cancelled: set[str]  # keys the ledger records as cancelled
-    sim: bool = False
-
-    def state(self, e: Entry) -> Seen:
-        """What is known of ``e`` (not triggered when the ledger does not say it was)."""
-        return self.seen.get(e.key) or Seen(instances.NOT_TRIGGERED)
-
-    def by_flow(self) -> dict[str, list[Entry]]:
-        """Entries per selected flow, in plan order."""
-        names = (
-            None
-            if self.selection.everything
-            else self.selection.names([f.name for f in self.plan.flows])
-        )
-        groups: dict[str, list[Entry]] = {
-            f.name: [] for f in self.plan.flows if f.enabled and (names is None or f.name in names)
-        }
-        for e in self.entries:
-            groups.setdefault(e.flow, []).append(e)
-        return groups
-
-    def summary(self) -> dict[str, int]:
-        """Counts by state over every entry."""
-        return instances.counts(self.state(e).state for e in self.entries)
-
-    def exit_code(self) -> int:
-        """4 while any instance is not final; then 1 when any failed or is missing; else 0."""
-        states = [self.state(e) for e in self.entries]
-        if any(not s.final and s.state != instances.LOOKUP_FAILED for s in states):
-            return EXIT_PENDING
-        bad = (instances.NOT_FOUND, instances.LOOKUP_FAILED)
-        if any(s.failed or s.state in bad for s in states):
-            return EXIT_FAILED
-        return EXIT_OK
-
-
-def _utc(ms: int | None) -> str | None:
-    return None if ms is None else times.format_utc(ms)
-
-
-def _failed_item(e: Entry, s: Seen) -> dict[str, Any]:
-    return {
-        "key": e.key,
-        "triggerTime": e.trigger_time,
-        "time": e.local_time,
-        "flowInstanceId": s.flow_instance_id,
-        "status": s.state,
-        "startTime": _utc(s.start),
-        "endTime": _utc(s.end),
-        "seconds": s.seconds,
-    }
-
-
-def _problem_item(e: Entry, s: Seen) -> dict[str, Any]:
-    return {
-        "key": e.key,
-        "triggerTime": e.trigger_time,
-        "time": e.local_time,
-        "flowInstanceId": s.flow_instance_id,
-        "status": s.state,
-        "reason": s.reason,
-    }
-
-
-def as_json(r: Result, error: str | None = None) -> dict[str, Any]:
-    """The JSON document (``formatVersion`` 1)."""
-    flows = []
-    ids = {f.name: f.flow_id for f in r.plan.flows}
-    for name, rows in r.by_flow().items():
-        states = [(e, r.state(e)) for e in rows]
-        flows.append(
-            {
-                "flow": name,
-                "flowId": ids.get(name),
-                "entries": len(rows),
-                "counts": instances.counts(s.state for _, s in states),
-                "failed": [_failed_item(e, s) for e, s in states if s.failed],
-                "problems": [
-                    _problem_item(e, s)
-                    for e, s in states
-                    if s.state in (instances.NOT_FOUND, instances.LOOKUP_FAILED)
-                ],
-                "cancelled": sum(1 for e, _ in states if e.key in r.cancelled),
-            }
-        )
-    return {
-        "formatVersion": 1,
-        "plan": r.plan.path,
-        "ledger": r.ledger,
-        "gateway": r.gateway,
-        "selection": r.selection.as_json(),
-        "flows": flows,
-        "summary": r.summary(),
-        "final": r.exit_code() != EXIT_PENDING,
-        "error": error,
-    }
-
-
-def _count_text(c: dict[str, int]) -> str:
-    return ", ".join(f"{n} {s}" for s, n in c.items()) or "nothing"
-
-
-def render_text(r: Result) -> str:
-    """Per flow its counts and its failed instances; a summary line."""
-    lines = [
-        f"Status {r.plan.path}",
-        f"  ledger  {r.ledger}",
-        f"  gateway {r.gateway}",
-        f"  flows   {r.selection.describe()}",
-        "",
-    ]
-    ids = {f.name: f.flow_id for f in r.plan.flows}
-    for name, rows in r.by_flow().items():
-        states = [(e, r.state(e)) for e in rows]
-        lines.append(
-            f"flow {name} (flowId {ids.get(name)}): {len(rows)} entr{'y' if len(rows) == 1 else 'ies'}: "
-            f"{_count_text(instances.counts(s.state for _, s in states))}"
-        )
-        failed = [(e, s) for e, s in states if s.failed]
-        for e, s in failed[:FAILED_SHOWN]:
-            lines.append(
-                f"  ! {e.local_time}  {e.trigger_time}  {s.state:<14} {s.flow_instance_id or '-'}"
-                f"  ran {instances.duration(s.seconds)}"
-                + (f"  started {_utc(s.start)}" if s.start is not None else "")
-                + ("  (cancelled by planrunner)" if e.key in r.cancelled else "")
-            )
-        if len(failed) > FAILED_SHOWN:
-            lines.append(
-                f"    ... {len(failed) - FAILED_SHOWN} more failed (see --format json) ..."
-            )
-        for e, s in states:
-            if s.state in (instances.NOT_FOUND, instances.LOOKUP_FAILED):
-                lines.append(f"  ? {e.local_time}  {e.trigger_time}  {s.state}: {s.reason}")
-        lines.append("")
-    if r.sim:
-        lines.append(
-            "(--sim: the embedded simulator's instances ended with its apply run; "
-            "done entries are shown from the ledger, not looked up)"
-        )
-    lines.append(f"Status: {len(r.entries)} entries ({_count_text(r.summary())}).")
-    return "\n".join(lines)
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def render_markdown(r: Result, limit: int = MARKDOWN_LIMIT) -> str:
-    """A table per flow and the failed instances, under ``limit`` characters."""
-    summary = ", ".join(f"**{n}** {s}" for s, n in r.summary().items()) or "nothing"
-    out = [
-        f"<!-- planrunner-status:{r.plan.path} -->",
-        f"### planrunner status `{_md(r.plan.path)}`",
-        "",
-        f"{len(r.entries)} entries: {summary} · {_md(r.selection.describe())}",
-        "",
-        "| flow | flowId | entries | succeeded | failed | running | not triggered | other |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    ids = {f.name: f.flow_id for f in r.plan.flows}
-    details: list[str] = []
-    for name, rows in r.by_flow().items():
-        states = [(e, r.state(e)) for e in rows]
-        ok = sum(1 for _, s in states if s.state in instances.SUCCEEDED_NAMES)
-        bad = [(e, s) for e, s in states if s.failed]
-        going = sum(1 for _, s in states if not s.final and s.state != instances.LOOKUP_FAILED)
-        waiting = sum(1 for _, s in states if s.state == instances.NOT_TRIGGERED)
-        other = len(rows) - ok - len(bad) - going - waiting
-        out.append(
-            f"| {_md(name)} | {ids.get(name)} | {len(rows)} | {ok} | {len(bad)} | {going} | {waiting} | {other} |"
-        )
-        if bad:
-            block = [
-                f"<details><summary>{_md(name)}: {len(bad)} failed</summary>",
-                "",
-                "| time | triggerTime | status | instance | ran |",
-                "|---|---:|---|---|---:|",
-            ]
-            block += [
-                f"| `{e.local_time}` | {e.trigger_time} | {s.state} | {_md(s.flow_instance_id or '-')} | {instances.duration(s.seconds)} |"
-                for e, s in bad[:MARKDOWN_FAILED_SHOWN]
-            ]
-            if len(bad) > MARKDOWN_FAILED_SHOWN:
-                block.append(f"| … {len(bad) - MARKDOWN_FAILED_SHOWN} more | | | | |")
-            block += ["", "</details>", ""]
-            details.append("\n".join(block))
-    out.append("")
-    used = sum(len(x) + 1 for x in out)
-    if used > limit - 200:  # many flows: keep the head and say so
-        kept: list[str] = []
-        size = 0
-        for row in out:
-            if size + len(row) + 1 > limit - 200:
-                break
-            kept.append(row)
-            size += len(row) + 1
-        kept.append("_More flows left out to fit a comment; see `planrunner status --format json`._")
-        return "\n".join(kept)
-    shown = 0
-    for text in details:
-        if used + len(text) + 1 > limit - 200:
-            break
-        out.append(text)
-        used += len(text) + 1
-        shown += 1
-    if shown < len(details):
-        out.append(f"_{len(details) - shown} flows' failed lists left out to fit a comment._")
-    return "\n".join(out)
-
-
-# -- watching ----------------------------------------------------------------------------------
-
-
-def watch_counts(states: Sequence[Seen]) -> tuple[int, int, dict[str, int]]:
-    """(ended, watched, counts by status) over the triggered entries: the one count that the
-    live line and the per-poll log line both show."""
-    watched = [s for s in states if s.state != instances.NOT_TRIGGERED]
-    ended = sum(1 for s in watched if s.final)
-    return ended, len(watched), instances.counts(s.state for s in watched)
+# -- the live line of --watch ------------------------------------------------------------------
 
 
 class Live:
@@ -405,110 +172,64 @@ class Live:
 
 def run(req: Request) -> int:
     """The whole of ``planrunner status``; returns the exit code."""
-    from planrunner import ledger as ledgerlib
-    from planrunner import log
-    from planrunner.commands.context import select
+    from planrunner import checking, ledger
+    from planrunner.commands.context import gateway_id, note_missing, select
+    from planrunner.runs import connect
+    from planrunner.runs.watch import Watch
 
     if req.sim and req.gateway:
         raise UsageError("--gateway cannot be combined with --sim (the simulator is the gateway)")
-    from planrunner import checking
-
     plan, entries = checking.load_entries(req.plan_path, req.now, req.max_triggers)
     entries = select(plan, entries, req.selection)
     path = req.ledger_path or (
-        ledgerlib.sim_path(req.plan_path) if req.sim else ledgerlib.default_path(req.plan_path)
+        ledger.sim_path(req.plan_path) if req.sim else ledger.default_path(req.plan_path)
     )
-    from planrunner.commands.context import gateway_id, note_missing
-
     note_missing(req.ledger_path)
-    backend = ledgerlib.open_ledger(path)
-    keys = {e.key for e in entries}
-    logger = log.get("status")
-    gateway = gateway_id(plan, req.gateway, req.sim)
-
-    def read_ledger() -> tuple[list[tuple[Entry, str | None]], set[str]]:
-        folded = backend.fold(keys, sim=req.sim, gateway=gateway)
-        if folded.torn_line is not None:
-            logger.warning(
-                "ledger has an incomplete last line (an apply may be writing); ignoring it",
-                ledger=backend.name,
-                line=folded.torn_line,
-            )
-        done = [(e, folded.done[e.key]) for e in entries if e.key in folded.done]
-        return done, set(folded.cancelled)
-
-    done, cancelled = read_ledger()
-    if req.sim:
-        shown = {e.key: Seen(instances.NOT_LOOKED_UP, iid) for e, iid in done}
-        result = Result(plan, backend.name, "sim", req.selection, entries, shown, cancelled, sim=True)
-        return _print(req.fmt, result)
-
-    target = instances.connect(plan, req.gateway)
-    client = target.client
-    result = Result(plan, backend.name, target.where, req.selection, entries, {}, cancelled)
-    zone: tzinfo | None = None
+    watch = Watch(
+        plan,
+        entries,
+        req.selection,
+        ledger.open_ledger(path),
+        gateway_id(plan, req.gateway, req.sim),
+        None if req.sim else (lambda: connect(plan, req.gateway)),
+        req.concurrency,
+        req.rate,
+    )
+    live = Live(sys.stderr, req.watch and sys.stderr.isatty())
+    done = watch.open()
     try:
-        seen: dict[str, Seen] = {}
-        looked: dict[str, str | None] = {}  # key -> the recorded id it was looked up by
-
-        def poll() -> None:
-            nonlocal zone
-            if zone is None:
-                client.token()  # a token or zone problem stops the command, not each lookup
-                zone = client.server_zone()
-            todo = [
-                (e, iid)
-                for e, iid in done
-                if e.key not in seen or not seen[e.key].final or looked.get(e.key) != iid
-            ]
-            got = instances.look_up_all(
-                client, todo, zone, concurrency=req.concurrency, rate=req.rate
-            )
-            seen.update(got)
-            looked.update({e.key: iid for e, iid in todo})
-
-        if done:
-            poll()
-        result.seen = seen
-        if req.watch:
-            live = Live(sys.stderr, sys.stderr.isatty())
-            try:
-                while result.exit_code() == EXIT_PENDING or _retry_lookups(result):
-                    states = [result.state(e) for e in entries]
-                    if live.enabled:
-                        live.show(states, req.interval)  # a terminal: the one line, in place
-                    else:
-                        ended, watched, counts = watch_counts(states)
-                        logger.info("watching", ended=ended, watched=watched, **counts)
-                    time.sleep(req.interval)
-                    done, cancelled = read_ledger()  # an apply may be adding entries
-                    result.cancelled = cancelled
-                    if done:
-                        poll()
-            finally:
-                live.close()
+        result = watch.run(
+            done, req.watch, req.interval, lambda states: _show(live, states, req.interval)
+        )
     except PlanrunnerError as e:
         if req.fmt == "json":
-            sys.stdout.write(json.dumps(as_json(result, str(e))) + "\n")
+            sys.stdout.write(json.dumps(render.as_json(watch.result, str(e))) + "\n")
             options.reported_in_json(e)
         raise
     finally:
-        client.close()
+        live.close()
+        watch.close()
     return _print(req.fmt, result)
 
 
-def _retry_lookups(r: Result) -> bool:
-    """With --watch, lookups that failed are tried again (a flaky network is not an answer)."""
-    return any(r.state(e).state == instances.LOOKUP_FAILED for e in r.entries)
+def _show(live: Live, states: list[Seen], interval: float) -> None:
+    """Before each wait of --watch: the live line on a terminal, else a log line."""
+    if live.enabled:
+        live.show(states, interval)  # a terminal: the one line, in place
+    else:
+        from planrunner import log
+
+        ended, watched, counts = watch_counts(states)
+        log.get("status").info("watching", ended=ended, watched=watched, **counts)
 
 
 def _print(fmt: str, r: Result) -> int:
     if fmt == "json":
-        text = json.dumps(as_json(r))
+        text = json.dumps(render.as_json(r))
     elif fmt == "markdown":
-        text = render_markdown(r)
+        text = render.render_markdown(r)
     else:
-        text = render_text(r)
+        text = render.render_text(r)
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
     return r.exit_code()

@@ -13,27 +13,28 @@ entry through a callback, and stops when :attr:`Runner.stop` is set.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
-import traceback
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from enum import StrEnum
 
-from planrunner import enos, ledger, log
-from planrunner.errors import EXIT_INTERNAL, LedgerError, PlanrunnerError, ServiceError
-from planrunner.outcome import Outcome, Status
-from planrunner.rate import RateLimiter
-from planrunner.resolve import Entry
-
-NOT_SENT = "interrupted before sending; nothing was sent"
-ALREADY_THERE = (
-    "already on the service: instances are keyed by flow and minute, so Trigger Flow cannot "
-    "run this entry again (use the EnOS console's rerun, or another trigger time)"
+from planrunner import enos, ledger, log, runs
+from planrunner.errors import LedgerError, PlanrunnerError, ServiceError
+from planrunner.outcome import Entry, Outcome, Status
+from planrunner.rate import RateLimiter, backoff
+from planrunner.runs import AttemptIds, WorkerPool
+from planrunner.runs.decide import (
+    FOUND_WHY,
+    Act,
+    Cause,
+    Then,
+    after_lookup,
+    on_answer,
 )
+from planrunner.runs.flow import FlowWork, Unresolved, in_flight_wait
+
+InternalError = runs.InternalError  # what a bug in a worker halts the run with (exit 70)
+NOT_SENT = "interrupted before sending; nothing was sent"
 READ_TIMEOUT = enos.READ_TIMEOUT
 IN_FLIGHT_MARGIN = 15.0  # seconds past the read timeout after which a request is surely over
 DUPLICATE_WAIT = 61.0  # seconds after a flow's previous trigger before a 62102 is re-sent
@@ -43,8 +44,7 @@ MAX_UNRESOLVED = 5  # unknown outcomes awaiting their lookup at once; at this ma
 WAIT_TICK = 0.2  # seconds a worker waits before looking for other work when a flow must wait
 SEND_SLACK = 5.0  # seconds: the most a request may leave after its intent's ``at``
 SLOW_WRITES = 3  # intents in a row written slower than SEND_SLACK that stop the run
-NOT_RECORDED = "sent; outcome not recorded"
-JOIN_SECONDS = 0.2  # how often the main thread wakes while workers run (to take Ctrl-C)
+AFTER_BUG = "stopped sending: everything sent is recorded or left unknown for the next apply to look up"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,182 +65,6 @@ class Options:
     max_unresolved: int = MAX_UNRESOLVED
     send_slack: float = SEND_SLACK
     read_timeout: float = READ_TIMEOUT  # the client's; in_flight must cover it
-
-
-class InternalError(PlanrunnerError):
-    """A bug met in a worker: the run stopped cleanly, and everything sent is recorded."""
-
-    exit_code = EXIT_INTERNAL
-
-
-# -- the decisions ---------------------------------------------------------------------------
-
-
-class Act(StrEnum):
-    """What to do with an answer to Trigger Flow."""
-
-    DONE = "done"  # record triggered
-    RETRY = "retry"  # nothing was created: back off, send again under the same intent
-    REFUSE_FLOW = "refuse-flow"  # record failed; the rest of the flow is not sent this run
-    LOOK_UP = "look-up"  # record unknown; look the instance up before anything else
-    LOOK_UP_DUPLICATE = "look-up-duplicate"  # 62102: look the instance up
-    STOP = "stop"  # auth or TLS: record failed, stop the run
-
-
-def on_answer(kind: enos.Kind) -> Act:
-    """The first column of the answer table: what an answer of ``kind`` calls for."""
-    return {
-        enos.Kind.OK: Act.DONE,
-        enos.Kind.RETRYABLE: Act.RETRY,
-        enos.Kind.PERMANENT: Act.REFUSE_FLOW,
-        enos.Kind.UNKNOWN: Act.LOOK_UP,
-        enos.Kind.DUPLICATE: Act.LOOK_UP_DUPLICATE,
-        enos.Kind.AUTH: Act.STOP,
-        enos.Kind.FATAL: Act.STOP,
-    }[kind]
-
-
-class Cause(StrEnum):
-    """Why a key is being looked up."""
-
-    CRASHED = "crashed"  # an earlier run left the attempt open
-    UNKNOWN = "unknown"  # this run's send had no definite answer
-    DUPLICATE = "duplicate"  # this run's send was answered 62102
-    DUPLICATE_AGAIN = "duplicate-again"  # 62102 again after waiting out the one-minute rule
-
-
-FOUND_WHY = {
-    Cause.CRASHED: "found on the service after an earlier run's unanswered request",
-    Cause.UNKNOWN: "created despite the unanswered request (found by lookup)",
-    Cause.DUPLICATE: ALREADY_THERE,
-    Cause.DUPLICATE_AGAIN: ALREADY_THERE,
-}
-
-
-class Then(StrEnum):
-    """What follows a lookup."""
-
-    RECONCILED = "reconciled"  # found: record reconciled found=true; the key is done
-    RESEND = "resend"  # not found: close the attempt, send again
-    WAIT_RESEND = "wait-resend"  # not found after 62102: wait out the minute, send once more
-    FAIL = "fail"  # not found and no more sends this run: record failed
-    KEEP_UNKNOWN = "keep-unknown"  # the lookup failed: the attempt stays open
-
-
-def after_lookup(cause: Cause, found: bool | None, *, may_resend: bool, retry_unknown: bool) -> Then:
-    """The lookup column of the answer table. Only a lookup that answered decides."""
-    if found:
-        return Then.RECONCILED
-    if found is None:
-        if retry_unknown and cause in (Cause.CRASHED, Cause.UNKNOWN):
-            return Then.RESEND
-        return Then.KEEP_UNKNOWN
-    if cause is Cause.CRASHED:
-        return Then.RESEND
-    if cause is Cause.UNKNOWN:
-        return Then.RESEND if may_resend else Then.FAIL
-    if cause is Cause.DUPLICATE:
-        return Then.WAIT_RESEND
-    return Then.FAIL
-
-
-@dataclass(frozen=True, slots=True)
-class Unresolved:
-    """This run's request whose outcome is unknown, waiting until it is surely over."""
-
-    due: float  # monotonic time after which the service can no longer act on it
-    entry: Entry
-    attempt: str
-    answer: enos.Answer
-    resends: int  # how many times the entry was sent again after an unknown outcome
-
-
-# -- one flow's work -------------------------------------------------------------------------------
-
-Settle = Callable[[Entry, Outcome], None]
-
-
-class FlowWork:
-    """One flowId's entries and where its worker is; held by one worker at a time.
-
-    Records wait in ``_pending`` for the next write (they ride along with the next intent's
-    fsync, or the flow's last flush); outcomes wait in ``_reports`` until every record
-    before them is durable. Nothing is reported any other way.
-    """
-
-    __slots__ = ("_pending", "_reports", "entries", "last_sent", "next", "refused", "waiting")
-
-    def __init__(self, entries: list[Entry]) -> None:
-        self.entries = entries
-        self.next = 0
-        self.refused: str | None = None  # why the service refused the flow, if it did
-        self.last_sent = 0.0  # monotonic time of the flow's last trigger request
-        self.waiting: list[Unresolved] = []  # unknown outcomes waiting to be looked up, by due time
-        self._pending: list[dict[str, object]] = []
-        self._reports: list[tuple[Entry, Outcome]] = []
-
-    def more(self) -> bool:
-        """Whether entries, or unknown outcomes to look up, are left."""
-        return self.next < len(self.entries) or bool(self.waiting)
-
-    def record(self, rec: dict[str, object]) -> None:
-        """A record for the next durable write."""
-        self._pending.append(rec)
-
-    def report(self, entry: Entry, outcome: Outcome) -> None:
-        """An outcome, reported once the records before it are durable."""
-        self._reports.append((entry, outcome))
-
-    def write(self, writer: ledger.Sink, settle: Settle, *extra: dict[str, object]) -> None:
-        """Make pending records (and ``extra``) durable, then report what waited on them."""
-        batch = [*self._pending, *extra]
-        try:
-            if batch:
-                writer.append(batch)
-        except Exception:
-            # Nothing of the batch is known durable. An entry whose request left is
-            # "unknown" (sent; outcome not recorded), never "pending" (not sent): the next
-            # run looks it up. One that was never sent stays what it was reported as.
-            self._pending = []
-            reports, self._reports = self._reports, []
-            for entry, outcome in reports:
-                settle(entry, _unrecorded(outcome))
-            raise
-        self._pending = []
-        reports, self._reports = self._reports, []
-        for entry, outcome in reports:
-            settle(entry, outcome)
-
-
-_SENT = frozenset((Status.TRIGGERED, Status.RECONCILED, Status.FAILED, Status.UNKNOWN))
-
-
-def _unrecorded(outcome: Outcome) -> Outcome:
-    """What an outcome whose records could not be written is reported as."""
-    if outcome.status not in _SENT:
-        return outcome
-    why = NOT_RECORDED if outcome.error is None else f"{NOT_RECORDED} ({outcome.error})"
-    return Outcome(Status.UNKNOWN, None, why)
-
-
-def in_flight_wait(at: str | None, window: float, now: float) -> float:
-    """Seconds to wait before a request whose intent is dated ``at`` is surely over.
-
-    Never more than ``window``: an intent dated in the future (a runner with a fast clock)
-    counts as made now, and so does one whose date cannot be read, however far off it is.
-    """
-    if not at:
-        return 0.0
-    try:
-        sent = datetime.fromisoformat(at).timestamp()
-    except (ValueError, OverflowError, OSError):
-        return window
-    if not sent <= now:  # the future, or not a number at all
-        return window
-    return min(window, max(0.0, sent + window - now))
-
-
-# -- the runner ------------------------------------------------------------------------------------
 
 
 class Runner:
@@ -272,10 +96,10 @@ class Runner:
         self.stop = threading.Event()
         self.fatal: PlanrunnerError | None = None
         self.outcomes: dict[str, Outcome] = {}
-        self._on_settle = on_settle
+        self.on_settle = on_settle  # told each settled entry's status (a progress bar)
         self._guard = guard
         self._limiter = RateLimiter(options.rate)
-        self._attempts = 0
+        self._attempts = AttemptIds(run_id)
         self._lock = threading.Lock()
         self._down = 0  # consecutive timeouts or unreachable answers
         self._unverified = 0  # consecutive outcomes of this run's sends no lookup could verify
@@ -297,39 +121,16 @@ class Runner:
         for e in entries:
             groups.setdefault(e.flow_id, []).append(e)
         # Longest queues first: they bound the run's length.
-        queue = deque(FlowWork(g) for g in sorted(groups.values(), key=len, reverse=True))
-        queue_lock = threading.Lock()
-
-        def worker() -> None:
-            while True:
-                with queue_lock:
-                    if not queue or self.stop.is_set():
-                        return
-                    work = queue.popleft()
-                try:
-                    self._step(work)
-                except PlanrunnerError as e:
-                    self._halt(e)
-                except Exception as e:  # a bug must not leave other workers sending
-                    self._bug(e)
-                finally:
-                    if work.more() and not self.stop.is_set():
-                        with queue_lock:
-                            queue.append(work)
-                    else:
-                        self._finish(work)
-
-        threads = [
-            threading.Thread(target=worker, name=f"apply-{i}", daemon=True)
-            for i in range(min(self.options.concurrency, len(queue)))
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            while t.is_alive():
-                t.join(JOIN_SECONDS)  # short joins let the main thread take Ctrl-C
-        for work in queue:  # flows left when the run stopped: record what they hold
-            self._finish(work)
+        works = [FlowWork(g) for g in sorted(groups.values(), key=len, reverse=True)]
+        pool: WorkerPool[FlowWork] = WorkerPool(
+            self.options.concurrency,
+            name="apply",
+            stop=self.stop,
+            clean=self._clean,
+            after_bug=AFTER_BUG,
+            on_failure=self._halt,
+        )
+        pool.run(works, self._work, self._finish)  # flows left when it stopped are finished too
         for e in entries:
             # Not reached this run (stopped, or waiting for an earlier request): an entry the
             # ledger holds as unknown is reported unknown, as `plan` shows it, never pending.
@@ -345,32 +146,24 @@ class Runner:
         """The send rate learned from the gateway's 429s (None: never throttled) and their count."""
         return {"learned": self._limiter.learned, "throttled": self._limiter.throttles}
 
+    def _clean(self, text: str) -> str:
+        """A bug's text made safe to show (the client is asked only when a bug happens)."""
+        return self.client.clean(text)
+
+    def _work(self, work: FlowWork) -> bool:
+        """One piece of a flow's work; whether the flow has more."""
+        self._step(work)
+        return work.more()
+
     def _halt(self, error: PlanrunnerError) -> None:
         with self._lock:
             self.fatal = self.fatal or error
         self.stop.set()
 
-    def _bug(self, e: BaseException) -> None:
-        """A bug in a worker: logged with its traceback (at debug), the run stopped, exit 70."""
-        trace = "".join(traceback.format_exception(e))
-        self._log.debug("internal error in an apply worker", traceback=self.client.clean(trace))
-        self._halt(
-            InternalError(
-                f"internal error (a bug) in an apply worker: {type(e).__name__}: "
-                f"{self.client.clean(str(e))}; stopped sending: everything sent is recorded or "
-                "left unknown for the next apply to look up"
-            )
-        )
-
     def _settle(self, e: Entry, outcome: Outcome) -> None:
         self.outcomes[e.key] = outcome
-        if self._on_settle is not None:
-            self._on_settle(outcome.status)
-
-    def _attempt_id(self) -> str:
-        with self._lock:
-            self._attempts += 1
-            return f"{self.run_id}.{self._attempts}"
+        if self.on_settle is not None:
+            self.on_settle(outcome.status)
 
     def _finish(self, work: FlowWork) -> None:
         """Make the flow's last results durable, then report them."""
@@ -381,12 +174,7 @@ class Runner:
         with self._lock:
             self._unresolved -= len(work.waiting)
         work.waiting.clear()
-        try:
-            work.write(self.writer, self._settle)
-        except PlanrunnerError as e:
-            self._halt(e)
-        except Exception as e:
-            self._bug(e)
+        work.write(self.writer, self._settle)  # a failure stops the pool (WorkerPool.guarded)
 
     # -- one flowId -----------------------------------------------------------------------------
 
@@ -600,7 +388,7 @@ class Runner:
         gw = self.gateway
         if status == ledger.FAILED:
             if look.found:
-                attempt = newest[0] if newest else self._attempt_id()
+                attempt = newest[0] if newest else self._attempts.next()
                 work.record(
                     ledger.reconciled(
                         e, attempt, gateway=gw, found=True, flow_instance_id=look.flow_instance_id
@@ -658,7 +446,7 @@ class Runner:
         None when the intent took longer than ``send_slack`` to write: the request would
         leave later than its record says, so it is closed unsent (and a fresh one is made).
         """
-        attempt = self._attempt_id()
+        attempt = self._attempts.next()
         made = time.time()
         work.write(
             self.writer,
@@ -730,12 +518,7 @@ class Runner:
             if tries >= self.options.max_retries:
                 return attempt, answer, answered
             work.record(ledger.aborted(e, attempt, gateway=gw, reason=_not_acted_on(answer)))
-            # Exponential backoff with full jitter; never sooner than the gateway asked.
-            delay = random.uniform(
-                0, min(self.options.backoff_cap, self.options.backoff_base * 2**tries)
-            )
-            if answer.retry_after is not None:
-                delay = max(delay, min(answer.retry_after, self.options.backoff_cap))
+            delay = backoff(tries, self.options.backoff_base, self.options.backoff_cap, answer.retry_after)
             tries += 1
             if self.stop.wait(delay):
                 return None

@@ -1,25 +1,101 @@
-"""Looking up the instances of done entries, concurrently and rate-capped (status, cancel).
+"""Looking an entry up on the service (contract section 5's last paragraph) and the instance
+states ``status`` and ``cancel`` show (section 10).
 
-One lookup per entry: Get Flow Instance by the ``flowInstanceId`` the ledger recorded,
-taken only when its flowId and trigger time match the entry (as :func:`protocol.same_trigger`
-checks); otherwise :meth:`enos.Client.find_instance`, then Get of the id it found. What
-comes back is a :class:`Seen`: the service's status, or one of planrunner's own states
-(lower case) when there is no status to show.
+:func:`find_instance` answers "is there an instance of this flow at this trigger time?":
+Get by the derived id is a fast path whose answer is verified; Search over the entry's
+minute decides "absent". :func:`look_up` finds the instance of a done entry: Get by the
+``flowInstanceId`` the ledger recorded, taken only when its flowId and trigger time match
+(:func:`protocol.same_trigger`), else :func:`find_instance` and Get of the id it found. It
+returns a :class:`Seen`: the service's status, or one of planrunner's own states (lower case)
+when there is no status to show.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
 from planrunner import enos, protocol
-from planrunner.plan import Plan
-from planrunner.rate import RateLimiter
-from planrunner.resolve import Entry
+from planrunner.errors import ServiceError
+from planrunner.outcome import Entry
+
+MAX_SEARCH_PAGES = 50
+
+
+def find_instance(client: enos.Client, flow_id: int, trigger_time: int) -> enos.Lookup:
+    """Does the service have an instance of ``flow_id`` triggered at ``trigger_time``?
+
+    Found means the same flowId and the same trigger time to the second, read in the
+    server's zone. Get by the derived id is only a fast path whose answer is verified;
+    Search over the entry's minute decides "absent", and only when every search answered.
+    """
+    try:
+        zone = client.server_zone()
+    except ServiceError as e:
+        return enos.Lookup(None, None, str(e))
+    candidates = dict.fromkeys(
+        (
+            protocol.instance_id(flow_id, trigger_time),
+            protocol.instance_id(flow_id, trigger_time, zone),
+        )
+    )
+    for derived in candidates:
+        got = client.get_instance(derived)
+        if got.kind is enos.Kind.AUTH or got.kind is enos.Kind.FATAL:
+            return enos.Lookup(None, None, f"get flow instance: {client.clean(got.msg)}")
+        if (
+            got.kind is enos.Kind.OK
+            and isinstance(got.data, dict)
+            and protocol.same_trigger(got.data, flow_id, trigger_time, zone, ambiguous=False)
+        ):
+            return enos.Lookup(True, got.data.get("instanceId") or derived)
+        # Anything else ("not found" as 62102, null or {}, a different instance, or a
+        # time in the hour a DST zone repeats) falls through to Search: only Search
+        # decides "absent", and its window tells the repeated hour's two instants apart.
+    minute = trigger_time - trigger_time % protocol.MINUTE_MS
+    failures: list[str] = []
+    for type_ in protocol.SEARCH_TYPES:
+        found, why = _search_minute(client, flow_id, trigger_time, minute, type_, zone)
+        if found is not None:
+            return enos.Lookup(True, found)
+        if why:
+            failures.append(why)
+    if failures:
+        return enos.Lookup(None, None, f"search flow instances: {failures[0]}")
+    return enos.Lookup(False, None)
+
+
+def _search_minute(
+    client: enos.Client, flow_id: int, trigger_time: int, minute: int, type_: int, zone: tzinfo
+) -> tuple[str | None, str]:
+    """(instance id found, "") or (None, why the search failed) or (None, "")."""
+    first = client.api.first_page
+    pages = [first]
+    seen_any = False
+    while pages:
+        page_no = pages.pop(0)
+        answer = client.search_instances(
+            minute, minute + protocol.MINUTE_MS, type_=type_, page_no=page_no
+        )
+        if answer.kind is not enos.Kind.OK or not isinstance(answer.data, dict):
+            return None, client.clean(answer.msg) or f"code {answer.code}"
+        insts = answer.data.get("flowInsts") or []
+        if not isinstance(insts, list):
+            return None, "search answer has no flowInsts list"
+        for inst in insts:
+            if isinstance(inst, dict) and protocol.same_trigger(inst, flow_id, trigger_time, zone):
+                iid = inst.get("instanceId") or inst.get("flowInstanceId")
+                return iid or protocol.instance_id(flow_id, trigger_time), ""
+        if insts:
+            seen_any = True
+        if len(insts) >= protocol.PAGE_SIZE and page_no - first + 1 < MAX_SEARCH_PAGES:
+            pages.append(page_no + 1)  # a full page: there may be more
+        elif not seen_any and page_no == first and first != 0:
+            pages.append(0)  # samples disagree on v2.1's first page: ask page 0 too
+    return None, ""
+
 
 # planrunner's own states, lower case to tell them from the service's statuses.
 NOT_TRIGGERED = "not-triggered"  # the ledger does not say the entry was triggered
@@ -121,7 +197,7 @@ def look_up(client: enos.Client, entry: Entry, recorded_id: str | None, zone: tz
         ):
             return seen_from(got.data, recorded_id, zone)
         # Not found by that id, or another instance: look it up as apply does.
-    found = client.find_instance(entry.flow_id, entry.trigger_time)
+    found = find_instance(client, entry.flow_id, entry.trigger_time)
     if found.found is None:
         return Seen(LOOKUP_FAILED, recorded_id, reason=found.reason)
     if not found.found or not found.flow_instance_id:
@@ -140,84 +216,6 @@ def look_up(client: enos.Client, entry: Entry, recorded_id: str | None, zone: tz
     )
 
 
-def look_up_all(
-    client: enos.Client,
-    items: Sequence[tuple[Entry, str | None]],
-    zone: tzinfo,
-    *,
-    concurrency: int,
-    rate: float | None,
-    stop: threading.Event | None = None,
-    on_seen: Callable[[Entry, Seen], None] | None = None,
-) -> dict[str, Seen]:
-    """Look up every (entry, recorded id) with ``concurrency`` threads, at most ``rate``/s.
-
-    Entries left when ``stop`` is set are :data:`LOOKUP_FAILED` ("stopped").
-    """
-    stop = stop or threading.Event()
-    limiter = RateLimiter(rate)
-    out: dict[str, Seen] = {}
-    lock = threading.Lock()
-
-    def one(item: tuple[Entry, str | None]) -> None:
-        entry, recorded = item
-        if limiter.wait(stop) is None:
-            seen = Seen(LOOKUP_FAILED, recorded, reason="stopped")
-        else:
-            try:
-                seen = look_up(client, entry, recorded, zone)
-            except Exception as e:  # one lookup's surprise must not lose the others
-                seen = Seen(LOOKUP_FAILED, recorded, reason=f"{type(e).__name__}: {e}")
-        with lock:
-            out[entry.key] = seen
-        if on_seen is not None:
-            on_seen(entry, seen)
-
-    if not items:
-        return out
-    with ThreadPoolExecutor(max_workers=min(concurrency, len(items))) as pool:
-        for f in [pool.submit(one, item) for item in items]:
-            f.result()
-    return out
-
-
-# -- building a client from a plan ----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A client for the plan's target, and how to name the gateway."""
-
-    client: enos.Client
-    where: str  # scheme://host[:port], for output
-    gateway_id: str  # what ledger records carry in ``gateway``
-
-
-def connect(plan: Plan, gateway: str | None) -> Target:
-    """The plan's client: ``--gateway`` or ``target.gateway``, credentials from the environment."""
-    target = plan.target
-    url = enos.check_gateway(gateway or target.gateway)
-    zone = protocol.server_zone(target.server_timezone) if target.server_timezone else None
-    where = shown_gateway(plan, gateway, url)
-    client = enos.Client(
-        url,
-        target.org_id,
-        target.user_id,
-        enos.Credentials.from_env(),
-        api=protocol.api(target.api),
-        server_zone=zone,
-        shown=where,
-    )
-    return Target(client, where, protocol.origin(url))
-
-
-def shown_gateway(plan: Plan, override: str | None, url: str) -> str:
-    """How output and logs name the gateway: ``--gateway`` as given, else the plan's
-    target.gateway as written when it holds ``${VAR}`` (never the expanded value)."""
-    written = None if override else plan.raw_target.get("gateway")
-    return protocol.shown_gateway(written if isinstance(written, str) else None, url)
-
-
 def counts(states: Iterable[str]) -> dict[str, int]:
     """Counts by state, in :data:`ORDER` (unknown codes last)."""
     raw: dict[str, int] = {}
@@ -226,15 +224,3 @@ def counts(states: Iterable[str]) -> dict[str, int]:
     ordered = {s: raw[s] for s in ORDER if s in raw}
     ordered.update({s: n for s, n in sorted(raw.items()) if s not in ordered})
     return ordered
-
-
-def duration(seconds: float | None) -> str:
-    """``12.3 s``, ``4:05`` or ``1:02:03``; ``-`` when unknown."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    whole = int(seconds)
-    h, rest = divmod(whole, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -1,0 +1,110 @@
+"""One flow's work in an apply run: its entries, where its worker is, and the records and
+outcomes waiting for the next durable write (nothing is reported before it is durable)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from planrunner import enos, ledger
+from planrunner.outcome import Entry, Outcome, Status
+
+NOT_RECORDED = "sent; outcome not recorded"
+
+
+@dataclass(frozen=True, slots=True)
+class Unresolved:
+    """This run's request whose outcome is unknown, waiting until it is surely over."""
+
+    due: float  # monotonic time after which the service can no longer act on it
+    entry: Entry
+    attempt: str
+    answer: enos.Answer
+    resends: int  # how many times the entry was sent again after an unknown outcome
+
+
+# -- the runner ------------------------------------------------------------------------------------
+
+
+Settle = Callable[[Entry, Outcome], None]
+
+
+class FlowWork:
+    """One flowId's entries and where its worker is; held by one worker at a time.
+
+    Records wait in ``_pending`` for the next write (they ride along with the next intent's
+    fsync, or the flow's last flush); outcomes wait in ``_reports`` until every record
+    before them is durable. Nothing is reported any other way.
+    """
+
+    __slots__ = ("_pending", "_reports", "entries", "last_sent", "next", "refused", "waiting")
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self.entries = entries
+        self.next = 0
+        self.refused: str | None = None  # why the service refused the flow, if it did
+        self.last_sent = 0.0  # monotonic time of the flow's last trigger request
+        self.waiting: list[Unresolved] = []  # unknown outcomes waiting to be looked up, by due time
+        self._pending: list[dict[str, object]] = []
+        self._reports: list[tuple[Entry, Outcome]] = []
+
+    def more(self) -> bool:
+        """Whether entries, or unknown outcomes to look up, are left."""
+        return self.next < len(self.entries) or bool(self.waiting)
+
+    def record(self, rec: dict[str, object]) -> None:
+        """A record for the next durable write."""
+        self._pending.append(rec)
+
+    def report(self, entry: Entry, outcome: Outcome) -> None:
+        """An outcome, reported once the records before it are durable."""
+        self._reports.append((entry, outcome))
+
+    def write(self, writer: ledger.Sink, settle: Settle, *extra: dict[str, object]) -> None:
+        """Make pending records (and ``extra``) durable, then report what waited on them."""
+        batch = [*self._pending, *extra]
+        try:
+            if batch:
+                writer.append(batch)
+        except Exception:
+            # Nothing of the batch is known durable. An entry whose request left is
+            # "unknown" (sent; outcome not recorded), never "pending" (not sent): the next
+            # run looks it up. One that was never sent stays what it was reported as.
+            self._pending = []
+            reports, self._reports = self._reports, []
+            for entry, outcome in reports:
+                settle(entry, _unrecorded(outcome))
+            raise
+        self._pending = []
+        reports, self._reports = self._reports, []
+        for entry, outcome in reports:
+            settle(entry, outcome)
+
+
+_SENT = frozenset((Status.TRIGGERED, Status.RECONCILED, Status.FAILED, Status.UNKNOWN))
+
+
+def _unrecorded(outcome: Outcome) -> Outcome:
+    """What an outcome whose records could not be written is reported as."""
+    if outcome.status not in _SENT:
+        return outcome
+    why = NOT_RECORDED if outcome.error is None else f"{NOT_RECORDED} ({outcome.error})"
+    return Outcome(Status.UNKNOWN, None, why)
+
+
+def in_flight_wait(at: str | None, window: float, now: float) -> float:
+    """Seconds to wait before a request whose intent is dated ``at`` is surely over.
+
+    Never more than ``window``: an intent dated in the future (a runner with a fast clock)
+    counts as made now, and so does one whose date cannot be read, however far off it is.
+    """
+    if not at:
+        return 0.0
+    try:
+        sent = datetime.fromisoformat(at).timestamp()
+    except (ValueError, OverflowError, OSError):
+        return window
+    if not sent <= now:  # the future, or not a number at all
+        return window
+    return min(window, max(0.0, sent + window - now))

@@ -1,0 +1,263 @@
+"""The engines of runs/ in milliseconds: apply's Runner and the canceller driven by a scripted
+client and an in-memory ledger (no socket, no timer), and the one worker pool's rule that a
+bug on a worker thread of apply, status or cancel exits 70 with one line."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from planrunner import enos, ledger, lookup, protocol, runs
+from planrunner.outcome import Entry, Status
+from planrunner.runs import apply as engine
+from planrunner.runs import cancel
+from planrunner.sim import SimFlow, Simulator
+from testing import cron_flows, write_plan
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+OK = enos.Answer(enos.Kind.OK, 0, "ok", {"flowInstanceId": "1-20260101000000"})
+UNKNOWN = enos.Answer(enos.Kind.UNKNOWN, None, "read timeout after sending")
+DUPLICATE = enos.Answer(enos.Kind.DUPLICATE, 62102, "Incorrect parameter")
+FAST = engine.Options(in_flight=0.0, duplicate_wait=0.0, backoff_cap=0.0, concurrency=2)
+
+
+class Memory:
+    """An in-memory ledger session: appended records, in order."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.fsyncs = 0
+
+    def append(self, records: Iterable[dict[str, Any]]) -> None:
+        self.records.extend(records)
+        self.fsyncs += 1
+
+    def events(self, key: str) -> list[str]:
+        return [r["event"] for r in self.records if r["key"] == key]
+
+
+class Scripted:
+    """A client whose answers come from functions of the call's arguments."""
+
+    where = "scripted"
+
+    def __init__(
+        self,
+        trigger: Callable[[Entry], enos.Answer] = lambda e: OK,
+        find: Callable[[Entry], enos.Lookup] = lambda e: enos.Lookup(False, None),
+    ) -> None:
+        self._trigger, self._find = trigger, find
+        self.sent: list[int] = []
+        self.looked: list[int] = []
+
+    def _entry(self, flow_id: int, trigger_time: int) -> Entry:
+        return Entry(trigger_time, flow_id, f"f{flow_id}", "o1", 0)
+
+    def trigger(self, flow_id: int, trigger_time: int) -> enos.Answer:
+        self.sent.append(trigger_time)
+        return self._trigger(self._entry(flow_id, trigger_time))
+
+    def find_instance(self, flow_id: int, trigger_time: int) -> enos.Lookup:
+        self.looked.append(trigger_time)
+        return self._find(self._entry(flow_id, trigger_time))
+
+    def clean(self, text: str) -> str:
+        return text
+
+    def close(self) -> None:
+        pass
+
+
+def entries(n: int, flow_id: int = 1) -> list[Entry]:
+    return [Entry(T0 + i * 60_000, flow_id, f"f{flow_id}", "o1", 0) for i in range(n)]
+
+
+def runner(client: Scripted, folded: ledger.Folded | None = None) -> tuple[engine.Runner, Memory]:
+    sink = Memory()
+    r = engine.Runner(client, sink, folded or ledger.Folded(), FAST, "r1", gateway="gw")  # type: ignore[arg-type]
+    return r, sink
+
+
+def test_runner_records_intent_before_each_trigger_and_triggered_after() -> None:
+    client = Scripted()
+    r, sink = runner(client)
+    outcomes = r.run(entries(3))
+    assert {o.status for o in outcomes.values()} == {Status.TRIGGERED}
+    assert all(sink.events(e.key) == ["intent", "triggered"] for e in entries(3))
+    assert len(client.sent) == 3 and not client.looked
+
+
+def test_runner_unknown_outcome_found_by_lookup_is_reconciled_not_resent() -> None:
+    client = Scripted(lambda e: UNKNOWN, lambda e: enos.Lookup(True, "1-x"))
+    r, sink = runner(client)
+    (e,) = entries(1)
+    out = r.run([e])
+    assert out[e.key].status == Status.RECONCILED and out[e.key].flow_instance_id == "1-x"
+    assert client.sent == [e.trigger_time]  # sent once, never again
+    assert sink.events(e.key) == ["intent", "unknown", "reconciled"]
+
+
+def test_runner_unknown_outcome_not_found_is_resent_at_most_max_resends_times() -> None:
+    client = Scripted(lambda e: UNKNOWN, lambda e: enos.Lookup(False, None))
+    r, _ = runner(client)
+    (e,) = entries(1)
+    out = r.run([e])
+    assert len(client.sent) == 1 + FAST.max_resends
+    assert out[e.key].status == Status.FAILED
+
+
+def test_runner_unknown_outcome_whose_lookup_fails_stays_unknown_and_is_not_resent() -> None:
+    client = Scripted(lambda e: UNKNOWN, lambda e: enos.Lookup(None, None, "lookup 503"))
+    r, sink = runner(client)
+    (e,) = entries(1)
+    out = r.run([e])
+    assert out[e.key].status == Status.UNKNOWN and "lookup 503" in (out[e.key].error or "")
+    assert client.sent == [e.trigger_time]
+    assert sink.events(e.key) == ["intent", "unknown"]
+
+
+def test_runner_62102_with_an_instance_there_is_reconciled() -> None:
+    client = Scripted(lambda e: DUPLICATE, lambda e: enos.Lookup(True, "1-y"))
+    r, _ = runner(client)
+    (e,) = entries(1)
+    assert r.run([e])[e.key].status == Status.RECONCILED
+    assert client.sent == [e.trigger_time]
+
+
+def test_runner_crashed_attempt_is_looked_up_before_anything_is_sent() -> None:
+    (e,) = entries(1)
+    folded = ledger.Folded()
+    folded.open[e.key] = ledger.KeyState(intents={"old.1": "2026-01-01T00:00:00+00:00"})
+    client = Scripted(find=lambda e: enos.Lookup(True, "1-z"))
+    r, sink = runner(client, folded)
+    assert r.run([e])[e.key].status == Status.RECONCILED
+    assert client.sent == [] and client.looked == [e.trigger_time]
+    assert sink.events(e.key) == ["reconciled"]
+
+
+def test_finding_1_a_bug_in_an_apply_worker_halts_with_internal_error_and_no_thread_traceback() -> None:
+    def boom(e: Entry) -> enos.Answer:
+        raise ZeroDivisionError("division by zero")
+
+    died: list[Any] = []
+    previous, threading.excepthook = threading.excepthook, died.append
+    try:
+        r, _ = runner(Scripted(boom))
+        out = r.run(entries(4))
+    finally:
+        threading.excepthook = previous
+    assert not died
+    assert isinstance(r.fatal, runs.InternalError) and r.fatal.exit_code == 70
+    assert "ZeroDivisionError" in str(r.fatal)
+    assert {o.status for o in out.values()} <= {Status.PENDING, Status.UNKNOWN}
+
+
+# -- the canceller ----------------------------------------------------------------------------
+
+
+class ScriptedCancels:
+    """cancel_instance answers from a list; Get Flow Instance answers with ``state``."""
+
+    where = "scripted"
+
+    def __init__(self, answers: list[enos.Answer], state: int = protocol.CANCEL) -> None:
+        self.answers = answers
+        self.state = state
+        self.cancels: list[str] = []
+
+    def cancel_instance(self, iid: str) -> enos.Answer:
+        self.cancels.append(iid)
+        return self.answers[min(len(self.cancels), len(self.answers)) - 1]
+
+    def get_instance(self, iid: str) -> enos.Answer:
+        flow, _, _ = iid.partition("-")
+        tt = protocol.format_time(int(iid.rsplit("-", 1)[1]), UTC)
+        data = {"instanceId": iid, "flowId": int(flow), "triggerTime": tt, "status": self.state}
+        return enos.Answer(enos.Kind.OK, 0, "", data)
+
+    def clean(self, text: str) -> str:
+        return text
+
+
+def targets(n: int, flow_id: int = 1) -> list[cancel.Target]:
+    return [
+        cancel.Target(e, lookup.Seen("RUNNING", f"{flow_id}-{e.trigger_time}"))
+        for e in entries(n, flow_id)
+    ]
+
+
+def canceller(client: ScriptedCancels) -> tuple[cancel.Canceller, Memory]:
+    sink = Memory()
+    return cancel.Canceller(client, sink, UTC, "r1", "gw", None, backoff_cap=0.0), sink  # type: ignore[arg-type]
+
+
+def test_canceller_records_each_confirmed_cancel() -> None:
+    client = ScriptedCancels([enos.Answer(enos.Kind.OK, 0, "ok")])
+    c, sink = canceller(client)
+    ts = targets(3)
+    assert c.run(ts, 2) is False
+    assert [t.outcome for t in ts] == [cancel.CANCELLED] * 3
+    assert [r["event"] for r in sink.records] == ["cancelled"] * 3
+    assert [t.entry.trigger_time for t in ts][::-1] == [int(i.rsplit("-", 1)[1]) for i in client.cancels]
+
+
+def test_canceller_unknown_answer_then_lookup_shows_cancel_is_recorded_cancelled() -> None:
+    client = ScriptedCancels([UNKNOWN], state=protocol.CANCEL)
+    c, sink = canceller(client)
+    (t,) = targets(1)
+    c.run([t], 1)
+    assert t.outcome == cancel.CANCELLED and len(client.cancels) == cancel.CANCEL_TRIES
+    assert [r["event"] for r in sink.records] == ["cancelled"]
+
+
+def test_canceller_auth_failure_stops_every_other_cancel_unsent() -> None:
+    client = ScriptedCancels([enos.Answer(enos.Kind.AUTH, 401, "HTTP 401")], state=protocol.RUNNING)
+    c, sink = canceller(client)
+    ts = targets(3)
+    c.run(ts, 1)
+    assert len(client.cancels) == 1 and not sink.records
+    assert sorted(t.outcome for t in ts) == [cancel.FAILED, cancel.NOT_SENT, cancel.NOT_SENT]
+
+
+def test_finding_1_a_bug_in_a_cancel_worker_raises_internal_error() -> None:
+    client = ScriptedCancels([enos.Answer(enos.Kind.OK, 0, "ok")])
+    c, _ = canceller(client)
+    c.record = lambda t: 1 / 0  # type: ignore[method-assign,assignment,return-value]
+    with pytest.raises(runs.InternalError, match="ZeroDivisionError"):
+        c.run(targets(2), 1)
+
+
+# -- exit 70 through the command line, one line each ------------------------------------------
+
+
+@pytest.fixture
+def applied(tmp_path: Path, run, sim_env) -> Any:
+    with Simulator([SimFlow(1, run_seconds=60)]) as s:
+        plan = write_plan(tmp_path, cron_flows(1, 2), gateway=s.url)
+        assert run("apply", str(plan), "--yes", "--quiet").code == 0
+        yield plan
+
+
+def _one_bug_line(err: str) -> None:
+    lines = [x for x in err.splitlines() if "internal error" in x]
+    assert len(lines) == 1 and "ZeroDivisionError" in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_finding_1_a_bug_in_a_status_lookup_worker_exits_70(applied: Path, run, monkeypatch) -> None:
+    monkeypatch.setattr(lookup, "look_up", lambda *a: 1 / 0)
+    r = run("status", str(applied))
+    assert r.code == 70
+    _one_bug_line(r.err)
+
+
+def test_finding_1_a_bug_in_a_cancel_worker_exits_70(applied: Path, run, monkeypatch) -> None:
+    monkeypatch.setattr(cancel.Canceller, "cancel", lambda self, t: 1 / 0)
+    r = run("cancel", str(applied), "--yes")
+    assert r.code == 70
+    _one_bug_line(r.err)
