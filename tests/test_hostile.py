@@ -689,7 +689,7 @@ def test_d7_a_disk_that_fills_mid_run_stops_cleanly_with_the_report(
 ) -> None:
     from testing import cron_flows
 
-    real = ledger._write_all
+    real = ledger.file._write_all
     writes = {"n": 0}
 
     def filling(fd: int, data: bytes) -> None:
@@ -698,7 +698,7 @@ def test_d7_a_disk_that_fills_mid_run_stops_cleanly_with_the_report(
             raise OSError(errno.ENOSPC, "No space left on device")
         real(fd, data)
 
-    monkeypatch.setattr(ledger, "_write_all", filling)
+    monkeypatch.setattr(ledger.file, "_write_all", filling)
     plan = write_plan(tmp_path, cron_flows(4, 10))
     led = tmp_path / "full.jsonl"
     r = run(
@@ -727,7 +727,7 @@ def test_d7_a_disk_that_fills_mid_run_stops_cleanly_with_the_report(
         k = (t["flowId"], t["triggerTime"])
         sent[k] = sent.get(k, 0) + 1
     assert all(intents.get(k, 0) >= 1 for k in sent), (sent, intents)
-    monkeypatch.setattr(ledger, "_write_all", real)
+    monkeypatch.setattr(ledger.file, "_write_all", real)
     r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--ledger", str(led))
     assert r.code == 0, r.err
 

@@ -1,0 +1,854 @@
+"""A shared ledger in PostgreSQL: the same records as the JSON-lines file, one row each.
+
+``--ledger postgresql://USER[:PASSWORD]@HOST[:PORT]/DB[?table=NAME]`` (psycopg 3, the
+``postgres`` extra). The common fields are columns, the rest of a record is ``jsonb``;
+the fold filters a plan's keys in SQL and runs each row through the same
+:class:`planrunner.ledger.KeyState` rules as the file. Instead of one file lock, ``apply``
+takes an advisory lock per (orgId, flowId) on one connection that it holds for the whole
+run; that connection also commits the run's records, so once the lock is gone (the
+connection is lost) nothing more is committed and nothing more is sent.
+
+Passwords never reach output: :attr:`PostgresLedger.name` masks them, and database errors
+are re-raised as :class:`~planrunner.errors.LedgerError` with their text masked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import os
+import re
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any, NoReturn, TypeVar
+
+import orjson
+import psycopg
+from psycopg import sql
+from psycopg.abc import PQGen
+from psycopg.types.json import Jsonb
+
+from planrunner import ledger, log, times
+from planrunner.errors import LedgerError, LedgerLocked
+
+SCHEMA_VERSION = 1  # the layout this module writes; a newer one in the table is refused
+DEFAULT_TABLE = "planrunner_ledger"
+TABLE_PARAM = "table"  # planrunner's own URL query parameter, removed before connecting
+# Names derived from the table (``<table>_meta``, ``<table>_locks``, index names) must fit
+# PostgreSQL's 63-byte identifiers.
+MAX_TABLE_NAME = 57
+_TABLE_RE = re.compile(r"[a-z_][a-z0-9_]*")
+
+CONNECT_TIMEOUT_SECONDS = 10  # unless the URL sets connect_timeout
+# The longest one statement may run (a fold's fetch, a commit) before the server cancels it,
+# so a database that hangs (a lock held elsewhere, a stuck server) ends the run with exit 3.
+STATEMENT_TIMEOUT_SECONDS = 120.0
+ENV_STATEMENT_TIMEOUT = "PLANRUNNER_LEDGER_STATEMENT_TIMEOUT"  # seconds (tests shorten it)
+# Sent data unacknowledged this long (the server's host is gone) breaks the connection.
+TCP_USER_TIMEOUT_MS = 30_000
+# A dead peer is noticed within about IDLE + INTERVAL * COUNT seconds, on both ends.
+KEEPALIVE_IDLE_SECONDS = 10
+KEEPALIVE_INTERVAL_SECONDS = 5
+KEEPALIVE_COUNT = 3
+LOCK_POLL_SECONDS = 0.05  # how often a waiting apply retries a busy advisory lock
+FOLD_FETCH_ROWS = 20_000  # rows per round trip of the fold's server-side cursor
+ADD_BATCH = 5_000  # records per INSERT statement of ``add``
+_INT64 = 1 << 64
+_INT63 = 1 << 63
+_UINT32_MASK = 0xFFFFFFFF
+
+# The columns a record's common fields live in, with the Python type a value must have to
+# go there (any other value stays in ``extras`` under its name, so every record round-trips).
+_COLUMNS: tuple[tuple[str, str, type], ...] = (
+    ("v", "v", int),
+    ("event", "event", str),
+    ("key", "key", str),
+    ("flowId", "flow_id", int),
+    ("orgId", "org_id", str),
+    ("triggerTime", "trigger_time", int),
+    ("attempt", "attempt", str),
+    ("at", "at", str),
+    ("gateway", "gateway", str),
+)
+_KIND = {name: kind for name, _, kind in _COLUMNS}
+
+_DDL = (
+    """CREATE TABLE IF NOT EXISTS {t} (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        ident bytea NOT NULL,
+        v integer NOT NULL,
+        event text NOT NULL,
+        "key" text NOT NULL,
+        flow_id bigint NOT NULL,
+        org_id text NOT NULL,
+        trigger_time bigint NOT NULL,
+        attempt text NOT NULL,
+        "at" text,
+        gateway text,
+        extras jsonb NOT NULL DEFAULT '{{}}'
+    )""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS {t_ident} ON {t} (ident)",
+    # text_pattern_ops serves both the plan's keys (=) and its flows' prefixes (LIKE 'o/f/%').
+    'CREATE INDEX IF NOT EXISTS {t_key} ON {t} ("key" text_pattern_ops)',
+    "CREATE INDEX IF NOT EXISTS {t_sim} ON {t} (id) WHERE gateway = 'sim'",
+    """CREATE TABLE IF NOT EXISTS {locks} (
+        pid integer PRIMARY KEY,
+        run text NOT NULL,
+        host text NOT NULL,
+        process integer NOT NULL,
+        started text NOT NULL
+    )""",
+    "CREATE TABLE IF NOT EXISTS {meta} (name text PRIMARY KEY, value text NOT NULL)",
+)
+_VERSION_ROW = "schema_version"
+
+_INSERT = """INSERT INTO {t} (ident, v, event, "key", flow_id, org_id, trigger_time, attempt, "at", gateway, extras)
+    SELECT * FROM unnest(%s::bytea[], %s::integer[], %s::text[], %s::text[], %s::bigint[],
+                         %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::jsonb[])
+    ON CONFLICT (ident) DO NOTHING"""
+
+# What the fold needs of a row, and no more: the flowInstanceId only when it is a string
+# (as ``KeyState`` reads it), ``found`` only when it is JSON true, code and msg of failures.
+_FOLD = """SELECT event, "key", attempt, "at", gateway,
+        CASE WHEN "at" IS NULL THEN extras -> 'at' END,
+        CASE WHEN jsonb_typeof(extras -> 'flowInstanceId') = 'string'
+             THEN extras ->> 'flowInstanceId' END,
+        (extras -> 'found') = 'true'::jsonb,
+        CASE WHEN event = 'failed' THEN jsonb_build_array(extras -> 'code', extras -> 'msg') END
+    FROM {t} WHERE coalesce(gateway = 'sim', false) = %s"""
+
+_HOLDER_OF_KEY = """SELECT l.run, l.host, l.process, l.started
+    FROM pg_locks p JOIN {locks} l ON l.pid = p.pid
+    WHERE p.locktype = 'advisory' AND p.granted AND p.objsubid = 1
+      AND p.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND p.classid::bigint = %s AND p.objid::bigint = %s"""
+
+_ANY_HOLDER = """SELECT l.run, l.host, l.process, l.started FROM {locks} l
+    WHERE EXISTS (SELECT 1 FROM pg_locks p WHERE p.pid = l.pid AND p.locktype = 'advisory'
+                  AND p.granted) ORDER BY l.started LIMIT 1"""
+
+
+def _masked_params(query: str) -> list[tuple[str, str]]:
+    return [
+        (k, "***" if "password" in k.lower() else v)
+        for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True)
+    ]
+
+
+class _Url:
+    """A ``postgresql://`` URL split into what libpq gets and what planrunner keeps."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            parts = urllib.parse.urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise LedgerError("invalid PostgreSQL ledger URL (cannot parse it)") from None
+        params = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        tables = [v for k, v in params if k == TABLE_PARAM]
+        table = tables[-1] if tables else DEFAULT_TABLE
+        if not _TABLE_RE.fullmatch(table) or len(table) > MAX_TABLE_NAME:
+            raise LedgerError(
+                f"invalid ledger table name {table!r} in the URL: use lowercase letters, digits "
+                f"and underscores, starting with a letter or underscore, at most {MAX_TABLE_NAME} characters"
+            )
+        self.table = table
+        rest = [(k, v) for k, v in params if k != TABLE_PARAM]
+        self.secrets = [
+            s
+            for s in (
+                urllib.parse.unquote(parts.password or ""),
+                parts.password or "",
+                *(v for k, v in rest if "password" in k.lower()),
+            )
+            if s
+        ]
+        self.conninfo = urllib.parse.urlunsplit(
+            parts._replace(query=urllib.parse.urlencode(rest))
+        )
+        self.has_connect_timeout = any(k == "connect_timeout" for k, _ in rest)
+        netloc = parts.hostname or ""
+        if ":" in netloc:  # an IPv6 address
+            netloc = f"[{netloc}]"
+        if port is not None:
+            netloc += f":{port}"
+        if parts.username is not None:
+            user = parts.username + (":***" if parts.password is not None else "")
+            netloc = f"{user}@{netloc}"
+        shown = [*_masked_params(urllib.parse.urlencode(rest)), (TABLE_PARAM, table)]
+        self.name = urllib.parse.urlunsplit(
+            (parts.scheme, netloc, parts.path, urllib.parse.urlencode(shown, safe="*"), "")
+        )
+
+    def mask(self, text: str) -> str:
+        """``text`` with every secret of the URL replaced by ``***``."""
+        for s in self.secrets:
+            text = text.replace(s, "***")
+        return text
+
+
+def _advisory_key(table: str, org_id: str, flow_id: int) -> int:
+    """The signed 64-bit advisory lock key of one (orgId, flowId) of one ledger table."""
+    digest = hashlib.blake2b(f"{table}\0{org_id}\0{flow_id}".encode(), digest_size=8).digest()
+    value = int.from_bytes(digest, "big")
+    return value - _INT64 if value >= _INT63 else value
+
+
+def _columns_and_extras(rec: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    values: list[Any] = []
+    for name, _, kind in _COLUMNS:
+        value = rec.get(name)
+        values.append(value if type(value) is kind else None)
+    extras = {k: v for k, v in rec.items() if type(v) is not _KIND.get(k)}
+    return values, extras
+
+
+class PostgresLedger:
+    """A ledger kept in a PostgreSQL table (implements :class:`planrunner.ledger.Backend`)."""
+
+    def __init__(self, url: str) -> None:
+        self._url = _Url(url)
+        self.table = self._url.table
+        ids = {
+            "t": self.table,
+            "t_ident": f"{self.table}_ident",
+            "t_key": f"{self.table}_key",
+            "t_sim": f"{self.table}_sim",
+            "locks": f"{self.table}_locks",
+            "meta": f"{self.table}_meta",
+        }
+        self._ids = {k: sql.Identifier(v) for k, v in ids.items()}
+        self._schema_ok = False
+        self._active: _RunConnection | None = None  # the lock's connection while a run holds it
+        self._said: set[object] = set()  # what its folds have warned about
+
+    # -- naming, connecting, errors --------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The URL with its password masked, and the table named."""
+        return self._url.name
+
+    def _sql(self, template: str) -> sql.Composed:
+        return sql.SQL(template).format(**self._ids)
+
+    def _fail(self, what: str, e: BaseException) -> NoReturn:
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise LedgerError(f"{self.name}: {what}: {self._url.mask(detail)}") from None
+
+    def _connect(self, *, keepalive: bool = False) -> psycopg.Connection[Any]:
+        kwargs: dict[str, Any] = {"autocommit": True}
+        if not self._url.has_connect_timeout:
+            kwargs["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+        if keepalive:
+            kwargs.update(
+                keepalives=1,
+                keepalives_idle=KEEPALIVE_IDLE_SECONDS,
+                keepalives_interval=KEEPALIVE_INTERVAL_SECONDS,
+                keepalives_count=KEEPALIVE_COUNT,
+            )
+        if psycopg.pq.version() >= 120000:  # libpq 12 knows tcp_user_timeout
+            kwargs["tcp_user_timeout"] = TCP_USER_TIMEOUT_MS
+        try:
+            if _BOUNDED_WAIT:
+                bounded = _BoundedConnection.connect(self._url.conninfo, **kwargs)
+                bounded.bound = client_timeout()
+                conn: psycopg.Connection[Any] = bounded
+            else:
+                conn = psycopg.connect(self._url.conninfo, **kwargs)
+        except psycopg.Error as e:
+            self._fail("cannot connect", e)
+        try:
+            conn.execute(
+                sql.SQL("SET statement_timeout = {}").format(
+                    sql.Literal(int(statement_timeout() * 1000))
+                )
+            )
+        except psycopg.Error as e:
+            conn.close()
+            self._fail("cannot set up the connection", e)
+        if keepalive:
+            # The server's side too, so it drops a vanished runner's locks within seconds.
+            try:
+                for setting, value in (
+                    ("tcp_keepalives_idle", KEEPALIVE_IDLE_SECONDS),
+                    ("tcp_keepalives_interval", KEEPALIVE_INTERVAL_SECONDS),
+                    ("tcp_keepalives_count", KEEPALIVE_COUNT),
+                ):
+                    conn.execute(
+                        sql.SQL("SET {} = {}").format(sql.Identifier(setting), sql.Literal(value))
+                    )
+            except psycopg.Error as e:
+                conn.close()
+                self._fail("cannot set up the connection", e)
+        return conn
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[psycopg.Connection[Any]]:
+        """The run's connection while a lock is held (one transaction at a time), else a new one."""
+        active = self._active
+        if active is not None:
+            with active.mutex:
+                yield active.conn
+            return
+        conn = self._connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def _version(self, conn: psycopg.Connection[Any]) -> int | None:
+        """The table's schema version, or None when the ledger does not exist yet."""
+        row = conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL, to_regclass(%s) IS NOT NULL",
+            (self._quoted("t"), self._quoted("meta")),
+        ).fetchone()
+        assert row is not None
+        has_table, has_meta = row
+        if not has_meta:
+            return 0 if has_table else None
+        got = conn.execute(
+            self._sql("SELECT value FROM {meta} WHERE name = %s"), (_VERSION_ROW,)
+        ).fetchone()
+        if got is None:
+            return 0 if has_table else None
+        try:
+            return int(got[0])
+        except ValueError:
+            raise LedgerError(
+                f"{self.name}: schema version {got[0]!r} in {self.table}_meta is not a number"
+            ) from None
+
+    def _quoted(self, which: str) -> str:
+        return '"' + {"t": self.table, "meta": f"{self.table}_meta"}[which] + '"'
+
+    def _check_version(self, version: int | None) -> None:
+        if version is not None and version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"{self.name}: the ledger table has schema version {version}, newer than this "
+                f"planrunner knows ({SCHEMA_VERSION}); upgrade planrunner"
+            )
+
+    def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
+        """Create the tables on first use (under a transaction-scoped advisory lock).
+
+        A role without the privileges for it gets the masked one-line error (exit 3).
+        """
+        if self._schema_ok:
+            return
+        try:
+            self._create_schema(conn)
+        except psycopg.Error as e:
+            self._fail("cannot open the ledger's tables", e)
+
+    def _create_schema(self, conn: psycopg.Connection[Any]) -> None:
+        version = self._version(conn)
+        self._check_version(version)
+        if version != SCHEMA_VERSION:
+            with conn.transaction():
+                # Two first uses at once: one creates, the other finds it done.
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(%s)",
+                    (_advisory_key(self.table, "", -1),),
+                )
+                version = self._version(conn)
+                self._check_version(version)
+                if version != SCHEMA_VERSION:
+                    for statement in _DDL:
+                        conn.execute(self._sql(statement))
+                    conn.execute(
+                        self._sql(
+                            "INSERT INTO {meta} (name, value) VALUES (%s, %s) "
+                            "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
+                        ),
+                        (_VERSION_ROW, str(SCHEMA_VERSION)),
+                    )
+        self._schema_ok = True
+
+    def _readable(self, conn: psycopg.Connection[Any]) -> bool:
+        """Whether the ledger exists (a missing one reads as empty, like a missing file)."""
+        if self._schema_ok:
+            return True
+        version = self._version(conn)
+        self._check_version(version)
+        return version is not None
+
+    # -- the Backend interface ---------------------------------------------------------------
+
+    def fold(
+        self,
+        keys: set[str] | None = None,
+        *,
+        sim: bool = False,
+        orphans_of: set[str] | None = None,
+        gateway: str | None = None,
+        other_gateways_count: bool = False,
+    ) -> ledger.Folded:
+        """Per-key states, computed from the rows of ``keys`` (all when None), streamed.
+
+        The same result as :func:`planrunner.ledger.fold` on a file of the same records,
+        ``orphans_of`` (``orgId/flowId/`` prefixes of keys outside ``keys``) and ``gateway``
+        (records of other gateways left out and counted) included.
+        """
+        out = ledger.Folded()
+        try:
+            with self._session() as conn:
+                if not self._readable(conn):
+                    return out
+                query: sql.Composed | None = None
+                params: list[Any] = [sim]
+                prefixes = sorted(orphans_of or ()) if keys is not None else []
+                if keys is None:
+                    query = self._sql(_FOLD)
+                elif keys or prefixes:
+                    clauses = ['"key" = ANY(%s)'] + ['"key" LIKE %s'] * len(prefixes)
+                    params += [list(keys), *(_like_prefix(p) for p in prefixes)]
+                    query = self._sql(_FOLD + " AND (" + " OR ".join(clauses) + ")")
+                with conn.transaction():
+                    if query is not None:
+                        _fold_rows(
+                            conn,
+                            query,
+                            tuple(params),
+                            out,
+                            keys,
+                            set(prefixes),
+                            (gateway, other_gateways_count),
+                            self.name,
+                        )
+                    out.ignored = self._ignored(conn, sim)
+        except psycopg.Error as e:
+            self._fail("cannot read the ledger", e)
+        ledger.note_folded(out, self.name, gateway, self._said, counted=other_gateways_count)
+        return out
+
+    def _ignored(self, conn: psycopg.Connection[Any], sim: bool) -> int:
+        """How many records belong to the other kind of run (simulator vs real)."""
+        if sim:
+            query = self._sql("SELECT count(*) FROM {t} WHERE coalesce(gateway = 'sim', false) = false")
+        else:
+            query = self._sql("SELECT count(*) FROM {t} WHERE gateway = 'sim'")
+        row = conn.execute(query).fetchone()
+        return int(row[0]) if row else 0
+
+    def records(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every record as ``(TABLE#id, record)``, in insertion order, as the file has it."""
+        try:
+            with self._session() as conn:
+                if not self._readable(conn):
+                    return
+                with conn.transaction(), conn.cursor(name="planrunner_records") as cur:
+                    cur.itersize = FOLD_FETCH_ROWS
+                    cur.execute(
+                        self._sql(
+                            'SELECT id, v, event, "key", flow_id, org_id, trigger_time, attempt, '
+                            '"at", gateway, extras FROM {t} ORDER BY id'
+                        )
+                    )
+                    for row in cur:
+                        yield f"{self.table}#{row[0]}", _to_record(row)
+        except psycopg.Error as e:
+            self._fail("cannot read the ledger", e)
+
+    def add(self, records: Iterable[dict[str, Any]]) -> int:
+        """Insert the records not already present (by identity); returns how many were added."""
+        batch: list[dict[str, Any]] = []
+        added = 0
+        try:
+            with self._session() as conn:
+                self._ensure_schema(conn)
+                with conn.transaction():
+                    for number, rec in enumerate(records, 1):
+                        ledger._check(f"{self.name} (record {number})", number, rec)
+                        batch.append(rec)
+                        if len(batch) >= ADD_BATCH:
+                            added += self._insert(conn, batch)
+                            batch = []
+                    if batch:
+                        added += self._insert(conn, batch)
+        except psycopg.Error as e:
+            self._fail("cannot add to the ledger", e)
+        return added
+
+    def _insert(self, conn: psycopg.Connection[Any], records: list[dict[str, Any]]) -> int:
+        columns: list[list[Any]] = [[] for _ in range(len(_COLUMNS) + 2)]
+        for rec in records:
+            values, extras = _columns_and_extras(rec)
+            columns[0].append(hashlib.sha256(ledger.identity(rec)).digest())
+            for i, value in enumerate(values, 1):
+                columns[i].append(value)
+            columns[-1].append(Jsonb(extras, dumps=_dumps))
+        cur = conn.execute(self._sql(_INSERT), columns)
+        return max(cur.rowcount, 0)
+
+    def writer(self) -> AbstractContextManager[ledger.Sink]:
+        """A group-committing appender: on the run's lock connection when a lock is held."""
+        return _Writer(self)
+
+    def check_lock(self) -> None:
+        """Prove the run's lock session alive before a send: a round trip on its connection.
+
+        The advisory locks live exactly as long as that session; once it is gone (a
+        failover, ``pg_terminate_backend``, an idle-session kill) another apply may hold
+        them, so nothing more may be sent.
+        """
+        active = self._active
+        if active is None:
+            return
+        try:
+            with active.mutex:
+                active.conn.execute("SELECT 1")
+        except psycopg.Error as e:
+            self._fail("lost the session holding the ledger's locks; stopped sending", e)
+
+    def lock(
+        self, run_id: str, flows: Iterable[tuple[str, int]], timeout: float
+    ) -> AbstractContextManager[object]:
+        """Advisory locks per (orgId, flowId), in sorted order, on one connection for the run."""
+        return _Locks(self, run_id, sorted(set(flows)), timeout)
+
+    def holder(self) -> str | None:
+        """Who holds an advisory lock of this ledger now, if anyone."""
+        try:
+            with self._session() as conn:
+                if not self._readable(conn) or not self._has_locks_table(conn):
+                    return None
+                row = conn.execute(self._sql(_ANY_HOLDER)).fetchone()
+        except psycopg.Error as e:
+            self._fail("cannot read the ledger's locks", e)
+        return _describe(row) if row else None
+
+    def _has_locks_table(self, conn: psycopg.Connection[Any]) -> bool:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{self.table}_locks"',)).fetchone()
+        return bool(row and row[0])
+
+    def repair(self, folded: ledger.Folded) -> None:
+        """Nothing to repair: a transaction is whole or absent."""
+        del folded
+
+    def drop(self) -> None:
+        """Drop the ledger's tables (tests and benchmarks; never called by a command)."""
+        try:
+            with self._session() as conn:
+                for which in (self._ids["t"], self._ids["locks"], self._ids["meta"]):
+                    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(which))
+        except psycopg.Error as e:
+            self._fail("cannot drop the ledger", e)
+        self._schema_ok = False
+
+
+def statement_timeout() -> float:
+    """``$PLANRUNNER_LEDGER_STATEMENT_TIMEOUT`` seconds, else :data:`STATEMENT_TIMEOUT_SECONDS`."""
+    text = os.environ.get(ENV_STATEMENT_TIMEOUT)
+    if not text:
+        return STATEMENT_TIMEOUT_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 86_400:
+        raise LedgerError(
+            f"${ENV_STATEMENT_TIMEOUT}: {text[:40]!r} is not a number of seconds above 0 "
+            "(below a day)"
+        )
+    return value
+
+
+def client_timeout() -> float:
+    """How long planrunner itself waits for any answer of the database: the statement
+    timeout and a margin, so a server that cannot even cancel (a stopped process behind
+    a live network stack) still ends the command."""
+    st = statement_timeout()
+    return st + max(1.0, st / 4)
+
+
+_RV = TypeVar("_RV")
+# psycopg 3.2 and later bound a wait (``Connection.wait(..., timeout=)``); 3.1 cannot.
+_BOUNDED_WAIT = "timeout" in inspect.signature(psycopg.Connection.wait).parameters
+
+
+class _BoundedConnection(psycopg.Connection[Any]):
+    """A connection whose every wait for the server ends after :func:`client_timeout`."""
+
+    bound = STATEMENT_TIMEOUT_SECONDS
+
+    def wait(self, gen: PQGen[_RV], interval: float = 0.1, timeout: float | None = None) -> _RV:
+        try:
+            return super().wait(gen, interval, self.bound if timeout is None else timeout)
+        except psycopg.errors.OperationalError as e:
+            if type(e).__name__ != "_WaitTimeout":
+                raise
+            # The protocol stopped halfway: the connection can never be used again.
+            self.pgconn.finish()
+            raise psycopg.OperationalError(
+                f"the database did not answer within {self.bound:g} s (is the server stopped?)"
+            ) from None
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching keys that start with ``prefix``."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _prefix(key: str) -> str:
+    """``orgId/flowId/`` of a key (as :func:`planrunner.ledger.fold` cuts it)."""
+    return key[: key.rfind("/") + 1]
+
+
+def _fold_rows(
+    conn: psycopg.Connection[Any],
+    query: sql.Composed,
+    params: tuple[Any, ...],
+    out: ledger.Folded,
+    keys: set[str] | None,
+    orphans_of: set[str],
+    gateways: tuple[str | None, bool],
+    name: str,
+) -> None:
+    """Run the rows through :meth:`KeyState.add`, as the file's fold runs its lines
+    (``gateways``: the fold's gateway, and whether records of others count)."""
+    gateway, count_others = gateways
+    done, open_, cancelled, orphans = out.done, out.open, out.cancelled, out.orphans
+    others = out.other_gateways
+    new_state = ledger.KeyState
+    with conn.cursor(name="planrunner_fold") as cur:
+        cur.itersize = FOLD_FETCH_ROWS
+        cur.execute(query, params)
+        for event, key, attempt, at, gw, at_json, iid, found, error in cur:
+            if at is None:
+                # Only a non-string "at" lands outside its column: refused, as the file's fold does.
+                raise LedgerError(
+                    f"{name}: corrupt ledger record of key {key} "
+                    f'("at" is {type(at_json).__name__}, not str); refusing to guess'
+                )
+            if gateway is not None and gw is not None and gw != gateway:
+                others[gw] = others.get(gw, 0) + 1
+                if not count_others:
+                    continue
+            if event == "cancelled":
+                if keys is None or key in keys or _prefix(key) in orphans_of:
+                    cancelled.add(key)
+                continue
+            if key in done:
+                continue
+            rec = {
+                "event": event,
+                "attempt": attempt,
+                "at": at,
+                "flowInstanceId": iid,
+                "found": found,
+            }
+            if error is not None:
+                rec["code"], rec["msg"] = error
+            if keys is not None and key not in keys:
+                if _prefix(key) in orphans_of:
+                    orphans.setdefault(key, new_state()).add(rec)
+                continue
+            state = open_.get(key)
+            if state is None:
+                state = open_[key] = new_state()
+            state.add(rec)
+            if state.done:
+                done[key] = state.flow_instance_id
+                del open_[key]
+    cancelled.intersection_update(done.keys() | {k for k, st in orphans.items() if st.done})
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def _describe(row: tuple[Any, ...]) -> str:
+    run, host, process, started = row
+    return f"pid {process} on {host}, run {run}, since {started}"
+
+
+def _to_record(row: tuple[Any, ...]) -> dict[str, Any]:
+    _, v, event, key, flow_id, org_id, trigger_time, attempt, at, gateway, extras = row
+    rec: dict[str, Any] = {
+        "v": v,
+        "event": event,
+        "key": key,
+        "flowId": flow_id,
+        "orgId": org_id,
+        "triggerTime": trigger_time,
+        "attempt": attempt,
+    }
+    if at is not None:
+        rec["at"] = at
+    if gateway is not None:
+        rec["gateway"] = gateway
+    rec.update(extras)
+    return rec
+
+
+class _RunConnection:
+    """The connection a run holds its locks on; its records are committed on it too."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.mutex = threading.Lock()  # one transaction at a time on the shared connection
+
+
+class _Locks:
+    """The advisory locks of one apply run (a context manager)."""
+
+    def __init__(
+        self, owner: PostgresLedger, run_id: str, flows: list[tuple[str, int]], timeout: float
+    ) -> None:
+        self._owner = owner
+        self._run_id = run_id
+        self._flows = flows
+        self._timeout = timeout
+        self._run: _RunConnection | None = None
+
+    def __enter__(self) -> _Locks:
+        owner = self._owner
+        if owner._active is not None:
+            raise LedgerError(f"{owner.name}: this ledger already holds a run's locks")
+        conn = owner._connect(keepalive=True)
+        try:
+            owner._ensure_schema(conn)
+            self._register(conn)
+            self._acquire(conn)
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(owner._sql("DELETE FROM {locks} WHERE pid = pg_backend_pid()"))
+            conn.close()  # the server drops the session's advisory locks with it
+            raise
+        self._run = _RunConnection(conn)
+        owner._active = self._run
+        return self
+
+    def _register(self, conn: psycopg.Connection[Any]) -> None:
+        """Write this run's row (named while it waits or holds), and clear dead sessions' rows."""
+        owner = self._owner
+        try:
+            with conn.transaction():
+                conn.execute(
+                    owner._sql(
+                        "DELETE FROM {locks} WHERE pid NOT IN (SELECT pid FROM pg_stat_activity)"
+                    )
+                )
+                conn.execute(
+                    owner._sql(
+                        "INSERT INTO {locks} (pid, run, host, process, started) "
+                        "VALUES (pg_backend_pid(), %s, %s, %s, %s) "
+                        "ON CONFLICT (pid) DO UPDATE SET run = EXCLUDED.run, host = EXCLUDED.host, "
+                        "process = EXCLUDED.process, started = EXCLUDED.started"
+                    ),
+                    (
+                        self._run_id,
+                        socket.gethostname(),
+                        os.getpid(),
+                        times.format_utc(time.time_ns() // 1_000_000),
+                    ),
+                )
+        except psycopg.Error as e:
+            owner._fail("cannot register the run's locks", e)
+
+    def _acquire(self, conn: psycopg.Connection[Any]) -> None:
+        owner = self._owner
+        deadline = time.monotonic() + self._timeout
+        said = False
+        try:
+            for org_id, flow_id in self._flows:
+                key = _advisory_key(owner.table, org_id, flow_id)
+                while True:
+                    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+                    if row and row[0]:
+                        break
+                    if not said and self._timeout > 0:
+                        said = True  # say at once who we wait for
+                        log.get("ledger").warning(
+                            f"waiting up to {self._timeout:g} s for the ledger lock held by "
+                            f"{self._holder_of(conn, key)}",
+                            ledger=owner.name,
+                            flow=flow_id,
+                        )
+                    if time.monotonic() >= deadline:
+                        holder = self._holder_of(conn, key)
+                        raise LedgerLocked(
+                            f"ledger {owner.name} is locked by another apply ({holder}) "
+                            f"for flow {flow_id} of org {org_id}"
+                        )
+                    time.sleep(min(LOCK_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        except psycopg.Error as e:
+            owner._fail("cannot take the ledger's locks", e)
+
+    def _holder_of(self, conn: psycopg.Connection[Any], key: int) -> str:
+        unsigned = key % _INT64
+        row = conn.execute(
+            self._owner._sql(_HOLDER_OF_KEY), (unsigned >> 32, unsigned & _UINT32_MASK)
+        ).fetchone()
+        return _describe(row) if row else "holder unknown"
+
+    def __exit__(self, *exc: object) -> None:
+        run, self._run = self._run, None
+        if run is None:
+            return
+        self._owner._active = None
+        with run.mutex:
+            conn = run.conn
+            if not conn.broken:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT pg_advisory_unlock_all()")
+                    conn.execute(
+                        self._owner._sql("DELETE FROM {locks} WHERE pid = pg_backend_pid()")
+                    )
+            conn.close()
+
+
+class _Writer(ledger.GroupCommit):
+    """Group commit: concurrent ``append`` calls share one transaction; ``fsyncs`` counts commits."""
+
+    def __init__(self, owner: PostgresLedger) -> None:
+        super().__init__()
+        self._owner = owner
+        self._conn: psycopg.Connection[Any] | None = None
+        self._run: _RunConnection | None = None
+
+    def __enter__(self) -> _Writer:
+        owner = self._owner
+        self._run = owner._active
+        if self._run is None:
+            self._conn = owner._connect()
+            try:
+                owner._ensure_schema(self._conn)
+            except BaseException:
+                self._conn.close()
+                raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _flush(self, batch: list[dict[str, Any]]) -> None:
+        owner = self._owner
+        if self._run is not None:
+            with self._run.mutex, self._run.conn.transaction():
+                owner._insert(self._run.conn, batch)
+        else:
+            assert self._conn is not None
+            with self._conn.transaction():
+                owner._insert(self._conn, batch)
+
+    def _caught(self) -> tuple[type[Exception], ...]:
+        return (psycopg.Error,)
+
+    def _failure(self, error: Exception) -> LedgerError:
+        text = str(error).strip()
+        detail = text.splitlines()[0] if text else type(error).__name__
+        return LedgerError(
+            f"{self._owner.name}: cannot write ledger ({self._owner._url.mask(detail)}); stopped "
+            "sending: the next apply reconciles what is unknown"
+        )

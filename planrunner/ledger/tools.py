@@ -1,0 +1,517 @@
+"""What ``planrunner ledger log|verify|compact`` do with a ledger, apart from printing.
+
+- :func:`check_lines`: every problem of a ledger file, located (``path:line``);
+- :func:`key_states`: per-key states of a list of records (the fold, for counting);
+- :func:`compact_records`: the fewest records that fold to the same states, and stay right
+  when a ``merge=union`` later brings back some of the dropped lines;
+- :func:`compact_file`: that, under the lock, written atomically;
+- :func:`replacing`: an output file (``ledger export FILE``, ``plan --out``) that never
+  overwrites the command's own inputs, written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, BinaryIO
+
+import orjson
+
+from planrunner import ledger
+from planrunner.errors import LedgerError, UsageError
+
+SIM = ledger.SIM_GATEWAY
+_CONFLICT_MARKERS = (b"<<<<<<<", b"=======", b">>>>>>>")
+SETTLERS = ("triggered", "reconciled")
+# Extra fields each event must carry, with the types they may have.
+_EXTRAS: dict[str, dict[str, tuple[type, ...]]] = {
+    "intent": {"flow": (str,), "run": (str,)},
+    "triggered": {"flowInstanceId": (str, type(None))},
+    "failed": {"code": (int, type(None)), "msg": (str,)},
+    "unknown": {"reason": (str,)},
+    "reconciled": {"found": (bool,), "flowInstanceId": (str, type(None))},
+    "aborted": {"reason": (str,)},
+    "cancelled": {"flowInstanceId": (str,)},
+}
+
+
+WRITE_CHUNK = 10_000  # records encoded and written at a time while compacting
+
+
+def is_sim(rec: dict[str, Any]) -> bool:
+    """Whether a record was written by a ``--sim`` run."""
+    return rec.get("gateway") == SIM
+
+
+# -- verify --------------------------------------------------------------------------------------
+
+
+def record_problem(rec: Any) -> str | None:
+    """What is wrong with one decoded record, or None."""
+    if not isinstance(rec, dict):
+        return "not a JSON object"
+    missing = [f for f in ledger._REQUIRED if f not in rec]
+    if missing:
+        return f"missing fields: {', '.join(missing)}"
+    if rec["v"] != 1:
+        return f"unsupported version v={rec['v']!r}"
+    if rec["event"] not in ledger.EVENTS:
+        return f"unknown event {rec['event']!r}"
+    for name, kind in ledger._FIELD_TYPES.items():
+        if type(rec[name]) is not kind:
+            return f'"{name}" is {type(rec[name]).__name__}, not {kind.__name__}'
+    if rec["key"] != f"{rec['orgId']}/{rec['flowId']}/{rec['triggerTime']}":
+        return f'"key" {rec["key"]!r} does not match orgId/flowId/triggerTime'
+    at = rec["at"]
+    if not isinstance(at, str):
+        return '"at" is not a string'
+    try:
+        datetime.fromisoformat(at)
+    except ValueError:
+        return f'"at" {at!r} is not an RFC 3339 time'
+    gateway = rec.get("gateway")
+    if gateway is not None and not isinstance(gateway, str):
+        return '"gateway" is not a string'
+    for name, kinds in _EXTRAS[rec["event"]].items():
+        if name not in rec:
+            return f'{rec["event"]} record without "{name}"'
+        value = rec[name]
+        if type(value) not in kinds:
+            return f'"{name}" of a {rec["event"]} record is {type(value).__name__}'
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A ledger file read line by line: the good records and every problem."""
+
+    records: list[tuple[str, dict[str, Any]]]
+    problems: list[str]
+    lines: int
+
+
+def check_lines(path: str) -> Checked:
+    """Read every line of a ledger file; never stops at the first problem."""
+    records: list[tuple[str, dict[str, Any]]] = []
+    problems: list[str] = []
+    if os.path.islink(path):
+        problems.append(f"{path}: the ledger is a symlink (apply refuses it)")
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such ledger") from None
+    except OSError as e:
+        raise LedgerError(f"{path}: cannot read ledger: {e.strerror or e}") from None
+    number = 0
+    with f:
+        for number, line in enumerate(f, 1):
+            where = f"{path}:{number}"
+            if line[-1:] != b"\n":
+                problems.append(
+                    f"{where}: incomplete last line (a crash while writing; the next apply cuts it off)"
+                )
+                break
+            if line == b"\n":
+                continue
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                torn = ledger.torn_record(line)
+                if line.isspace():
+                    continue  # a torn record an apply blanked
+                if torn:
+                    problems.append(
+                        f"{where}: an incomplete record in the middle (a torn write that a git "
+                        "merge moved here; nothing was sent on it): the next apply blanks it, "
+                        "or delete the line"
+                    )
+                elif torn is False:
+                    problems.append(f"{where}: an incomplete record with another record welded to it")
+                elif line.startswith(_CONFLICT_MARKERS):
+                    problems.append(
+                        f'{where}: git conflict marker (use "*.ledger.jsonl merge=union" in '
+                        ".gitattributes; keep both sides' lines and delete the marker lines)"
+                    )
+                else:
+                    problems.append(f"{where}: not JSON")
+                continue
+            why = record_problem(rec)
+            if why:
+                problems.append(f"{where}: {why}")
+                continue
+            records.append((where, rec))
+    return Checked(records, problems, number)
+
+
+def check_backend(backend: ledger.Backend) -> Checked:
+    """:func:`check_lines` for a file ledger; for another backend, what its records say."""
+    if isinstance(backend, ledger.FileLedger):
+        return check_lines(backend.path)
+    records: list[tuple[str, dict[str, Any]]] = []
+    problems: list[str] = []
+    try:
+        for where, rec in backend.records():
+            why = record_problem(rec)
+            if why:
+                problems.append(f"{where}: {why}")
+            else:
+                records.append((where, rec))
+    except LedgerError as e:
+        problems.append(str(e))
+    return Checked(records, problems, len(records) + len(problems))
+
+
+# -- the fold over a list of records ---------------------------------------------------------
+
+
+def key_states(
+    records: Iterable[dict[str, Any]], *, sim: bool
+) -> tuple[dict[str, ledger.KeyState], set[str]]:
+    """Per-key states of the records of one kind of run, and the keys recorded as cancelled."""
+    states: dict[str, ledger.KeyState] = {}
+    cancelled: set[str] = set()
+    for rec in records:
+        if is_sim(rec) is not sim:
+            continue
+        if rec["event"] == "cancelled":
+            cancelled.add(rec["key"])
+            continue
+        states.setdefault(rec["key"], ledger.KeyState()).add(rec)
+    return states, cancelled
+
+
+def status_counts(records: Sequence[dict[str, Any]], *, sim: bool) -> dict[str, int]:
+    """How many keys are done, cancelled, unknown, failed or pending."""
+    states, cancelled = key_states(records, sim=sim)
+    counts: dict[str, int] = {}
+    for key, st in states.items():
+        status = str(ledger.CANCELLED if st.done and key in cancelled else st.status)
+        counts[status] = counts.get(status, 0) + 1
+    order = [str(s) for s in (ledger.DONE, ledger.CANCELLED, ledger.UNKNOWN, ledger.FAILED, ledger.PENDING)]
+    return {s: counts[s] for s in order if s in counts}
+
+
+# -- compaction ------------------------------------------------------------------------------
+
+
+def _identity(rec: dict[str, Any]) -> bytes:
+    """A short digest of a record's canonical JSON: exact duplicates share it."""
+    return hashlib.blake2b(orjson.dumps(rec, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+
+
+@dataclass(slots=True)
+class _Scan:
+    """What one pass over a ledger tells compaction (small: per key, not per record)."""
+
+    settler: dict[tuple[bool, str], int] = field(default_factory=dict)  # first, as the fold takes
+    first_cancel: dict[tuple[bool, str], int] = field(default_factory=dict)
+    closed: dict[tuple[bool, str], set[str]] = field(default_factory=dict)
+    last: dict[bytes, int] = field(default_factory=dict)  # identity -> index of its last copy
+    kept_firsts: set[int] = field(default_factory=set)
+    count: int = 0
+
+
+def _scan(records: Iterable[dict[str, Any]]) -> _Scan:
+    scan = _Scan()
+    for i, rec in enumerate(records):
+        scan.count += 1
+        scan.last[_identity(rec)] = i
+        k = (is_sim(rec), rec["key"])
+        event = rec["event"]
+        if event == "cancelled":
+            scan.first_cancel.setdefault(k, i)
+        elif event == "triggered" or (event == "reconciled" and rec.get("found") is True):
+            scan.settler.setdefault(k, i)
+        elif event in ("failed", "aborted", "reconciled"):
+            scan.closed.setdefault(k, set()).add(rec["attempt"])
+    scan.kept_firsts = {*scan.settler.values(), *scan.first_cancel.values()}
+    return scan
+
+
+def _keeps(scan: _Scan, i: int, rec: dict[str, Any]) -> bool:
+    if i in scan.kept_firsts:
+        return True
+    if scan.last.get(_identity(rec)) != i:
+        return False  # an exact duplicate of a later record
+    k = (is_sim(rec), rec["key"])
+    event = rec["event"]
+    if event == "cancelled" or k in scan.settler:
+        return False
+    if event == "intent":
+        return rec["attempt"] not in scan.closed.get(k, ())
+    return event in ("failed", "aborted", "reconciled")
+
+
+def compact_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records to keep, in their order, folding (per kind of run) to the same states.
+
+    Per kind (simulator or real) and key:
+
+    - done: the first ``triggered`` or ``reconciled found: true`` (the one the fold takes);
+    - every key: its first ``cancelled``;
+    - not done: the intents of open attempts (their ``at`` too), and every record that
+      closes an attempt (``failed``, the last of which gives the error; ``aborted``;
+      ``reconciled found: false``). The closers cost little (keys that are not done are
+      few) and keep the compacted ledger right when a union merge brings back a dropped
+      intent; with them, compacting twice changes nothing.
+
+    Dropped: intents and ``unknown`` records of closed attempts, the history of done keys,
+    and exact duplicates (the last copy is kept, so the fold's last-wins fields are kept).
+    """
+    scan = _scan(records)
+    return [rec for i, rec in enumerate(records) if _keeps(scan, i, rec)]
+
+
+def fold_differences(a: ledger.Folded, b: ledger.Folded) -> list[str]:
+    """Keys whose state differs between two folds (status, instance id, open attempts, error)."""
+
+    def view(f: ledger.Folded, key: str) -> tuple[object, ...]:
+        st = f.state(key)
+        opened = {att: st.intents[att] for att in st.open_attempts}
+        return (f.status(key), f.done.get(key), opened, st.failed, st.error)
+
+    keys = set(a.done) | set(a.open) | set(b.done) | set(b.open) | a.cancelled | b.cancelled
+    return sorted(k for k in keys if view(a, k) != view(b, k))
+
+
+@dataclass(frozen=True, slots=True)
+class Compacted:
+    """What compaction did."""
+
+    before: int
+    after: int
+    torn_line: int | None
+    removed: tuple[str, ...] = ()  # stale temporary files of interrupted compactions
+
+
+def _remove_stale_temporaries(path: str) -> tuple[str, ...]:
+    """Delete the temporary files that killed compactions of ``path`` left (call under the
+    lock: no compaction of it is running). Only names this module makes are touched."""
+    import re
+
+    directory = os.path.dirname(os.path.abspath(path))
+    pattern = re.compile(re.escape(f".{os.path.basename(path)}.") + r"[A-Za-z0-9_]{8}\.compact")
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return ()
+    for name in names:
+        if pattern.fullmatch(name):
+            full = os.path.join(directory, name)
+            with contextlib.suppress(FileNotFoundError):
+                if not os.path.isfile(full) or os.path.islink(full):
+                    continue
+                os.unlink(full)
+                removed.append(full)
+    return tuple(sorted(removed))
+
+
+def compact_file(path: str, run_id: str, lock_timeout: float) -> Compacted:
+    """Rewrite a ledger file, under its lock, to :func:`compact_records` of it, atomically.
+
+    The new file is written next to the old one (same directory, same mode), fsync'd,
+    checked to fold to the same states, renamed over the old one, and the directory is
+    fsync'd, so a crash leaves either the old ledger or the new one, never a mix.
+    """
+    if os.path.islink(path):
+        raise LedgerError(f"{path}: the ledger is a symlink; compact the file it points to")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such ledger") from None
+    if st.st_nlink > 1:
+        raise LedgerError(
+            f"{path}: the ledger has {st.st_nlink} hard links; compacting would leave the "
+            "other names with the old file"
+        )
+    with contextlib.ExitStack() as stack:
+        lock = ledger.Lock(path, run_id)
+        lock.acquire(lock_timeout)
+        stack.callback(lock.release)
+        removed = _remove_stale_temporaries(path)
+        # Two streaming passes (scan, then write what is kept): memory grows with keys,
+        # not with records.
+        source = ledger.FileLedger(path)
+        scan = _scan(rec for _, rec in source.records())
+        torn = ledger.fold(path).torn_line
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{os.path.basename(path)}.", suffix=".compact", dir=directory
+        )
+        try:
+            with os.fdopen(fd, "wb") as out:
+                os.fchmod(out.fileno(), st.st_mode & 0o777)
+                kept = 0
+                chunk: list[dict[str, Any]] = []
+                for i, (_, rec) in enumerate(source.records()):
+                    if _keeps(scan, i, rec):
+                        chunk.append(rec)
+                        kept += 1
+                        if len(chunk) >= WRITE_CHUNK:
+                            out.write(ledger.encode(chunk))
+                            chunk = []
+                out.write(ledger.encode(chunk))
+                out.flush()
+                os.fsync(out.fileno())
+            for sim in (False, True):
+                diff = fold_differences(ledger.fold(path, sim=sim), ledger.fold(tmp, sim=sim))
+                if diff:
+                    raise LedgerError(
+                        f"{path}: compaction would change the state of {diff[0]} "
+                        f"(and {len(diff) - 1} more); the ledger is left as it was"
+                    )
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+    return Compacted(scan.count, kept, torn, removed)
+
+
+# -- history ---------------------------------------------------------------------------------
+
+
+def flow_labels(plan: Any) -> dict[tuple[str, int], tuple[str, Any]]:
+    """(orgId, flowId) -> (flow name, its zone) of a plan's flows, to label ledger keys."""
+    org = plan.target.org_id
+    return {(org, f.flow_id): (f.name, f.zone) for f in plan.flows}
+
+
+def key_time(trigger_time: int, zone: Any = None) -> str:
+    """A key's trigger time in ``zone`` (UTC when None), RFC 3339; the raw number when out
+    of the calendar's range."""
+    from planrunner import times
+
+    try:
+        return times.format_in_zone(trigger_time, zone)
+    except (ValueError, OverflowError):
+        return str(trigger_time)
+
+
+def key_label(key: str, labels: dict[tuple[str, int], tuple[str, Any]]) -> str:
+    """``TIME FLOW`` of a ledger key (``orgId/flowId/triggerTime``), e.g. for plan's orphan
+    lines: the local time in the flow's zone and the flow's name when ``labels``
+    (:func:`flow_labels`) know the flow, else UTC and ``flow ID``."""
+    org, _, rest = key.partition("/")
+    flow, _, tt = rest.partition("/")
+    if not (flow.isdigit() and tt.isdigit()):
+        return key
+    name, zone = labels.get((org, int(flow)), (f"flow {flow}", None))
+    return f"{key_time(int(tt), zone)} {name}"
+
+
+def run_of(rec: dict[str, Any], runs: dict[str, str]) -> str:
+    """The run a record belongs to: its intent's ``run``, else its attempt id's prefix."""
+    attempt = rec["attempt"]
+    return runs.get(attempt) or attempt.rsplit(".", 1)[0]
+
+
+def attempt_runs(records: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """attempt -> run, from the intents."""
+    return {r["attempt"]: r["run"] for r in records if r["event"] == "intent" and "run" in r}
+
+
+def by_key(
+    records: Iterable[tuple[str, dict[str, Any]]],
+) -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]:
+    """Records grouped per key (keys by trigger time, then key), each in stored order."""
+    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for where, rec in records:
+        groups.setdefault(rec["key"], []).append((where, rec))
+    for key in sorted(groups, key=lambda k: (groups[k][0][1]["triggerTime"], k)):
+        yield key, groups[key]
+
+
+# -- output files that never overwrite the tool's own inputs -----------------------------------
+#
+# ``plan --out`` and ``ledger export FILE`` name a file to create or replace. It is refused
+# (exit 2) when it is a symbolic link (replacing it would write wherever the link points) or
+# not a regular file, and when it is the same file as one of the command's inputs (the
+# plan, the ledger): by path, or by inode (a hard link). The data goes to a temporary file
+# in the same directory, is fsync'd, and is renamed over the target, so a crash leaves the
+# old file or the new one.
+
+
+def check_output(path: str, inputs: Iterable[tuple[str, str]], what: str) -> None:
+    """Refuse ``path`` as an output: a symlink, a non-regular file, or one of ``inputs``
+    ((path, what it is) pairs, e.g. ``("plans/a.ledger.jsonl", "the ledger")``)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise UsageError(f"{what} {path}: cannot use it: {e.strerror or e}") from None
+    if st is not None and stat.S_ISLNK(st.st_mode):
+        raise UsageError(
+            f"{what} {path}: is a symbolic link; refusing to write through it (give the real path)"
+        )
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"{what} {path}: is not a regular file; refusing to replace it")
+    real = os.path.realpath(path)
+    for other, name in inputs:
+        same = os.path.realpath(other) == real
+        if not same and st is not None:
+            with contextlib.suppress(OSError):
+                o = os.stat(other)
+                same = (o.st_dev, o.st_ino) == (st.st_dev, st.st_ino)
+        if same:
+            raise UsageError(
+                f"{what} {path}: is {name} itself; writing there would destroy it (choose another file)"
+            )
+
+
+@contextlib.contextmanager
+def replacing(path: str, inputs: Iterable[tuple[str, str]], what: str) -> Iterator[BinaryIO]:
+    """A binary file to write ``path``'s new content to; renamed over ``path`` on success.
+
+    Checked first with :func:`check_output`. The new file gets the usual mode for a new file
+    (0666 less the umask), or the mode of the file it replaces.
+    """
+    inputs = list(inputs)
+    check_output(path, inputs, what)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
+        )
+    except OSError as e:
+        raise UsageError(f"{what} {path}: cannot write: {e.strerror or e}") from None
+    try:
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), mode)
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        check_output(path, inputs, what)  # nothing swapped in meanwhile
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise UsageError(f"{what} {path}: cannot write: {e.strerror or e}") from None
+        raise
+
+
+def write_bytes(path: str, data: bytes, inputs: Iterable[tuple[str, str]], what: str) -> None:
+    """:func:`replacing` for data in hand."""
+    inputs = list(inputs)
+    with replacing(path, inputs, what) as out:
+        out.write(data)
