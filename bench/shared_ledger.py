@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import row
 
 from planrunner import ledger
-from planrunner.pgledger import PostgresLedger
+from planrunner.ledger.postgres import PostgresLedger
 from planrunner.sim import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
 from testing import apply_argv, postgres
 

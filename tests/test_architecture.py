@@ -18,8 +18,8 @@ LAYERS = [
     {"errors", "protocol", "outcome", "times", "log", "select"},
     {"source", "cron", "schema"},
     {"plan"},
-    {"resolve", "ledger", "pgledger", "enos", "report", "terminal", "rate"},
-    {"engine", "instances", "ledgertools", "checking"},
+    {"resolve", "ledger", "enos", "report", "terminal", "rate"},
+    {"engine", "instances", "checking"},
     {"sim", "commands", "saved", "inspect"},
     {"cli", "__main__", "launch"},
 ]

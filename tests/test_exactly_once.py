@@ -392,7 +392,7 @@ def test_n3_postgres_apply_that_lost_its_lock_session_sends_nothing_more(
 
 def test_n3_check_lock_fails_once_the_lock_session_is_gone(pg_url: str) -> None:
     from planrunner.errors import LedgerError
-    from planrunner.pgledger import PostgresLedger
+    from planrunner.ledger.postgres import PostgresLedger
 
     backend = PostgresLedger(pg.with_table(pg_url))
     try:

@@ -345,7 +345,7 @@ def test_n22_torn_tail_union_merged_into_the_middle_is_recognised_and_blanked(tm
     folded = ledger.fold(str(led), {k1, k2, k3})
     assert [folded.status(k) for k in (k1, k2, k3)] == ["done", "done", "done"]
     assert folded.torn_middle and folded.torn_middle[0][2] == number
-    from planrunner import ledgertools
+    from planrunner.ledger import tools as ledgertools
 
     assert ledgertools.check_lines(str(led)).problems == [
         f"{led}:{number}: an incomplete record in the middle (a torn write that a git merge moved "

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from planrunner import ledger
 from planrunner.errors import LedgerError, LedgerLocked
-from planrunner.pgledger import PostgresLedger
+from planrunner.ledger.postgres import PostgresLedger
 from planrunner.sim import Dialect, Faults, Simulator
 from testing import (
     FAST_ENV,

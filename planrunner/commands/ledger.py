@@ -126,8 +126,9 @@ def main(args: argparse.Namespace) -> int:
 
 def export(source: str, target: str) -> int:
     """Every record of ``source`` to the JSON-lines file ``target``."""
-    from planrunner import ledger, ledgertools
+    from planrunner import ledger
     from planrunner.commands.context import note_missing, warn_password
+    from planrunner.ledger import tools as ledgertools
 
     warn_password(source, "--ledger")
     note_missing(source)
@@ -236,7 +237,8 @@ def log(args: argparse.Namespace) -> int:
     """The history of a ledger, by key, flow or run."""
     import fnmatch
 
-    from planrunner import ledger, ledgertools
+    from planrunner import ledger
+    from planrunner.ledger import tools as ledgertools
 
     since, until = _time_bound("--since", args.since), _time_bound("--until", args.until)
     labels: dict[tuple[str, int], tuple[str, Any]] = {}
@@ -354,8 +356,9 @@ def log(args: argparse.Namespace) -> int:
 
 def verify(args: argparse.Namespace) -> int:
     """Check every line; count keys per status; exit 3 on a problem."""
-    from planrunner import ledger, ledgertools
+    from planrunner import ledger
     from planrunner.errors import EXIT_LEDGER
+    from planrunner.ledger import tools as ledgertools
 
     backend = ledger.open_ledger(_place(args))
     checked = ledgertools.check_backend(backend)
@@ -391,8 +394,9 @@ def verify(args: argparse.Namespace) -> int:
 
 def compact(args: argparse.Namespace) -> int:
     """Rewrite a file ledger to the fewest records folding to the same states."""
-    from planrunner import ledger, ledgertools
+    from planrunner import ledger
     from planrunner.commands.apply import new_run_id
+    from planrunner.ledger import tools as ledgertools
 
     place = _place(args)
     if ledger.is_postgres(place):

@@ -1192,7 +1192,7 @@ def open_ledger(spec: str) -> Backend:
         import importlib
 
         try:
-            pgledger = importlib.import_module("planrunner.pgledger")
+            pgledger = importlib.import_module("planrunner.ledger.postgres")
         except ModuleNotFoundError as e:
             raise UsageError(
                 f"a PostgreSQL ledger needs the postgres extra: pip install 'planrunner[postgres]' ({e.name} is missing)"
