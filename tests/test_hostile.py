@@ -278,14 +278,16 @@ def test_d9_a_ledger_that_cannot_be_written_is_refused_before_sending(
     assert sim.triggers() == []
 
 
-@pytest.mark.parametrize("command", ["plan", "apply"])
+@pytest.mark.parametrize("command", ["plan", "apply", "verify"])
 def test_d20_a_fifo_ledger_is_refused_not_waited_on(tmp_path: Path, command: str) -> None:
     fifo = tmp_path / "f.jsonl"
     os.mkfifo(fifo)
     plan = write_plan(tmp_path, ONE)
     extra = ["--sim", "--yes"] if command == "apply" else []
+    # ``ledger verify`` hung here before it read through the ledger's own safe opener.
+    args = ["ledger", "verify"] if command == "verify" else [command, str(plan), *extra]
     p = subprocess.run(
-        [sys.executable, "-m", "planrunner", command, str(plan), "--ledger", str(fifo), *extra],
+        [sys.executable, "-m", "planrunner", *args, "--ledger", str(fifo)],
         capture_output=True,
         text=True,
         cwd=ROOT,

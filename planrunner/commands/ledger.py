@@ -274,13 +274,7 @@ def log(args: argparse.Namespace) -> int:
     states = {sim: ledgertools.key_states(all_records, sim=sim) for sim in (False, True)}
 
     def state_of(key: str, sim: bool) -> str:
-        st, cancelled = states[sim]
-        s = st.get(key)
-        if s is None:
-            return "pending"
-        if s.done and key in cancelled:
-            return str(ledger.CANCELLED)
-        return str(s.status)
+        return str(states[sim].status(key))
 
     run_rows: dict[str, dict[str, Any]] = {}
     for _, rec in chosen:

@@ -14,210 +14,20 @@ import json
 import os
 import socket
 import stat
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from planrunner import log, times
-from planrunner.errors import LedgerError, LedgerLocked, UsageError
-from planrunner.outcome import KeyStatus, Outcome, Status
+from planrunner.errors import LedgerError, LedgerLocked
+from planrunner.ledger.base import GroupCommit, Sink
+from planrunner.ledger.fold import Folded, fold_into, note_folded
+from planrunner.ledger.records import _EVENT_SET, _REQUIRED_SET, check, encode, identity
 
-EVENTS = ("intent", "triggered", "failed", "unknown", "reconciled", "aborted", "cancelled")
-_REQUIRED = ("v", "event", "key", "flowId", "orgId", "triggerTime", "attempt", "at")
-SIM_GATEWAY = "sim"  # the ``gateway`` of records written by ``--sim`` runs
-
-DONE = KeyStatus.DONE
-UNKNOWN = KeyStatus.UNKNOWN
-FAILED = KeyStatus.FAILED
-PENDING = KeyStatus.PENDING
-CANCELLED = KeyStatus.CANCELLED
-
-
-class Ref(Protocol):
-    """What a record is about: one key (an ``Entry`` is one)."""
-
-    @property
-    def key(self) -> str: ...
-    @property
-    def flow_id(self) -> int: ...
-    @property
-    def org_id(self) -> str: ...
-    @property
-    def trigger_time(self) -> int: ...
-
-
-def default_path(plan_path: str) -> str:
-    """The plan's path with ``.yaml``/``.yml`` replaced by ``.ledger.jsonl``."""
-    for suffix in (".yaml", ".yml"):
-        if plan_path.endswith(suffix):
-            return plan_path[: -len(suffix)] + ".ledger.jsonl"
-    return plan_path + ".ledger.jsonl"
-
-
-def sim_path(plan_path: str) -> str:
-    """``--sim``'s own ledger, ``PLAN.sim.ledger.jsonl``: a demo never touches the real one."""
-    return default_path(plan_path).removesuffix(".ledger.jsonl") + ".sim.ledger.jsonl"
-
-
-def record(
-    event: str,
-    key: str,
-    flow_id: int,
-    org_id: str,
-    trigger_time: int,
-    attempt: str,
-    **extra: Any,
-) -> dict[str, Any]:
-    """A ledger record with the common fields first."""
-    rec: dict[str, Any] = {
-        "v": 1,
-        "event": event,
-        "key": key,
-        "flowId": flow_id,
-        "orgId": org_id,
-        "triggerTime": trigger_time,
-        "attempt": attempt,
-        "at": times.format_utc(time.time_ns() // 1_000_000),
-    }
-    rec.update(extra)
-    return rec
-
-
-# One constructor per event (docs/apply.md's table); ``record`` writes the common fields.
-
-
-def _rec(event: str, ref: Ref, attempt: str, gateway: str, **extra: Any) -> dict[str, Any]:
-    return record(
-        event, ref.key, ref.flow_id, ref.org_id, ref.trigger_time, attempt, gateway=gateway, **extra
-    )
-
-
-def intent(ref: Ref, attempt: str, *, gateway: str, flow: str, run: str) -> dict[str, Any]:
-    """Written and made durable before the request is sent."""
-    return _rec("intent", ref, attempt, gateway, flow=flow, run=run)
-
-
-def triggered(ref: Ref, attempt: str, *, gateway: str, flow_instance_id: str | None) -> dict[str, Any]:
-    """The service answered success."""
-    return _rec("triggered", ref, attempt, gateway, flowInstanceId=flow_instance_id)
-
-
-def failed(ref: Ref, attempt: str, *, gateway: str, code: int | None, msg: str) -> dict[str, Any]:
-    """The service answered an error; retries are spent."""
-    return _rec("failed", ref, attempt, gateway, code=code, msg=msg)
-
-
-def unknown(ref: Ref, attempt: str, *, gateway: str, reason: str) -> dict[str, Any]:
-    """No definite answer: the request may have been acted on."""
-    return _rec("unknown", ref, attempt, gateway, reason=reason)
-
-
-def reconciled(
-    ref: Ref, attempt: str, *, gateway: str, found: bool, flow_instance_id: str | None
-) -> dict[str, Any]:
-    """The attempt was looked up on the service."""
-    return _rec("reconciled", ref, attempt, gateway, found=found, flowInstanceId=flow_instance_id)
-
-
-def aborted(ref: Ref, attempt: str, *, gateway: str, reason: str) -> dict[str, Any]:
-    """The run stopped after the intent and before the request left."""
-    return _rec("aborted", ref, attempt, gateway, reason=reason)
-
-
-def cancelled(ref: Ref, attempt: str, *, gateway: str, flow_instance_id: str) -> dict[str, Any]:
-    """``planrunner cancel`` cancelled the key's instance."""
-    return _rec("cancelled", ref, attempt, gateway, flowInstanceId=flow_instance_id)
-
-
-def encode(records: Iterable[dict[str, Any]]) -> bytes:
-    """Records as compact UTF-8 JSON lines, each ending in a newline."""
-    return b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records)
-
-
-@dataclass(slots=True)
-class KeyState:
-    """What the ledger says of one key, folded in any order."""
-
-    done: bool = False
-    flow_instance_id: str | None = None
-    intents: dict[str, str] = field(default_factory=dict)  # attempt -> its intent's ``at``
-    closed: set[str] = field(default_factory=set)
-    failed: bool = False
-    error: str | None = None
-
-    @property
-    def status(self) -> KeyStatus:
-        """done, unknown, failed or pending, as docs/ledger.md defines them."""
-        if self.done:
-            return DONE
-        if self.intents.keys() - self.closed:
-            return UNKNOWN
-        return FAILED if self.failed else PENDING
-
-    @property
-    def open_attempts(self) -> set[str]:
-        """Attempts with an intent and no outcome yet."""
-        return set(self.intents.keys() - self.closed)
-
-    @property
-    def last_intent_at(self) -> str | None:
-        """The ``at`` of the newest open intent (RFC 3339 UTC sorts as text)."""
-        open_ = self.open_attempts
-        return max((self.intents[a] for a in open_), default=None)
-
-    def add(self, rec: dict[str, Any]) -> None:
-        """Fold one record in."""
-        event = rec["event"]
-        if self.done:
-            return  # done is absorbing: any triggered or found attempt settles the key
-        attempt = rec["attempt"]
-        if event == "intent":
-            self.intents[attempt] = str(rec.get("at", ""))
-        elif event == "triggered":
-            self._settle(rec)
-        elif event == "failed":
-            self.closed.add(attempt)
-            self.failed = True
-            self.error = f"{_text(rec.get('code'))}: {_text(rec.get('msg'))}"
-        elif event == "reconciled":
-            if rec.get("found") is True:
-                self._settle(rec)
-            else:
-                self.closed.add(attempt)
-        elif event == "aborted":
-            self.closed.add(attempt)  # nothing left the machine: the key is as it was
-        # "unknown" records say why an attempt is open; the open intent already says it is.
-
-    def _settle(self, rec: dict[str, Any]) -> None:
-        self.done = True
-        iid = rec.get("flowInstanceId")
-        self.flow_instance_id = iid if isinstance(iid, str) else None
-        self.intents = {}
-        self.closed = set()
-
-
-def _text(value: object) -> str:
-    """A ledger field for a message: absent or null reads as "none", never Python's None."""
-    return "none" if value is None else str(value)
-
-
-_REQUIRED_SET = frozenset(_REQUIRED)
-_EVENT_SET = frozenset(EVENTS)
-_FIELD_TYPES = {
-    "key": str,
-    "flowId": int,
-    "orgId": str,
-    "triggerTime": int,
-    "attempt": str,
-    "at": str,
-}
-_CONFLICT_MARKERS = (b"<<<<<<<", b"=======", b">>>>>>>")
+CONFLICT_MARKERS = (b"<<<<<<<", b"=======", b">>>>>>>")
 # How every record this version writes starts (``record`` puts these fields first).
 _RECORD_HEAD = b'{"v":1,"event":"'
 _RECORD_START = b'{"v":'
@@ -245,7 +55,7 @@ def undecodable(path: str, number: int, line: bytes) -> bool:
     :func:`torn_record` recognises), else :class:`LedgerError` saying where and what."""
     if line.isspace():
         return True
-    if line.startswith(_CONFLICT_MARKERS):
+    if line.startswith(CONFLICT_MARKERS):
         raise LedgerError(
             f"{path}:{number}: git conflict marker in the ledger; ledgers merge "
             'without conflicts with "*.ledger.jsonl merge=union" in .gitattributes: '
@@ -264,68 +74,7 @@ def undecodable(path: str, number: int, line: bytes) -> bool:
     raise _corrupt(path, number, "not JSON")
 
 
-def _check(path: str, number: int, rec: Any) -> None:
-    """Raise for a record that is not one this version writes (exit 3, with its line)."""
-    if not isinstance(rec, dict) or not rec.keys() >= _REQUIRED_SET:
-        missing = sorted(_REQUIRED_SET - rec.keys()) if isinstance(rec, dict) else []
-        why = f"missing fields: {', '.join(missing)}" if missing else "not a record object"
-        raise _corrupt(path, number, why)
-    if type(rec["v"]) is not int or type(rec["event"]) is not str:
-        raise _corrupt(path, number, '"v" must be the integer 1 and "event" a string')
-    if rec["v"] != 1 or rec["event"] not in _EVENT_SET:
-        raise LedgerError(
-            f"{path}:{number}: unsupported ledger record (v={rec['v']!r}, event={rec['event']!r})"
-        )
-    for name, kind in _FIELD_TYPES.items():
-        value = rec[name]
-        if type(value) is not kind:
-            raise _corrupt(path, number, f'"{name}" is {type(value).__name__}, not {kind.__name__}')
-
-
-class Folded:
-    """Per-key states of a ledger. Done keys (the bulk of a long ledger) cost one dict slot."""
-
-    __slots__ = (
-        "cancelled",
-        "done",
-        "ignored",
-        "open",
-        "orphans",
-        "other_gateways",
-        "torn_at",
-        "torn_line",
-        "torn_middle",
-    )
-
-    def __init__(self) -> None:
-        # Keys outside the plan under ``orphans_of`` prefixes: key -> state (few, usually).
-        self.orphans: dict[str, KeyState] = {}
-        self.done: dict[str, str | None] = {}  # key -> flowInstanceId
-        self.cancelled: set[str] = set()  # done keys whose instance ``cancel`` cancelled
-        self.open: dict[str, KeyState] = {}  # keys not done: unknown, failed or pending
-        self.ignored = 0  # records of the other kind of run (simulator vs real), not counted
-        # Records of the fold's keys written against another real gateway: gateway -> count.
-        self.other_gateways: dict[str, int] = {}
-        self.torn_at: int | None = None
-        self.torn_line: int | None = None
-        # Torn records a merge moved into the middle: (offset, length without newline, line).
-        self.torn_middle: list[tuple[int, int, int]] = []
-
-    def status(self, key: str) -> KeyStatus:
-        """done, cancelled, unknown, failed or pending."""
-        if key in self.done:
-            return CANCELLED if key in self.cancelled else DONE
-        state = self.open.get(key)
-        return state.status if state is not None else PENDING
-
-    def state(self, key: str) -> KeyState:
-        """The key's state (a fresh one for a key the ledger never mentions)."""
-        if key in self.done:
-            return KeyState(done=True, flow_instance_id=self.done[key])
-        return self.open.get(key) or KeyState()
-
-
-def _open_for_reading(path: str) -> Any:
+def open_for_reading(path: str) -> Any:
     """The ledger opened for reading (None when it does not exist), never blocking on a
     FIFO: a directory, FIFO or other non-regular file is :class:`LedgerError` (exit 3)."""
     try:
@@ -358,247 +107,65 @@ def fold(
     gateway: str | None = None,
     other_gateways_count: bool = False,
 ) -> Folded:
-    """Stream the ledger into per-key states (only ``keys`` when given); never skips a bad line.
-
-    With ``orphans_of`` (key prefixes ``orgId/flowId/``), keys not in ``keys`` under those
-    prefixes are folded too, into ``Folded.orphans``: what the ledger holds that the plan
-    no longer yields.
-
-    Records of simulator runs (``gateway: sim``) count only when ``sim`` is true, and real
-    ones only when it is false: a demo can never mark a real entry done. With ``gateway``
-    (``scheme://host[:port]``, as records name it), records that name another gateway do
-    not count either (unless ``other_gateways_count``: ``plan``, which has no ``--gateway``);
-    either way they are counted per gateway in ``Folded.other_gateways``. A last
-    line without its newline is a torn write: it is noted (``torn_line``), not folded; a
-    torn record that a merge moved into the middle is noted in ``torn_middle``.
+    """Stream the ledger file through :func:`fold_into` (see there for the arguments); never
+    skips a bad line. A last line without its newline is a torn write: it is noted
+    (``torn_line``), not folded; a torn record that a merge moved into the middle is noted in
+    ``torn_middle``.
     """
     out = Folded()
-    done, open_, cancelled, others = out.done, out.open, out.cancelled, out.other_gateways
-    # Keys whose only record so far is one intent: key -> (attempt, at).
-    lone: dict[str, tuple[str, str]] = {}
-    loads, decode_error = orjson.loads, orjson.JSONDecodeError
-    f = _open_for_reading(path)
+    f = open_for_reading(path)
     if f is None:
         return out
-    offset = number = ignored = 0
     with f:
-        # One loop with everything inlined: this runs once per line of a ledger that may
-        # hold millions of records.
-        for line in f:
-            number += 1
-            if line[-1:] != b"\n":
-                out.torn_at, out.torn_line = offset, number
-                break
-            offset += len(line)
-            if line == b"\n":
-                continue
-            try:
-                rec = loads(line)
-            except decode_error:
-                undecodable(path, number, line)  # raises unless blank or a torn record
-                if not line.isspace():
-                    out.torn_middle.append((offset - len(line), len(line.rstrip(b"\r\n")), number))
-                continue
-            if (
-                type(rec) is not dict
-                or not rec.keys() >= _REQUIRED_SET
-                or type(rec["v"]) is not int
-                or rec["v"] != 1
-                or type(rec["event"]) is not str
-                or rec["event"] not in _EVENT_SET
-                or type(rec["key"]) is not str
-                or type(rec["flowId"]) is not int
-                or type(rec["orgId"]) is not str
-                or type(rec["attempt"]) is not str
-                or type(rec["triggerTime"]) is not int
-                or type(rec["at"]) is not str
-            ):
-                _check(path, number, rec)
-            gw = rec.get("gateway")
-            if (gw == SIM_GATEWAY) is not sim:
-                ignored += 1
-                continue
-            key = rec["key"]
-            if gateway is not None and gw != gateway and type(gw) is str:
-                if keys is None or key in keys or (orphans_of and key[: key.rfind("/") + 1] in orphans_of):
-                    others[gw] = others.get(gw, 0) + 1
-                if not other_gateways_count:
-                    continue
-            event = rec["event"]
-            if event == "cancelled":
-                if (
-                    keys is None
-                    or key in keys
-                    or (orphans_of and key[: key.rfind("/") + 1] in orphans_of)
-                ):
-                    cancelled.add(key)
-                continue
-            if key in done:
-                continue
-            if keys is not None and key not in keys:
-                if orphans_of and key[: key.rfind("/") + 1] in orphans_of:
-                    out.orphans.setdefault(key, KeyState()).add(rec)
-                continue
-            if event == "triggered":  # the common case, settled without a state object
-                iid = rec.get("flowInstanceId")
-                done[key] = iid if type(iid) is str else None
-                lone.pop(key, None)
-                open_.pop(key, None)
-                continue
-            state = open_.get(key)
-            if state is None:
-                if event == "intent" and key not in lone:
-                    # Most intents meet their result next: no state object yet.
-                    lone[key] = (rec["attempt"], rec["at"])
-                    continue
-                state = open_[key] = KeyState()
-                if key in lone:
-                    attempt, at = lone.pop(key)
-                    state.intents[attempt] = at
-            state.add(rec)
-            if state.done:
-                done[key] = state.flow_instance_id
-                del open_[key]
-    for key, (attempt, at) in lone.items():
-        open_[key] = KeyState(intents={attempt: at})
-    cancelled &= done.keys() | {k for k, st in out.orphans.items() if st.done}
-    out.ignored = ignored
-    return out
-
-
-def plan_outcomes(
-    ledger: Backend | str,
-    keys: set[str],
-    *,
-    sim: bool = False,
-    orphans_of: set[str] | None = None,
-    gateway: str | None = None,
-) -> PlanOutcomes:
-    """What ``plan`` shows per key: done, cancelled, retry or unknown (pending keys have none).
-
-    ``plan`` has no ``--gateway``: records of every real gateway count, and those of a
-    gateway other than ``gateway`` (the plan's) get a note, since apply would ignore them.
-    """
-    backend = FileLedger(ledger) if isinstance(ledger, str) else ledger
-    folded = backend.fold(
-        keys, sim=sim, orphans_of=orphans_of, gateway=gateway, other_gateways_count=True
-    )
-    if folded.torn_line is not None:
-        log.get("ledger").warning(
-            "ledger has an incomplete last line (an apply may be writing); ignoring it",
-            ledger=backend.name,
-            line=folded.torn_line,
-        )
-    return PlanOutcomes(folded)
-
-
-def gateway_host(gateway: str) -> str:
-    """``host[:port]`` of a recorded gateway, for output (never a user or a password)."""
-    rest = gateway.partition("://")[2] or gateway
-    host = rest.partition("/")[0].rpartition("@")[2][:200]
-    return "".join(c if c.isprintable() else "?" for c in host) or "?"
-
-
-def note_folded(
-    folded: Folded, name: str, gateway: str | None, said: set[object], *, counted: bool = False
-) -> None:
-    """Warn about what a fold left out (or ``counted``): records of other gateways; and torn
-    middle lines (each once per ``said``, which a backend keeps: ``status --watch`` folds
-    every poll)."""
-    logger = log.get("ledger")
-    seen = (tuple(sorted(folded.other_gateways.items())), gateway, tuple(folded.torn_middle))
-    if seen in said:
-        return
-    said.add(seen)
-    if folded.other_gateways and gateway is not None:
-        ranked = sorted(folded.other_gateways.items(), key=lambda kv: (-kv[1], kv[0]))
-        named = ", ".join(f"{n} for {gateway_host(gw)}" for gw, n in ranked[:5])
-        more = f" and {len(ranked) - 5} more gateways" if len(ranked) > 5 else ""
-        total = sum(folded.other_gateways.values())
-        if counted:
-            text = (
-                f"{total} ledger records were written against another gateway than the plan's "
-                f"({named}{more}): they are counted here, but an apply against "
-                f"{gateway_host(gateway)} ignores them and sends those entries; an apply with "
-                "the same --gateway counts them"
-            )
-        else:
-            text = (
-                f"ignored {total} ledger records written against another gateway ({named}{more}); "
-                f"they count only for that gateway, not for {gateway_host(gateway)}"
-            )
-        logger.warning(text, ledger=name)
-    for _, _, number in folded.torn_middle[:5]:
-        logger.warning(
-            "ignored an incomplete record in the middle of the ledger (a torn write that a git "
-            "merge moved there; it was never whole, so nothing was sent on it); the next apply "
-            "blanks it",
-            ledger=name,
-            line=number,
+        return fold_into(
+            out,
+            _valid_lines(path, f, out),
+            keys,
+            sim=sim,
+            orphans_of=orphans_of,
+            gateway=gateway,
+            other_gateways_count=other_gateways_count,
         )
 
 
-_new_outcome = partial(tuple.__new__, Outcome)  # an Outcome without a Python-level call
-
-
-def _key_order(key: str) -> tuple[int, str]:
-    """Sort keys by trigger time, then the rest."""
-    head, _, tail = key.rpartition("/")
-    return (int(tail) if tail.isdigit() else 0, head)
-
-
-class PlanOutcomes(Mapping[str, "Outcome"]):
-    """A read-only view of a fold as ``plan`` statuses, built per key on demand."""
-
-    def __init__(self, folded: Folded) -> None:
-        self._folded = folded
-
-    @property
-    def folded(self) -> Folded:
-        """The fold this view reads."""
-        return self._folded
-
-    def orphans(self) -> list[tuple[str, str, str | None]]:
-        """(key, status, flowInstanceId) of done or unknown keys the plan no longer yields."""
-        out = []
-        for key, state in sorted(self._folded.orphans.items(), key=lambda kv: _key_order(kv[0])):
-            if state.done:
-                status = Status.CANCELLED if key in self._folded.cancelled else Status.DONE
-                out.append((key, str(status), state.flow_instance_id))
-            elif state.status == UNKNOWN:
-                out.append((key, str(Status.UNKNOWN), None))
-        return out
-
-    def get(self, key: str, default: Any = None) -> Any:
-        folded = self._folded
-        done = folded.done
-        if key in done:
-            status = Status.CANCELLED if key in folded.cancelled else Status.DONE
-            return _new_outcome((status, done[key], None))
-        state = folded.open.get(key)
-        if state is not None:
-            key_status = state.status
-            if key_status == UNKNOWN:
-                return Outcome(Status.UNKNOWN)
-            if key_status == FAILED:
-                return Outcome(Status.RETRY, None, state.error)
-        return default
-
-    def __getitem__(self, key: str) -> Outcome:
-        value = self.get(key)
-        if value is None:
-            raise KeyError(key)
-        return value  # type: ignore[no-any-return]
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self._folded.done
-        yield from (k for k in self._folded.open if self.get(k) is not None)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-    def __bool__(self) -> bool:
-        return bool(self._folded.done or self._folded.open)
+def _valid_lines(path: str, f: Any, out: Folded) -> Iterator[dict[str, Any]]:
+    """The records of an open ledger file, each valid (:func:`planrunner.ledger.records.check`), noting torn
+    lines in ``out``."""
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    offset = number = 0
+    for line in f:
+        number += 1
+        if line[-1:] != b"\n":
+            out.torn_at, out.torn_line = offset, number
+            break
+        offset += len(line)
+        if line == b"\n":
+            continue
+        try:
+            rec = loads(line)
+        except decode_error:
+            undecodable(path, number, line)  # raises unless blank or a torn record
+            if not line.isspace():
+                out.torn_middle.append((offset - len(line), len(line.rstrip(b"\r\n")), number))
+            continue
+        # The checks the fold needs, inlined for the common case; anything else gets the
+        # one rule's verdict (records.validate) and its message.
+        if (
+            type(rec) is not dict
+            or not rec.keys() >= _REQUIRED_SET
+            or type(rec["v"]) is not int
+            or rec["v"] != 1
+            or type(rec["event"]) is not str
+            or rec["event"] not in _EVENT_SET
+            or type(rec["key"]) is not str
+            or type(rec["flowId"]) is not int
+            or type(rec["orgId"]) is not str
+            or type(rec["attempt"]) is not str
+            or type(rec["triggerTime"]) is not int
+            or type(rec["at"]) is not str
+        ):
+            check(f"{path}:{number}", rec)
+        yield rec
 
 
 class Lock:
@@ -780,74 +347,6 @@ def _read_holder(fd: int) -> str:
         return _UNKNOWN_HOLDER
 
 
-class GroupCommit:
-    """Concurrent ``append`` calls share one durable write (group commit).
-
-    A caller's records wait in a queue; whoever finds no flush under way takes the whole
-    queue and makes it durable with :meth:`_flush` (a write and an fsync, or a
-    transaction), and every caller returns only once its own records are durable. A failed
-    flush fails every caller from then on (:meth:`_failure` says how). ``fsyncs`` counts
-    flushes.
-    """
-
-    def __init__(self) -> None:
-        self._cv = threading.Condition()
-        self._pending: list[dict[str, Any]] = []
-        self._queued = 0
-        self._durable = 0
-        self._flushing = False
-        self._error: Exception | None = None
-        self.fsyncs = 0
-
-    def _flush(self, batch: list[dict[str, Any]]) -> None:
-        """Make ``batch`` durable; raise on failure."""
-        raise NotImplementedError
-
-    def _failure(self, error: Exception) -> LedgerError:
-        """The error every later ``append`` raises after a failed flush."""
-        raise NotImplementedError
-
-    def _caught(self) -> tuple[type[Exception], ...]:
-        """The exceptions a failed flush raises (others are bugs and propagate)."""
-        return (OSError,)
-
-    def append(self, records: Iterable[dict[str, Any]]) -> None:
-        """Queue ``records`` and return once they are durable."""
-        mine_records = list(records)
-        with self._cv:
-            self._pending.extend(mine_records)
-            self._queued += 1
-            mine = self._queued
-            while self._durable < mine:
-                if self._error is not None:
-                    raise self._failure(self._error)
-                if self._flushing:
-                    self._cv.wait()
-                    continue
-                self._flushing = True
-                batch, self._pending = self._pending, []
-                upto = self._queued
-                self._cv.release()
-                done = False
-                try:
-                    if batch:
-                        self._flush(batch)
-                    done = True
-                except Exception as e:
-                    # Nothing of this batch is known durable: every caller fails from now on.
-                    self._error = e
-                    if not isinstance(e, self._caught()):
-                        raise  # a bug, not a full disk: let it surface
-                finally:
-                    self._cv.acquire()
-                    self._flushing = False
-                    if batch:
-                        self.fsyncs += 1
-                    if done:
-                        self._durable = upto
-                    self._cv.notify_all()
-
-
 class Writer(GroupCommit):
     """Appends records to the file durably; concurrent callers share one write and one fsync.
 
@@ -965,76 +464,6 @@ def _blank_torn_middle(path: str, torn: list[tuple[int, int, int]]) -> None:
         os.close(fd)
 
 
-# -- backends --------------------------------------------------------------------------------
-
-
-class Sink(Protocol):
-    """Where a run's records go: ``append`` returns once they are durable."""
-
-    fsyncs: int
-
-    def append(self, records: Iterable[dict[str, Any]]) -> None: ...
-
-
-class Backend(Protocol):
-    """A ledger: the JSON-lines file (:class:`FileLedger`) or a PostgreSQL table.
-
-    Everything above this interface (plan, apply, status, cancel, the ledger commands) is
-    the same code for both.
-    """
-
-    @property
-    def name(self) -> str:
-        """What to call it in output (a path, or a URL with its password masked)."""
-        ...
-
-    def fold(
-        self,
-        keys: set[str] | None = None,
-        *,
-        sim: bool = False,
-        orphans_of: set[str] | None = None,
-        gateway: str | None = None,
-        other_gateways_count: bool = False,
-    ) -> Folded:
-        """Per-key states, for ``keys`` only when given (see :func:`fold` for ``orphans_of``,
-        ``gateway`` and ``other_gateways_count``); warns about records of other gateways."""
-        ...
-
-    def lock(self, run_id: str, flows: Iterable[tuple[str, int]], timeout: float) -> AbstractContextManager[object]:
-        """Exclusive right to send for ``flows`` ((orgId, flowId) pairs) for a whole run."""
-        ...
-
-    def holder(self) -> str | None:
-        """Who holds the lock now, if anyone (for ``plan``'s note)."""
-        ...
-
-    def repair(self, folded: Folded) -> None:
-        """Cut what a crash left half-written (under the lock)."""
-        ...
-
-    def writer(self) -> AbstractContextManager[Sink]:
-        """A durable appender for one run."""
-        ...
-
-    def check_lock(self) -> None:
-        """Raise :class:`LedgerError` unless the run's locks are provably still held (before a send)."""
-        ...
-
-    def records(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every record with where it is (``path:line``), in stored order."""
-        ...
-
-    def add(self, records: Iterable[dict[str, Any]]) -> int:
-        """Add records not already present (idempotent); returns how many were added."""
-        ...
-
-
-def identity(rec: dict[str, Any]) -> bytes:
-    """A record's identity for idempotent import: its canonical JSON."""
-    return orjson.dumps(rec, option=orjson.OPT_SORT_KEYS)
-
-
 class _LockAndRepair:
     def __init__(self, owner: FileLedger, lock: Lock, timeout: float) -> None:
         self._owner = owner
@@ -1110,7 +539,7 @@ class FileLedger:
 
     def records(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every whole record with ``path:line``; a torn last line is left out."""
-        f = _open_for_reading(self.path)
+        f = open_for_reading(self.path)
         if f is None:
             return
         with f:
@@ -1122,7 +551,7 @@ class FileLedger:
                 except orjson.JSONDecodeError:
                     undecodable(self.path, number, line)  # raises unless blank or torn
                     continue
-                _check(self.path, number, rec)
+                check(f"{self.path}:{number}", rec)
                 yield f"{self.path}:{number}", rec
 
     def add(self, records: Iterable[dict[str, Any]]) -> int:
@@ -1176,27 +605,3 @@ def lock_holder(ledger_path: str) -> str | None:
         return None
     finally:
         os.close(fd)
-
-
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
-
-def is_postgres(spec: str) -> bool:
-    """Whether a ``--ledger`` value names a PostgreSQL ledger."""
-    return spec.startswith(POSTGRES_SCHEMES)
-
-
-def open_ledger(spec: str) -> Backend:
-    """The ledger a ``--ledger`` value (or a default path) names."""
-    if is_postgres(spec):
-        import importlib
-
-        try:
-            pgledger = importlib.import_module("planrunner.ledger.postgres")
-        except ModuleNotFoundError as e:
-            raise UsageError(
-                f"a PostgreSQL ledger needs the postgres extra: pip install 'planrunner[postgres]' ({e.name} is missing)"
-            ) from None
-        backend: Backend = pgledger.PostgresLedger(spec)
-        return backend
-    return FileLedger(spec)

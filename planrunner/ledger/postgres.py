@@ -3,7 +3,7 @@
 ``--ledger postgresql://USER[:PASSWORD]@HOST[:PORT]/DB[?table=NAME]`` (psycopg 3, the
 ``postgres`` extra). The common fields are columns, the rest of a record is ``jsonb``;
 the fold filters a plan's keys in SQL and runs each row through the same
-:class:`planrunner.ledger.KeyState` rules as the file. Instead of one file lock, ``apply``
+:func:`planrunner.ledger.fold.fold_into` loop as the file. Instead of one file lock, ``apply``
 takes an advisory lock per (orgId, flowId) on one connection that it holds for the whole
 run; that connection also commits the run's records, so once the lock is gone (the
 connection is lost) nothing more is committed and nothing more is sent.
@@ -33,8 +33,11 @@ from psycopg import sql
 from psycopg.abc import PQGen
 from psycopg.types.json import Jsonb
 
-from planrunner import ledger, log, times
+from planrunner import log, times
 from planrunner.errors import LedgerError, LedgerLocked
+from planrunner.ledger.base import GroupCommit, Sink
+from planrunner.ledger.fold import Folded, fold_into, note_folded
+from planrunner.ledger.records import check, identity
 
 SCHEMA_VERSION = 1  # the layout this module writes; a newer one in the table is refused
 DEFAULT_TABLE = "planrunner_ledger"
@@ -390,14 +393,14 @@ class PostgresLedger:
         orphans_of: set[str] | None = None,
         gateway: str | None = None,
         other_gateways_count: bool = False,
-    ) -> ledger.Folded:
+    ) -> Folded:
         """Per-key states, computed from the rows of ``keys`` (all when None), streamed.
 
         The same result as :func:`planrunner.ledger.fold` on a file of the same records,
         ``orphans_of`` (``orgId/flowId/`` prefixes of keys outside ``keys``) and ``gateway``
         (records of other gateways left out and counted) included.
         """
-        out = ledger.Folded()
+        out = Folded()
         try:
             with self._session() as conn:
                 if not self._readable(conn):
@@ -413,20 +416,19 @@ class PostgresLedger:
                     query = self._sql(_FOLD + " AND (" + " OR ".join(clauses) + ")")
                 with conn.transaction():
                     if query is not None:
-                        _fold_rows(
-                            conn,
-                            query,
-                            tuple(params),
+                        fold_into(
                             out,
+                            _fold_records(conn, query, tuple(params), self.name),
                             keys,
-                            set(prefixes),
-                            (gateway, other_gateways_count),
-                            self.name,
+                            sim=sim,
+                            orphans_of=set(prefixes),
+                            gateway=gateway,
+                            other_gateways_count=other_gateways_count,
                         )
                     out.ignored = self._ignored(conn, sim)
         except psycopg.Error as e:
             self._fail("cannot read the ledger", e)
-        ledger.note_folded(out, self.name, gateway, self._said, counted=other_gateways_count)
+        note_folded(out, self.name, gateway, self._said, counted=other_gateways_count)
         return out
 
     def _ignored(self, conn: psycopg.Connection[Any], sim: bool) -> int:
@@ -466,7 +468,7 @@ class PostgresLedger:
                 self._ensure_schema(conn)
                 with conn.transaction():
                     for number, rec in enumerate(records, 1):
-                        ledger._check(f"{self.name} (record {number})", number, rec)
+                        check(f"{self.name} (record {number})", rec)
                         batch.append(rec)
                         if len(batch) >= ADD_BATCH:
                             added += self._insert(conn, batch)
@@ -481,14 +483,14 @@ class PostgresLedger:
         columns: list[list[Any]] = [[] for _ in range(len(_COLUMNS) + 2)]
         for rec in records:
             values, extras = _columns_and_extras(rec)
-            columns[0].append(hashlib.sha256(ledger.identity(rec)).digest())
+            columns[0].append(hashlib.sha256(identity(rec)).digest())
             for i, value in enumerate(values, 1):
                 columns[i].append(value)
             columns[-1].append(Jsonb(extras, dumps=_dumps))
         cur = conn.execute(self._sql(_INSERT), columns)
         return max(cur.rowcount, 0)
 
-    def writer(self) -> AbstractContextManager[ledger.Sink]:
+    def writer(self) -> AbstractContextManager[Sink]:
         """A group-committing appender: on the run's lock connection when a lock is held."""
         return _Writer(self)
 
@@ -529,7 +531,7 @@ class PostgresLedger:
         row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{self.table}_locks"',)).fetchone()
         return bool(row and row[0])
 
-    def repair(self, folded: ledger.Folded) -> None:
+    def repair(self, folded: Folded) -> None:
         """Nothing to repair: a transaction is whole or absent."""
         del folded
 
@@ -597,27 +599,10 @@ def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _prefix(key: str) -> str:
-    """``orgId/flowId/`` of a key (as :func:`planrunner.ledger.fold` cuts it)."""
-    return key[: key.rfind("/") + 1]
-
-
-def _fold_rows(
-    conn: psycopg.Connection[Any],
-    query: sql.Composed,
-    params: tuple[Any, ...],
-    out: ledger.Folded,
-    keys: set[str] | None,
-    orphans_of: set[str],
-    gateways: tuple[str | None, bool],
-    name: str,
-) -> None:
-    """Run the rows through :meth:`KeyState.add`, as the file's fold runs its lines
-    (``gateways``: the fold's gateway, and whether records of others count)."""
-    gateway, count_others = gateways
-    done, open_, cancelled, orphans = out.done, out.open, out.cancelled, out.orphans
-    others = out.other_gateways
-    new_state = ledger.KeyState
+def _fold_records(
+    conn: psycopg.Connection[Any], query: sql.Composed, params: tuple[Any, ...], name: str
+) -> Iterator[dict[str, Any]]:
+    """The rows of ``query`` as the records :func:`fold_into` reads (only the fields it uses)."""
     with conn.cursor(name="planrunner_fold") as cur:
         cur.itersize = FOLD_FETCH_ROWS
         cur.execute(query, params)
@@ -628,37 +613,18 @@ def _fold_rows(
                     f"{name}: corrupt ledger record of key {key} "
                     f'("at" is {type(at_json).__name__}, not str); refusing to guess'
                 )
-            if gateway is not None and gw is not None and gw != gateway:
-                others[gw] = others.get(gw, 0) + 1
-                if not count_others:
-                    continue
-            if event == "cancelled":
-                if keys is None or key in keys or _prefix(key) in orphans_of:
-                    cancelled.add(key)
-                continue
-            if key in done:
-                continue
             rec = {
                 "event": event,
+                "key": key,
                 "attempt": attempt,
                 "at": at,
+                "gateway": gw,
                 "flowInstanceId": iid,
                 "found": found,
             }
             if error is not None:
                 rec["code"], rec["msg"] = error
-            if keys is not None and key not in keys:
-                if _prefix(key) in orphans_of:
-                    orphans.setdefault(key, new_state()).add(rec)
-                continue
-            state = open_.get(key)
-            if state is None:
-                state = open_[key] = new_state()
-            state.add(rec)
-            if state.done:
-                done[key] = state.flow_instance_id
-                del open_[key]
-    cancelled.intersection_update(done.keys() | {k for k, st in orphans.items() if st.done})
+            yield rec
 
 
 def _dumps(obj: Any) -> str:
@@ -806,7 +772,7 @@ class _Locks:
             conn.close()
 
 
-class _Writer(ledger.GroupCommit):
+class _Writer(GroupCommit):
     """Group commit: concurrent ``append`` calls share one transaction; ``fsyncs`` counts commits."""
 
     def __init__(self, owner: PostgresLedger) -> None:
