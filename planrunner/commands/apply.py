@@ -407,9 +407,8 @@ def run(req: Request, emit: Callable[[str, dict[str, int]], None] | None = None)
         )
         backend = ledger.open_ledger(path)  # a missing one is created: no note (plan notes it)
         flows = sorted({(e.org_id, e.flow_id) for e in entries})
-        stack.enter_context(backend.lock(run_id, flows, req.lock_timeout))
-        folded = backend.fold({e.key for e in entries}, sim=req.sim, gateway=gateway_id)
-        backend.repair(folded)
+        session = stack.enter_context(backend.session(run_id, flows, req.lock_timeout))
+        folded = session.fold({e.key for e in entries}, sim=req.sim, gateway=gateway_id)
         if folded.ignored:
             logger.info(
                 "ignored ledger records of the other kind of run",
@@ -466,7 +465,7 @@ def run(req: Request, emit: Callable[[str, dict[str, int]], None] | None = None)
         )
         if todo:
             client.token()  # before any intent: a run without a token records nothing
-        writer = stack.enter_context(backend.writer())
+        writer = session
         progress = terminal.Progress(todo, sys.stderr.isatty() and not req.quiet)
         runner = engine.Runner(
             client,
@@ -476,7 +475,7 @@ def run(req: Request, emit: Callable[[str, dict[str, int]], None] | None = None)
             run_id,
             gateway=gateway_id,
             on_settle=progress.add,
-            guard=backend.check_lock,
+            guard=session.check_lock,
         )
         interrupts = _Interrupts(runner.stop, progress)
         started = time.monotonic()

@@ -210,9 +210,8 @@ def run(req: Request) -> int:
     interrupted = False
     with contextlib.ExitStack() as stack:
         stack.callback(client.close)
-        stack.enter_context(backend.lock(run_id, flows, req.lock_timeout))
-        folded = backend.fold({e.key for e in entries}, sim=False)
-        backend.repair(folded)  # our records must not follow a torn line
+        session = stack.enter_context(backend.session(run_id, flows, req.lock_timeout))
+        folded = session.fold({e.key for e in entries}, sim=False)  # cuts a torn tail first
         done = [(e, folded.done[e.key]) for e in entries if folded.status(e.key) == ledger.DONE]
         unknown = [e for e in entries if folded.status(e.key) == ledger.UNKNOWN]
         if not done and not unknown:
@@ -243,7 +242,7 @@ def run(req: Request) -> int:
         lookup_failed = [
             (e, seen[e.key]) for e, _ in done if seen[e.key].state == instances.LOOKUP_FAILED
         ]
-        writer = stack.enter_context(backend.writer())
+        writer = session
         canceller = Canceller(client, writer, zone, run_id, target.gateway_id, req.rate)
         for t in already:  # nothing to send: the ledger catches up with the service
             canceller.record(t)

@@ -172,8 +172,8 @@ def import_(target: str, source: str, lock_timeout: float = 0.0) -> int:
     records = [rec for _, rec in ledger.FileLedger(source).records()]
     backend = ledger.open_ledger(target)
     flows = sorted({(rec["orgId"], rec["flowId"]) for rec in records})
-    with backend.lock(new_run_id(), flows, lock_timeout):
-        added = backend.add(records)
+    with backend.session(new_run_id(), flows, lock_timeout) as session:
+        added = session.add(records)
     print(
         f"imported {added} new records of {len(records)} from {source} into {backend.name}",
         file=sys.stderr,

@@ -427,7 +427,7 @@ def run(req: Request) -> int:
     gateway = gateway_id(plan, req.gateway, req.sim)
 
     def read_ledger() -> tuple[list[tuple[Entry, str | None]], set[str]]:
-        folded = backend.fold(keys, sim=req.sim, gateway=gateway)
+        folded = backend.read(keys, sim=req.sim, gateway=gateway)
         if folded.torn_line is not None:
             logger.warning(
                 "ledger has an incomplete last line (an apply may be writing); ignoring it",

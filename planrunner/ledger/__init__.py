@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from planrunner import log
 from planrunner.errors import UsageError
-from planrunner.ledger.base import Backend, GroupCommit, Sink
+from planrunner.ledger.base import Backend, GroupCommit, Ledger, Session, Sink
 from planrunner.ledger.file import (
     FileLedger,
     Lock,
@@ -57,12 +57,50 @@ from planrunner.ledger.records import (
 )
 
 __all__ = [
-    "CANCELLED", "DONE", "EVENTS", "FAILED", "PENDING", "POSTGRES_SCHEMES", "SIM_GATEWAY",
-    "UNKNOWN", "Backend", "FileLedger", "Folded", "GroupCommit", "KeyState", "Lock",
-    "PlanOutcomes", "Ref", "Sink", "Writer", "aborted", "cancelled", "default_path", "encode",
-    "failed", "fold", "fold_into", "gateway_host", "identity", "intent", "is_postgres",
-    "lock_holder", "note_folded", "open_ledger", "plan_outcomes", "reconciled", "record",
-    "repair_tail", "sim_path", "torn_record", "triggered", "undecodable", "unknown", "validate",
+    "CANCELLED",
+    "DONE",
+    "EVENTS",
+    "FAILED",
+    "PENDING",
+    "POSTGRES_SCHEMES",
+    "SIM_GATEWAY",
+    "UNKNOWN",
+    "Backend",
+    "FileLedger",
+    "Folded",
+    "GroupCommit",
+    "KeyState",
+    "Ledger",
+    "Lock",
+    "PlanOutcomes",
+    "Ref",
+    "Session",
+    "Sink",
+    "Writer",
+    "aborted",
+    "cancelled",
+    "default_path",
+    "encode",
+    "failed",
+    "fold",
+    "fold_into",
+    "gateway_host",
+    "identity",
+    "intent",
+    "is_postgres",
+    "lock_holder",
+    "note_folded",
+    "open_ledger",
+    "plan_outcomes",
+    "reconciled",
+    "record",
+    "repair_tail",
+    "sim_path",
+    "torn_record",
+    "triggered",
+    "undecodable",
+    "unknown",
+    "validate",
 ]
 
 
@@ -93,7 +131,7 @@ def plan_outcomes(
     gateway other than ``gateway`` (the plan's) get a note, since apply would ignore them.
     """
     backend = FileLedger(ledger) if isinstance(ledger, str) else ledger
-    folded = backend.fold(
+    folded = backend.read(
         keys, sim=sim, orphans_of=orphans_of, gateway=gateway, other_gateways_count=True
     )
     if folded.torn_line is not None:

@@ -86,21 +86,21 @@ class GroupCommit:
 class Sink(Protocol):
     """Where a run's records go: ``append`` returns once they are durable."""
 
-    fsyncs: int
+    @property
+    def fsyncs(self) -> int:
+        """How many durable writes the appends took."""
+        ...
 
     def append(self, records: Iterable[dict[str, Any]]) -> None: ...
 
 
-class Backend(Protocol):
-    """A ledger: the JSON-lines file (:class:`FileLedger`) or a PostgreSQL table.
-
-    Everything above this interface (plan, apply, status, cancel, the ledger commands) is
-    the same code for both.
-    """
+class Session(Protocol):
+    """A run's hold on a ledger: it exists only while the run's lock is held, so the order
+    lock -> fold -> repair -> write cannot be got wrong. Apply, cancel and import use it."""
 
     @property
-    def name(self) -> str:
-        """What to call it in output (a path, or a URL with its password masked)."""
+    def fsyncs(self) -> int:
+        """How many durable writes (fsyncs, commits) the session's appends took."""
         ...
 
     def fold(
@@ -112,34 +112,60 @@ class Backend(Protocol):
         gateway: str | None = None,
         other_gateways_count: bool = False,
     ) -> Folded:
-        """Per-key states, for ``keys`` only when given (see :func:`fold` for ``orphans_of``,
-        ``gateway`` and ``other_gateways_count``); warns about records of other gateways."""
+        """:meth:`Ledger.read` under the lock; what a crash left half-written is cut first."""
         ...
 
-    def lock(self, run_id: str, flows: Iterable[tuple[str, int]], timeout: float) -> AbstractContextManager[object]:
-        """Exclusive right to send for ``flows`` ((orgId, flowId) pairs) for a whole run."""
+    def append(self, records: Iterable[dict[str, Any]]) -> None:
+        """Durable when it returns (group commit)."""
         ...
 
-    def holder(self) -> str | None:
-        """Who holds the lock now, if anyone (for ``plan``'s note)."""
-        ...
-
-    def repair(self, folded: Folded) -> None:
-        """Cut what a crash left half-written (under the lock)."""
-        ...
-
-    def writer(self) -> AbstractContextManager[Sink]:
-        """A durable appender for one run."""
+    def add(self, records: Iterable[dict[str, Any]]) -> int:
+        """Add records not already present (idempotent by identity); returns how many."""
         ...
 
     def check_lock(self) -> None:
         """Raise :class:`LedgerError` unless the run's locks are provably still held (before a send)."""
         ...
 
+
+class Ledger(Protocol):
+    """A ledger: the JSON-lines file or a PostgreSQL table.
+
+    Readers (plan, status, log) call :meth:`read` and :meth:`records`; writers (apply,
+    cancel, import) open a :meth:`session`.
+    """
+
+    @property
+    def name(self) -> str:
+        """What to call it in output (a path, or a URL with its password masked)."""
+        ...
+
+    def read(
+        self,
+        keys: set[str] | None = None,
+        *,
+        sim: bool = False,
+        orphans_of: set[str] | None = None,
+        gateway: str | None = None,
+        other_gateways_count: bool = False,
+    ) -> Folded:
+        """Per-key states, for ``keys`` only when given (see :func:`planrunner.ledger.fold.fold_into`);
+        warns about records of other gateways. No lock, no writes."""
+        ...
+
+    def session(
+        self, run_id: str, flows: Iterable[tuple[str, int]], timeout: float
+    ) -> AbstractContextManager[Session]:
+        """Exclusive right to write and send for ``flows`` ((orgId, flowId) pairs), for a run."""
+        ...
+
+    def holder(self) -> str | None:
+        """Who holds the lock now, if anyone (for ``plan``'s note)."""
+        ...
+
     def records(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every record with where it is (``path:line``), in stored order."""
         ...
 
-    def add(self, records: Iterable[dict[str, Any]]) -> int:
-        """Add records not already present (idempotent); returns how many were added."""
-        ...
+
+Backend = Ledger  # the name the rest of the code knew it by

@@ -16,14 +16,13 @@ import socket
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager
 from typing import Any
 
 import orjson
 
 from planrunner import log, times
 from planrunner.errors import LedgerError, LedgerLocked
-from planrunner.ledger.base import GroupCommit, Sink
+from planrunner.ledger.base import GroupCommit
 from planrunner.ledger.fold import Folded, fold_into, note_folded
 from planrunner.ledger.records import _EVENT_SET, _REQUIRED_SET, check, encode, identity
 
@@ -464,34 +463,19 @@ def _blank_torn_middle(path: str, torn: list[tuple[int, int, int]]) -> None:
         os.close(fd)
 
 
-class _LockAndRepair:
-    def __init__(self, owner: FileLedger, lock: Lock, timeout: float) -> None:
-        self._owner = owner
+class FileSession:
+    """A run's hold on the file (:class:`planrunner.ledger.base.Session`): exists only while
+    the lock is held; its fold cuts what a crash left half-written before anything is written."""
+
+    def __init__(self, ledger: FileLedger, lock: Lock) -> None:
+        self._ledger = ledger
         self._lock = lock
-        self._timeout = timeout
-
-    def __enter__(self) -> Lock:
-        self._lock.acquire(self._timeout)
-        self._owner.held = self._lock
-        return self._lock
-
-    def __exit__(self, *exc: object) -> None:
-        self._owner.held = None
-        self._lock.release()
-
-
-class FileLedger:
-    """The JSON-lines file ledger (the default)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.held: Lock | None = None  # this ledger's lock while a run holds it
-        self._said: set[object] = set()  # what its folds have warned about
+        self._writer = Writer(ledger.path, lock.cover_new_ledger)
 
     @property
-    def name(self) -> str:
-        """The file's path."""
-        return self.path
+    def fsyncs(self) -> int:
+        """How many writes and fsyncs the session's appends took."""
+        return self._writer.fsyncs
 
     def fold(
         self,
@@ -502,7 +486,70 @@ class FileLedger:
         gateway: str | None = None,
         other_gateways_count: bool = False,
     ) -> Folded:
-        """Stream the file into per-key states."""
+        """:meth:`FileLedger.read`, then the torn tail cut off (our records must not follow it)."""
+        folded = self._ledger.read(
+            keys,
+            sim=sim,
+            orphans_of=orphans_of,
+            gateway=gateway,
+            other_gateways_count=other_gateways_count,
+        )
+        repair_tail(self._ledger.path, folded)
+        return folded
+
+    def append(self, records: Iterable[dict[str, Any]]) -> None:
+        """Durable when it returns (group commit: one write and one fsync per batch)."""
+        self._writer.append(records)
+
+    def add(self, records: Iterable[dict[str, Any]]) -> int:
+        """Append the records the file does not hold yet (by identity); how many were added.
+
+        A torn last line (an import or apply killed while writing) is cut off first:
+        appending after it would weld the first new record to it.
+        """
+        path = self._ledger.path
+        repair_tail(path, fold(path, set()))
+        seen = {identity(rec) for _, rec in self._ledger.records()}
+        new = []
+        for rec in records:
+            ident = identity(rec)
+            if ident not in seen:
+                seen.add(ident)
+                new.append(rec)
+        if new:
+            self._writer.append(new)
+        return len(new)
+
+    def check_lock(self) -> None:
+        """Nothing to check: the file lock lives as long as this process."""
+
+    def close(self) -> None:
+        """Close the file."""
+        self._writer.close()
+
+
+class FileLedger:
+    """The JSON-lines file ledger (the default)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._said: set[object] = set()  # what its folds have warned about
+
+    @property
+    def name(self) -> str:
+        """The file's path."""
+        return self.path
+
+    def read(
+        self,
+        keys: set[str] | None = None,
+        *,
+        sim: bool = False,
+        orphans_of: set[str] | None = None,
+        gateway: str | None = None,
+        other_gateways_count: bool = False,
+    ) -> Folded:
+        """Stream the file into per-key states (no lock, no writes: plan and status)."""
         folded = fold(
             self.path,
             keys,
@@ -514,28 +561,26 @@ class FileLedger:
         note_folded(folded, self.path, gateway, self._said, counted=other_gateways_count)
         return folded
 
-    def lock(
+    @contextlib.contextmanager
+    def session(
         self, run_id: str, flows: Iterable[tuple[str, int]], timeout: float
-    ) -> AbstractContextManager[object]:
-        """One lock for the whole file, whatever the flows."""
+    ) -> Iterator[FileSession]:
+        """The file's one lock (whatever the flows) for a run, and a session to write under it."""
         del flows
-        return _LockAndRepair(self, Lock(self.path, run_id), timeout)
+        lock = Lock(self.path, run_id)
+        lock.acquire(timeout)
+        try:
+            session = FileSession(self, lock)
+            try:
+                yield session
+            finally:
+                session.close()
+        finally:
+            lock.release()
 
     def holder(self) -> str | None:
         """The lock holder named in ``LEDGER.lock`` while the lock is held."""
         return lock_holder(self.path)
-
-    def repair(self, folded: Folded) -> None:
-        """Cut a torn last line."""
-        repair_tail(self.path, folded)
-
-    def writer(self) -> AbstractContextManager[Sink]:
-        """An ``O_APPEND`` group-committing writer (it creates the file on its first append)."""
-        held = self.held
-        return Writer(self.path, held.cover_new_ledger if held is not None else None)
-
-    def check_lock(self) -> None:
-        """Nothing to check: the file lock lives as long as this process."""
 
     def records(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every whole record with ``path:line``; a torn last line is left out."""
@@ -551,27 +596,7 @@ class FileLedger:
                 except orjson.JSONDecodeError:
                     undecodable(self.path, number, line)  # raises unless blank or torn
                     continue
-                check(f"{self.path}:{number}", rec)
-                yield f"{self.path}:{number}", rec
-
-    def add(self, records: Iterable[dict[str, Any]]) -> int:
-        """Append the records the file does not hold yet, durably (call under the lock).
-
-        A torn last line (an import or apply killed while writing) is cut off first, as
-        apply's repair does: appending after it would weld the first new record to it.
-        """
-        repair_tail(self.path, fold(self.path, set()))
-        seen = {identity(rec) for _, rec in self.records()}
-        new = []
-        for rec in records:
-            ident = identity(rec)
-            if ident not in seen:
-                seen.add(ident)
-                new.append(rec)
-        if new:
-            with self.writer() as w:
-                w.append(new)
-        return len(new)
+                yield f"{self.path}:{number}", check(f"{self.path}:{number}", rec)
 
 
 def lock_holder(ledger_path: str) -> str | None:

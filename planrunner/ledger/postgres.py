@@ -35,7 +35,7 @@ from psycopg.types.json import Jsonb
 
 from planrunner import log, times
 from planrunner.errors import LedgerError, LedgerLocked
-from planrunner.ledger.base import GroupCommit, Sink
+from planrunner.ledger.base import GroupCommit
 from planrunner.ledger.fold import Folded, fold_into, note_folded
 from planrunner.ledger.records import check, identity
 
@@ -227,7 +227,6 @@ class PostgresLedger:
         }
         self._ids = {k: sql.Identifier(v) for k, v in ids.items()}
         self._schema_ok = False
-        self._active: _RunConnection | None = None  # the lock's connection while a run holds it
         self._said: set[object] = set()  # what its folds have warned about
 
     # -- naming, connecting, errors --------------------------------------------------------
@@ -292,12 +291,11 @@ class PostgresLedger:
         return conn
 
     @contextlib.contextmanager
-    def _session(self) -> Iterator[psycopg.Connection[Any]]:
-        """The run's connection while a lock is held (one transaction at a time), else a new one."""
-        active = self._active
-        if active is not None:
-            with active.mutex:
-                yield active.conn
+    def _connection(self, run: _RunConnection | None = None) -> Iterator[psycopg.Connection[Any]]:
+        """``run``'s connection (one transaction at a time) when a session gives it, else a new one."""
+        if run is not None:
+            with run.mutex:
+                yield run.conn
             return
         conn = self._connect()
         try:
@@ -385,7 +383,7 @@ class PostgresLedger:
 
     # -- the Backend interface ---------------------------------------------------------------
 
-    def fold(
+    def read(
         self,
         keys: set[str] | None = None,
         *,
@@ -393,6 +391,7 @@ class PostgresLedger:
         orphans_of: set[str] | None = None,
         gateway: str | None = None,
         other_gateways_count: bool = False,
+        _run: _RunConnection | None = None,
     ) -> Folded:
         """Per-key states, computed from the rows of ``keys`` (all when None), streamed.
 
@@ -402,7 +401,7 @@ class PostgresLedger:
         """
         out = Folded()
         try:
-            with self._session() as conn:
+            with self._connection(_run) as conn:
                 if not self._readable(conn):
                     return out
                 query: sql.Composed | None = None
@@ -443,7 +442,7 @@ class PostgresLedger:
     def records(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every record as ``(TABLE#id, record)``, in insertion order, as the file has it."""
         try:
-            with self._session() as conn:
+            with self._connection() as conn:
                 if not self._readable(conn):
                     return
                 with conn.transaction(), conn.cursor(name="planrunner_records") as cur:
@@ -459,12 +458,12 @@ class PostgresLedger:
         except psycopg.Error as e:
             self._fail("cannot read the ledger", e)
 
-    def add(self, records: Iterable[dict[str, Any]]) -> int:
+    def _add(self, records: Iterable[dict[str, Any]], run: _RunConnection) -> int:
         """Insert the records not already present (by identity); returns how many were added."""
         batch: list[dict[str, Any]] = []
         added = 0
         try:
-            with self._session() as conn:
+            with self._connection(run) as conn:
                 self._ensure_schema(conn)
                 with conn.transaction():
                     for number, rec in enumerate(records, 1):
@@ -490,36 +489,17 @@ class PostgresLedger:
         cur = conn.execute(self._sql(_INSERT), columns)
         return max(cur.rowcount, 0)
 
-    def writer(self) -> AbstractContextManager[Sink]:
-        """A group-committing appender: on the run's lock connection when a lock is held."""
-        return _Writer(self)
-
-    def check_lock(self) -> None:
-        """Prove the run's lock session alive before a send: a round trip on its connection.
-
-        The advisory locks live exactly as long as that session; once it is gone (a
-        failover, ``pg_terminate_backend``, an idle-session kill) another apply may hold
-        them, so nothing more may be sent.
-        """
-        active = self._active
-        if active is None:
-            return
-        try:
-            with active.mutex:
-                active.conn.execute("SELECT 1")
-        except psycopg.Error as e:
-            self._fail("lost the session holding the ledger's locks; stopped sending", e)
-
-    def lock(
+    def session(
         self, run_id: str, flows: Iterable[tuple[str, int]], timeout: float
-    ) -> AbstractContextManager[object]:
-        """Advisory locks per (orgId, flowId), in sorted order, on one connection for the run."""
-        return _Locks(self, run_id, sorted(set(flows)), timeout)
+    ) -> AbstractContextManager[PostgresSession]:
+        """Advisory locks per (orgId, flowId), in sorted order, on one connection that the
+        session owns for the whole run; the run's records are committed on it too."""
+        return PostgresSession(self, run_id, sorted(set(flows)), timeout)
 
     def holder(self) -> str | None:
         """Who holds an advisory lock of this ledger now, if anyone."""
         try:
-            with self._session() as conn:
+            with self._connection() as conn:
                 if not self._readable(conn) or not self._has_locks_table(conn):
                     return None
                 row = conn.execute(self._sql(_ANY_HOLDER)).fetchone()
@@ -531,14 +511,10 @@ class PostgresLedger:
         row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'"{self.table}_locks"',)).fetchone()
         return bool(row and row[0])
 
-    def repair(self, folded: Folded) -> None:
-        """Nothing to repair: a transaction is whole or absent."""
-        del folded
-
     def drop(self) -> None:
         """Drop the ledger's tables (tests and benchmarks; never called by a command)."""
         try:
-            with self._session() as conn:
+            with self._connection() as conn:
                 for which in (self._ids["t"], self._ids["locks"], self._ids["meta"]):
                     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(which))
         except psycopg.Error as e:
@@ -663,22 +639,26 @@ class _RunConnection:
         self.mutex = threading.Lock()  # one transaction at a time on the shared connection
 
 
-class _Locks:
-    """The advisory locks of one apply run (a context manager)."""
+class PostgresSession(GroupCommit):
+    """A run's hold on the table (:class:`planrunner.ledger.base.Session`, a context manager):
+    the advisory locks of its flows on one connection, which also commits its records, so
+    once the locks are gone (the connection is lost) nothing more is committed. Concurrent
+    ``append`` calls share one transaction; ``fsyncs`` counts commits."""
 
     def __init__(
         self, owner: PostgresLedger, run_id: str, flows: list[tuple[str, int]], timeout: float
     ) -> None:
+        super().__init__()
         self._owner = owner
         self._run_id = run_id
         self._flows = flows
         self._timeout = timeout
         self._run: _RunConnection | None = None
 
-    def __enter__(self) -> _Locks:
+    def __enter__(self) -> PostgresSession:
         owner = self._owner
-        if owner._active is not None:
-            raise LedgerError(f"{owner.name}: this ledger already holds a run's locks")
+        if self._run is not None:
+            raise LedgerError(f"{owner.name}: this session already holds a run's locks")
         conn = owner._connect(keepalive=True)
         try:
             owner._ensure_schema(conn)
@@ -690,8 +670,66 @@ class _Locks:
             conn.close()  # the server drops the session's advisory locks with it
             raise
         self._run = _RunConnection(conn)
-        owner._active = self._run
         return self
+
+    def _held(self) -> _RunConnection:
+        if self._run is None:
+            raise LedgerError(f"{self._owner.name}: the run's session is closed")
+        return self._run
+
+    def fold(
+        self,
+        keys: set[str] | None = None,
+        *,
+        sim: bool = False,
+        orphans_of: set[str] | None = None,
+        gateway: str | None = None,
+        other_gateways_count: bool = False,
+    ) -> Folded:
+        """:meth:`PostgresLedger.read` on the session's connection (nothing to repair: a
+        transaction is whole or absent)."""
+        return self._owner.read(
+            keys,
+            sim=sim,
+            orphans_of=orphans_of,
+            gateway=gateway,
+            other_gateways_count=other_gateways_count,
+            _run=self._held(),
+        )
+
+    def add(self, records: Iterable[dict[str, Any]]) -> int:
+        """Insert the records not already present (by identity), in one transaction."""
+        return self._owner._add(records, self._held())
+
+    def check_lock(self) -> None:
+        """Prove the run's lock session alive before a send: a round trip on its connection.
+
+        The advisory locks live exactly as long as that session; once it is gone (a
+        failover, ``pg_terminate_backend``, an idle-session kill) another apply may hold
+        them, so nothing more may be sent.
+        """
+        run = self._held()
+        try:
+            with run.mutex:
+                run.conn.execute("SELECT 1")
+        except psycopg.Error as e:
+            self._owner._fail("lost the session holding the ledger's locks; stopped sending", e)
+
+    def _flush(self, batch: list[dict[str, Any]]) -> None:
+        run = self._held()
+        with run.mutex, run.conn.transaction():
+            self._owner._insert(run.conn, batch)
+
+    def _caught(self) -> tuple[type[Exception], ...]:
+        return (psycopg.Error,)
+
+    def _failure(self, error: Exception) -> LedgerError:
+        text = str(error).strip()
+        detail = text.splitlines()[0] if text else type(error).__name__
+        return LedgerError(
+            f"{self._owner.name}: cannot write ledger ({self._owner._url.mask(detail)}); stopped "
+            "sending: the next apply reconciles what is unknown"
+        )
 
     def _register(self, conn: psycopg.Connection[Any]) -> None:
         """Write this run's row (named while it waits or holds), and clear dead sessions' rows."""
@@ -760,7 +798,6 @@ class _Locks:
         run, self._run = self._run, None
         if run is None:
             return
-        self._owner._active = None
         with run.mutex:
             conn = run.conn
             if not conn.broken:
@@ -770,51 +807,3 @@ class _Locks:
                         self._owner._sql("DELETE FROM {locks} WHERE pid = pg_backend_pid()")
                     )
             conn.close()
-
-
-class _Writer(GroupCommit):
-    """Group commit: concurrent ``append`` calls share one transaction; ``fsyncs`` counts commits."""
-
-    def __init__(self, owner: PostgresLedger) -> None:
-        super().__init__()
-        self._owner = owner
-        self._conn: psycopg.Connection[Any] | None = None
-        self._run: _RunConnection | None = None
-
-    def __enter__(self) -> _Writer:
-        owner = self._owner
-        self._run = owner._active
-        if self._run is None:
-            self._conn = owner._connect()
-            try:
-                owner._ensure_schema(self._conn)
-            except BaseException:
-                self._conn.close()
-                raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def _flush(self, batch: list[dict[str, Any]]) -> None:
-        owner = self._owner
-        if self._run is not None:
-            with self._run.mutex, self._run.conn.transaction():
-                owner._insert(self._run.conn, batch)
-        else:
-            assert self._conn is not None
-            with self._conn.transaction():
-                owner._insert(self._conn, batch)
-
-    def _caught(self) -> tuple[type[Exception], ...]:
-        return (psycopg.Error,)
-
-    def _failure(self, error: Exception) -> LedgerError:
-        text = str(error).strip()
-        detail = text.splitlines()[0] if text else type(error).__name__
-        return LedgerError(
-            f"{self._owner.name}: cannot write ledger ({self._owner._url.mask(detail)}); stopped "
-            "sending: the next apply reconciles what is unknown"
-        )
