@@ -36,7 +36,7 @@ class KeyState:
 
     @property
     def status(self) -> KeyStatus:
-        """done, unknown, failed or pending, as docs/ledger.md defines them."""
+        """done, unknown, failed or pending, as docs/architecture.md ("The fold") defines them."""
         if self.done:
             return DONE
         if self.intents.keys() - self.closed:
