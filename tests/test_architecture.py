@@ -25,7 +25,7 @@ LAYERS = [
 ]
 # Inside planrunner/ledger/, lowest first: the record format, the fold, the interfaces, the
 # backends, then the registry and the tools. The base never imports a backend.
-LEDGER_LAYERS = [{"records"}, {"fold"}, {"base"}, {"file", "postgres"}, {"__init__", "tools"}]
+LEDGER_LAYERS = [{"records"}, {"fold"}, {"base", "lock", "pgsql"}, {"file", "postgres"}, {"__init__", "tools"}]
 
 
 def test_ledger_modules_import_one_way() -> None:

@@ -3,7 +3,8 @@
 - :mod:`.records`: the record format, its constructors, the one ``validate`` and ``identity``;
 - :mod:`.fold`: ``KeyState``, ``Folded`` and the one fold loop every backend feeds;
 - :mod:`.base`: the ``Backend`` interface and the group commit both backends share;
-- :mod:`.file`: the JSON-lines file (the default); :mod:`.postgres`: a PostgreSQL table;
+- :mod:`.file`: the JSON-lines file (the default), with :mod:`.lock`, its lock;
+  :mod:`.postgres`: a PostgreSQL table, with :mod:`.pgsql`, its SQL and connections;
 - :mod:`.tools`: verify, compaction and history (``planrunner ledger ...``).
 
 This module is the registry: :func:`open_ledger` picks the backend a ``--ledger`` value
@@ -18,10 +19,8 @@ from planrunner.errors import UsageError
 from planrunner.ledger.base import Backend, GroupCommit, Ledger, Session, Sink
 from planrunner.ledger.file import (
     FileLedger,
-    Lock,
     Writer,
     fold,
-    lock_holder,
     repair_tail,
     torn_record,
     undecodable,
@@ -39,6 +38,7 @@ from planrunner.ledger.fold import (
     gateway_host,
     note_folded,
 )
+from planrunner.ledger.lock import Lock, lock_holder
 from planrunner.ledger.records import (
     EVENTS,
     SIM_GATEWAY,

@@ -16,184 +16,46 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import os
-import re
 import socket
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
-import orjson
 import psycopg
 from psycopg import sql
-from psycopg.abc import PQGen
 from psycopg.types.json import Jsonb
 
 from planrunner import log, times
 from planrunner.errors import LedgerError, LedgerLocked
 from planrunner.ledger.base import GroupCommit
 from planrunner.ledger.fold import Folded, fold_into, note_folded
+from planrunner.ledger.pgsql import (
+    ANY_HOLDER,
+    COLUMNS,
+    DDL,
+    FOLD,
+    HOLDER_OF_KEY,
+    INSERT,
+    VERSION_ROW,
+    Url,
+    columns_and_extras,
+    connect,
+    dumps,
+    fail,
+    to_record,
+)
 from planrunner.ledger.records import check, identity
 
 SCHEMA_VERSION = 1  # the layout this module writes; a newer one in the table is refused
-DEFAULT_TABLE = "planrunner_ledger"
-TABLE_PARAM = "table"  # planrunner's own URL query parameter, removed before connecting
-# Names derived from the table (``<table>_meta``, ``<table>_locks``, index names) must fit
-# PostgreSQL's 63-byte identifiers.
-MAX_TABLE_NAME = 57
-_TABLE_RE = re.compile(r"[a-z_][a-z0-9_]*")
-
-CONNECT_TIMEOUT_SECONDS = 10  # unless the URL sets connect_timeout
-# The longest one statement may run (a fold's fetch, a commit) before the server cancels it,
-# so a database that hangs (a lock held elsewhere, a stuck server) ends the run with exit 3.
-STATEMENT_TIMEOUT_SECONDS = 120.0
-ENV_STATEMENT_TIMEOUT = "PLANRUNNER_LEDGER_STATEMENT_TIMEOUT"  # seconds (tests shorten it)
-# Sent data unacknowledged this long (the server's host is gone) breaks the connection.
-TCP_USER_TIMEOUT_MS = 30_000
-# A dead peer is noticed within about IDLE + INTERVAL * COUNT seconds, on both ends.
-KEEPALIVE_IDLE_SECONDS = 10
-KEEPALIVE_INTERVAL_SECONDS = 5
-KEEPALIVE_COUNT = 3
 LOCK_POLL_SECONDS = 0.05  # how often a waiting apply retries a busy advisory lock
 FOLD_FETCH_ROWS = 20_000  # rows per round trip of the fold's server-side cursor
 ADD_BATCH = 5_000  # records per INSERT statement of ``add``
 _INT64 = 1 << 64
 _INT63 = 1 << 63
 _UINT32_MASK = 0xFFFFFFFF
-
-# The columns a record's common fields live in, with the Python type a value must have to
-# go there (any other value stays in ``extras`` under its name, so every record round-trips).
-_COLUMNS: tuple[tuple[str, str, type], ...] = (
-    ("v", "v", int),
-    ("event", "event", str),
-    ("key", "key", str),
-    ("flowId", "flow_id", int),
-    ("orgId", "org_id", str),
-    ("triggerTime", "trigger_time", int),
-    ("attempt", "attempt", str),
-    ("at", "at", str),
-    ("gateway", "gateway", str),
-)
-_KIND = {name: kind for name, _, kind in _COLUMNS}
-
-_DDL = (
-    """CREATE TABLE IF NOT EXISTS {t} (
-        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        ident bytea NOT NULL,
-        v integer NOT NULL,
-        event text NOT NULL,
-        "key" text NOT NULL,
-        flow_id bigint NOT NULL,
-        org_id text NOT NULL,
-        trigger_time bigint NOT NULL,
-        attempt text NOT NULL,
-        "at" text,
-        gateway text,
-        extras jsonb NOT NULL DEFAULT '{{}}'
-    )""",
-    "CREATE UNIQUE INDEX IF NOT EXISTS {t_ident} ON {t} (ident)",
-    # text_pattern_ops serves both the plan's keys (=) and its flows' prefixes (LIKE 'o/f/%').
-    'CREATE INDEX IF NOT EXISTS {t_key} ON {t} ("key" text_pattern_ops)',
-    "CREATE INDEX IF NOT EXISTS {t_sim} ON {t} (id) WHERE gateway = 'sim'",
-    """CREATE TABLE IF NOT EXISTS {locks} (
-        pid integer PRIMARY KEY,
-        run text NOT NULL,
-        host text NOT NULL,
-        process integer NOT NULL,
-        started text NOT NULL
-    )""",
-    "CREATE TABLE IF NOT EXISTS {meta} (name text PRIMARY KEY, value text NOT NULL)",
-)
-_VERSION_ROW = "schema_version"
-
-_INSERT = """INSERT INTO {t} (ident, v, event, "key", flow_id, org_id, trigger_time, attempt, "at", gateway, extras)
-    SELECT * FROM unnest(%s::bytea[], %s::integer[], %s::text[], %s::text[], %s::bigint[],
-                         %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::jsonb[])
-    ON CONFLICT (ident) DO NOTHING"""
-
-# What the fold needs of a row, and no more: the flowInstanceId only when it is a string
-# (as ``KeyState`` reads it), ``found`` only when it is JSON true, code and msg of failures.
-_FOLD = """SELECT event, "key", attempt, "at", gateway,
-        CASE WHEN "at" IS NULL THEN extras -> 'at' END,
-        CASE WHEN jsonb_typeof(extras -> 'flowInstanceId') = 'string'
-             THEN extras ->> 'flowInstanceId' END,
-        (extras -> 'found') = 'true'::jsonb,
-        CASE WHEN event = 'failed' THEN jsonb_build_array(extras -> 'code', extras -> 'msg') END
-    FROM {t} WHERE coalesce(gateway = 'sim', false) = %s"""
-
-_HOLDER_OF_KEY = """SELECT l.run, l.host, l.process, l.started
-    FROM pg_locks p JOIN {locks} l ON l.pid = p.pid
-    WHERE p.locktype = 'advisory' AND p.granted AND p.objsubid = 1
-      AND p.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-      AND p.classid::bigint = %s AND p.objid::bigint = %s"""
-
-_ANY_HOLDER = """SELECT l.run, l.host, l.process, l.started FROM {locks} l
-    WHERE EXISTS (SELECT 1 FROM pg_locks p WHERE p.pid = l.pid AND p.locktype = 'advisory'
-                  AND p.granted) ORDER BY l.started LIMIT 1"""
-
-
-def _masked_params(query: str) -> list[tuple[str, str]]:
-    return [
-        (k, "***" if "password" in k.lower() else v)
-        for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True)
-    ]
-
-
-class _Url:
-    """A ``postgresql://`` URL split into what libpq gets and what planrunner keeps."""
-
-    def __init__(self, url: str) -> None:
-        try:
-            parts = urllib.parse.urlsplit(url)
-            port = parts.port
-        except ValueError:
-            raise LedgerError("invalid PostgreSQL ledger URL (cannot parse it)") from None
-        params = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-        tables = [v for k, v in params if k == TABLE_PARAM]
-        table = tables[-1] if tables else DEFAULT_TABLE
-        if not _TABLE_RE.fullmatch(table) or len(table) > MAX_TABLE_NAME:
-            raise LedgerError(
-                f"invalid ledger table name {table!r} in the URL: use lowercase letters, digits "
-                f"and underscores, starting with a letter or underscore, at most {MAX_TABLE_NAME} characters"
-            )
-        self.table = table
-        rest = [(k, v) for k, v in params if k != TABLE_PARAM]
-        self.secrets = [
-            s
-            for s in (
-                urllib.parse.unquote(parts.password or ""),
-                parts.password or "",
-                *(v for k, v in rest if "password" in k.lower()),
-            )
-            if s
-        ]
-        self.conninfo = urllib.parse.urlunsplit(
-            parts._replace(query=urllib.parse.urlencode(rest))
-        )
-        self.has_connect_timeout = any(k == "connect_timeout" for k, _ in rest)
-        netloc = parts.hostname or ""
-        if ":" in netloc:  # an IPv6 address
-            netloc = f"[{netloc}]"
-        if port is not None:
-            netloc += f":{port}"
-        if parts.username is not None:
-            user = parts.username + (":***" if parts.password is not None else "")
-            netloc = f"{user}@{netloc}"
-        shown = [*_masked_params(urllib.parse.urlencode(rest)), (TABLE_PARAM, table)]
-        self.name = urllib.parse.urlunsplit(
-            (parts.scheme, netloc, parts.path, urllib.parse.urlencode(shown, safe="*"), "")
-        )
-
-    def mask(self, text: str) -> str:
-        """``text`` with every secret of the URL replaced by ``***``."""
-        for s in self.secrets:
-            text = text.replace(s, "***")
-        return text
-
 
 def _advisory_key(table: str, org_id: str, flow_id: int) -> int:
     """The signed 64-bit advisory lock key of one (orgId, flowId) of one ledger table."""
@@ -202,20 +64,11 @@ def _advisory_key(table: str, org_id: str, flow_id: int) -> int:
     return value - _INT64 if value >= _INT63 else value
 
 
-def _columns_and_extras(rec: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-    values: list[Any] = []
-    for name, _, kind in _COLUMNS:
-        value = rec.get(name)
-        values.append(value if type(value) is kind else None)
-    extras = {k: v for k, v in rec.items() if type(v) is not _KIND.get(k)}
-    return values, extras
-
-
 class PostgresLedger:
     """A ledger kept in a PostgreSQL table (implements :class:`planrunner.ledger.Backend`)."""
 
     def __init__(self, url: str) -> None:
-        self._url = _Url(url)
+        self._url = Url(url)
         self.table = self._url.table
         ids = {
             "t": self.table,
@@ -240,55 +93,10 @@ class PostgresLedger:
         return sql.SQL(template).format(**self._ids)
 
     def _fail(self, what: str, e: BaseException) -> NoReturn:
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise LedgerError(f"{self.name}: {what}: {self._url.mask(detail)}") from None
+        fail(self._url, what, e)
 
     def _connect(self, *, keepalive: bool = False) -> psycopg.Connection[Any]:
-        kwargs: dict[str, Any] = {"autocommit": True}
-        if not self._url.has_connect_timeout:
-            kwargs["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
-        if keepalive:
-            kwargs.update(
-                keepalives=1,
-                keepalives_idle=KEEPALIVE_IDLE_SECONDS,
-                keepalives_interval=KEEPALIVE_INTERVAL_SECONDS,
-                keepalives_count=KEEPALIVE_COUNT,
-            )
-        if psycopg.pq.version() >= 120000:  # libpq 12 knows tcp_user_timeout
-            kwargs["tcp_user_timeout"] = TCP_USER_TIMEOUT_MS
-        try:
-            if _BOUNDED_WAIT:
-                bounded = _BoundedConnection.connect(self._url.conninfo, **kwargs)
-                bounded.bound = client_timeout()
-                conn: psycopg.Connection[Any] = bounded
-            else:
-                conn = psycopg.connect(self._url.conninfo, **kwargs)
-        except psycopg.Error as e:
-            self._fail("cannot connect", e)
-        try:
-            conn.execute(
-                sql.SQL("SET statement_timeout = {}").format(
-                    sql.Literal(int(statement_timeout() * 1000))
-                )
-            )
-        except psycopg.Error as e:
-            conn.close()
-            self._fail("cannot set up the connection", e)
-        if keepalive:
-            # The server's side too, so it drops a vanished runner's locks within seconds.
-            try:
-                for setting, value in (
-                    ("tcp_keepalives_idle", KEEPALIVE_IDLE_SECONDS),
-                    ("tcp_keepalives_interval", KEEPALIVE_INTERVAL_SECONDS),
-                    ("tcp_keepalives_count", KEEPALIVE_COUNT),
-                ):
-                    conn.execute(
-                        sql.SQL("SET {} = {}").format(sql.Identifier(setting), sql.Literal(value))
-                    )
-            except psycopg.Error as e:
-                conn.close()
-                self._fail("cannot set up the connection", e)
-        return conn
+        return connect(self._url, keepalive=keepalive)
 
     @contextlib.contextmanager
     def _connection(self, run: _RunConnection | None = None) -> Iterator[psycopg.Connection[Any]]:
@@ -316,7 +124,7 @@ class PostgresLedger:
         if not has_meta:
             return 0 if has_table else None
         got = conn.execute(
-            self._sql("SELECT value FROM {meta} WHERE name = %s"), (_VERSION_ROW,)
+            self._sql("SELECT value FROM {meta} WHERE name = %s"), (VERSION_ROW,)
         ).fetchone()
         if got is None:
             return 0 if has_table else None
@@ -362,14 +170,14 @@ class PostgresLedger:
                 version = self._version(conn)
                 self._check_version(version)
                 if version != SCHEMA_VERSION:
-                    for statement in _DDL:
+                    for statement in DDL:
                         conn.execute(self._sql(statement))
                     conn.execute(
                         self._sql(
                             "INSERT INTO {meta} (name, value) VALUES (%s, %s) "
                             "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"
                         ),
-                        (_VERSION_ROW, str(SCHEMA_VERSION)),
+                        (VERSION_ROW, str(SCHEMA_VERSION)),
                     )
         self._schema_ok = True
 
@@ -408,11 +216,11 @@ class PostgresLedger:
                 params: list[Any] = [sim]
                 prefixes = sorted(orphans_of or ()) if keys is not None else []
                 if keys is None:
-                    query = self._sql(_FOLD)
+                    query = self._sql(FOLD)
                 elif keys or prefixes:
                     clauses = ['"key" = ANY(%s)'] + ['"key" LIKE %s'] * len(prefixes)
                     params += [list(keys), *(_like_prefix(p) for p in prefixes)]
-                    query = self._sql(_FOLD + " AND (" + " OR ".join(clauses) + ")")
+                    query = self._sql(FOLD + " AND (" + " OR ".join(clauses) + ")")
                 with conn.transaction():
                     if query is not None:
                         fold_into(
@@ -454,7 +262,7 @@ class PostgresLedger:
                         )
                     )
                     for row in cur:
-                        yield f"{self.table}#{row[0]}", _to_record(row)
+                        yield f"{self.table}#{row[0]}", to_record(row)
         except psycopg.Error as e:
             self._fail("cannot read the ledger", e)
 
@@ -479,14 +287,14 @@ class PostgresLedger:
         return added
 
     def _insert(self, conn: psycopg.Connection[Any], records: list[dict[str, Any]]) -> int:
-        columns: list[list[Any]] = [[] for _ in range(len(_COLUMNS) + 2)]
+        columns: list[list[Any]] = [[] for _ in range(len(COLUMNS) + 2)]
         for rec in records:
-            values, extras = _columns_and_extras(rec)
+            values, extras = columns_and_extras(rec)
             columns[0].append(hashlib.sha256(identity(rec)).digest())
             for i, value in enumerate(values, 1):
                 columns[i].append(value)
-            columns[-1].append(Jsonb(extras, dumps=_dumps))
-        cur = conn.execute(self._sql(_INSERT), columns)
+            columns[-1].append(Jsonb(extras, dumps=dumps))
+        cur = conn.execute(self._sql(INSERT), columns)
         return max(cur.rowcount, 0)
 
     def session(
@@ -502,7 +310,7 @@ class PostgresLedger:
             with self._connection() as conn:
                 if not self._readable(conn) or not self._has_locks_table(conn):
                     return None
-                row = conn.execute(self._sql(_ANY_HOLDER)).fetchone()
+                row = conn.execute(self._sql(ANY_HOLDER)).fetchone()
         except psycopg.Error as e:
             self._fail("cannot read the ledger's locks", e)
         return _describe(row) if row else None
@@ -520,54 +328,6 @@ class PostgresLedger:
         except psycopg.Error as e:
             self._fail("cannot drop the ledger", e)
         self._schema_ok = False
-
-
-def statement_timeout() -> float:
-    """``$PLANRUNNER_LEDGER_STATEMENT_TIMEOUT`` seconds, else :data:`STATEMENT_TIMEOUT_SECONDS`."""
-    text = os.environ.get(ENV_STATEMENT_TIMEOUT)
-    if not text:
-        return STATEMENT_TIMEOUT_SECONDS
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < 86_400:
-        raise LedgerError(
-            f"${ENV_STATEMENT_TIMEOUT}: {text[:40]!r} is not a number of seconds above 0 "
-            "(below a day)"
-        )
-    return value
-
-
-def client_timeout() -> float:
-    """How long planrunner itself waits for any answer of the database: the statement
-    timeout and a margin, so a server that cannot even cancel (a stopped process behind
-    a live network stack) still ends the command."""
-    st = statement_timeout()
-    return st + max(1.0, st / 4)
-
-
-_RV = TypeVar("_RV")
-# psycopg 3.2 and later bound a wait (``Connection.wait(..., timeout=)``); 3.1 cannot.
-_BOUNDED_WAIT = "timeout" in inspect.signature(psycopg.Connection.wait).parameters
-
-
-class _BoundedConnection(psycopg.Connection[Any]):
-    """A connection whose every wait for the server ends after :func:`client_timeout`."""
-
-    bound = STATEMENT_TIMEOUT_SECONDS
-
-    def wait(self, gen: PQGen[_RV], interval: float = 0.1, timeout: float | None = None) -> _RV:
-        try:
-            return super().wait(gen, interval, self.bound if timeout is None else timeout)
-        except psycopg.errors.OperationalError as e:
-            if type(e).__name__ != "_WaitTimeout":
-                raise
-            # The protocol stopped halfway: the connection can never be used again.
-            self.pgconn.finish()
-            raise psycopg.OperationalError(
-                f"the database did not answer within {self.bound:g} s (is the server stopped?)"
-            ) from None
 
 
 def _like_prefix(prefix: str) -> str:
@@ -603,32 +363,9 @@ def _fold_records(
             yield rec
 
 
-def _dumps(obj: Any) -> str:
-    return orjson.dumps(obj).decode()
-
-
 def _describe(row: tuple[Any, ...]) -> str:
     run, host, process, started = row
     return f"pid {process} on {host}, run {run}, since {started}"
-
-
-def _to_record(row: tuple[Any, ...]) -> dict[str, Any]:
-    _, v, event, key, flow_id, org_id, trigger_time, attempt, at, gateway, extras = row
-    rec: dict[str, Any] = {
-        "v": v,
-        "event": event,
-        "key": key,
-        "flowId": flow_id,
-        "orgId": org_id,
-        "triggerTime": trigger_time,
-        "attempt": attempt,
-    }
-    if at is not None:
-        rec["at"] = at
-    if gateway is not None:
-        rec["gateway"] = gateway
-    rec.update(extras)
-    return rec
 
 
 class _RunConnection:
@@ -790,7 +527,7 @@ class PostgresSession(GroupCommit):
     def _holder_of(self, conn: psycopg.Connection[Any], key: int) -> str:
         unsigned = key % _INT64
         row = conn.execute(
-            self._owner._sql(_HOLDER_OF_KEY), (unsigned >> 32, unsigned & _UINT32_MASK)
+            self._owner._sql(HOLDER_OF_KEY), (unsigned >> 32, unsigned & _UINT32_MASK)
         ).fetchone()
         return _describe(row) if row else "holder unknown"
 
