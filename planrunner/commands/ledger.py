@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
 
@@ -133,24 +133,14 @@ def export(source: str, target: str) -> int:
     warn_password(source, "--ledger")
     note_missing(source)
     backend = ledger.open_ledger(source)
-    count = 0
-
-    def write(out: BinaryIO) -> int:
-        n = 0
-        for _, rec in backend.records():
-            out.write(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
-            n += 1
-        out.flush()
-        return n
-
     if target == "-":
-        count = write(sys.stdout.buffer)
+        count = ledgertools.export(backend, sys.stdout.buffer)
     else:
         # Never over the ledger itself (by path or inode), never through a symlink, and
         # never a half-written file: a temporary file renamed when complete.
         inputs = [] if ledger.is_postgres(source) else [(source, "the ledger being exported")]
         with ledgertools.replacing(target, inputs, "ledger export: FILE") as out:
-            count = write(out)
+            count = ledgertools.export(backend, out)
     print(f"exported {count} records from {backend.name} to {target}", file=sys.stderr)
     return EXIT_OK
 
@@ -165,17 +155,15 @@ def import_(target: str, source: str, lock_timeout: float = 0.0) -> int:
     from planrunner import ledger
     from planrunner.commands.apply import new_run_id
     from planrunner.commands.context import warn_password
+    from planrunner.ledger import tools as ledgertools
 
     warn_password(target, "--ledger")
     if not os.path.isfile(source):
         raise UsageError(f"{source}: no such ledger file to import")
-    records = [rec for _, rec in ledger.FileLedger(source).records()]
     backend = ledger.open_ledger(target)
-    flows = sorted({(rec["orgId"], rec["flowId"]) for rec in records})
-    with backend.session(new_run_id(), flows, lock_timeout) as session:
-        added = session.add(records)
+    added, total = ledgertools.import_file(backend, source, new_run_id(), lock_timeout)
     print(
-        f"imported {added} new records of {len(records)} from {source} into {backend.name}",
+        f"imported {added} new records of {total} from {source} into {backend.name}",
         file=sys.stderr,
     )
     return EXIT_OK
@@ -235,8 +223,6 @@ def _details(rec: dict[str, Any]) -> str:
 
 def log(args: argparse.Namespace) -> int:
     """The history of a ledger, by key, flow or run."""
-    import fnmatch
-
     from planrunner import ledger
     from planrunner.ledger import tools as ledgertools
 
@@ -247,67 +233,17 @@ def log(args: argparse.Namespace) -> int:
 
         labels = ledgertools.flow_labels(planlib.load(args.plan))
     backend = ledger.open_ledger(_place(args))
-    records = list(backend.records())
-    runs = ledgertools.attempt_runs(rec for _, rec in records)
-    key_flows: dict[str, set[str]] = {}
-    for _, rec in records:
-        if rec["event"] == "intent" and isinstance(rec.get("flow"), str):
-            key_flows.setdefault(rec["key"], set()).add(rec["flow"])
-    chosen = records
-    if args.key:
-        chosen = [(w, r) for w, r in chosen if r["key"] == args.key]
-    if args.flow:
-        ids = _flow_ids(args.plan, args.flow)
-        chosen = [
-            (w, r)
-            for w, r in chosen
-            if (r["orgId"], r["flowId"]) in ids
-            or any(fnmatch.fnmatchcase(f, args.flow) for f in key_flows.get(r["key"], ()))
-        ]
-    if args.run:
-        chosen = [(w, r) for w, r in chosen if ledgertools.run_of(r, runs) == args.run]
-    if since is not None:
-        chosen = [(w, r) for w, r in chosen if r["triggerTime"] >= since]
-    if until is not None:
-        chosen = [(w, r) for w, r in chosen if r["triggerTime"] <= until]
-    all_records = [r for _, r in records]
-    states = {sim: ledgertools.key_states(all_records, sim=sim) for sim in (False, True)}
-
-    def state_of(key: str, sim: bool) -> str:
-        return str(states[sim].status(key))
-
-    run_rows: dict[str, dict[str, Any]] = {}
-    for _, rec in chosen:
-        run = ledgertools.run_of(rec, runs)
-        at = rec["at"] if isinstance(rec["at"], str) else str(rec["at"])
-        row = run_rows.setdefault(
-            run, {"run": run, "first": at, "last": at, "attempts": set(), "events": {}}
-        )
-        row["first"], row["last"] = min(row["first"], at), max(row["last"], at)
-        row["attempts"].add(rec["attempt"])
-        row["events"][rec["event"]] = row["events"].get(rec["event"], 0) + 1
-    keys = []
-    for key, group in ledgertools.by_key(chosen):
-        first = group[0][1]
-        kinds = sorted({ledgertools.is_sim(r) for _, r in group})
-        name, zone = labels.get((first["orgId"], first["flowId"]), (None, None))
-        flows = sorted(key_flows.get(key, set()) | ({name} if name else set()))
-        keys.append(
-            {
-                "key": key,
-                "flowId": first["flowId"],
-                "orgId": first["orgId"],
-                "triggerTime": first["triggerTime"],
-                "time": ledgertools.key_time(first["triggerTime"], zone),
-                "flows": flows,
-                "state": {("sim" if k else "real"): state_of(key, k) for k in kinds},
-                "records": [{"where": w, **r} for w, r in group],
-            }
-        )
-    runs_out = sorted(
-        ({**row, "attempts": len(row["attempts"])} for row in run_rows.values()),
-        key=lambda row: (row["first"], row["run"]),
+    history = ledgertools.history(
+        list(backend.records()),
+        key=args.key,
+        flow=args.flow,
+        flow_ids=_flow_ids(args.plan, args.flow) if args.flow else set(),
+        run=args.run,
+        since=since,
+        until=until,
+        labels=labels,
     )
+    runs_out, keys = history.runs, history.keys
     if args.format == "json":
         doc = {
             "formatVersion": 1,
@@ -325,7 +261,10 @@ def log(args: argparse.Namespace) -> int:
         }
         sys.stdout.write(orjson.dumps(doc).decode() + "\n")
         return EXIT_OK
-    lines = [f"Ledger {backend.name}: {len(chosen)} of {len(records)} records, {len(keys)} keys", ""]
+    lines = [
+        f"Ledger {backend.name}: {history.chosen} of {history.total} records, {len(keys)} keys",
+        "",
+    ]
     if runs_out:
         lines.append("runs:")
         for row in runs_out:

@@ -459,3 +459,111 @@ def write_bytes(path: str, data: bytes, inputs: Iterable[tuple[str, str]], what:
     inputs = list(inputs)
     with replacing(path, inputs, what) as out:
         out.write(data)
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What ``ledger log`` shows: the chosen records by run and by key."""
+
+    total: int  # records in the ledger
+    chosen: int  # records the filters kept
+    runs: list[dict[str, Any]]  # per run: first and last ``at``, attempts, events
+    keys: list[dict[str, Any]]  # per key: time, flows, state per kind of run, its records
+
+
+def history(
+    records: list[tuple[str, dict[str, Any]]],
+    *,
+    key: str | None = None,
+    flow: str | None = None,
+    flow_ids: set[tuple[str, int]] | frozenset[tuple[str, int]] = frozenset(),
+    run: str | None = None,
+    since: int | None = None,
+    until: int | None = None,
+    labels: dict[tuple[str, int], tuple[str, Any]] | None = None,
+) -> History:
+    """The history of ``records`` (``(where, record)`` pairs), filtered by key, flow (a name
+    pattern, matched against the plan's ``flow_ids`` and the names intents recorded), run
+    and trigger time, by run and by key; each key's state is folded from every record."""
+    import fnmatch
+
+    labels = labels or {}
+    runs = attempt_runs(rec for _, rec in records)
+    key_flows: dict[str, set[str]] = {}
+    for _, rec in records:
+        if rec["event"] == "intent" and isinstance(rec.get("flow"), str):
+            key_flows.setdefault(rec["key"], set()).add(rec["flow"])
+    chosen = records
+    if key:
+        chosen = [(w, r) for w, r in chosen if r["key"] == key]
+    if flow:
+        chosen = [
+            (w, r)
+            for w, r in chosen
+            if (r["orgId"], r["flowId"]) in flow_ids
+            or any(fnmatch.fnmatchcase(f, flow) for f in key_flows.get(r["key"], ()))
+        ]
+    if run:
+        chosen = [(w, r) for w, r in chosen if run_of(r, runs) == run]
+    if since is not None:
+        chosen = [(w, r) for w, r in chosen if r["triggerTime"] >= since]
+    if until is not None:
+        chosen = [(w, r) for w, r in chosen if r["triggerTime"] <= until]
+    all_records = [r for _, r in records]
+    states = {sim: key_states(all_records, sim=sim) for sim in (False, True)}
+    run_rows: dict[str, dict[str, Any]] = {}
+    for _, rec in chosen:
+        name = run_of(rec, runs)
+        at = rec["at"] if isinstance(rec["at"], str) else str(rec["at"])
+        row = run_rows.setdefault(
+            name, {"run": name, "first": at, "last": at, "attempts": set(), "events": {}}
+        )
+        row["first"], row["last"] = min(row["first"], at), max(row["last"], at)
+        row["attempts"].add(rec["attempt"])
+        row["events"][rec["event"]] = row["events"].get(rec["event"], 0) + 1
+    keys = []
+    for k, group in by_key(chosen):
+        first = group[0][1]
+        kinds = sorted({is_sim(r) for _, r in group})
+        label, zone = labels.get((first["orgId"], first["flowId"]), (None, None))
+        flows = sorted(key_flows.get(k, set()) | ({label} if label else set()))
+        keys.append(
+            {
+                "key": k,
+                "flowId": first["flowId"],
+                "orgId": first["orgId"],
+                "triggerTime": first["triggerTime"],
+                "time": key_time(first["triggerTime"], zone),
+                "flows": flows,
+                "state": {("sim" if s else "real"): str(states[s].status(k)) for s in kinds},
+                "records": [{"where": w, **r} for w, r in group],
+            }
+        )
+    runs_out = sorted(
+        ({**row, "attempts": len(row["attempts"])} for row in run_rows.values()),
+        key=lambda row: (row["first"], row["run"]),
+    )
+    return History(len(records), len(chosen), runs_out, keys)
+
+
+# -- export and import -----------------------------------------------------------------------
+
+
+def export(backend: ledger.Backend, out: BinaryIO) -> int:
+    """Every record of ``backend`` to ``out`` as JSON lines, in stored order; how many."""
+    n = 0
+    for _, rec in backend.records():
+        out.write(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
+        n += 1
+    out.flush()
+    return n
+
+
+def import_file(backend: ledger.Backend, source: str, run_id: str, lock_timeout: float) -> tuple[int, int]:
+    """Add the records of the ledger file ``source`` that ``backend`` lacks, in a session (under
+    the lock, like apply, so an import never races an apply or a compaction); returns (added,
+    records in ``source``)."""
+    records = [rec for _, rec in ledger.FileLedger(source).records()]
+    flows = sorted({(rec["orgId"], rec["flowId"]) for rec in records})
+    with backend.session(run_id, flows, lock_timeout) as session:
+        return session.add(records), len(records)
