@@ -139,8 +139,8 @@ def postgres_rows(plan: Path, paths: dict[int, Path], base: float, runs: int) ->
     else:
         import importlib.util
 
-        if importlib.util.find_spec("planrunner.pgledger") is None:
-            why = "not available (planrunner/pgledger.py does not exist yet)"
+        if importlib.util.find_spec("planrunner.ledger.postgres") is None:
+            why = "not available (planrunner/ledger/postgres.py does not exist yet)"
     if why is not None:
         return [["PostgreSQL", "-", why, "-", "-", "-", "-"]]
     rows = []

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import row
 
 from planrunner import ledger
-from planrunner.pgledger import PostgresLedger
+from planrunner.ledger.postgres import PostgresLedger
 from planrunner.sim import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
 from testing import apply_argv, postgres
 
@@ -216,7 +216,8 @@ def bench_big_plan(tmp: Path, pg_url: str, records: int, runs: int) -> tuple[flo
     spec = postgres.with_table(pg_url)
     table = PostgresLedger(spec)
     t0 = time.perf_counter()
-    assert table.add(recs) == len(recs)
+    with table.session("bench-load", sorted({(r["orgId"], r["flowId"]) for r in recs}), 0) as session:
+        assert session.add(recs) == len(recs)
     load = time.perf_counter() - t0
     del recs
     try:

@@ -134,7 +134,7 @@ def write(path: str, data: bytes, plan_path: str | None = None, ledger: str | No
     Never over the plan or the ledger (by path or inode), never through a symlink; written
     to a temporary file and renamed (exit 2 otherwise; see :func:`ledgertools.replacing`).
     """
-    from planrunner import ledgertools
+    from planrunner.ledger import tools as ledgertools
 
     inputs = [(p, name) for p, name in ((plan_path, "the plan"), (ledger, "the ledger")) if p]
     ledgertools.write_bytes(path, data, inputs, "--out")

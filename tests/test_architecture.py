@@ -18,14 +18,32 @@ LAYERS = [
     {"errors", "protocol", "outcome", "times", "log", "select"},
     {"source", "cron", "schema"},
     {"plan"},
-    {"resolve", "ledger", "pgledger", "enos", "terminal", "rate", "transport", "lookup",
-     "credentials", "answers", "sim"},
-    {"ledgertools", "checking"},
+    {"resolve", "ledger", "enos", "terminal", "rate", "transport", "lookup", "credentials",
+     "answers", "sim"},
+    {"checking"},
     {"runs"},
     {"report", "report_status", "report_cancel"},
     {"commands", "saved"},
     {"cli", "__main__", "launch"},
 ]
+# Inside planrunner/ledger/, lowest first: the record format, the fold, the interfaces, the
+# backends, then the registry and the tools. The base never imports a backend.
+LEDGER_LAYERS = [{"records"}, {"fold"}, {"base", "lock", "pgsql"}, {"file", "postgres"}, {"__init__", "tools"}]
+
+
+def test_ledger_modules_import_one_way() -> None:
+    def rank(module: str) -> int:
+        part = module.removeprefix("planrunner.ledger").lstrip(".") or "__init__"
+        return next(i for i, names in enumerate(LEDGER_LAYERS) if part in names)
+
+    wrong = [
+        f"{path.stem} imports {target}"
+        for path in sorted((PACKAGE / "ledger").glob("*.py"))
+        for target in imports_of(path)
+        if target.startswith("planrunner.ledger")
+        and rank(target) > rank(f"planrunner.ledger.{path.stem}")
+    ]
+    assert not wrong, wrong
 
 
 def layer_of(module: str) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from planrunner import ledger
-from planrunner.pgledger import PostgresLedger
+from planrunner.ledger.postgres import PostgresLedger
 from planrunner.sim import Dialect, Faults, Simulator
 from testing import (
     FAST_ENV,

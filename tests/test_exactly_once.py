@@ -385,27 +385,28 @@ def test_n3_postgres_apply_that_lost_its_lock_session_sends_nothing_more(
         assert all(statuses(doc)[k] != "pending" for k in sent)
     backend = ledger.open_ledger(spec)
     try:
-        folded = backend.fold()
+        folded = backend.read()
         assert {folded.status(f"o1/{k[0]}/{k[1]}") for k in sent} <= {ledger.UNKNOWN, ledger.DONE}
     finally:
         backend.drop()  # type: ignore[attr-defined]
 
 
-def test_n3_check_lock_fails_once_the_lock_session_is_gone(pg_url: str) -> None:
+def test_n3_check_lock_fails_once_the_lock_session_is_gone(pg_url: str, tmp_path: Path) -> None:
     from planrunner.errors import LedgerError
-    from planrunner.pgledger import PostgresLedger
+    from planrunner.ledger.postgres import PostgresLedger
 
     backend = PostgresLedger(pg.with_table(pg_url))
     try:
-        with backend.lock("run-x", [("o1", 7)], 0):
-            backend.check_lock()  # alive: no error
-            run = backend._active
+        with backend.session("run-x", [("o1", 7)], 0) as session:
+            session.check_lock()  # alive: no error
+            run = session._run
             assert run is not None
             with psycopg.connect(pg_url, autocommit=True) as admin:
                 admin.execute("SELECT pg_terminate_backend(%s)", (run.conn.info.backend_pid,))
             with pytest.raises(LedgerError, match="lost the session holding the ledger's locks"):
-                backend.check_lock()
-        ledger.FileLedger("unused").check_lock()  # a file lock lives with the process
+                session.check_lock()
+        with ledger.FileLedger(str(tmp_path / "l.jsonl")).session("run-y", [], 0) as held:
+            held.check_lock()  # a file lock lives with the process
     finally:
         backend.drop()
 

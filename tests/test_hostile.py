@@ -279,14 +279,16 @@ def test_d9_a_ledger_that_cannot_be_written_is_refused_before_sending(
     assert sim.triggers() == []
 
 
-@pytest.mark.parametrize("command", ["plan", "apply"])
+@pytest.mark.parametrize("command", ["plan", "apply", "verify"])
 def test_d20_a_fifo_ledger_is_refused_not_waited_on(tmp_path: Path, command: str) -> None:
     fifo = tmp_path / "f.jsonl"
     os.mkfifo(fifo)
     plan = write_plan(tmp_path, ONE)
     extra = ["--sim", "--yes"] if command == "apply" else []
+    # ``ledger verify`` hung here before it read through the ledger's own safe opener.
+    args = ["ledger", "verify"] if command == "verify" else [command, str(plan), *extra]
     p = subprocess.run(
-        [sys.executable, "-m", "planrunner", command, str(plan), "--ledger", str(fifo), *extra],
+        [sys.executable, "-m", "planrunner", *args, "--ledger", str(fifo)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -690,7 +692,7 @@ def test_d7_a_disk_that_fills_mid_run_stops_cleanly_with_the_report(
 ) -> None:
     from testing import cron_flows
 
-    real = ledger._write_all
+    real = ledger.file._write_all
     writes = {"n": 0}
 
     def filling(fd: int, data: bytes) -> None:
@@ -699,7 +701,7 @@ def test_d7_a_disk_that_fills_mid_run_stops_cleanly_with_the_report(
             raise OSError(errno.ENOSPC, "No space left on device")
         real(fd, data)
 
-    monkeypatch.setattr(ledger, "_write_all", filling)
+    monkeypatch.setattr(ledger.file, "_write_all", filling)
     plan = write_plan(tmp_path, cron_flows(4, 10))
     led = tmp_path / "full.jsonl"
     r = run(
@@ -728,7 +730,7 @@ def test_d7_a_disk_that_fills_mid_run_stops_cleanly_with_the_report(
         k = (t["flowId"], t["triggerTime"])
         sent[k] = sent.get(k, 0) + 1
     assert all(intents.get(k, 0) >= 1 for k in sent), (sent, intents)
-    monkeypatch.setattr(ledger, "_write_all", real)
+    monkeypatch.setattr(ledger.file, "_write_all", real)
     r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--ledger", str(led))
     assert r.code == 0, r.err
 

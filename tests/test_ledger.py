@@ -345,7 +345,7 @@ def test_n22_torn_tail_union_merged_into_the_middle_is_recognised_and_blanked(tm
     folded = ledger.fold(str(led), {k1, k2, k3})
     assert [folded.status(k) for k in (k1, k2, k3)] == ["done", "done", "done"]
     assert folded.torn_middle and folded.torn_middle[0][2] == number
-    from planrunner import ledgertools
+    from planrunner.ledger import tools as ledgertools
 
     assert ledgertools.check_lines(str(led)).problems == [
         f"{led}:{number}: an incomplete record in the middle (a torn write that a git merge moved "
@@ -355,7 +355,7 @@ def test_n22_torn_tail_union_merged_into_the_middle_is_recognised_and_blanked(tm
     lock = ledger.Lock(str(led), "r-test")
     lock.acquire(0)
     try:
-        ledger.FileLedger(str(led)).repair(folded)  # what apply does under its lock
+        ledger.repair_tail(str(led), folded)  # what apply's session does under its lock
     finally:
         lock.release()
     assert led.stat().st_size == size  # blanked in place
@@ -400,13 +400,13 @@ def test_newcomer_14_waiting_for_the_lock_is_said_at_once_with_the_holder(tmp_pa
 def test_newcomer_21_a_run_that_records_nothing_creates_no_ledger(tmp_path: Path) -> None:
     path = tmp_path / "new.ledger.jsonl"
     backend = ledger.FileLedger(str(path))
-    with backend.lock("r1", [], 0), backend.writer():
+    with backend.session("r1", [], 0):
         pass
     assert not path.exists()
-    with backend.lock("r2", [], 0) as lock, backend.writer() as w:
+    with backend.session("r2", [], 0) as w:
         w.append([rec("intent", "a", flow="f", run="r2")])
         assert path.exists()
-        assert isinstance(lock, ledger.Lock) and lock._ledger_fd is not None  # the new file is locked too
+        assert w._lock._ledger_fd is not None  # the new file is locked too
     assert ledger.fold(str(path)).status(KEY) == "unknown"
 
 

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planrunner import ledger, ledgertools
+from planrunner import ledger
 from planrunner.checking import read_plan
+from planrunner.ledger import tools
 from testing import cron_flows, write_plan
 
 # Hypothesis examples per property test: CI runs the default; LEDGER_EXAMPLES=2000 for more.
@@ -121,7 +122,7 @@ def test_compaction_folds_to_the_same_states(
     path = str(scratch / "x.ledger.jsonl")
     write(path, recs)
     before = {sim: ledger.fold(path, sim=sim) for sim in (False, True)}
-    compacted = ledgertools.compact_records(recs)
+    compacted = tools.compact_records(recs)
     write(path, compacted)
     after = {sim: ledger.fold(path, sim=sim) for sim in (False, True)}
     for sim in (False, True):
@@ -129,7 +130,7 @@ def test_compaction_folds_to_the_same_states(
             assert view(after[sim], key) == view(before[sim], key), (sim, key)
     assert len(compacted) <= len(recs)
     # Compacting again changes nothing.
-    assert ledgertools.compact_records(compacted) == compacted
+    assert tools.compact_records(compacted) == compacted
     # A later union merge may bring dropped lines back: the states stay the same.
     back = data.draw(st.lists(st.sampled_from(recs), max_size=6)) if recs else []
     write(path, data.draw(st.permutations(compacted + back)))
@@ -146,8 +147,8 @@ def test_compact_file_is_atomic_and_keeps_the_mode(recs: list[dict[str, Any]]) -
         path = os.path.join(d, "x.ledger.jsonl")
         write(path, recs)
         before = {sim: ledger.fold(path, sim=sim) for sim in (False, True)}
-        done = ledgertools.compact_file(path, "test", 0)
-        assert (done.before, done.after) == (len(recs), len(ledgertools.compact_records(recs)))
+        done = tools.compact_file(path, "test", 0)
+        assert (done.before, done.after) == (len(recs), len(tools.compact_records(recs)))
         for sim in (False, True):
             after = ledger.fold(path, sim=sim)
             assert all(view(after, k) == view(before[sim], k) for k in ALL_KEYS)
@@ -171,20 +172,20 @@ def test_compaction_keeps_the_fewest_records(tmp_path: Path) -> None:
         rec("cancelled", "c", flowInstanceId="1-x"),
         rec("cancelled", "d", flowInstanceId="1-x"),
     ]
-    assert ledgertools.compact_records(history) == [history[4], history[5]]
-    assert ledgertools.compact_records(history + history[:1]) == [history[4], history[5]]
+    assert tools.compact_records(history) == [history[4], history[5]]
+    assert tools.compact_records(history + history[:1]) == [history[4], history[5]]
     failed = [
         rec("intent", "a", flow="f1", run="r"),
         rec("failed", "a", code=62104, msg="no task"),
         rec("intent", "b", flow="f1", run="r"),
     ]
-    assert ledgertools.compact_records(failed) == failed[1:]
+    assert tools.compact_records(failed) == failed[1:]
     closed = [
         rec("intent", "a", flow="f1", run="r"),
         rec("unknown", "a", reason="timeout"),
         rec("reconciled", "a", found=False, flowInstanceId=None),
     ]
-    assert ledgertools.compact_records(closed) == [closed[2]]
+    assert tools.compact_records(closed) == [closed[2]]
 
 
 # -- the commands --------------------------------------------------------------------------------
@@ -358,9 +359,9 @@ def test_newcomer_27_log_shows_local_time_and_flow_and_filters_by_time(tmp_path:
     ]
     r = run("ledger", "log", str(plan), "--since", "yesterday-ish")
     assert r.code == 2 and "--since:" in r.err
-    labels = ledgertools.flow_labels(read_plan(str(plan)))  # what plan's orphan lines can show
-    assert ledgertools.key_label(first["key"], labels) == "2026-01-01T00:00:00+08:00 f1"
-    assert ledgertools.key_label("o1/99/60000", labels) == "1970-01-01T00:01:00+00:00 flow 99"
+    labels = tools.flow_labels(read_plan(str(plan)))  # what plan's orphan lines can show
+    assert tools.key_label(first["key"], labels) == "2026-01-01T00:00:00+08:00 f1"
+    assert tools.key_label("o1/99/60000", labels) == "1970-01-01T00:01:00+00:00 flow 99"
 
 
 def test_n12_log_never_crashes_on_a_non_string_at(tmp_path: Path, run) -> None:

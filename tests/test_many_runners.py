@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from planrunner.pgledger import PostgresLedger
+from planrunner.ledger.postgres import PostgresLedger
 from planrunner.sim import Faults, Simulator
 from testing import (
     FAST_ENV,

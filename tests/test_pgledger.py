@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from planrunner import ledger
 from planrunner.errors import LedgerError, LedgerLocked
-from planrunner.pgledger import PostgresLedger
+from planrunner.ledger.postgres import PostgresLedger
 from planrunner.sim import Dialect, Faults, Simulator
 from testing import (
     FAST_ENV,
@@ -119,6 +119,13 @@ def same_fold(a: ledger.Folded, b: ledger.Folded) -> None:
     assert a.other_gateways == b.other_gateways
 
 
+
+def add(backend: ledger.Backend, records: list[dict]) -> int:
+    """Records into a ledger the way ``ledger import`` adds them: in a session, idempotently."""
+    flows = sorted({(r["orgId"], r["flowId"]) for r in records})
+    with backend.session("test-add", flows, 0) as session:
+        return session.add(records)
+
 # -- the ledger interface, on both backends -------------------------------------------------------
 
 
@@ -129,9 +136,9 @@ def test_fold_in_every_order(new_ledger: Callable[[], str], case: list, status: 
     for _ in range(6):
         rng.shuffle(records)
         backend = ledger.open_ledger(new_ledger())
-        assert backend.add(records) == len(records)
-        assert backend.fold({KEY}).status(KEY) == status
-        assert backend.fold().status(KEY) == status
+        assert add(backend, records) == len(records)
+        assert backend.read({KEY}).status(KEY) == status
+        assert backend.read().status(KEY) == status
 
 
 def test_union_of_two_sets_of_records_folds_right(new_ledger: Callable[[], str]) -> None:
@@ -150,10 +157,10 @@ def test_union_of_two_sets_of_records_folds_right(new_ledger: Callable[[], str])
         + case_records([("intent", "c3"), ("failed", "c3")], keys[3])
     )
     backend = ledger.open_ledger(new_ledger())
-    assert backend.add(ours) == len(ours)
-    assert backend.add(theirs) == len(theirs) - len(base)  # the shared records are there
-    assert backend.add(ours + theirs) == 0
-    merged = backend.fold(set(keys))
+    assert add(backend, ours) == len(ours)
+    assert add(backend, theirs) == len(theirs) - len(base)  # the shared records are there
+    assert add(backend, ours + theirs) == 0
+    merged = backend.read(set(keys))
     assert [merged.status(k) for k in keys[:5]] == ["done", "done", "done", "failed", "pending"]
     assert len(list(backend.records())) == len(ours) + len(theirs) - len(base)
 
@@ -161,7 +168,7 @@ def test_union_of_two_sets_of_records_folds_right(new_ledger: Callable[[], str])
 def test_group_commit_of_concurrent_appends(new_ledger: Callable[[], str]) -> None:
     backend = ledger.open_ledger(new_ledger())
     n_threads, per_thread = 8, 100
-    with backend.writer() as writer:
+    with backend.session("test", [], 0) as writer:
 
         def work(t: int) -> None:
             for i in range(per_thread):
@@ -183,18 +190,18 @@ def test_group_commit_of_concurrent_appends(new_ledger: Callable[[], str]) -> No
 
 def test_records_of_an_append_are_durable_when_it_returns(new_ledger: Callable[[], str]) -> None:
     spec = new_ledger()
-    with ledger.open_ledger(spec).writer() as writer:
+    with ledger.open_ledger(spec).session("test", [], 0) as writer:
         writer.append(case_records([("intent", "a")]))
         # Another reader (a fresh backend, i.e. another connection) sees it at once.
-        assert ledger.open_ledger(spec).fold({KEY}).status(KEY) == "unknown"
+        assert ledger.open_ledger(spec).read({KEY}).status(KEY) == "unknown"
         writer.append(case_records([("triggered", "a")]))
-        assert ledger.open_ledger(spec).fold({KEY}).status(KEY) == "done"
+        assert ledger.open_ledger(spec).read({KEY}).status(KEY) == "done"
 
 
 def test_shared_flow_blocks_until_timeout_naming_the_holder(new_ledger: Callable[[], str]) -> None:
     spec = new_ledger()
     first = ledger.open_ledger(spec)
-    with first.lock("run-one", [("o1", 1), ("o1", 2)], 0):
+    with first.session("run-one", [("o1", 1), ("o1", 2)], 0):
         assert "run run-one" in (first.holder() or "")
         t0 = time.monotonic()
         with (
@@ -202,33 +209,33 @@ def test_shared_flow_blocks_until_timeout_naming_the_holder(new_ledger: Callable
                 LedgerLocked,
                 match=rf"locked by another apply \(pid {os.getpid()} on .*, run run-one, since ",
             ),
-            ledger.open_ledger(spec).lock("run-two", [("o1", 2), ("o1", 3)], 0.3),
+            ledger.open_ledger(spec).session("run-two", [("o1", 2), ("o1", 3)], 0.3),
         ):
             pass
         assert time.monotonic() - t0 >= 0.3
     assert ledger.open_ledger(spec).holder() is None
-    with ledger.open_ledger(spec).lock("run-two", [("o1", 2), ("o1", 3)], 0):
+    with ledger.open_ledger(spec).session("run-two", [("o1", 2), ("o1", 3)], 0):
         pass
 
 
 def test_a_waiting_lock_is_taken_when_the_holder_lets_go(new_ledger: Callable[[], str]) -> None:
     spec = new_ledger()
-    first = ledger.open_ledger(spec).lock("run-one", [("o1", 1)], 0)
+    first = ledger.open_ledger(spec).session("run-one", [("o1", 1)], 0)
     first.__enter__()
     threading.Timer(0.3, first.__exit__, (None, None, None)).start()
     t0 = time.monotonic()
-    with ledger.open_ledger(spec).lock("run-two", [("o1", 1)], 10):
+    with ledger.open_ledger(spec).session("run-two", [("o1", 1)], 10):
         waited = time.monotonic() - t0
     assert 0.2 <= waited < 5
 
 
 def test_lock_of_a_killed_process_is_released(new_ledger: Callable[[], str]) -> None:
     spec = new_ledger()
-    ledger.open_ledger(spec).fold()  # create nothing; a missing ledger reads as empty
+    ledger.open_ledger(spec).read()  # create nothing; a missing ledger reads as empty
     code = (
         "import sys, time\n"
         "from planrunner import ledger\n"
-        f"held = ledger.open_ledger({spec!r}).lock('holder', [('o1', 5)], 0)\n"
+        f"held = ledger.open_ledger({spec!r}).session('holder', [('o1', 5)], 0)\n"
         "held.__enter__()\n"
         "print('locked', flush=True)\n"
         "time.sleep(60)\n"
@@ -236,11 +243,11 @@ def test_lock_of_a_killed_process_is_released(new_ledger: Callable[[], str]) -> 
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-        with pytest.raises(LedgerLocked, match="run holder"), ledger.open_ledger(spec).lock("me", [("o1", 5)], 0):
+        with pytest.raises(LedgerLocked, match="run holder"), ledger.open_ledger(spec).session("me", [("o1", 5)], 0):
             pass
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        with ledger.open_ledger(spec).lock("me", [("o1", 5)], 5):
+        with ledger.open_ledger(spec).session("me", [("o1", 5)], 5):
             pass
         assert ledger.open_ledger(spec).holder() is None
     finally:
@@ -273,7 +280,7 @@ def test_records_round_trip_through_export_and_import(new_ledger: Callable[[], s
     assert [json.loads(x) for x in out.read_bytes().splitlines()] == odd
     backend = ledger.open_ledger(target)
     for sim in (False, True):
-        same_fold(backend.fold(sim=sim), ledger.fold(str(src), sim=sim))
+        same_fold(backend.read(sim=sim), ledger.fold(str(src), sim=sim))
 
 
 # -- the PostgreSQL backend's own rules -----------------------------------------------------------
@@ -286,7 +293,7 @@ def test_password_never_shown(pg_url: str) -> None:
     backend = PostgresLedger(bad)
     assert backend.name == f"postgresql://planrunner:***@127.0.0.1:{port}/ops?sslmode=disable&table=x"
     with pytest.raises(LedgerError) as e:
-        backend.fold()
+        backend.read()
     assert secret not in str(e.value) and "cannot connect" in str(e.value)
     via_param = PostgresLedger(f"postgresql://127.0.0.1:{pg.free_port()}/ops?password={secret}")
     assert secret not in via_param.name
@@ -329,27 +336,27 @@ def test_default_table_and_postgres_scheme() -> None:
 def test_schema_is_created_on_first_use_and_a_newer_one_refused(pg_url: str) -> None:
     url = pg.with_table(pg_url)
     backend = PostgresLedger(url)
-    assert backend.fold().done == {}  # reading a missing ledger creates nothing
+    assert backend.read().done == {}  # reading a missing ledger creates nothing
     with psycopg.connect(pg_url, autocommit=True) as conn:
         assert conn.execute("SELECT to_regclass(%s)", (backend.table,)).fetchone() == (None,)
-    assert backend.add(case_records([("intent", "a")])) == 1
+    assert add(backend, case_records([("intent", "a")])) == 1
     with psycopg.connect(pg_url, autocommit=True) as conn:
         meta = f'"{backend.table}_meta"'
         assert conn.execute(f"SELECT value FROM {meta}").fetchone() == ("1",)
         conn.execute(f"UPDATE {meta} SET value = '2'")
     with pytest.raises(LedgerError, match="schema version 2, newer than this planrunner knows"):
-        PostgresLedger(url).fold()
+        PostgresLedger(url).read()
     with pytest.raises(LedgerError, match="schema version 2"):
-        PostgresLedger(url).add(case_records([("intent", "b")]))
+        add(PostgresLedger(url), case_records([("intent", "b")]))
     backend.drop()
 
 
 def test_disjoint_flows_are_locked_at_once_and_shared_ones_are_not(pg_url: str) -> None:
     url = pg.with_table(pg_url)
     a, b = PostgresLedger(url), PostgresLedger(url)
-    with a.lock("run-a", [("o1", 1), ("o1", 2)], 0), b.lock("run-b", [("o1", 3), ("o2", 1)], 0):
+    with a.session("run-a", [("o1", 1), ("o1", 2)], 0), b.session("run-b", [("o1", 3), ("o2", 1)], 0):
         assert a.holder() is not None
-        with pytest.raises(LedgerLocked, match=r"run run-b.*flow 1 of org o2"), PostgresLedger(url).lock("run-c", [("o2", 1)], 0):
+        with pytest.raises(LedgerLocked, match=r"run run-b.*flow 1 of org o2"), PostgresLedger(url).session("run-c", [("o2", 1)], 0):
             pass
     assert a.holder() is None
     a.drop()
@@ -358,9 +365,9 @@ def test_disjoint_flows_are_locked_at_once_and_shared_ones_are_not(pg_url: str) 
 def test_a_lost_connection_stops_the_writer(pg_url: str) -> None:
     url = pg.with_table(pg_url)
     backend = PostgresLedger(url)
-    with backend.lock("run-x", [("o1", 7)], 0), backend.writer() as writer:
+    with backend.session("run-x", [("o1", 7)], 0) as writer:
         writer.append(case_records([("intent", "a")]))
-        run = backend._active
+        run = writer._run
         assert run is not None
         with psycopg.connect(pg_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (run.conn.info.backend_pid,))
@@ -368,7 +375,7 @@ def test_a_lost_connection_stops_the_writer(pg_url: str) -> None:
             writer.append(case_records([("triggered", "a")]))
         with pytest.raises(LedgerError, match="stopped sending"):
             writer.append(case_records([("triggered", "a")]))
-    assert backend.fold({KEY}).status(KEY) == "unknown"  # the next apply reconciles it
+    assert backend.read({KEY}).status(KEY) == "unknown"  # the next apply reconciles it
     backend.drop()
 
 
@@ -421,12 +428,12 @@ def test_file_fold_equals_postgres_fold(
     backend = _prop_ledger(pg_url)
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f'TRUNCATE "{backend.table}"')
-    assert backend.add(unique) == len(unique)
+    assert add(backend, unique) == len(unique)
     for sim in (False, True):
         for ks in (None, keys):
             gw = {"gateway": gateway, "other_gateways_count": count_others}
             same_fold(
-                backend.fold(ks, sim=sim, orphans_of=orphans_of, **gw),
+                backend.read(ks, sim=sim, orphans_of=orphans_of, **gw),
                 ledger.fold(str(path), ks, sim=sim, orphans_of=orphans_of, **gw),
             )
 
@@ -437,7 +444,7 @@ _PROP: dict[str, PostgresLedger] = {}
 def _prop_ledger(pg_url: str) -> PostgresLedger:
     if pg_url not in _PROP:
         backend = PostgresLedger(pg.with_table(pg_url))
-        backend.add([])  # create the schema once
+        add(backend, [])  # create the schema once
         _PROP[pg_url] = backend
     return _PROP[pg_url]
 
@@ -567,7 +574,7 @@ def test_export_then_import_into_a_fresh_table_folds_the_same(
     assert run_process(["ledger", "import", "--ledger", fresh, str(back)]).returncode == 0
     records = [r for _, r in ledger.FileLedger(file_spec).records()]
     assert [r for _, r in PostgresLedger(fresh).records()] == records
-    same_fold(PostgresLedger(fresh).fold(), ledger.fold(file_spec))
+    same_fold(PostgresLedger(fresh).read(), ledger.fold(file_spec))
     # And the plan reads it as done from the table.
     p = run_process(["plan", str(plan), "--ledger", fresh, "--detailed-exitcode"])
     assert p.returncode == 0, p.stdout
@@ -610,7 +617,7 @@ def test_n14_a_role_without_privileges_gets_exit_3_and_one_masked_line(pg_url: s
     role = f"weak_{uuid.uuid4().hex[:8]}"
     spec = pg.with_table(pg_url)
     owner = PostgresLedger(spec)
-    owner.add([])  # the tables exist; the weak role may not touch them
+    add(owner, [])  # the tables exist; the weak role may not touch them
     table = owner.table
     host = pg_url.split("@", 1)[1]
     weak = f"postgresql://{role}:PW-weak-s3cr3t@{host}?table={table}"
@@ -643,7 +650,7 @@ def test_n14_a_role_without_privileges_gets_exit_3_and_one_masked_line(pg_url: s
 def test_n16_a_hung_database_ends_with_exit_3_not_a_hang(pg_url: str, tmp_path: Path, sim: Simulator) -> None:
     spec = pg.with_table(pg_url)
     backend = PostgresLedger(spec)
-    backend.add([rec("intent", "a", flow="f", run="r")])
+    add(backend, [rec("intent", "a", flow="f", run="r")])
     plan = write_plan(tmp_path, cron_flows(1, 2))
     env = {**SIM_ENV, **FAST_ENV, "PLANRUNNER_LEDGER_STATEMENT_TIMEOUT": "0.5"}
     try:
@@ -670,7 +677,7 @@ def test_newcomer_14_a_waiting_apply_says_at_once_whom_it_waits_for(
     spec = new_ledger()
     plan = write_plan(tmp_path, cron_flows(1, 2))
     held = ledger.open_ledger(spec)
-    with held.lock("r-holder", [("o1", 1)], 0):
+    with held.session("r-holder", [("o1", 1)], 0):
         p = apply(plan, sim.url, spec, "--lock-timeout", "0.5")
     assert p.returncode == 3
     waiting = [line for line in p.stderr.splitlines() if "waiting up to 0.5 s for the ledger lock held by" in line]
@@ -701,17 +708,17 @@ def test_n16_a_stopped_database_server_ends_with_a_ledger_error_not_a_hang(monke
     try:
         spec = pg.with_table(server.url)
         writing, reading = PostgresLedger(spec), PostgresLedger(spec)
-        writing.add([rec("intent", "a", flow="f", run="r")])
-        with writing.lock("r-hung", [("o1", 7)], 0), reading.lock("r-read", [("o1", 8)], 0):
+        add(writing, [rec("intent", "a", flow="f", run="r")])
+        with writing.session("r-hung", [("o1", 7)], 0) as w, reading.session("r-read", [("o1", 8)], 0) as r:
             stopped = _server_pids(server)
             for pid in stopped:
                 os.kill(pid, signal.SIGSTOP)
             # apply's commit of an intent: the run stops sending (exit 3), never hangs.
             refused = r"cannot write ledger \(the database did not answer within 1\.5 s"
-            with pytest.raises(LedgerError, match=refused), writing.writer() as w:
+            with pytest.raises(LedgerError, match=refused):
                 w.append([rec("intent", "b", flow="f", run="r-hung")])
             with pytest.raises(LedgerError, match=r"cannot read the ledger: the database did not answer within 1\.5 s"):
-                reading.fold({KEY})
+                r.fold({KEY})
     finally:
         for pid in stopped:
             os.kill(pid, signal.SIGCONT)

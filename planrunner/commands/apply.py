@@ -367,9 +367,8 @@ def run(req: Request, emit: Emit | None = None) -> int:
         conn = connect(plan, req.gateway, req.sim, stack=stack, read_timeout=options.read_timeout)
         backend = ledger.open_ledger(path)  # a missing one is created: no note (plan notes it)
         flows = sorted({(e.org_id, e.flow_id) for e in entries})
-        stack.enter_context(backend.lock(run_id, flows, req.lock_timeout))
-        folded = backend.fold({e.key for e in entries}, sim=req.sim, gateway=conn.gateway_id)
-        backend.repair(folded)
+        session = stack.enter_context(backend.session(run_id, flows, req.lock_timeout))
+        folded = session.fold({e.key for e in entries}, sim=req.sim, gateway=conn.gateway_id)
         todo = _todo(entries, folded, logger)
         if (
             todo
@@ -388,9 +387,8 @@ def run(req: Request, emit: Emit | None = None) -> int:
         )
         if todo:
             conn.client.token()  # before any intent: a run without a token records nothing
-        writer = stack.enter_context(backend.writer())
         runner = engine.Runner(
-            conn.client, writer, folded, options, run_id, gateway=conn.gateway_id, guard=backend.check_lock
+            conn.client, session, folded, options, run_id, gateway=conn.gateway_id, guard=session.check_lock
         )
         progress = terminal.Progress(todo, sys.stderr.isatty() and not req.quiet)
         runner.on_settle = progress.add

@@ -92,9 +92,9 @@ def run(req: Request) -> int:
     flows = sorted({(e.org_id, e.flow_id) for e in entries})
     with contextlib.ExitStack() as stack:
         stack.callback(conn.client.close)
-        stack.enter_context(backend.lock(run_id, flows, req.lock_timeout))
-        folded = backend.fold({e.key for e in entries}, sim=False)
-        backend.repair(folded)  # our records must not follow a torn line
+        # The session cuts a torn tail first: our records must not follow a torn line.
+        session = stack.enter_context(backend.session(run_id, flows, req.lock_timeout))
+        folded = session.fold({e.key for e in entries}, sim=False)
         if not any(folded.status(e.key) in (ledger.DONE, ledger.UNKNOWN) for e in entries):
             sys.stderr.write(
                 f"Nothing to cancel: no selected entry of {req.plan_path} has a running instance "
@@ -106,8 +106,7 @@ def run(req: Request) -> int:
         found = cancel.find(
             conn.client, zone, entries, folded, concurrency=req.concurrency, rate=req.rate
         )
-        writer = stack.enter_context(backend.writer())
-        canceller = cancel.Canceller(conn.client, writer, zone, run_id, conn.gateway_id, req.rate)
+        canceller = cancel.Canceller(conn.client, session, zone, run_id, conn.gateway_id, req.rate)
         for t in found.already:  # nothing to send: the ledger catches up with the service
             canceller.record(t)
             t.outcome = cancel.ALREADY

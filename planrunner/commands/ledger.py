@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
 
@@ -124,30 +124,21 @@ def main(args: argparse.Namespace) -> int:
 
 def export(source: str, target: str) -> int:
     """Every record of ``source`` to the JSON-lines file ``target``."""
-    from planrunner import ledger, ledgertools
+    from planrunner import ledger
     from planrunner.commands.context import note_missing, warn_password
+    from planrunner.ledger import tools as ledgertools
 
     warn_password(source, "--ledger")
     note_missing(source)
     backend = ledger.open_ledger(source)
-    count = 0
-
-    def write(out: BinaryIO) -> int:
-        n = 0
-        for _, rec in backend.records():
-            out.write(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
-            n += 1
-        out.flush()
-        return n
-
     if target == "-":
-        count = write(sys.stdout.buffer)
+        count = ledgertools.export(backend, sys.stdout.buffer)
     else:
         # Never over the ledger itself (by path or inode), never through a symlink, and
         # never a half-written file: a temporary file renamed when complete.
         inputs = [] if ledger.is_postgres(source) else [(source, "the ledger being exported")]
         with ledgertools.replacing(target, inputs, "ledger export: FILE") as out:
-            count = write(out)
+            count = ledgertools.export(backend, out)
     print(f"exported {count} records from {backend.name} to {target}", file=sys.stderr)
     return EXIT_OK
 
@@ -162,17 +153,15 @@ def import_(target: str, source: str, lock_timeout: float = 0.0) -> int:
     from planrunner import ledger
     from planrunner.commands.apply import new_run_id
     from planrunner.commands.context import warn_password
+    from planrunner.ledger import tools as ledgertools
 
     warn_password(target, "--ledger")
     if not os.path.isfile(source):
         raise UsageError(f"{source}: no such ledger file to import")
-    records = [rec for _, rec in ledger.FileLedger(source).records()]
     backend = ledger.open_ledger(target)
-    flows = sorted({(rec["orgId"], rec["flowId"]) for rec in records})
-    with backend.lock(new_run_id(), flows, lock_timeout):
-        added = backend.add(records)
+    added, total = ledgertools.import_file(backend, source, new_run_id(), lock_timeout)
     print(
-        f"imported {added} new records of {len(records)} from {source} into {backend.name}",
+        f"imported {added} new records of {total} from {source} into {backend.name}",
         file=sys.stderr,
     )
     return EXIT_OK
@@ -227,9 +216,8 @@ def _time_bound(option: str, text: str | None) -> int | None:
 
 def log(args: argparse.Namespace) -> int:
     """The history of a ledger, by key, flow or run."""
-    import fnmatch
-
-    from planrunner import ledger, ledgertools
+    from planrunner import ledger
+    from planrunner.ledger import tools as ledgertools
 
     since, until = _time_bound("--since", args.since), _time_bound("--until", args.until)
     labels: dict[tuple[str, int], tuple[str, Any]] = {}
@@ -238,85 +226,29 @@ def log(args: argparse.Namespace) -> int:
 
         labels = ledgertools.flow_labels(read_plan(args.plan))
     backend = ledger.open_ledger(_place(args))
-    records = list(backend.records())
-    runs = ledgertools.attempt_runs(rec for _, rec in records)
-    key_flows: dict[str, set[str]] = {}
-    for _, rec in records:
-        if rec["event"] == "intent" and isinstance(rec.get("flow"), str):
-            key_flows.setdefault(rec["key"], set()).add(rec["flow"])
-    chosen = records
-    if args.key:
-        chosen = [(w, r) for w, r in chosen if r["key"] == args.key]
-    if args.flow:
-        ids = _flow_ids(args.plan, args.flow)
-        chosen = [
-            (w, r)
-            for w, r in chosen
-            if (r["orgId"], r["flowId"]) in ids
-            or any(fnmatch.fnmatchcase(f, args.flow) for f in key_flows.get(r["key"], ()))
-        ]
-    if args.run:
-        chosen = [(w, r) for w, r in chosen if ledgertools.run_of(r, runs) == args.run]
-    if since is not None:
-        chosen = [(w, r) for w, r in chosen if r["triggerTime"] >= since]
-    if until is not None:
-        chosen = [(w, r) for w, r in chosen if r["triggerTime"] <= until]
-    all_records = [r for _, r in records]
-    states = {sim: ledgertools.key_states(all_records, sim=sim) for sim in (False, True)}
-
-    def state_of(key: str, sim: bool) -> str:
-        st, cancelled = states[sim]
-        s = st.get(key)
-        if s is None:
-            return "pending"
-        if s.done and key in cancelled:
-            return str(ledger.CANCELLED)
-        return str(s.status)
-
-    run_rows: dict[str, dict[str, Any]] = {}
-    for _, rec in chosen:
-        run = ledgertools.run_of(rec, runs)
-        at = rec["at"] if isinstance(rec["at"], str) else str(rec["at"])
-        row = run_rows.setdefault(
-            run, {"run": run, "first": at, "last": at, "attempts": set(), "events": {}}
-        )
-        row["first"], row["last"] = min(row["first"], at), max(row["last"], at)
-        row["attempts"].add(rec["attempt"])
-        row["events"][rec["event"]] = row["events"].get(rec["event"], 0) + 1
-    keys = []
-    for key, group in ledgertools.by_key(chosen):
-        first = group[0][1]
-        kinds = sorted({ledgertools.is_sim(r) for _, r in group})
-        name, zone = labels.get((first["orgId"], first["flowId"]), (None, None))
-        flows = sorted(key_flows.get(key, set()) | ({name} if name else set()))
-        keys.append(
-            {
-                "key": key,
-                "flowId": first["flowId"],
-                "orgId": first["orgId"],
-                "triggerTime": first["triggerTime"],
-                "time": ledgertools.key_time(first["triggerTime"], zone),
-                "flows": flows,
-                "state": {("sim" if k else "real"): state_of(key, k) for k in kinds},
-                "records": [{"where": w, **r} for w, r in group],
-            }
-        )
-    runs_out = sorted(
-        ({**row, "attempts": len(row["attempts"])} for row in run_rows.values()),
-        key=lambda row: (row["first"], row["run"]),
+    history = ledgertools.history(
+        list(backend.records()),
+        key=args.key,
+        flow=args.flow,
+        flow_ids=_flow_ids(args.plan, args.flow) if args.flow else set(),
+        run=args.run,
+        since=since,
+        until=until,
+        labels=labels,
     )
     from planrunner.report.ledger import HISTORY_RENDERERS, History
 
     filter_ = {"key": args.key, "flow": args.flow, "run": args.run, "since": since, "until": until}
-    history = History(backend.name, filter_, runs_out, keys, len(chosen), len(records))
-    sys.stdout.write(HISTORY_RENDERERS[args.format](history) + "\n")
+    shown = History(backend.name, filter_, history.runs, history.keys, history.chosen, history.total)
+    sys.stdout.write(HISTORY_RENDERERS[args.format](shown) + "\n")
     return EXIT_OK
 
 
 def verify(args: argparse.Namespace) -> int:
     """Check every line; count keys per status; exit 3 on a problem."""
-    from planrunner import ledger, ledgertools
+    from planrunner import ledger
     from planrunner.errors import EXIT_LEDGER
+    from planrunner.ledger import tools as ledgertools
 
     backend = ledger.open_ledger(_place(args))
     checked = ledgertools.check_backend(backend)
@@ -334,8 +266,9 @@ def verify(args: argparse.Namespace) -> int:
 
 def compact(args: argparse.Namespace) -> int:
     """Rewrite a file ledger to the fewest records folding to the same states."""
-    from planrunner import ledger, ledgertools
+    from planrunner import ledger
     from planrunner.commands.apply import new_run_id
+    from planrunner.ledger import tools as ledgertools
 
     place = _place(args)
     if ledger.is_postgres(place):

@@ -159,7 +159,7 @@ class Watch:
 
     def read_ledger(self) -> list[tuple[Entry, str | None]]:
         """The done entries with their recorded ids; the cancelled keys go to the result."""
-        folded = self.backend.fold(self._keys, sim=self.connect is None, gateway=self.gateway_id)
+        folded = self.backend.read(self._keys, sim=self.connect is None, gateway=self.gateway_id)
         if folded.torn_line is not None:
             self._log.warning(
                 "ledger has an incomplete last line (an apply may be writing); ignoring it",

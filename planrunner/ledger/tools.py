@@ -18,29 +18,16 @@ import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, BinaryIO
 
 import orjson
 
 from planrunner import ledger
 from planrunner.errors import LedgerError, UsageError
+from planrunner.ledger.file import CONFLICT_MARKERS, open_for_reading
+from planrunner.ledger.records import validate
 
 SIM = ledger.SIM_GATEWAY
-_CONFLICT_MARKERS = (b"<<<<<<<", b"=======", b">>>>>>>")
-SETTLERS = ("triggered", "reconciled")
-# Extra fields each event must carry, with the types they may have.
-_EXTRAS: dict[str, dict[str, tuple[type, ...]]] = {
-    "intent": {"flow": (str,), "run": (str,)},
-    "triggered": {"flowInstanceId": (str, type(None))},
-    "failed": {"code": (int, type(None)), "msg": (str,)},
-    "unknown": {"reason": (str,)},
-    "reconciled": {"found": (bool,), "flowInstanceId": (str, type(None))},
-    "aborted": {"reason": (str,)},
-    "cancelled": {"flowInstanceId": (str,)},
-}
-
-
 WRITE_CHUNK = 10_000  # records encoded and written at a time while compacting
 
 
@@ -53,38 +40,8 @@ def is_sim(rec: dict[str, Any]) -> bool:
 
 
 def record_problem(rec: Any) -> str | None:
-    """What is wrong with one decoded record, or None."""
-    if not isinstance(rec, dict):
-        return "not a JSON object"
-    missing = [f for f in ledger._REQUIRED if f not in rec]
-    if missing:
-        return f"missing fields: {', '.join(missing)}"
-    if rec["v"] != 1:
-        return f"unsupported version v={rec['v']!r}"
-    if rec["event"] not in ledger.EVENTS:
-        return f"unknown event {rec['event']!r}"
-    for name, kind in ledger._FIELD_TYPES.items():
-        if type(rec[name]) is not kind:
-            return f'"{name}" is {type(rec[name]).__name__}, not {kind.__name__}'
-    if rec["key"] != f"{rec['orgId']}/{rec['flowId']}/{rec['triggerTime']}":
-        return f'"key" {rec["key"]!r} does not match orgId/flowId/triggerTime'
-    at = rec["at"]
-    if not isinstance(at, str):
-        return '"at" is not a string'
-    try:
-        datetime.fromisoformat(at)
-    except ValueError:
-        return f'"at" {at!r} is not an RFC 3339 time'
-    gateway = rec.get("gateway")
-    if gateway is not None and not isinstance(gateway, str):
-        return '"gateway" is not a string'
-    for name, kinds in _EXTRAS[rec["event"]].items():
-        if name not in rec:
-            return f'{rec["event"]} record without "{name}"'
-        value = rec[name]
-        if type(value) not in kinds:
-            return f'"{name}" of a {rec["event"]} record is {type(value).__name__}'
-    return None
+    """What is wrong with one decoded record, or None (:func:`planrunner.ledger.records.validate`)."""
+    return validate(rec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +59,10 @@ def check_lines(path: str) -> Checked:
     problems: list[str] = []
     if os.path.islink(path):
         problems.append(f"{path}: the ledger is a symlink (apply refuses it)")
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed by the with below
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such ledger") from None
-    except OSError as e:
-        raise LedgerError(f"{path}: cannot read ledger: {e.strerror or e}") from None
+    # The fold's own opener: a FIFO or a directory is refused (exit 3), never waited on.
+    f = open_for_reading(path)
+    if f is None:
+        raise UsageError(f"{path}: no such ledger")
     number = 0
     with f:
         for number, line in enumerate(f, 1):
@@ -133,7 +88,7 @@ def check_lines(path: str) -> Checked:
                     )
                 elif torn is False:
                     problems.append(f"{where}: an incomplete record with another record welded to it")
-                elif line.startswith(_CONFLICT_MARKERS):
+                elif line.startswith(CONFLICT_MARKERS):
                     problems.append(
                         f'{where}: git conflict marker (use "*.ledger.jsonl merge=union" in '
                         ".gitattributes; keep both sides' lines and delete the marker lines)"
@@ -170,28 +125,17 @@ def check_backend(backend: ledger.Backend) -> Checked:
 # -- the fold over a list of records ---------------------------------------------------------
 
 
-def key_states(
-    records: Iterable[dict[str, Any]], *, sim: bool
-) -> tuple[dict[str, ledger.KeyState], set[str]]:
-    """Per-key states of the records of one kind of run, and the keys recorded as cancelled."""
-    states: dict[str, ledger.KeyState] = {}
-    cancelled: set[str] = set()
-    for rec in records:
-        if is_sim(rec) is not sim:
-            continue
-        if rec["event"] == "cancelled":
-            cancelled.add(rec["key"])
-            continue
-        states.setdefault(rec["key"], ledger.KeyState()).add(rec)
-    return states, cancelled
+def key_states(records: Iterable[dict[str, Any]], *, sim: bool) -> ledger.Folded:
+    """The fold of a list of records of one kind of run (:func:`planrunner.ledger.fold_into`)."""
+    return ledger.fold_into(ledger.Folded(), records, sim=sim)
 
 
 def status_counts(records: Sequence[dict[str, Any]], *, sim: bool) -> dict[str, int]:
     """How many keys are done, cancelled, unknown, failed or pending."""
-    states, cancelled = key_states(records, sim=sim)
+    folded = key_states(records, sim=sim)
     counts: dict[str, int] = {}
-    for key, st in states.items():
-        status = str(ledger.CANCELLED if st.done and key in cancelled else st.status)
+    for key in folded.all_keys():
+        status = str(folded.status(key))
         counts[status] = counts.get(status, 0) + 1
     order = [str(s) for s in (ledger.DONE, ledger.CANCELLED, ledger.UNKNOWN, ledger.FAILED, ledger.PENDING)]
     return {s: counts[s] for s in order if s in counts}
@@ -201,8 +145,8 @@ def status_counts(records: Sequence[dict[str, Any]], *, sim: bool) -> dict[str, 
 
 
 def _identity(rec: dict[str, Any]) -> bytes:
-    """A short digest of a record's canonical JSON: exact duplicates share it."""
-    return hashlib.blake2b(orjson.dumps(rec, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+    """A short digest of the record's :func:`planrunner.ledger.identity`: exact duplicates share it."""
+    return hashlib.blake2b(ledger.identity(rec), digest_size=16).digest()
 
 
 @dataclass(slots=True)
@@ -515,3 +459,111 @@ def write_bytes(path: str, data: bytes, inputs: Iterable[tuple[str, str]], what:
     inputs = list(inputs)
     with replacing(path, inputs, what) as out:
         out.write(data)
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What ``ledger log`` shows: the chosen records by run and by key."""
+
+    total: int  # records in the ledger
+    chosen: int  # records the filters kept
+    runs: list[dict[str, Any]]  # per run: first and last ``at``, attempts, events
+    keys: list[dict[str, Any]]  # per key: time, flows, state per kind of run, its records
+
+
+def history(
+    records: list[tuple[str, dict[str, Any]]],
+    *,
+    key: str | None = None,
+    flow: str | None = None,
+    flow_ids: set[tuple[str, int]] | frozenset[tuple[str, int]] = frozenset(),
+    run: str | None = None,
+    since: int | None = None,
+    until: int | None = None,
+    labels: dict[tuple[str, int], tuple[str, Any]] | None = None,
+) -> History:
+    """The history of ``records`` (``(where, record)`` pairs), filtered by key, flow (a name
+    pattern, matched against the plan's ``flow_ids`` and the names intents recorded), run
+    and trigger time, by run and by key; each key's state is folded from every record."""
+    import fnmatch
+
+    labels = labels or {}
+    runs = attempt_runs(rec for _, rec in records)
+    key_flows: dict[str, set[str]] = {}
+    for _, rec in records:
+        if rec["event"] == "intent" and isinstance(rec.get("flow"), str):
+            key_flows.setdefault(rec["key"], set()).add(rec["flow"])
+    chosen = records
+    if key:
+        chosen = [(w, r) for w, r in chosen if r["key"] == key]
+    if flow:
+        chosen = [
+            (w, r)
+            for w, r in chosen
+            if (r["orgId"], r["flowId"]) in flow_ids
+            or any(fnmatch.fnmatchcase(f, flow) for f in key_flows.get(r["key"], ()))
+        ]
+    if run:
+        chosen = [(w, r) for w, r in chosen if run_of(r, runs) == run]
+    if since is not None:
+        chosen = [(w, r) for w, r in chosen if r["triggerTime"] >= since]
+    if until is not None:
+        chosen = [(w, r) for w, r in chosen if r["triggerTime"] <= until]
+    all_records = [r for _, r in records]
+    states = {sim: key_states(all_records, sim=sim) for sim in (False, True)}
+    run_rows: dict[str, dict[str, Any]] = {}
+    for _, rec in chosen:
+        name = run_of(rec, runs)
+        at = rec["at"] if isinstance(rec["at"], str) else str(rec["at"])
+        row = run_rows.setdefault(
+            name, {"run": name, "first": at, "last": at, "attempts": set(), "events": {}}
+        )
+        row["first"], row["last"] = min(row["first"], at), max(row["last"], at)
+        row["attempts"].add(rec["attempt"])
+        row["events"][rec["event"]] = row["events"].get(rec["event"], 0) + 1
+    keys = []
+    for k, group in by_key(chosen):
+        first = group[0][1]
+        kinds = sorted({is_sim(r) for _, r in group})
+        label, zone = labels.get((first["orgId"], first["flowId"]), (None, None))
+        flows = sorted(key_flows.get(k, set()) | ({label} if label else set()))
+        keys.append(
+            {
+                "key": k,
+                "flowId": first["flowId"],
+                "orgId": first["orgId"],
+                "triggerTime": first["triggerTime"],
+                "time": key_time(first["triggerTime"], zone),
+                "flows": flows,
+                "state": {("sim" if s else "real"): str(states[s].status(k)) for s in kinds},
+                "records": [{"where": w, **r} for w, r in group],
+            }
+        )
+    runs_out = sorted(
+        ({**row, "attempts": len(row["attempts"])} for row in run_rows.values()),
+        key=lambda row: (row["first"], row["run"]),
+    )
+    return History(len(records), len(chosen), runs_out, keys)
+
+
+# -- export and import -----------------------------------------------------------------------
+
+
+def export(backend: ledger.Backend, out: BinaryIO) -> int:
+    """Every record of ``backend`` to ``out`` as JSON lines, in stored order; how many."""
+    n = 0
+    for _, rec in backend.records():
+        out.write(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
+        n += 1
+    out.flush()
+    return n
+
+
+def import_file(backend: ledger.Backend, source: str, run_id: str, lock_timeout: float) -> tuple[int, int]:
+    """Add the records of the ledger file ``source`` that ``backend`` lacks, in a session (under
+    the lock, like apply, so an import never races an apply or a compaction); returns (added,
+    records in ``source``)."""
+    records = [rec for _, rec in ledger.FileLedger(source).records()]
+    flows = sorted({(rec["orgId"], rec["flowId"]) for rec in records})
+    with backend.session(run_id, flows, lock_timeout) as session:
+        return session.add(records), len(records)
