@@ -22,7 +22,7 @@ LAYERS = [
      "answers", "sim"},
     {"checking"},
     {"runs"},
-    {"report", "report_status", "report_cancel"},
+    {"report"},
     {"commands", "saved"},
     {"cli", "__main__", "launch"},
 ]

@@ -398,7 +398,7 @@ def run(req: Request, emit: Emit | None = None) -> int:
     logger.info(
         "apply finished",
         seconds=round(seconds, 3),
-        fsyncs=writer.fsyncs,
+        fsyncs=session.fsyncs,
         rate=runner.rate["learned"],  # requests/s learned from 429s; None: never throttled
         throttled=runner.rate["throttled"],
         **result.summary,

@@ -8,10 +8,10 @@ import dataclasses
 import sys
 from dataclasses import dataclass
 
-from planrunner import report_cancel as render
 from planrunner import terminal
 from planrunner.commands import options
 from planrunner.errors import EXIT_FAILED, EXIT_OK, UsageError
+from planrunner.report import cancel as render
 from planrunner.runs import cancel
 from planrunner.select import Selection
 

@@ -6,8 +6,6 @@ import argparse
 import sys
 from typing import Any
 
-import orjson
-
 from planrunner.commands import options
 from planrunner.errors import EXIT_OK, UsageError
 

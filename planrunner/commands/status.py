@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from planrunner import report_status as render
 from planrunner import terminal
 from planrunner.commands import options
 from planrunner.errors import PlanrunnerError, UsageError
 from planrunner.lookup import Seen
+from planrunner.report import status as render
 from planrunner.runs.watch import Result, watch_counts
 from planrunner.select import Selection
 
