@@ -256,8 +256,6 @@ class Request:
     again: str | None = None  # the command line that continues this run (shell-quoted)
 
 
-# commands/ledger.py still imports it from here (its owner moves it to runs.new_run_id).
-new_run_id = runs.new_run_id
 
 
 def exit_code(outcomes: dict[str, Outcome], interrupted: bool) -> int:
@@ -361,7 +359,7 @@ def run(req: Request, emit: Emit | None = None) -> int:
         sim_ledger_path(req.plan_path) if req.sim else ledger.default_path(req.plan_path)
     )
     options = settings_from_env(req.options)
-    run_id = new_run_id()
+    run_id = runs.new_run_id()
     logger = log.get("apply").bind(run=run_id)
     with contextlib.ExitStack() as stack:
         conn = connect(plan, req.gateway, req.sim, stack=stack, read_timeout=options.read_timeout)

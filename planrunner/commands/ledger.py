@@ -27,6 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ledger subcommands."""
     sub = p.add_subparsers(dest="ledger_command", metavar="SUBCOMMAND", parser_class=options.Parser)
     sub.required = True
+    _add_log(sub)
+    _add_verify_and_compact(sub)
+    _add_export_and_import(sub)
+
+
+def _add_log(sub: Any) -> None:
     lg = sub.add_parser(
         "log",
         help="the history of a ledger by key, flow or run",
@@ -49,6 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--until", metavar="TIME", help="only keys whose trigger time is at or before TIME (as --since)"
     )
     options.add_format(lg, "json")
+
+
+def _add_verify_and_compact(sub: Any) -> None:
     v = sub.add_parser(
         "verify",
         help="check every line of a ledger and count keys per status",
@@ -75,6 +84,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="wait this long for an apply's lock (default 0)",
     )
+
+
+def _add_export_and_import(sub: Any) -> None:
     e = sub.add_parser(
         "export",
         help="write every record of a ledger to a JSON-lines file",
@@ -149,9 +161,9 @@ def import_(target: str, source: str, lock_timeout: float = 0.0) -> int:
     import os
 
     from planrunner import ledger
-    from planrunner.commands.apply import new_run_id
     from planrunner.commands.context import warn_password
     from planrunner.ledger import tools as ledgertools
+    from planrunner.runs import new_run_id
 
     warn_password(target, "--ledger")
     if not os.path.isfile(source):
@@ -265,8 +277,8 @@ def verify(args: argparse.Namespace) -> int:
 def compact(args: argparse.Namespace) -> int:
     """Rewrite a file ledger to the fewest records folding to the same states."""
     from planrunner import ledger
-    from planrunner.commands.apply import new_run_id
     from planrunner.ledger import tools as ledgertools
+    from planrunner.runs import new_run_id
 
     place = _place(args)
     if ledger.is_postgres(place):

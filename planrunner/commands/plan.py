@@ -104,22 +104,7 @@ def run(
     if paths.count("-") > 1:
         raise UsageError("- (standard input) can be given only once")
     for path in paths:
-        raw = None
-        if path == "-":
-            if out is not None:
-                raise UsageError("-: --out saves a plan file, which apply checks is unchanged")
-            if ledger is None:
-                raise UsageError(
-                    "-: a plan read from standard input has no path to find its ledger by: "
-                    "give --ledger (or set $PLANRUNNER_LEDGER)"
-                )
-            raw = sys.stdin.buffer.read()
-        elif out is not None:
-            try:
-                with open(path, "rb") as f:
-                    raw = f.read()
-            except OSError as e:
-                raise UsageError(f"{path}: cannot read plan: {e.strerror or e}") from None
+        raw = _read_raw(path, ledger, out)
         try:
             results.append(_result(path, raw, ledger, now, max_triggers, sim, chosen))
         except PlanInvalid as e:
@@ -145,6 +130,27 @@ def run(
     if detailed_exitcode and any(s not in settled for r in results for s in r.summary):
         return EXIT_PENDING
     return EXIT_OK
+
+
+def _read_raw(path: str, ledger: str | None, out: str | None) -> bytes | None:
+    """The plan's bytes when they must be read here (standard input, or --out pins them);
+    None lets the loader read the file."""
+    if path == "-":
+        if out is not None:
+            raise UsageError("-: --out saves a plan file, which apply checks is unchanged")
+        if ledger is None:
+            raise UsageError(
+                "-: a plan read from standard input has no path to find its ledger by: "
+                "give --ledger (or set $PLANRUNNER_LEDGER)"
+            )
+        return sys.stdin.buffer.read()
+    if out is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read plan: {e.strerror or e}") from None
 
 
 def _write_json(results: list[report.PlanResult]) -> None:

@@ -49,6 +49,13 @@ _DEFAULT = Dialect()
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add ``planrunner sim``'s options to its parser."""
+    _add_serving(p)
+    _add_timing(p)
+    _add_dialect(p)
+
+
+def _add_serving(p: argparse.ArgumentParser) -> None:
+    """Where it listens, which flows and keys it knows, how fast it lets callers go."""
     p.add_argument(
         "--host", default=DEFAULT_HOST, help="loopback address to bind (default 127.0.0.1)"
     )
@@ -74,6 +81,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="PER_SECOND",
         help="answer HTTP 429 above this many requests per second",
     )
+
+
+def _add_timing(p: argparse.ArgumentParser) -> None:
+    """How slow and unreliable it is: latency, processing, faults, token lifetime."""
     p.add_argument(
         "--latency",
         type=options.non_negative_float,
@@ -121,7 +132,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="lifetime of issued tokens (default 7200)",
     )
+
+
+def _add_dialect(p: argparse.ArgumentParser) -> None:
+    """Readings of what the vendor does not document."""
     d = p.add_argument_group("dialect (readings of what the vendor does not document)")
+    _add_wire_dialect(d)
+    _add_service_dialect(d)
+
+
+def _add_wire_dialect(d: argparse._ArgumentGroup) -> None:
+    """API version, zones, the missing-instance form and the duplicate rule."""
     d.add_argument(
         "--api",
         choices=tuple(protocol.APIS),
@@ -160,6 +181,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="the wall-clock window of --duplicate wall-clock (default 60)",
     )
+
+
+def _add_service_dialect(d: argparse._ArgumentGroup) -> None:
+    """Auth failures, paging, Retry-After, DST time strings and hostile strings."""
     d.add_argument(
         "--auth-failure",
         choices=AUTH_FAILURE_FORMS,
