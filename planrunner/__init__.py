@@ -1,18 +1,30 @@
 """planrunner: declarative, exactly-once trigger plans for the EnOS Data Flow batch service.
 
 Code map, one line per module, lowest layer first; a module imports only from the lines
-above it (tests/test_architecture.py checks it). DESIGN.md's sections name the contract.
+above it (tests/test_architecture.py checks it).
 
 - ``outcome``, ``errors``, ``times``, ``protocol``, ``log``, ``select``: shared vocabulary
   (``Status``, ``KeyStatus``, ``Event``, ``InstanceState``, ``Outcome``), exit codes, time
   forms, the wire (standard library only)
-- ... the plan language, the ledger, the client and the engines (finished after the merge)
+- ``source``, ``cron``, ``schema``, ``plan``, ``resolve``, ``checking``, ``saved``: the plan
+  language: YAML with locations, Debian-cron DST rules, the JSON Schema, the typed plan,
+  entries resolved to epoch ms, every check in one place, saved plans
+- ``ledger/``: the ledger (``records`` <- ``fold`` <- ``base``, ``lock``, ``pgsql`` <-
+  ``file``, ``postgres`` <- ``__init__``, ``tools``); readers ``read()``, writers ``session()``
+- ``credentials``, ``transport``, ``answers``, ``enos``: the signed client: keys and the
+  token clock, the loopback guard, answer deadline and proxy, what an answer means, the calls
+- ``lookup``: finding an entry's instance (Get by id, Search by minute) and its state
+- ``rate``: the adaptive send rate and the one backoff with full jitter
+- ``runs/``: the engines: ``apply`` (``Runner``; ``decide``, the answer table; ``flow``, one
+  flow's work), ``watch`` (status), ``cancel``; ``__init__``: run ids, ``connect``, the pool
 - ``report/``: every rendering; what each command prints, by ``--format``
 
   - ``report/__init__``: FORMAT_VERSION, markdown escape, marker and fit, ``RENDERERS``
   - ``report/plan``: plan and apply (text diff, JSON, markdown); ``plan_statuses(folded)``
   - ``report/validate``: validate (text, JSON, GitHub annotations)
   - ``report/ledger``: ``ledger log`` and ``ledger verify`` (text, JSON)
+  - ``report/status``, ``report/cancel``: status and cancel (text, JSON, markdown)
+  - ``report/gantt``: the markdown plan's mermaid gantt of each flow's window
 
 - ``commands/``: one module per command: options -> request -> run -> report -> exit code
 
@@ -23,7 +35,9 @@ above it (tests/test_architecture.py checks it). DESIGN.md's sections name the c
   - ``commands/doctor``, ``init``, ``schema``, ``completion``: set-up and checks
   - ``commands/sim``: ``planrunner sim`` (the simulator itself is ``sim/``)
 
-- ``cli``: the parser, dispatch, the one error handler; ``__main__``: ``python -m``
+- ``terminal``: the progress bar, the live line, the prompt, colour
+- ``cli``: the parser, dispatch, the one error handler; ``launch``, ``__main__``: the entry
+  points, with signal handlers before anything heavy is imported
 - ``sim/``: the service simulator; imports only ``protocol``, ``source`` and ``errors``
 - ``schemas/``, ``templates/``: package data (the plan JSON Schema; init's CI workflows)
 """

@@ -142,7 +142,7 @@ def read_plan(path: str, environ: Mapping[str, str] | None = None) -> Plan:
 def server_zone_risk(plan: Plan, entries: list[Entry], now: int) -> Problem | None:
     """A warning when ``target.serverTimezone`` has daylight saving in the plan's years: the
     service writes instance times without an offset, so a time in the repeated hour names
-    two instants, and a lookup may miss the entry (reliability-probe N4)."""
+    two instants, and a lookup may miss the entry (docs/reliability.md, N4)."""
     from planrunner import protocol, times
 
     name = plan.target.server_timezone
