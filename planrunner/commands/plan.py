@@ -199,11 +199,9 @@ def _result(
     # The fold only asks `key in keys`: answered from the sorted entries, with no string
     # or set entry per key (a year of */5 over 20 flows is 2.1 million keys).
     keys = cast("set[str]", EntryKeys(entries))
-    # TODO(R1, ledger package): plan_outcomes should return the fold itself; the statuses
-    # plan shows are the report's rule (report.plan_statuses), and ledger.PlanOutcomes goes.
-    folded = ledgerlib.plan_outcomes(
+    folded = ledgerlib.read_for_plan(
         backend, keys, sim=sim, orphans_of=prefixes, gateway=gateway_id(p, None, sim)
-    ).folded
+    )
     outcomes = report.plan_statuses(folded)
     holder = backend.holder()
     if holder:

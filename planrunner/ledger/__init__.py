@@ -33,7 +33,6 @@ from planrunner.ledger.fold import (
     UNKNOWN,
     Folded,
     KeyState,
-    PlanOutcomes,
     fold_into,
     gateway_host,
     note_folded,
@@ -72,7 +71,6 @@ __all__ = [
     "KeyState",
     "Ledger",
     "Lock",
-    "PlanOutcomes",
     "Ref",
     "Session",
     "Sink",
@@ -91,7 +89,7 @@ __all__ = [
     "lock_holder",
     "note_folded",
     "open_ledger",
-    "plan_outcomes",
+    "read_for_plan",
     "reconciled",
     "record",
     "repair_tail",
@@ -117,15 +115,15 @@ def sim_path(plan_path: str) -> str:
     return default_path(plan_path).removesuffix(".ledger.jsonl") + ".sim.ledger.jsonl"
 
 
-def plan_outcomes(
+def read_for_plan(
     ledger: Backend | str,
     keys: set[str],
     *,
     sim: bool = False,
     orphans_of: set[str] | None = None,
     gateway: str | None = None,
-) -> PlanOutcomes:
-    """What ``plan`` shows per key: done, cancelled, retry or unknown (pending keys have none).
+) -> Folded:
+    """The fold ``plan`` shows (its statuses are the report's rule: ``report.plan_statuses``).
 
     ``plan`` has no ``--gateway``: records of every real gateway count, and those of a
     gateway other than ``gateway`` (the plan's) get a note, since apply would ignore them.
@@ -140,7 +138,7 @@ def plan_outcomes(
             ledger=backend.name,
             line=folded.torn_line,
         )
-    return PlanOutcomes(folded)
+    return folded
 
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")

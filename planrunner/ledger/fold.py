@@ -7,14 +7,13 @@ a list of records); :class:`Folded` is the result, read through its methods.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from planrunner import log
 from planrunner.ledger.records import SIM_GATEWAY
-from planrunner.outcome import KeyStatus, Outcome, Status
+from planrunner.outcome import KeyStatus
 
 DONE = KeyStatus.DONE
 UNKNOWN = KeyStatus.UNKNOWN
@@ -277,67 +276,3 @@ def note_folded(
             ledger=name,
             line=number,
         )
-
-
-_new_outcome = partial(tuple.__new__, Outcome)  # an Outcome without a Python-level call
-
-
-def _key_order(key: str) -> tuple[int, str]:
-    """Sort keys by trigger time, then the rest."""
-    head, _, tail = key.rpartition("/")
-    return (int(tail) if tail.isdigit() else 0, head)
-
-
-class PlanOutcomes(Mapping[str, "Outcome"]):
-    """A read-only view of a fold as ``plan`` statuses, built per key on demand."""
-
-    def __init__(self, folded: Folded) -> None:
-        self._folded = folded
-
-    @property
-    def folded(self) -> Folded:
-        """The fold this view reads."""
-        return self._folded
-
-    def orphans(self) -> list[tuple[str, str, str | None]]:
-        """(key, status, flowInstanceId) of done or unknown keys the plan no longer yields."""
-        out = []
-        for key, state in sorted(self._folded.orphans.items(), key=lambda kv: _key_order(kv[0])):
-            if state.done:
-                status = Status.CANCELLED if key in self._folded.cancelled else Status.DONE
-                out.append((key, str(status), state.flow_instance_id))
-            elif state.status == UNKNOWN:
-                out.append((key, str(Status.UNKNOWN), None))
-        return out
-
-    def get(self, key: str, default: Any = None) -> Any:
-        folded = self._folded
-        done = folded.done
-        if key in done:
-            status = Status.CANCELLED if key in folded.cancelled else Status.DONE
-            return _new_outcome((status, done[key], None))
-        state = folded.open.get(key)
-        if state is not None:
-            key_status = state.status
-            if key_status == UNKNOWN:
-                return Outcome(Status.UNKNOWN)
-            if key_status == FAILED:
-                return Outcome(Status.RETRY, None, state.error)
-        return default
-
-    def __getitem__(self, key: str) -> Outcome:
-        value = self.get(key)
-        if value is None:
-            raise KeyError(key)
-        return value  # type: ignore[no-any-return]
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self._folded.done
-        yield from (k for k in self._folded.open if self.get(k) is not None)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-    def __bool__(self) -> bool:
-        return bool(self._folded.done or self._folded.open)
-
