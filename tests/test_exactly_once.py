@@ -601,7 +601,9 @@ def test_finding_7_apply_stops_sending_when_it_cannot_verify_what_it_sends(
         sent = len(s.triggers())
     assert r.code == 1
     assert "could not be verified" in r.err and "stay unknown" in r.err
-    assert sent == engine.MAX_UNRESOLVED  # today: 31
+    # At most MAX_UNRESOLVED sends wait for their lookup at once, and the run stops once
+    # UNVERIFIABLE_AFTER of those lookups have failed in a row (before the fix: all 31 sent).
+    assert engine.MAX_UNRESOLVED <= sent <= engine.MAX_UNRESOLVED + engine.UNVERIFIABLE_AFTER
     assert doc["summary"] == {"unknown": sent, "pending": 31 - sent}
     assert list(plan_statuses(run, plan).values()).count("unknown") == sent
 
@@ -642,3 +644,20 @@ def test_a_ledger_that_cannot_encode_a_record_halts_without_a_thread_traceback(t
         threading.excepthook = previous
     assert not died
     assert runner.fatal is not None and runner.fatal.exit_code in (3, 70)
+
+
+def test_n1_an_unknown_outcome_whose_instance_is_there_is_settled_at_once(
+    tmp_path: Path, run, sim_env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A gateway that answers 504 after its backend created the instance: the lookup finds it
+    # at once, so nothing waits out the in-flight window (an hour here), and sending goes on
+    # past max_unresolved. Only "not found" must wait for the request to be over.
+    monkeypatch.setenv("PLANRUNNER_IN_FLIGHT_SECONDS", "3600")
+    plan = write_plan(tmp_path, cron_flows(1, 3 * engine.MAX_UNRESOLVED))
+    with Simulator(faults=Faults.parse(["504-after-create=1"]), dialect=Dialect(duplicate="none")) as s:
+        r, doc = apply_json(run, plan, s.url)
+        keys = {(t["flowId"], t["triggerTime"]) for t in s.triggers()}
+        assert_exactly_once(s.triggers(), keys)
+    assert r.code == 0, r.err
+    assert doc["summary"] == {"reconciled": 3 * engine.MAX_UNRESOLVED}
+    assert "may still be in flight" not in r.err

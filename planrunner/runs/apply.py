@@ -303,12 +303,33 @@ class Runner:
                 # nothing is looked up, let alone sent, until read timeout plus margin have
                 # passed since the answer came (later than when the request left).
                 work.record(ledger.unknown(e, attempt, gateway=gw, reason=answer.msg))
+                if self._found_at_once(e, work, attempt, answer, resends):
+                    return
                 self._defer(work, Unresolved(answered + self.options.in_flight, e, attempt, answer, resends))
                 return
             cause = Cause.DUPLICATE if cause is not Cause.DUPLICATE else Cause.DUPLICATE_AGAIN
             look = self.client.find_instance(e.flow_id, e.trigger_time)
             if not self._follow(e, work, attempt, answer, cause, look, resends):
                 return
+
+    def _found_at_once(
+        self, e: Entry, work: FlowWork, attempt: str, answer: enos.Answer, resends: int
+    ) -> bool:
+        """True when the instance of an unknown outcome is already there (reconciled now).
+
+        Finding it settles the entry at any time; only "not found" needs the request to be
+        over before it means anything, so only then does the entry wait (and count against
+        ``max_unresolved``): a gateway that answers 504 after its backend created the
+        instance costs one lookup, not a wait. Skipped while lookups are failing (they would
+        fail here too, and cost their retries)."""
+        with self._lock:
+            if self._unverified:
+                return False
+        look = self.client.find_instance(e.flow_id, e.trigger_time)
+        if not look.found:
+            return False
+        self._follow(e, work, attempt, answer, Cause.UNKNOWN, look, resends)
+        return True
 
     def _follow(
         self,
