@@ -192,6 +192,7 @@ def run_in_pty(
     """
     import fcntl
     import pty
+    import select
     import struct
     import termios
     import time
@@ -215,6 +216,11 @@ def run_in_pty(
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
+            # Never block past the deadline: a child that stops writing but does not exit
+            # must fail the test, not hang the suite.
+            ready, _, _ = select.select([controller], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
             try:
                 data = os.read(controller, 4096)
             except OSError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,13 @@ from hypothesis import settings
 
 from planrunner.cli import main
 from testing import FAST_ENV, SIM_ENV, Run
+
+# A shell starts a background job with SIGINT ignored, and an ignored signal stays ignored
+# across exec: the processes these tests interrupt would never see their Ctrl-C (planrunner,
+# like Python itself, keeps a SIGINT its parent ignored). The tests start from what a
+# terminal's foreground job gets, however the test run itself was started.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # In CI (CI=true) property tests draw the same examples every run, so a verdict repeats;
 # locally they explore new ones each run (and keep failures in .hypothesis/).

@@ -252,7 +252,9 @@ def _stopped_by_breaker(tmp_path: Path, msg: str) -> None:
     runner, outcomes, records = run_engine(tmp_path, client, entries(1, 20), in_flight=30.0)
     assert runner.fatal is not None and "looks down" in str(runner.fatal)
     assert len(client.sent) == engine.GATEWAY_DOWN_AFTER
-    assert client.lookups == 0  # no lookup while the requests may still act
+    # One lookup per send, at once: only an instance found would settle it; its "absent" is
+    # not believed while the request may still act, so nothing is sent again.
+    assert client.lookups == len(client.sent)
     assert not [r for r in records if r["event"] == "failed"]
     folded = ledger.fold(str(tmp_path / "l.jsonl"))
     sent_keys = {f"o1/{k[0]}/{k[1]}" for k, _ in client.sent}
@@ -274,7 +276,8 @@ def test_n2_unknown_not_found_after_the_request_is_over_is_resent_at_most_twice(
     assert len(sends) == 1 + engine.Options().max_resends
     # Each re-send left only once the previous request was over.
     assert all(b - a >= 0.3 for a, b in itertools.pairwise(sends))
-    assert client.lookups == len(sends)
+    # Each send: a lookup at once (absent: not believed yet), then one once it is over.
+    assert client.lookups == 2 * len(sends)
     assert outcomes[entries(1, 1)[0].key].status == "failed"
 
 

@@ -429,6 +429,7 @@ def _in_pty(argv: list[str], react: Any, *, stdin_tty: bool = True, timeout: flo
     """
     import os
     import pty
+    import select
     import subprocess
     import sys
     import time
@@ -447,6 +448,11 @@ def _in_pty(argv: list[str], react: Any, *, stdin_tty: bool = True, timeout: flo
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
+            # Never block past the deadline: a child that stops writing but does not exit
+            # must fail the test, not hang the suite.
+            ready, _, _ = select.select([controller], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
             try:
                 data = os.read(controller, 4096)
             except OSError:
