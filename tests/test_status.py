@@ -165,3 +165,18 @@ def test_live_line_on_a_terminal_fits_and_rewrites() -> None:
     quiet = Live(io.StringIO(), enabled=False)
     quiet.show(states, 30)
     assert quiet.stream.getvalue() == ""
+
+
+def test_n16_watch_stops_when_every_lookup_keeps_failing(tmp_path: Path, run, sim_env) -> None:
+    # A service whose lookups always fail: --watch gives up after FAILED_POLLS polls in a row
+    # with no lookup answered, says so, and exits 1 (lookup-failed), instead of polling forever.
+    from planrunner.sim import Faults
+
+    plan = write_plan(tmp_path, cron_flows(1, 3))
+    with Simulator(faults=Faults.parse(["lookup-503=1"])) as s:
+        assert run("apply", str(plan), "--gateway", s.url, "--yes").code == 0
+        r = run("status", str(plan), "--gateway", s.url, "--watch", "--interval", "0.05", "--format", "json")
+    assert r.code == 1, r.err
+    assert "stopped watching" in r.err
+    doc = json.loads(r.out)
+    assert doc["flows"][0]["counts"] == {lookup.LOOKUP_FAILED: 3}

@@ -26,6 +26,9 @@ from planrunner.select import Selection
 Show = Callable[[list[Seen]], None]  # called before each wait of --watch with every entry's state
 
 
+FAILED_POLLS = 5  # --watch stops after this many polls in a row in which every lookup failed
+
+
 def look_up_all(
     client: enos.Client,
     items: Sequence[tuple[Entry, str | None]],
@@ -138,6 +141,7 @@ class Watch:
     connect: Callable[[], Connection] | None  # None: --sim, nothing to look up
     concurrency: int = 4
     rate: float | None = None
+    failed_polls: int = FAILED_POLLS
     result: Result = field(init=False)
 
     def __post_init__(self) -> None:
@@ -169,11 +173,12 @@ class Watch:
         self.result.cancelled = set(folded.cancelled)
         return [(e, folded.done[e.key]) for e in self.entries if e.key in folded.done]
 
-    def poll(self, done: Sequence[tuple[Entry, str | None]]) -> None:
-        """Look up the done entries not yet final (or recorded under another id since)."""
+    def poll(self, done: Sequence[tuple[Entry, str | None]]) -> bool:
+        """Look up the done entries not yet final (or recorded under another id since);
+        False when there were lookups to make and every one of them failed."""
         if self.connection is None:
             self.result.seen = {e.key: Seen(lookup.NOT_LOOKED_UP, iid) for e, iid in done}
-            return
+            return True
         client, seen = self.connection.client, self.result.seen
         if self._zone is None:
             client.token()  # a token or zone problem stops the command, not each lookup
@@ -183,10 +188,10 @@ class Watch:
             for e, iid in done
             if e.key not in seen or not seen[e.key].final or self._looked.get(e.key) != iid
         ]
-        seen.update(
-            look_up_all(client, todo, self._zone, concurrency=self.concurrency, rate=self.rate)
-        )
+        found = look_up_all(client, todo, self._zone, concurrency=self.concurrency, rate=self.rate)
+        seen.update(found)
         self._looked.update({e.key: iid for e, iid in todo})
+        return not found or any(s.state != lookup.LOOKUP_FAILED for s in found.values())
 
     def open(self) -> list[tuple[Entry, str | None]]:
         """Read the ledger, then make the client (none for --sim); the done entries."""
@@ -204,10 +209,14 @@ class Watch:
         show: Show | None = None,
     ) -> Result:
         """Look ``done`` up; with ``follow``, poll every ``interval`` seconds until every
-        instance has ended (re-reading the ledger: an apply may be adding entries)."""
+        instance has ended (re-reading the ledger: an apply may be adding entries), or until
+        :data:`FAILED_POLLS` polls in a row had every lookup fail (reliability probe N16: a
+        watch never polls forever a service it cannot read; the report then says
+        lookup-failed and the exit code is 1)."""
         if done or self.connection is None:
             self.poll(done)
         r = self.result
+        failed = 0
         while (
             follow
             and self.connection is not None
@@ -218,7 +227,13 @@ class Watch:
             time.sleep(interval)
             done = self.read_ledger()
             if done:
-                self.poll(done)
+                failed = 0 if self.poll(done) else failed + 1
+            if failed >= self.failed_polls:
+                self._log.warning(
+                    "every lookup failed in several polls in a row: stopped watching",
+                    polls=failed,
+                )
+                break
         return r
 
     def close(self) -> None:
