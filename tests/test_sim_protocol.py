@@ -937,6 +937,11 @@ def test_n1_processing_longer_than_the_read_timeout_creates_after_the_client_has
             conn.close()
         assert sim.triggers() == [] and not sim.state.instances  # still processing
         assert sim.state.settle(SETTLE)
+        # settle() ends when the instance is made; the HTTP layer marks the record unanswered
+        # a moment later, once it finds the client gone.
+        deadline = time.monotonic() + SETTLE
+        while sim.triggers()[0]["answered"] and time.monotonic() < deadline:
+            time.sleep(0.01)
         [gone] = sim.triggers()
         assert gone["flowInstanceId"] == P.instance_id(3377, T0) and gone["answered"] is False
         assert api.get(P.instance_id(3377, T0))["data"]["instanceId"] == P.instance_id(3377, T0)
