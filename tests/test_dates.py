@@ -105,6 +105,13 @@ def test_i22_dates_without_server_timezone_is_one_error_naming_the_flow(
     ]
 
 
+def test_i22_dates_with_calDt_parameters_and_no_server_timezone_is_still_one_error(
+    tmp_path: Path, run
+) -> None:
+    flows = "  - name: sales\n    flowId: 3377\n" + JANUARY + '    parameters: {out: "{calDt}"}\n'
+    assert [m.split(":", 1)[0] for m in _errors(run, write_plan(tmp_path, flows))] == ["flows[0].dates"]
+
+
 @pytest.mark.parametrize(
     ("flow", "message"),
     [
