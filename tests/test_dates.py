@@ -224,3 +224,37 @@ def test_i22_parameter_values_must_be_strings_with_a_hint(tmp_path: Path, run) -
         'flows[0].parameters.overwrite: expected a string, got a boolean; quote it: "true"',
         'flows[0].parameters.n: expected a string, got an integer; quote it: "3"',
     ]
+
+
+def test_i22_a_gap_that_swallows_the_day_is_an_error_naming_the_date(tmp_path: Path, run) -> None:
+    # Samoa skipped 2011-12-30 entirely: 12:00 that day would fire on the 31st, computing
+    # the 30th instead of the 29th.
+    flows = '  - name: s\n    flowId: 1\n    dates: [2011-12-29]\n    time: "12:00"\n'
+    path = write_plan(tmp_path, flows, server_zone="Pacific/Apia")
+    assert _errors(run, path) == [
+        "flows[0].dates[0]: 2011-12-29: 2011-12-31T00:00:00+14:00 is the first time after the "
+        "DST gap that skips the time of day on 2011-12-30, a day later: choose another time"
+    ]
+
+
+def test_i22_two_dates_flows_of_one_flowId_in_one_minute_are_refused(tmp_path: Path, run) -> None:
+    flows = (
+        '  - name: a\n    flowId: 1\n    dates: {from: 2026-01-01, to: 2026-01-05}\n    time: "02:00"\n'
+        '  - name: b\n    flowId: 1\n    dates: [2026-01-03]\n    time: "02:00:30"\n'
+    )
+    errors = _errors(run, write_plan(tmp_path, flows, server_zone="GMT+8"))
+    assert errors == [
+        'flows[1].dates[0]: two entries of flowId 1 in the UTC minute 2026-01-03T18:00Z (also in '
+        'flow "a"); the service refuses a second trigger of a flow within one minute'
+    ]
+
+
+def test_i22_a_dates_window_over_max_triggers_says_how_many(tmp_path: Path, run) -> None:
+    flows = '  - name: s\n    flowId: 1\n    dates: {from: 2000-01-01, to: 2099-12-31}\n    time: "02:00"\n'
+    path = write_plan(tmp_path, flows, server_zone="GMT+8")
+    r = run("validate", "--now", NOW, str(path), "--max-triggers", "1000")
+    assert r.code == 2
+    assert r.err.splitlines()[0].endswith(
+        'flows[0].dates: flow "s" yields 36,525 entries, more than --max-triggers 1,000 '
+        "(use --max-triggers 36,525 if this is intended)"
+    )
