@@ -160,3 +160,15 @@ def test_failed_instances_are_named_and_times_read_in_the_server_zone() -> None:
         client = make_client(s.url)
         seen = lookup.look_up_many(client, [Wanted(2, T0, None)])[2, T0]
     assert seen.state == "FAIL" and seen.failed and seen.flow_instance_id == ids[2, T0]
+
+
+def test_w7_the_server_zone_id_candidate_is_asked_only_once_the_id_zone_is_established() -> None:
+    with Simulator([SimFlow(4)], dialect=Dialect(id_zone="server")) as s:
+        trigger_all(make_client(s.url), [(4, T0)])
+        client = make_client(s.url, server_zone=GMT8)
+        assert lookup.find_instance(client, 4, T0).found is True  # by Search: UTC digits miss
+        assert client.calls == {"flowInstances.get": 1, "flowInstances.search": 1}
+        established = make_client(s.url, server_zone=GMT8)
+        established.id_zone = "server"  # what doctor may establish
+        assert lookup.find_instance(established, 4, T0).found is True
+        assert established.calls == {"flowInstances.get": 1}
