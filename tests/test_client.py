@@ -223,3 +223,16 @@ def test_w4_apply_stops_on_an_exhausted_quota_leaving_entries_pending(
     assert "gateway quota exhausted" in r.err
     summary = json.loads(r.out)["summary"]
     assert summary == {"pending": 10}, summary  # never failed because of 429
+
+
+def test_w4_a_lookup_answered_only_429_waits_for_the_limiter_until_the_quota_stop() -> None:
+    with Simulator() as s:
+        client = make_client(
+            s.url, quota_seconds=0.3, limiter=RateLimiter(40.0, floor=20.0), lookup_tries=2
+        )
+        client.token()
+        s.state.rate_limit = 0.001  # from now on the gateway admits nothing: only 429
+        answer = client.search_instances(T0, T0 + 60_000)
+    assert answer.kind is enos.Kind.STOPPED
+    assert answer.msg == client.stopped and "gateway quota exhausted" in answer.msg
+    assert client.calls["flowInstances.search"] > 2  # more 429s than the lookup's two tries
