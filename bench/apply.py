@@ -206,7 +206,9 @@ def bench_lookups(tmp: Path, runs: int) -> Table:
         ("no faults (baseline)", ()),
         ("10% 504-after-create", ("--fault", "504-after-create=0.1", "--seed", "1")),
     ):
-        times, walls, fin = [], [], {}
+        times: list[float] = []
+        walls: list[float] = []
+        fin: dict[str, Any] = {}
         for r in range(runs):
             with SimProcess(*extra) as sim:
                 plan = tmp / f"look-{len(extra)}-{r}.yaml"

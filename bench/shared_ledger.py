@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -105,9 +106,9 @@ def bench_throughput(
     return statistics.median(file_rates), {n: statistics.median(v) for n, v in pg_rates.items()}
 
 
-def big_records(records: int) -> list[dict[str, object]]:
+def big_records(records: int) -> list[dict[str, Any]]:
     """intent + triggered per key: the big plan's keys first, then keys of 50 other flows."""
-    out: list[dict[str, object]] = []
+    out: list[dict[str, Any]] = []
     keys = [(fid, START_MS + k * 300_000) for fid in BIG_FLOWS for k in range(YEAR_OF_5_MINUTES)]
     i = 0
     while len(out) < records:

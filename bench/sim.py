@@ -37,6 +37,7 @@ def bare(url: str, n: int, base: int) -> float:
     client = enos.Client(url, "o1", "u1", enos.Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY))
     token = client.token()
     parts = urlsplit(url)
+    assert parts.hostname is not None, url
     conn = http.client.HTTPConnection(parts.hostname, parts.port)
     params = {"action": "trigger", "userId": "u1", "orgId": "o1"}
     reqs = []
