@@ -116,3 +116,20 @@ def test_n4_a_fixed_offset_server_zone_is_no_risk(run: Any, sim_env: None) -> No
     with Simulator(dialect=Dialect(server_zone="Asia/Shanghai")) as sim:
         code, doc = doctor(run, sim.url)
     assert code == 0 and by_name(doc)["server time zone"]["result"] == "ok"
+
+
+def test_review_5_doctor_renders_by_format_with_the_report_format_version(run: Any, sim_env: None) -> None:
+    from planrunner.report import FORMAT_VERSION
+    from planrunner.report.doctor import RENDERERS
+
+    with Simulator() as sim:
+        outs = {
+            fmt: run("doctor", "--gateway", sim.url, "--org", "o1", "--user", "u1", "--format", fmt)
+            for fmt in RENDERERS
+        }
+    assert set(outs) == {"text", "json"}
+    assert all(r.code == 0 for r in outs.values())
+    assert json.loads(outs["json"].out)["formatVersion"] == FORMAT_VERSION
+    assert outs["text"].out.splitlines()[-1] == "every assumption holds"
+    bad = run("doctor", "--format", "json")  # no plan, no gateway: the error's JSON too
+    assert bad.code == 2 and json.loads(bad.out)["formatVersion"] == FORMAT_VERSION
