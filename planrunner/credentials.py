@@ -4,6 +4,7 @@ request's ``encryption`` and each call's signature (the arithmetic is in :mod:`p
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -11,6 +12,11 @@ from typing import Any
 
 from planrunner import protocol
 from planrunner.errors import UsageError
+
+FOREIGN_TEXT_LIMIT = 500  # characters of a gateway's message kept in output, logs, ledger
+CREDENTIAL_PIECE = 4  # a credential's prefix this long left at a cut is redacted too
+FOREIGN_READ_LIMIT = 65_536  # characters of foreign text read at all (redacted, then cut)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class Credentials:
@@ -67,6 +73,23 @@ class Credentials:
     def values(self) -> tuple[str, str]:
         """Both credentials, for redacting a piece of one left at a cut (never shown)."""
         return (self._secret, self._key)
+
+    def clean(self, text: str, token: str | None, limit: int = FOREIGN_TEXT_LIMIT) -> str:
+        """Foreign text made safe to show: both credentials and ``token`` redacted, controls
+        out, then cut to ``limit`` characters, a credential's piece left at the cut redacted."""
+        text = self.redact(text[:FOREIGN_READ_LIMIT])
+        if token:
+            text = text.replace(token, "***")
+        text = _CONTROL.sub(" ", text).replace("::", ": :")
+        if len(text) > limit:
+            text = text[: limit - 1]
+            for value in (*self.values(), token or ""):
+                for n in range(min(len(value) - 1, len(text)), CREDENTIAL_PIECE - 1, -1):
+                    if text.endswith(value[:n]):
+                        text = text[:-n] + "***"
+                        break
+            text += "…"
+        return text
 
 
 class Clock:

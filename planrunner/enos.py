@@ -2,7 +2,10 @@
 
 Every answer becomes an :class:`Answer` whose ``kind`` says what the engine must do with
 it: done, permanent refusal, retry, duplicate (look it up), outcome unknown (look it up
-before anything is re-sent), or auth. The wire facts (paths, envelopes, codes, digests,
+before anything is re-sent), auth, or stopped (never sent). Every signed call takes a slot
+of the client's one :class:`RateLimiter` and feeds its 429s back to it; once the gateway's
+answers say that sending more is pointless (:class:`rate.Refusals`), :attr:`Client.stopped`
+holds the reason and every call returns at once, unsent. The wire facts (paths, envelopes, codes, digests,
 time strings) come from :mod:`planrunner.protocol`, shared with the simulator.
 Credentials live only in :class:`Credentials`; text from the gateway is cleaned by
 :meth:`Client.clean` (credentials and token redacted, control characters stripped, cut to
@@ -11,23 +14,24 @@ Credentials live only in :class:`Credentials`; text from the gateway is cleaned 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import tzinfo
 from typing import Any
 
 import requests
 import requests.adapters
 
-from planrunner import answers, protocol, transport
+from planrunner import answers, log, protocol, transport
 from planrunner import credentials as _credentials
 from planrunner.errors import ServiceError, UsageError
 from planrunner.protocol import Api
-from planrunner.rate import backoff
+from planrunner.rate import RateLimiter, Refusals, Slot, backoff
 
 # The credentials and the transport's settings, under the names commands and tests know them by.
 Credentials = _credentials.Credentials
@@ -45,26 +49,29 @@ answer_deadline_setting = transport.answer_deadline_setting
 proxy_given = transport.proxy_given
 proxy_setting = transport.proxy_setting
 
-FOREIGN_TEXT_LIMIT = 500  # characters of a gateway's message kept in output, logs, ledger
-CREDENTIAL_PIECE = 4  # a credential's prefix this long left at a cut is redacted too
+FOREIGN_TEXT_LIMIT = _credentials.FOREIGN_TEXT_LIMIT
+CREDENTIAL_PIECE = _credentials.CREDENTIAL_PIECE
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0  # per read
 TOKEN_LIFETIME_MAX = 366 * 86_400.0  # seconds; an "expire" outside (0, this] is unusable
 INSTANCE_ID = answers.INSTANCE_ID  # {flowId}-{digits}, with room
-STATUS_TEXT_LIMIT = 32  # characters of an unknown instance status shown
+STATUS_TEXT_LIMIT = answers.STATUS_TEXT_LIMIT
 TOKEN_REFRESH_MARGIN = 0.2  # refresh once 80% of the token's lifetime has passed
 TOKEN_TRIES = 3  # token calls per token (1001 "repeated encryption" gets a fresh timestamp)
 LOOKUP_TRIES = 6  # tries of one lookup call while it is answered retryable
 LOOKUP_BACKOFF_BASE = 0.2
 LOOKUP_BACKOFF_CAP = 5.0
 LOOKUP_BACKOFF_ENV = "PLANRUNNER_LOOKUP_BACKOFF_CAP"  # tests shorten the lookup backoff with it
+ADAPTING_TRIES = 20  # 429s of one lookup call not counted as tries while the rate adapts
+HOLD_CAP = 20.0  # seconds: the longest Retry-After the limiter holds every call for
+QUOTA_ENV = "PLANRUNNER_QUOTA_SECONDS"
+NOT_ALLOWED_ENV = "PLANRUNNER_NOT_ALLOWED_SECONDS"
+STOPPED_WAITING = "stopped before sending (while waiting for the rate limiter)"
 _TOKEN_CHARS = re.compile(r"[!-~]{1,4096}")  # visible ASCII: a header value as sent
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-# HTTP statuses the gateway answers before the service acts: a definite refusal.
-GATEWAY_REFUSALS = protocol.PERMANENT_HTTP | {404, 405, 414, 431}
-NOT_FOUND_HINT = " (wrong target.api? run planrunner doctor)"
+GATEWAY_REFUSALS = answers.GATEWAY_REFUSALS
+NOT_FOUND_HINT = answers.NOT_FOUND_HINT
 
 
 def check_gateway(url: str) -> str:
@@ -89,6 +96,16 @@ class Client:
     gateway is named in messages (default ``scheme://host[:port]``; see
     :func:`protocol.shown_gateway`). ``proxy`` (default: :func:`proxy_setting`) carries
     https:// requests through an explicit proxy; ``answer_deadline`` bounds each whole answer.
+    ``limiter`` paces every signed call (default: a :class:`RateLimiter` with no cap; an
+    engine may put its own in :attr:`limiter` before its first call). ``quota_seconds`` and
+    ``not_allowed_seconds`` (default: ``$PLANRUNNER_QUOTA_SECONDS``, 60, and
+    ``$PLANRUNNER_NOT_ALLOWED_SECONDS``, 30) bound how long only 429s at the floor rate, or
+    only 403s/503s, are answered before :attr:`stopped` is set.
+
+    :attr:`calls` counts the signed calls sent, per ``resource.action`` (``flows.trigger``,
+    ``flowInstances.search``, ...). :attr:`page_origin` is Search's first ``pageNo`` once
+    known (v2.0: 0; v2.1: None until the service has shown it). :attr:`id_zone` is the zone
+    of the instance id digits as established (``utc``, the default, or ``server``).
     """
 
     def __init__(
@@ -109,6 +126,9 @@ class Client:
         shown: str | None = None,
         proxy: str | None = None,
         answer_deadline: float | None = None,
+        limiter: RateLimiter | None = None,
+        quota_seconds: float | None = None,
+        not_allowed_seconds: float | None = None,
     ) -> None:
         self.gateway = check_gateway(gateway)
         self.org_id = org_id
@@ -136,6 +156,20 @@ class Client:
         if self.proxy is not None and protocol.proxy_problem(self.proxy):
             raise UsageError(f"proxy: {protocol.proxy_problem(self.proxy)}")
         self._deadline = answer_deadline if answer_deadline is not None else answer_deadline_setting()
+        self.limiter = limiter if limiter is not None else RateLimiter()
+        self._refusals = Refusals(
+            quota_seconds if quota_seconds is not None else transport.seconds_setting(QUOTA_ENV, 60.0),
+            not_allowed_seconds
+            if not_allowed_seconds is not None
+            else transport.seconds_setting(NOT_ALLOWED_ENV, 30.0),
+        )
+        self.stopped: str | None = None
+        self.calls: dict[str, int] = {}
+        self._calls_lock = threading.Lock()
+        self._never = threading.Event()  # the stop of a thread that set none
+        self.page_origin: int | None = 0 if api.first_page == 0 else None
+        self.id_zone = "utc"
+        self._log = log.get("client")
 
     def __repr__(self) -> str:
         return f"Client(gateway={self.where!r}, org_id={self.org_id!r}, user_id={self.user_id!r})"
@@ -145,41 +179,16 @@ class Client:
     def clean(self, text: str, limit: int = FOREIGN_TEXT_LIMIT) -> str:
         """Foreign text made safe to show: secrets and token redacted, controls out, then
         cut to ``limit`` characters, a credential's piece left at the cut redacted too."""
-        text = self._creds.redact(text[: transport.FOREIGN_READ_LIMIT])
-        token = self._token
-        if token:
-            text = text.replace(token, "***")
-        text = _CONTROL.sub(" ", text).replace("::", ": :")
-        if len(text) > limit:
-            text = text[: limit - 1]
-            for value in (*self._creds.values(), token or ""):
-                for n in range(min(len(value) - 1, len(text)), CREDENTIAL_PIECE - 1, -1):
-                    if text.endswith(value[:n]):
-                        text = text[:-n] + "***"
-                        break
-            text += "…"
-        return text
+        return self._creds.clean(text, self._token, limit)
 
     def checked_id(self, value: object) -> str | None:
         """An instance id from the service, or None when it has not the shape of one
         (``{flowId}-{digits}``-like, at most 100 characters) or holds a credential."""
-        if not isinstance(value, str) or not INSTANCE_ID.fullmatch(value):
-            return None
-        return value if self.clean(value) == value else None
+        return answers.checked_id(value, self.clean)
 
     def checked_status(self, value: object) -> int | str | None:
         """An instance status: a known code as is; anything else as short, cleaned text."""
-        if value is None:
-            return None
-        if isinstance(value, int) and not isinstance(value, bool) and value in protocol.STATUS_NAMES:
-            return value
-        if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,3}", value.strip()):
-            code = int(value)
-            if code in protocol.STATUS_NAMES:
-                return code
-        text = value if isinstance(value, str) else json.dumps(value)[:STATUS_TEXT_LIMIT * 4]
-        text = self.clean(" ".join(text.split()), STATUS_TEXT_LIMIT)
-        return text or "?"
+        return answers.checked_status(value, self.clean)
 
     def checked_instance(self, inst: object) -> dict[str, Any] | None:
         """A FlowInstance from the service with its id(s) and status checked, or None."""
@@ -277,33 +286,10 @@ class Client:
                 f"cannot build a request to {self.where} ({type(e).__name__}); nothing was sent"
             ) from None
         except requests.exceptions.RequestException as e:
-            return self._transport_answer(e, watch)
+            return answers.transport_failure(e, cut=watch.cut, deadline=self._deadline, where=self.where)
         finally:
             watch.done = True
             transport.CURRENT.watch = None
-
-    def _transport_answer(self, e: requests.exceptions.RequestException, watch: transport.Watch) -> Answer:
-        """What a transport failure means: nothing sent, unknown after sending, or TLS."""
-        if watch.cut:
-            # The overall deadline shut the connection while its answer was awaited.
-            return Answer(
-                Kind.UNKNOWN,
-                None,
-                f"read timeout after sending (no whole answer within {self._deadline:g} s)",
-            )
-        if isinstance(e, requests.exceptions.ConnectTimeout):
-            return Answer(Kind.RETRYABLE, None, "connect timeout (nothing sent)")
-        if isinstance(e, requests.exceptions.SSLError):
-            return Answer(Kind.FATAL, None, f"TLS error talking to {self.where}: {type(e).__name__}")
-        if isinstance(e, requests.exceptions.ProxyError):
-            return Answer(Kind.RETRYABLE, None, "the proxy refused or could not connect (nothing sent)")
-        if isinstance(e, requests.exceptions.ReadTimeout):
-            return Answer(Kind.UNKNOWN, None, "read timeout after sending")
-        if isinstance(e, requests.exceptions.ConnectionError):
-            if transport.never_connected(e):
-                return Answer(Kind.RETRYABLE, None, "connection refused (nothing sent)")
-            return Answer(Kind.UNKNOWN, None, "connection dropped after sending")
-        return Answer(Kind.UNKNOWN, None, f"transport error after sending ({type(e).__name__})")
 
     # -- token ------------------------------------------------------------------------
 
@@ -374,6 +360,21 @@ class Client:
 
     # -- signed calls -----------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def stopping(self, stop: threading.Event | None) -> Iterator[None]:
+        """Calls this thread makes inside give up waiting (for a slot, or between the tries
+        of a lookup) once ``stop`` is set, answering :attr:`Kind.STOPPED` unsent."""
+        before = getattr(self._local, "stop", None)
+        self._local.stop = stop
+        try:
+            yield
+        finally:
+            self._local.stop = before
+
+    def _stop(self) -> threading.Event:
+        stop: threading.Event | None = getattr(self._local, "stop", None)
+        return stop if stop is not None else self._never
+
     def call(
         self,
         method: str,
@@ -386,25 +387,52 @@ class Client:
     ) -> Answer:
         """One signed API call; an auth failure refreshes the token and retries once.
 
-        ``op`` is ``trigger`` or ``lookup``: 62109 means "unknown" for a trigger (the
-        exception may come after the instance was made) and "retry" for a lookup.
+        ``op`` is ``trigger``, ``log`` or ``lookup``: 62109 means "unknown" for a trigger (the
+        exception may come after the instance was made), "no log" for a log and "retry" for
+        a lookup. Each try waits for a slot of :attr:`limiter`; once :attr:`stopped` is set,
+        the answer is :attr:`Kind.STOPPED` and nothing is sent.
         """
         body = json.dumps(payload, separators=(",", ":")).encode() if payload is not None else None
         full = {**params, "userId": self.user_id, "orgId": self.org_id} if identity else params
+        name = f"{path.rsplit('/', 1)[-1]}.{params.get('action', '')}"
         answer = Answer(Kind.AUTH, None, "not sent")
         for attempt in range(2):
-            token = self.token(force=attempt > 0)
+            token = self.token(force=attempt > 0) if self.stopped is None else ""
+            slot = self.limiter.take(self._stop()) if self.stopped is None else None
+            if self.stopped is not None:  # perhaps set by another thread while this one waited
+                return Answer(Kind.STOPPED, None, self.stopped)
+            if slot is None:
+                return Answer(Kind.STOPPED, None, STOPPED_WAITING)
             ts = self._clock.next()
             headers = {
                 "apim-accesstoken": token,
                 "apim-timestamp": str(ts),
                 "apim-signature": self._creds.sign(token, full, body, ts),
             }
+            with self._calls_lock:
+                self.calls[name] = self.calls.get(name, 0) + 1
             sent = self._send(method, path, full, body, headers)
-            answer = sent if isinstance(sent, Answer) else self._classify(sent, op)
+            answer = self._paced(sent if isinstance(sent, Answer) else self._classify(sent, op), slot)
             if answer.kind is not Kind.AUTH:
                 return answer
         return answer
+
+    def _paced(self, answer: Answer, slot: Slot) -> Answer:
+        """Feed an answer back to the limiter (a 429 lowers the rate) and to the refusal
+        watch (which may set :attr:`stopped`); the answer, marked ``adapting`` when a 429
+        lowered a rate that was above its floor."""
+        status = answer.http_status
+        adapting = False
+        if status == 429:
+            hold = None if answer.retry_after is None else min(answer.retry_after, HOLD_CAP)
+            adapting = self.limiter.throttled(slot, hold)
+        elif status == 200:
+            self.limiter.succeeded(slot)
+        why = self._refusals.seen(status, at_floor=status == 429 and not adapting)
+        if why is not None and self.stopped is None:
+            self.stopped = why
+            self._log.warning("stopped sending", reason=why)
+        return dataclasses.replace(answer, adapting=True) if adapting else answer
 
     def trigger(self, flow_id: int, trigger_time: int) -> Answer:
         """Trigger Flow (the seed API)."""
@@ -416,13 +444,31 @@ class Client:
             "trigger",
         )
 
+    def update_and_trigger(
+        self, flow_id: int, trigger_time: int, parameters: Mapping[str, str]
+    ) -> Answer:
+        """Update And Trigger Flow: Trigger Flow with global parameters for this instance
+        only, sent in the list form of the vendor's sample; classified like :meth:`trigger`."""
+        listed = [{"key": k, "value": v} for k, v in parameters.items()]
+        return self.call(
+            "POST",
+            self.api.flows,
+            {"action": "updateAndTrigger"},
+            {"flowId": flow_id, "triggerTime": trigger_time, "parameters": listed},
+            "trigger",
+        )
+
     def get_instance(self, flow_inst_id: str) -> Answer:
-        """Get Flow Instance by id (retried while retryable); its id and status checked."""
+        """Get Flow Instance by id (retried while retryable); its id and status checked. A
+        ``data`` that is a one-element list (the newest vendor page) is read as its element."""
         got = self._lookup_call(
             "GET", self.api.instances, {"action": "get", "flowInstId": flow_inst_id}, None
         )
-        if got.kind is Kind.OK and isinstance(got.data, dict):
-            got = dataclasses.replace(got, data=self.checked_instance(got.data))
+        data = got.data
+        if isinstance(data, list):
+            data = data[0] if len(data) == 1 else None
+        if got.kind is Kind.OK and (isinstance(data, dict) or data is not got.data):
+            got = dataclasses.replace(got, data=self.checked_instance(data))
         return got
 
     def search_instances(
@@ -459,10 +505,16 @@ class Client:
         )
 
     def get_flow(self, flow_id: int) -> Answer:
-        """Get Flow: owner, type, locked."""
+        """Get Flow (read it with :func:`protocol.read_flow`)."""
         return self._lookup_call(
             "GET", self.api.flows, {"action": "get", "flowId": str(flow_id)}, None
         )
+
+    def get_task_log(self, task_inst_id: str, max_length: int) -> Answer:
+        """Get Task Instance Log: ``data`` is ``{"log": "..."}`` (the service's text: clean it
+        before showing it). 62102 (no such instance) and 62109 (no log) are final answers."""
+        params = {"action": "getLog", "taskInstId": task_inst_id, "maxLength": str(max_length)}
+        return self._lookup_call("GET", self.api.task_instances, params, None, op="log")
 
     def get_time_zone(self) -> Answer:
         """Get Time Zone: ``data`` is ``{"timezone": "GMT+8"}``."""
@@ -484,16 +536,24 @@ class Client:
         payload: dict[str, Any] | None,
         *,
         identity: bool = True,
+        op: str = "lookup",
     ) -> Answer:
         """A read-only call, retried with backoff and full jitter on 429, 503, 62109, 5xx and
-        connection errors (reading twice is harmless)."""
+        connection errors (reading twice is harmless). A 429 that lowered the shared rate
+        is not counted as a try (the limiter paces the next one), up to :data:`ADAPTING_TRIES`."""
         answer = Answer(Kind.UNKNOWN, None, "not sent")
-        for tries in range(self._lookup_tries):
-            answer = self.call(method, path, params, payload, "lookup", identity=identity)
+        tries = adapting = 0
+        while tries < self._lookup_tries:
+            answer = self.call(method, path, params, payload, op, identity=identity)
             if answer.kind not in (Kind.RETRYABLE, Kind.UNKNOWN):
                 return answer
-            if tries + 1 < self._lookup_tries:
-                time.sleep(backoff(tries, LOOKUP_BACKOFF_BASE, self._lookup_cap, answer.retry_after))
+            if answer.adapting and adapting < ADAPTING_TRIES:
+                adapting += 1
+                continue
+            tries += 1
+            wait = backoff(tries - 1, LOOKUP_BACKOFF_BASE, self._lookup_cap, answer.retry_after)
+            if tries < self._lookup_tries and self._stop().wait(wait):
+                break
         return answer
 
     # -- lookups ------------------------------------------------------------------------
@@ -532,57 +592,5 @@ class Client:
     # -- answers ------------------------------------------------------------------------
 
     def _classify(self, resp: transport.Reply, op: str) -> Answer:
-        """The answer table of docs/apply.md, for an HTTP answer to an ``op`` call.
-
-        Only a documented refusal is definite: 401 (auth), 429 and 503 (nothing done, retry),
-        the gateway's own refusals (:data:`protocol.PERMANENT_HTTP`, 404, 405, 414, 431) and
-        the service's codes. Any other status (every other 5xx, 3xx, other 4xx) and any body
-        that is not a service envelope may come after the request was acted on: unknown.
-        """
-        status = resp.status
-        if status == 401:
-            return Answer(Kind.AUTH, 401, "HTTP 401 (token or signature refused)", http_status=401)
-        if status in (429, 503):
-            return Answer(
-                Kind.RETRYABLE,
-                status,
-                f"HTTP {status}",
-                retry_after=transport.retry_after(resp.retry_after),
-                http_status=status,
-            )
-        if status != 200:
-            text = self.clean(resp.text().strip())
-            if status in GATEWAY_REFUSALS:
-                hint = NOT_FOUND_HINT if status == 404 and op == "trigger" else ""
-                return Answer(
-                    Kind.PERMANENT, status, f"HTTP {status} {text}".strip() + hint, http_status=status
-                )
-            return Answer(
-                Kind.UNKNOWN, status, f"HTTP {status} after sending {text}".strip(), http_status=status
-            )
-        try:
-            env = protocol.read_envelope(transport.decode_json(resp.body))
-        except ValueError:
-            env = None
-        if env is None:
-            return Answer(Kind.UNKNOWN, None, "unparsable answer body", http_status=status)
-        msg = self.clean(env.msg)
-        if env.auth_failure:
-            detail = protocol.TOKEN_ERRORS.get(env.code or 0, msg or "auth failure")
-            return Answer(Kind.AUTH, env.code, detail, http_status=status)
-        if env.code == protocol.OK:
-            data = env.data
-            if isinstance(data, dict) and "flowInstanceId" in data:
-                # An id that is not one (or holds a credential) is dropped, never kept.
-                data = {**data, "flowInstanceId": self.checked_id(data["flowInstanceId"])}
-            return Answer(Kind.OK, 0, msg, data, http_status=status)
-        if env.code == protocol.SERVER_ERROR:
-            kind = Kind.UNKNOWN if op == "trigger" else Kind.RETRYABLE
-            return Answer(kind, env.code, msg or "server internal exception", http_status=status)
-        if env.code == protocol.BAD_PARAMETER_OR_DUPLICATE and op == "trigger":
-            return Answer(Kind.DUPLICATE, env.code, msg, http_status=status)
-        if env.code in protocol.PERMANENT_CODES:  # the table's permanent row
-            return Answer(Kind.PERMANENT, env.code, msg, http_status=status)
-        # A code the table does not name: the service answered, so it refused; permanent too
-        # (a failed key is looked up before it is ever sent again: docs/apply.md).
-        return Answer(Kind.PERMANENT, env.code, msg, http_status=status)
+        """:func:`answers.classify`, the service's text cleaned by :meth:`clean`."""
+        return answers.classify(resp, op, self.clean)

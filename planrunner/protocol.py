@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -49,6 +50,11 @@ class Api:
     def time(self) -> str:
         """Get Time Zone and Get Current Time."""
         return self.prefix + "/time"
+
+    @property
+    def task_instances(self) -> str:
+        """Get Task Instance Log."""
+        return self.prefix + "/taskInstances"
 
 
 V20 = Api("v2.0", "/dataflow-batch-service/v2.0", "status", " Success", 0)
@@ -115,6 +121,7 @@ STATUS_NAMES = {
     SKIP: "SKIP",
 }
 FINAL_STATUSES = frozenset({FAIL, SUCCESS, INTERNAL_ERROR, TIMEOUT, CANCEL, SKIP})
+FAILED_STATUSES = frozenset({FAIL, INTERNAL_ERROR, TIMEOUT})  # ended, and not by a cancel
 SUCCEEDED_STATUSES = frozenset({SUCCESS, SKIP})
 CANCELLABLE_STATUSES = frozenset({INIT, WAIT, READY, RUNNING, SUSPEND})
 ALL_STATUSES = ",".join(str(s) for s in sorted(STATUS_NAMES))  # "-1,0,1,...,10"
@@ -313,13 +320,7 @@ def same_trigger(
     matches: Get by a derived id cannot tell the two hours' instances apart, Search's
     window can). An instance whose time cannot be read is never taken.
     """
-    raw_flow = inst.get("flowId")
-    if isinstance(raw_flow, bool):
-        return False
-    try:
-        if int(str(raw_flow)) != flow_id:
-            return False
-    except ValueError:
+    if int_of(inst.get("flowId")) != flow_id:
         return False
     times = parse_times(inst.get("triggerTime"), zone)
     if len(times) > 1 and not ambiguous:
@@ -349,6 +350,124 @@ def search_body(
         "status": ALL_STATUSES,
         "pagination": {"pageNo": page_no, "pageSize": page_size},
     }
+
+
+_SECONDS = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:(\d{2})(?:\.\d+)?")
+
+
+def same_second(inst: Mapping[str, Any], flow_id: int, trigger_time: int) -> bool:
+    """Whether ``inst``, a result of a Search over ``trigger_time``'s minute, is the instance
+    of ``flow_id`` at ``trigger_time``: the same flowId and the same seconds within the minute.
+
+    The window fixed the minute by epoch ms, so only the seconds of the zone-less
+    ``triggerTime`` are read: a daylight-saving server zone reported as a fixed ``GMT+N``
+    cannot make a match fail. A time without seconds to read is never taken.
+    """
+    if int_of(inst.get("flowId")) != flow_id:
+        return False
+    raw = inst.get("triggerTime")
+    want = trigger_time // 1000 % 60
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw // 1000 % 60 == want
+    text = raw.strip() if isinstance(raw, str) else ""
+    m = _SECONDS.fullmatch(text)
+    return int(m[1]) == want if m else text.isdigit() and int(text) // 1000 % 60 == want
+
+
+# -- flows and their tasks -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FlowInfo:
+    """What Get Flow says of a flow, as planrunner uses it."""
+
+    flow_id: int
+    name: str
+    owners: tuple[str, ...]  # usernames, from ``owner`` (";alice;bob;"): never a userId
+    locked: bool
+    user_locked: bool
+    active: int | None  # 0 paused, 1 scheduled
+    type: int | None  # 0 manual, 1 periodic, 2 temporary
+    tasks: tuple[str, ...]  # task names, from ``graph``'s ``tasks``
+
+
+def _graph_tasks(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The tasks of a flow's or instance's ``graph`` (JSON string or object), else ``tasks``."""
+    graph: object = data.get("graph")
+    if isinstance(graph, str):
+        try:
+            graph = json.loads(graph)
+        except ValueError:
+            graph = None
+    if "graph" not in data:
+        graph = {"tasks": data.get("tasks")}
+    tasks = graph.get("tasks") if isinstance(graph, dict) else None
+    return [t for t in tasks if isinstance(t, dict)] if isinstance(tasks, list) else []
+
+
+def _task_name(task: Mapping[str, Any]) -> str:
+    name = task.get("taskName")
+    return str(name if name is not None else task.get("taskId", "?"))
+
+
+def int_of(value: object) -> int | None:
+    """An int from the service (a ``flowId``, a code): an int, or a string of digits; None for
+    anything else (booleans too)."""
+    text = value.strip() if isinstance(value, str) else None
+    if text is not None and re.fullmatch(r"-?[0-9]{1,18}", text):
+        return int(text)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def read_flow(data: object) -> FlowInfo | None:
+    """A Get Flow answer's ``data`` as a :class:`FlowInfo`; None when it is missing, empty or
+    not a flow (no integer ``flowId``). A one-element list is read as its element."""
+    if isinstance(data, list) and len(data) == 1:
+        data = data[0]
+    if not isinstance(data, dict) or not data:
+        return None
+    flow_id = int_of(data.get("flowId"))
+    if flow_id is None:
+        return None
+    owner, name = data.get("owner"), data.get("flowName")
+    return FlowInfo(
+        flow_id=flow_id,
+        name=name if isinstance(name, str) else "",
+        owners=tuple(o.strip() for o in owner.split(";") if o.strip()) if isinstance(owner, str) else (),
+        locked=str(data.get("locked")).lower() in ("true", "1"),
+        user_locked=str(data.get("isUserLocked")).lower() in ("true", "1"),
+        active=int_of(data.get("active")),
+        type=int_of(data.get("type")),
+        tasks=tuple(_task_name(t) for t in _graph_tasks(data)),
+    )
+
+
+def flow_refusal(info: FlowInfo | None) -> str | None:
+    """Why a flow is refused before anything is sent to it (contract section 11), or None."""
+    if info is None:
+        return "does not exist or is not visible"
+    if info.locked:
+        return "flow is locked"
+    if info.user_locked:
+        return "user is locked"
+    if not info.tasks:
+        return "flow has no task"
+    return None
+
+
+_FAILED_TASK_NAMES = frozenset(STATUS_NAMES[s] for s in FAILED_STATUSES)
+
+
+def failed_task(instance: Mapping[str, object]) -> tuple[str, str] | None:
+    """(task_inst_id, task name) of the first task in an instance's ``graph`` whose status is
+    FAIL, INTERNAL_ERROR or TIMEOUT (a name, or its code); None when no task failed."""
+    for task in _graph_tasks(instance):
+        status = task.get("status")
+        code = int_of(status)
+        name = STATUS_NAMES.get(code) if code is not None else status
+        if isinstance(name, str) and name.strip().upper() in _FAILED_TASK_NAMES:
+            return str(task.get("task_inst_id", task.get("taskInstId")) or ""), _task_name(task)
+    return None
 
 
 # -- digests -------------------------------------------------------------------------------
@@ -475,7 +594,3 @@ def proxy_problem(url: str) -> str | None:
         return "proxy port is not 1-65535"
     return None
 
-
-def shown_proxy(url: str) -> str:
-    """``scheme://host[:port]`` of a proxy URL: never its user name or password."""
-    return origin(url.strip())

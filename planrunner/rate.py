@@ -14,7 +14,10 @@ adapting, not a failure of the entry (:meth:`RateLimiter.throttled` says so): th
 does not spend the entry's retries on it.
 
 The arithmetic takes the time as an argument (:meth:`RateLimiter.reserve`), so tests drive
-it with a fake clock; :meth:`RateLimiter.wait` is the blocking form the workers use.
+it with a fake clock; :meth:`RateLimiter.wait` is the blocking form the workers use. The
+client (:mod:`planrunner.enos`) owns the one limiter of a run: every signed call takes a slot
+(:meth:`RateLimiter.take`: the slot this thread already waited for, else a new one), and
+:class:`Refusals` tells it when the gateway's answers say that sending more is pointless.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ class RateLimiter:
         self._sent: deque[float] = deque(maxlen=OBSERVED)  # slot times while no rate is known
         self.throttles = 0  # 429s seen
         self._lock = threading.Lock()
+        self._held = threading.local()  # the slot this thread waited for and has not used
 
     @property
     def rate(self) -> float | None:
@@ -129,7 +133,24 @@ class RateLimiter:
     # -- for the workers ---------------------------------------------------------------------
 
     def wait(self, stop: threading.Event) -> Slot | None:
-        """Block until the next slot and return it; None when ``stop`` was set meanwhile."""
+        """Block until the next slot and return it; None when ``stop`` was set meanwhile.
+
+        The slot is held for this thread: its next :meth:`take` (the client's next call)
+        uses it instead of waiting again, so a caller can wait, write what must be durable
+        before the request leaves, then call."""
+        slot = self._wait(stop)
+        self._held.slot = slot
+        return slot
+
+    def take(self, stop: threading.Event) -> Slot | None:
+        """The slot this thread waited for (:meth:`wait`) and has not used, else a new one."""
+        slot: Slot | None = getattr(self._held, "slot", None)
+        if slot is not None:
+            self._held.slot = None
+            return slot
+        return self._wait(stop)
+
+    def _wait(self, stop: threading.Event) -> Slot | None:
         if stop.is_set():
             return None
         now = self._clock()
@@ -145,6 +166,64 @@ class RateLimiter:
     def succeeded(self, slot: Slot) -> None:
         """:meth:`on_success`."""
         self.on_success(slot)
+
+
+QUOTA_SECONDS = 60.0  # only 429s at the floor rate this long: the quota is used up
+NOT_ALLOWED_SECONDS = 30.0  # only 403s or 503s this long: the gateway refuses this client
+QUOTA_WHY = (
+    "gateway quota exhausted: only HTTP 429 for {seconds:g} s at the lowest rate; apply again "
+    "after the quota window (minute, hour, day or month)"
+)
+NOT_ALLOWED_WHY = "gateway refuses this client: HTTP {status} ({meaning}) on every call for {seconds:g} s"
+NOT_ALLOWED_MEANING = {403: "IP address not allowed", 503: "service not allowed to access"}
+
+
+class Refusals:
+    """Tells when the gateway's answers say that sending more is pointless (contract
+    section 11): only 429s for ``quota_seconds`` while the rate is at its floor (a quota of
+    the hour, day or month is used up; a minute's quota clears within a minute), or only
+    403s/503s for ``not_allowed_seconds`` (this IP address or app is not let in). Thread-safe.
+    """
+
+    def __init__(
+        self,
+        quota_seconds: float = QUOTA_SECONDS,
+        not_allowed_seconds: float = NOT_ALLOWED_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.quota_seconds = quota_seconds
+        self.not_allowed_seconds = not_allowed_seconds
+        self._clock = clock
+        self._throttled_since: float | None = None  # the first of the 429s in a row
+        self._refused_since: float | None = None  # the first of the 403s/503s in a row
+        self._lock = threading.Lock()
+
+    def seen(self, http_status: int | None, *, at_floor: bool) -> str | None:
+        """An answer came (``http_status`` None: no HTTP answer); the one-line reason to stop
+        sending, or None. ``at_floor``: the limiter's rate is at its floor."""
+        now = self._clock()
+        with self._lock:
+            if http_status != 429:
+                self._throttled_since = None
+            if http_status not in NOT_ALLOWED_MEANING:
+                self._refused_since = None
+            if http_status == 429:
+                if self._throttled_since is None:
+                    self._throttled_since = now
+                since = self._throttled_since
+                if at_floor and now - since >= self.quota_seconds:
+                    return QUOTA_WHY.format(seconds=self.quota_seconds)
+            elif http_status in NOT_ALLOWED_MEANING:
+                if self._refused_since is None:
+                    self._refused_since = now
+                since = self._refused_since
+                if now - since >= self.not_allowed_seconds:
+                    return NOT_ALLOWED_WHY.format(
+                        status=http_status,
+                        meaning=NOT_ALLOWED_MEANING[http_status],
+                        seconds=self.not_allowed_seconds,
+                    )
+            return None
 
 
 def backoff(tries: int, base: float, cap: float, retry_after: float | None = None) -> float:

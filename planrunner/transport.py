@@ -27,13 +27,13 @@ import requests.adapters
 import urllib3
 import urllib3.connection
 
-from planrunner import protocol
+from planrunner import credentials, protocol
 from planrunner.errors import UsageError
 
 ANSWER_DEADLINE = 120.0  # seconds for a whole answer, however it trickles in
 ANSWER_DEADLINE_ENV = "PLANRUNNER_ANSWER_DEADLINE"
 PROXY_ENV = "PLANRUNNER_PROXY"
-FOREIGN_READ_LIMIT = 65_536  # characters of a non-200 body read at all (redacted, then cut)
+FOREIGN_READ_LIMIT = credentials.FOREIGN_READ_LIMIT  # characters of a non-200 body read at all
 MAX_ANSWER_BYTES = 32 * 1024 * 1024  # a larger answer is unparsable
 MAX_JSON_DIGITS = 18  # an integer with more digits is not one the service sends (64-bit)
 

@@ -189,3 +189,56 @@ def test_lookup_backoff_cap_is_a_setting_and_a_bad_one_is_a_usage_error() -> Non
     for bad in ("-1", "nan", "inf", "soon"):
         with pytest.raises(UsageError, match=enos.LOOKUP_BACKOFF_ENV):
             enos.lookup_backoff_setting({enos.LOOKUP_BACKOFF_ENV: bad})
+
+
+# -- when sending more is pointless (contract section 11) ----------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_w4_only_429s_at_the_floor_for_the_quota_seconds_mean_the_quota_is_used_up() -> None:
+    clock = FakeClock()
+    watch = ratelib.Refusals(quota_seconds=60, not_allowed_seconds=30, clock=clock)
+    assert watch.seen(429, at_floor=False) is None
+    clock.now = 59.9
+    assert watch.seen(429, at_floor=True) is None
+    clock.now = 61
+    assert watch.seen(429, at_floor=False) is None  # still adapting: not yet
+    why = watch.seen(429, at_floor=True)
+    assert why == ratelib.QUOTA_WHY.format(seconds=60)
+    assert why.startswith("gateway quota exhausted: only HTTP 429 for 60 s at the lowest rate")
+
+
+def test_w4_one_admitted_request_starts_the_quota_clock_again() -> None:
+    clock = FakeClock()
+    watch = ratelib.Refusals(quota_seconds=60, clock=clock)
+    watch.seen(429, at_floor=True)
+    clock.now = 50
+    assert watch.seen(200, at_floor=False) is None  # a minute's quota cleared
+    clock.now = 100
+    assert watch.seen(429, at_floor=True) is None  # 0 s of 429s since
+    clock.now = 161
+    assert watch.seen(429, at_floor=True) is not None
+
+
+@pytest.mark.parametrize(
+    ("status", "meaning"), [(403, "IP address not allowed"), (503, "service not allowed to access")]
+)
+def test_w6_403_or_503_on_every_call_means_the_gateway_refuses_this_client(status: int, meaning: str) -> None:
+    clock = FakeClock()
+    watch = ratelib.Refusals(not_allowed_seconds=30, clock=clock)
+    assert watch.seen(status, at_floor=False) is None
+    clock.now = 10
+    assert watch.seen(None, at_floor=False) is None  # a connection error breaks the run of refusals
+    clock.now = 20
+    assert watch.seen(status, at_floor=False) is None
+    clock.now = 50
+    assert watch.seen(status, at_floor=False) == (
+        f"gateway refuses this client: HTTP {status} ({meaning}) on every call for 30 s"
+    )

@@ -98,7 +98,8 @@ class Runner:
         self.outcomes: dict[str, Outcome] = {}
         self.on_settle = on_settle  # told each settled entry's status (a progress bar)
         self._guard = guard
-        self._limiter = RateLimiter(options.rate)
+        # The run's one limiter paces every signed call of the client (lookups too).
+        self._limiter = client.limiter = RateLimiter(options.rate)
         self._attempts = AttemptIds(run_id)
         self._lock = threading.Lock()
         self._down = 0  # consecutive timeouts or unreachable answers
@@ -502,8 +503,7 @@ class Runner:
         gw = self.gateway
         tries = 0
         while True:
-            slot = self._limiter.wait(self.stop)
-            if slot is None:
+            if self._limiter.wait(self.stop) is None:  # the client's next call takes this slot
                 return None
             attempt = self._intent(e, work)
             if attempt is None:
@@ -522,20 +522,19 @@ class Runner:
                 raise
             answered = time.monotonic()
             self._log.debug("trigger", key=e.key, kind=answer.kind.value, code=answer.code)
+            if answer.kind is enos.Kind.STOPPED:
+                # Never sent: the gateway's quota is used up, or it refuses this client.
+                work.record(ledger.aborted(e, attempt, gateway=gw, reason=f"not sent: {answer.msg}"))
+                self._halt(ServiceError(f"stopped sending: {answer.msg}"))
+                return None
             self._watch_gateway(answer)
             if answer.kind is not enos.Kind.RETRYABLE:
-                if answer.kind is enos.Kind.OK:
-                    self._limiter.succeeded(slot)
                 return attempt, answer, answered
-            if answer.http_status == 429:
-                # The shared rate halves and holds for Retry-After; while it is adapting, the
-                # 429 does not spend this entry's retries.
-                hold = answer.retry_after
-                if self._limiter.throttled(
-                    slot, None if hold is None else min(hold, self.options.backoff_cap)
-                ):
-                    work.record(ledger.aborted(e, attempt, gateway=gw, reason=_not_acted_on(answer)))
-                    continue
+            if answer.adapting:
+                # The client halved the shared rate (and holds for Retry-After); while it is
+                # adapting, the 429 does not spend this entry's retries.
+                work.record(ledger.aborted(e, attempt, gateway=gw, reason=_not_acted_on(answer)))
+                continue
             if tries >= self.options.max_retries:
                 return attempt, answer, answered
             work.record(ledger.aborted(e, attempt, gateway=gw, reason=_not_acted_on(answer)))

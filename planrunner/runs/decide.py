@@ -35,6 +35,7 @@ def on_answer(kind: enos.Kind) -> Act:
         enos.Kind.DUPLICATE: Act.LOOK_UP_DUPLICATE,
         enos.Kind.AUTH: Act.STOP,
         enos.Kind.FATAL: Act.STOP,
+        enos.Kind.STOPPED: Act.STOP,  # never sent; the sender closes its intent aborted first
     }[kind]
 
 
