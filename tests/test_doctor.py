@@ -17,6 +17,11 @@ def doctor(run: Any, url: str, *extra: str) -> tuple[int, dict[str, Any]]:
     return r.code, json.loads(r.out)
 
 
+def doctor_plan(run: Any, plan: Path) -> tuple[int, dict[str, Any]]:
+    r = run("doctor", str(plan), "--format", "json")
+    return r.code, json.loads(r.out)
+
+
 def by_name(doc: dict[str, Any]) -> dict[str, dict[str, str]]:
     return {c["name"]: c for c in doc["checks"]}
 
@@ -66,21 +71,79 @@ def test_finding_26_a_wrong_api_version_stops_doctor_with_the_fix(
     assert "set target.api: v2.1" in text.out
 
 
-def test_a_plans_flows_are_checked(tmp_path: Path, run: Any, sim_env: None) -> None:
-    flows = [SimFlow(1, owner="u1"), SimFlow(2, owner="someone-else"), SimFlow(3, locked=True)]
+def flows_plan(tmp_path: Path, url: str, ids: list[int]) -> Path:
+    """A plan of one flow per id (f1, f2, ...), userId u1, against ``url``."""
+    return write_plan(
+        tmp_path,
+        "".join(f"  - {{name: f{i}, flowId: {i}, at: [2026-01-01]}}\n" for i in ids),
+        gateway=url,
+    )
+
+
+def test_w3_flows_owned_by_usernames_pass_doctor(tmp_path: Path, run: Any, sim_env: None) -> None:
+    # The vendor's owner is a ;-separated list of usernames, never the userId: information.
+    flows = [SimFlow(1, owner=";alice;bob;"), SimFlow(2, owner="dylan.yeo")]
     with Simulator(flows) as sim:
-        plan = write_plan(
-            tmp_path,
-            "".join(f"  - {{name: f{i}, flowId: {i}, at: [2026-01-01]}}\n" for i in (1, 2, 3)),
-            gateway=sim.url,
-        )
+        plan = flows_plan(tmp_path, sim.url, [1, 2])
         r = run("doctor", str(plan), "--format", "json")
+        text = run("doctor", str(plan))
     doc = json.loads(r.out)
     checks = by_name(doc)
-    assert r.code == 1
+    assert r.code == 0 and doc["ok"] is True, doc
+    assert checks["flow f1"] == {
+        "name": "flow f1",
+        "result": "ok",
+        "detail": 'flowId 1: named "flow-1"; 1 task; owners alice, bob',
+    }
+    assert checks["flow f2"]["result"] == "ok" and "owners dylan.yeo" in checks["flow f2"]["detail"]
+    assert "u1" not in checks["flow f1"]["detail"]  # never compared with the userId
+    assert text.code == 0 and text.out.splitlines()[-1] == "every assumption holds"
+
+
+def test_w3_a_taskless_flow_fails_doctor(tmp_path: Path, run: Any, sim_env: None) -> None:
+    with Simulator([SimFlow(1, owner="alice"), SimFlow(2, owner="alice", has_task=False)]) as sim:
+        code, doc = doctor_plan(run, flows_plan(tmp_path, sim.url, [1, 2]))
+    checks = by_name(doc)
+    assert code == 1 and doc["ok"] is False
     assert checks["flow f1"]["result"] == "ok"
-    assert "owned by someone-else" in checks["flow f2"]["detail"]
-    assert "locked" in checks["flow f3"]["detail"]
+    assert checks["flow f2"]["result"] == "problem"
+    assert checks["flow f2"]["detail"].startswith("flowId 2: flow has no task")
+
+
+def test_w3_a_locked_flow_fails_doctor(tmp_path: Path, run: Any, sim_env: None) -> None:
+    with Simulator([SimFlow(1, owner="alice", locked=True)]) as sim:
+        code, doc = doctor_plan(run, flows_plan(tmp_path, sim.url, [1]))
+    assert code == 1
+    assert by_name(doc)["flow f1"]["result"] == "problem"
+    assert by_name(doc)["flow f1"]["detail"].startswith("flowId 1: flow is locked")
+
+
+def test_w3_an_unknown_flow_is_not_visible(tmp_path: Path, run: Any, sim_env: None) -> None:
+    with Simulator([SimFlow(1, owner="alice")]) as sim:
+        code, doc = doctor_plan(run, flows_plan(tmp_path, sim.url, [1, 404]))
+    checks = by_name(doc)
+    assert code == 1
+    assert checks["flow f1"]["result"] == "ok"
+    assert checks["flow f404"]["result"] == "problem"
+    assert checks["flow f404"]["detail"].startswith("flowId 404: does not exist or is not visible")
+    # Only the problem lines differ: the service checks above them all hold.
+    assert [c["name"] for c in doc["checks"] if c["result"] == "problem"] == ["flow f404"]
+
+
+def test_w3_text_from_get_flow_never_shows_a_secret(
+    tmp_path: Path, run: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "s3cret-" + "k" * 20
+    monkeypatch.setenv("ENOS_ACCESS_KEY", "sim-access-key")
+    monkeypatch.setenv("ENOS_SECRET_KEY", secret)
+    flow = SimFlow(1, owner=f";alice;{secret};", name=f"leaky {secret}")
+    with Simulator([flow], secret_key=secret) as sim:
+        plan = flows_plan(tmp_path, sim.url, [1])
+        outs = [run("doctor", str(plan), *fmt) for fmt in ((), ("--format", "json"))]
+    for r in outs:
+        assert r.code == 0, r.out + r.err
+        assert "alice" in r.out and "leaky ***" in r.out  # shown, the secret redacted
+        assert secret not in r.out + r.err
 
 
 def test_bad_credentials_are_reported_without_the_secret(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,6 +19,9 @@ OK, WARNING, PROBLEM = "ok", "warning", "problem"
 SKEW_WARNING_MS = 5_000  # a clock this far from the server's is worth a warning
 IMPOSSIBLE_FLOW_ID = 0  # flow ids start at 1: an instance of flow 0 cannot exist
 SHOWN = 64  # characters shown of a zone name, flow name or owner from the service
+OWNERS_SHOWN = 5  # owners listed by name; more are counted
+# Get Flow answers that say the flow is not there for this user (not that the call failed).
+NOT_THERE = (enos.Kind.OK, enos.Kind.PERMANENT, enos.Kind.DUPLICATE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,21 +192,34 @@ def _service(client: enos.Client) -> list[Check]:
 
 
 def flow_check(client: enos.Client, name: str, flow_id: int) -> Check:
-    """One flow by Get Flow: owned by the plan's user, not locked, with a task."""
+    """One flow by Get Flow: found and visible, neither it nor the user locked, with a task
+    in its ``graph``. Owners (usernames, never compared with the userId) and a paused
+    schedule (``active: 0``) are information."""
+    label = f"flow {name}"
     got = client.get_flow(flow_id)
-    if got.kind is not enos.Kind.OK or not isinstance(got.data, dict):
-        return Check(f"flow {name}", PROBLEM, f"Get Flow {flow_id}: {got.msg or got.code}")
-    data = got.data
-    notes = []
-    result = OK
-    owner = data.get("owner")
-    if owner not in (None, "", client.user_id):
-        notes.append(f"owned by {client.clean(str(owner), SHOWN)}, not {client.user_id}")
-        result = PROBLEM
-    if data.get("locked") or data.get("isUserLocked"):
-        notes.append("locked")
-        result = PROBLEM
-    if data.get("hasTask") is False:
-        notes.append("has no task")
-        result = PROBLEM
-    return Check(f"flow {name}", result, f"flowId {flow_id}: " + ("; ".join(notes) or "ok"))
+    if got.kind not in NOT_THERE:
+        # The call failed (a timeout, a 5xx, auth): nothing is known about the flow.
+        return Check(label, PROBLEM, f"flowId {flow_id}: Get Flow failed: {got.msg or got.code}")
+    info = protocol.read_flow(got.data) if got.kind is enos.Kind.OK else None
+    about = _about(client, info)
+    refusal = protocol.flow_refusal(info)
+    if refusal is not None:
+        answered = "" if got.kind is enos.Kind.OK else f" (Get Flow answered {got.code}: {got.msg})"
+        detail = f"flowId {flow_id}: {refusal}{answered}" + (f"; {about}" if about else "")
+        return Check(label, PROBLEM, detail)
+    return Check(label, OK, f"flowId {flow_id}: {about}")
+
+
+def _about(client: enos.Client, info: protocol.FlowInfo | None) -> str:
+    """What Get Flow says of a flow, as information: name, tasks, owners, schedule."""
+    if info is None:
+        return ""
+    parts = [f'named "{client.clean(info.name, SHOWN)}"'] if info.name else []
+    parts.append(f"{len(info.tasks)} task{'' if len(info.tasks) == 1 else 's'}")
+    owners = [client.clean(o, SHOWN) for o in info.owners[:OWNERS_SHOWN]]
+    more = len(info.owners) - len(owners)
+    if owners:
+        parts.append("owners " + ", ".join(owners) + (f" and {more} more" if more else ""))
+    if info.active == 0:
+        parts.append("paused (active 0): its own schedule does not run")
+    return "; ".join(parts)
