@@ -10,6 +10,7 @@ import pytest
 
 from planrunner.sim import Dialect, SimFlow, Simulator
 from testing import write_plan
+from tests.test_hostile import creds as creds  # the probe's credentials, as a fixture
 
 
 def doctor(run: Any, url: str, *extra: str) -> tuple[int, dict[str, Any]]:
@@ -196,3 +197,68 @@ def test_review_5_doctor_renders_by_format_with_the_report_format_version(run: A
     assert outs["text"].out.splitlines()[-1] == "every assumption holds"
     bad = run("doctor", "--format", "json")  # no plan, no gateway: the error's JSON too
     assert bad.code == 2 and json.loads(bad.out)["formatVersion"] == FORMAT_VERSION
+
+
+# The vendor's Get Flow sample (A20 get_flow.md), graph a JSON string: as a real service answers.
+def vendor_flow(flow_id: int, **over: Any) -> dict[str, Any]:
+    flow: dict[str, Any] = {
+        "flowId": flow_id,
+        "flowName": f"daily-{flow_id}",
+        "type": 1,
+        "active": 1,
+        "cycle": "D",
+        "freq": "0 0 2 * * ? *",
+        "owner": ";alice;bob;",
+        "locked": False,
+        "isUserLocked": False,
+        "hasEditPri": True,
+        "hasReadPri": True,
+        "graph": json.dumps({"tasks": [{"taskId": "t1", "taskName": "load", "nodeId": "n1"}]}),
+    }
+    return {**flow, **over}
+
+
+@pytest.mark.parametrize(
+    ("over", "result", "detail"),
+    [
+        ({}, "ok", 'flowId 7: named "daily-7"; 1 task; owners alice, bob'),
+        ({"active": 0}, "ok", "paused (active 0)"),
+        ({"owner": ";" + ";".join(f"user{i}" for i in range(8)) + ";"}, "ok", "user4 and 3 more"),
+        ({"isUserLocked": True}, "problem", "flowId 7: user is locked"),
+        ({"locked": True}, "problem", "flowId 7: flow is locked"),
+        ({"graph": json.dumps({"tasks": []})}, "problem", "flowId 7: flow has no task"),
+    ],
+)
+def test_w3_doctor_reads_the_vendors_flow_struct(
+    tmp_path: Path, run: Any, creds: None, over: dict[str, Any], result: str, detail: str
+) -> None:
+    from tests.test_hostile_service import Gateway, env
+
+    def on(path: str, q: dict[str, str], body: Any) -> Any:
+        if path.endswith("/flows") and q.get("action") == "get":
+            return env(0, "OK", vendor_flow(int(q["flowId"]), **over))
+        return None
+
+    with Gateway(on) as gw:
+        code, doc = doctor_plan(run, flows_plan(tmp_path, gw.url, [7]))
+    check = by_name(doc)["flow f7"]
+    assert check["result"] == result and detail in check["detail"], check
+    assert code == (0 if result == "ok" else 1)
+
+
+def test_w3_a_failed_get_flow_call_is_not_called_a_missing_flow(
+    tmp_path: Path, run: Any, creds: None
+) -> None:
+    from tests.test_hostile_service import Gateway, Reply
+
+    def on(path: str, q: dict[str, str], body: Any) -> Any:
+        if path.endswith("/flows") and q.get("action") == "get":
+            return Reply(504, b"gateway timeout")
+        return None
+
+    with Gateway(on) as gw:
+        code, doc = doctor_plan(run, flows_plan(tmp_path, gw.url, [7]))
+    check = by_name(doc)["flow f7"]
+    assert code == 1 and check["result"] == "problem"
+    assert check["detail"].startswith("flowId 7: Get Flow failed:"), check
+    assert "does not exist" not in check["detail"]
