@@ -262,3 +262,18 @@ def test_w3_a_failed_get_flow_call_is_not_called_a_missing_flow(
     assert code == 1 and check["result"] == "problem"
     assert check["detail"].startswith("flowId 7: Get Flow failed:"), check
     assert "does not exist" not in check["detail"]
+
+
+def test_doctor_names_a_user_org_pair_the_service_refuses(run: Any, creds: None) -> None:
+    from tests.test_hostile_service import Gateway, env
+
+    def on(path: str, q: dict[str, str], body: Any) -> Any:
+        return env(62101, "userId does not match orgId") if q.get("action") == "search" else None
+
+    with Gateway(on) as gw:
+        code, doc = doctor(run, gw.url)
+    checks = by_name(doc)
+    assert code == 1
+    assert [c["name"] for c in doc["checks"] if c["result"] == "problem"] == ["user and org"]
+    assert "userId u1 with orgId o1 refused (62101" in checks["user and org"]["detail"]
+    assert "search" not in checks  # the body was not what the service judged

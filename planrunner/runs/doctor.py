@@ -157,7 +157,8 @@ def _server_zone(client: enos.Client, tz: enos.Answer, zone_given: str | None) -
 
 
 def _service(client: enos.Client) -> list[Check]:
-    """Clock skew, the answer to a missing instance, and Search's acceptance of our body."""
+    """Clock skew, the answer to a missing instance, the user/org pair, and Search's
+    acceptance of our body."""
     out: list[Check] = []
     now = client.get_current_time()
     if now.kind is enos.Kind.OK and isinstance(now.data, int) and not isinstance(now.data, bool):
@@ -184,7 +185,13 @@ def _service(client: enos.Client) -> list[Check]:
     )
     minute = time.time_ns() // 1_000_000 // protocol.MINUTE_MS * protocol.MINUTE_MS
     search = client.search_instances(minute, minute + protocol.MINUTE_MS)
-    if search.kind is enos.Kind.OK and isinstance(search.data, dict):
+    pair = f"userId {client.user_id} with orgId {client.org_id}"
+    if search.code == protocol.USER_ORG_MISMATCH:
+        # Every call carries the pair: Search's refusal of it says nothing of the body.
+        detail = f"{pair} refused (62101: the user does not exist or is not in the org); set target.userId and target.orgId"
+        out.append(Check("user and org", PROBLEM, detail))
+    elif search.kind is enos.Kind.OK and isinstance(search.data, dict):
+        out.append(Check("user and org", OK, f"{pair} accepted"))
         out.append(Check("search", OK, "Search Flow Instances accepts planrunner's search body"))
     else:
         out.append(Check("search", PROBLEM, f"Search Flow Instances refused: {search.msg or search.code}"))
