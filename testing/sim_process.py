@@ -13,7 +13,9 @@ from testing import ROOT
 
 
 class SimProcess:
-    """``planrunner sim --port 0 ARGS`` as a child process; a context manager with ``url``."""
+    """``planrunner sim --port 0 --accept-unknown-flows ARGS`` as a child process; a context
+    manager with ``url``. Benchmarks trigger flows they never list, so unknown flows are
+    accepted (the vendor, and the simulator by default, refuse them)."""
 
     def __init__(self, *args: str) -> None:
         self.args = args
@@ -22,7 +24,7 @@ class SimProcess:
 
     def __enter__(self) -> SimProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "planrunner", "sim", "--port", "0", *self.args],
+            [sys.executable, "-m", "planrunner", "sim", "--port", "0", "--accept-unknown-flows", *self.args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

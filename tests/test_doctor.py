@@ -83,7 +83,7 @@ def flows_plan(tmp_path: Path, url: str, ids: list[int]) -> Path:
 
 def test_w3_flows_owned_by_usernames_pass_doctor(tmp_path: Path, run: Any, sim_env: None) -> None:
     # The vendor's owner is a ;-separated list of usernames, never the userId: information.
-    flows = [SimFlow(1, owner=";alice;bob;"), SimFlow(2, owner="dylan.yeo")]
+    flows = [SimFlow(1, owners=("alice", "bob"), users=("u1",)), SimFlow(2, owners=("dylan.yeo",))]
     with Simulator(flows) as sim:
         plan = flows_plan(tmp_path, sim.url, [1, 2])
         r = run("doctor", str(plan), "--format", "json")
@@ -102,7 +102,7 @@ def test_w3_flows_owned_by_usernames_pass_doctor(tmp_path: Path, run: Any, sim_e
 
 
 def test_w3_a_taskless_flow_fails_doctor(tmp_path: Path, run: Any, sim_env: None) -> None:
-    with Simulator([SimFlow(1, owner="alice"), SimFlow(2, owner="alice", has_task=False)]) as sim:
+    with Simulator([SimFlow(1, owners=("alice",)), SimFlow(2, owners=("alice",), tasks=0)]) as sim:
         code, doc = doctor_plan(run, flows_plan(tmp_path, sim.url, [1, 2]))
     checks = by_name(doc)
     assert code == 1 and doc["ok"] is False
@@ -112,15 +112,29 @@ def test_w3_a_taskless_flow_fails_doctor(tmp_path: Path, run: Any, sim_env: None
 
 
 def test_w3_a_locked_flow_fails_doctor(tmp_path: Path, run: Any, sim_env: None) -> None:
-    with Simulator([SimFlow(1, owner="alice", locked=True)]) as sim:
+    with Simulator([SimFlow(1, owners=("alice",), locked=True)]) as sim:
         code, doc = doctor_plan(run, flows_plan(tmp_path, sim.url, [1]))
     assert code == 1
     assert by_name(doc)["flow f1"]["result"] == "problem"
     assert by_name(doc)["flow f1"]["detail"].startswith("flowId 1: flow is locked")
 
 
+def test_w3_a_locked_user_fails_doctor_and_a_paused_flow_is_information(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    flows = [SimFlow(1, owners=("alice",), user_locked=True), SimFlow(2, owners=("alice",), active=0)]
+    with Simulator(flows) as sim:
+        code, doc = doctor_plan(run, flows_plan(tmp_path, sim.url, [1, 2]))
+    checks = by_name(doc)
+    assert code == 1
+    assert checks["flow f1"]["result"] == "problem"
+    assert checks["flow f1"]["detail"].startswith("flowId 1: user is locked")
+    assert checks["flow f2"]["result"] == "ok"
+    assert "paused (active 0)" in checks["flow f2"]["detail"]
+
+
 def test_w3_an_unknown_flow_is_not_visible(tmp_path: Path, run: Any, sim_env: None) -> None:
-    with Simulator([SimFlow(1, owner="alice")]) as sim:
+    with Simulator([SimFlow(1, owners=("alice",))]) as sim:
         code, doc = doctor_plan(run, flows_plan(tmp_path, sim.url, [1, 404]))
     checks = by_name(doc)
     assert code == 1
@@ -137,7 +151,7 @@ def test_w3_text_from_get_flow_never_shows_a_secret(
     secret = "s3cret-" + "k" * 20
     monkeypatch.setenv("ENOS_ACCESS_KEY", "sim-access-key")
     monkeypatch.setenv("ENOS_SECRET_KEY", secret)
-    flow = SimFlow(1, owner=f";alice;{secret};", name=f"leaky {secret}")
+    flow = SimFlow(1, owners=("alice", secret), name=f"leaky {secret}")
     with Simulator([flow], secret_key=secret) as sim:
         plan = flows_plan(tmp_path, sim.url, [1])
         outs = [run("doctor", str(plan), *fmt) for fmt in ((), ("--format", "json"))]
