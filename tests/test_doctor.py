@@ -291,3 +291,26 @@ def test_doctor_names_a_user_org_pair_the_service_refuses(run: Any, creds: None)
     assert [c["name"] for c in doc["checks"] if c["result"] == "problem"] == ["user and org"]
     assert "userId u1 with orgId o1 refused (62101" in checks["user and org"]["detail"]
     assert "search" not in checks  # the body was not what the service judged
+
+
+def test_w3_the_example_plan_passes_doctor_against_the_shipped_fixture(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    # plans/sim-flows.yaml is shaped like the vendor's Flow struct (owners are usernames,
+    # never the plan's userId); its taskless flow 2431 is the one refusal swapped in.
+    from planrunner.sim.fixture import load_flows
+    from testing import ROOT
+
+    example = (ROOT / "plans" / "example.yaml").read_text()
+    with Simulator(load_flows(str(ROOT / "plans" / "sim-flows.yaml"))) as sim:
+        good = run("doctor", str(ROOT / "plans" / "example.yaml"), "--gateway", sim.url)
+        taskless = tmp_path / "taskless.yaml"
+        taskless.write_text(example.replace("flowId: 2430", "flowId: 2431"))
+        bad = run("doctor", str(taskless), "--gateway", sim.url, "--format", "json")
+    assert good.code == 0, good.out
+    assert "owners data.eng" in good.out and "problem" not in good.out
+    assert bad.code == 1
+    problems = [c for c in json.loads(bad.out)["checks"] if c["result"] == "problem"]
+    assert [(c["name"], c["detail"].split(";")[0]) for c in problems] == [
+        ("flow inventory-fix", "flowId 2431: flow has no task")
+    ]
