@@ -6,14 +6,12 @@ renders into docs/benchmarks.md) and a ``main()`` that prints the same tables.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,43 +117,8 @@ def available(*args: str) -> bool:
     return p.returncode == 0
 
 
-# -- the simulator in its own process --------------------------------------------------------
-
-
-class SimProcess:
-    """``planrunner sim --port 0 ARGS`` as a child process; a context manager."""
-
-    def __init__(self, *args: str) -> None:
-        self.args = args
-        self.proc: subprocess.Popen[str] | None = None
-        self.url = ""
-
-    def __enter__(self) -> SimProcess:
-        self.proc = subprocess.Popen(
-            planrunner("sim", "--port", "0", "--accept-unknown-flows", *self.args),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            cwd=ROOT,
-        )
-        assert self.proc.stdout is not None
-        self.url = self.proc.stdout.readline().strip()
-        assert self.url.startswith("http"), self.url
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.proc is not None
-        self.proc.terminate()
-        self.proc.wait()
-
-    def triggers(self) -> list[dict[str, Any]]:
-        """The simulator's trigger log (every trigger request and the status it got)."""
-        from planrunner import protocol
-
-        with urllib.request.urlopen(self.url + protocol.SIM_TRIGGERS_PATH, timeout=30) as r:
-            result: list[dict[str, Any]] = json.loads(r.read())["triggers"]
-        return result
-
+# The simulator in its own process: testing's (bench/status.py and others import it from here).
+from testing.sim_process import SimProcess as SimProcess  # noqa: E402
 
 # -- tables ---------------------------------------------------------------------------------
 

@@ -41,14 +41,10 @@ from _common import (
 
 from planrunner import enos, protocol
 from planrunner.sim import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
-from testing import assert_exactly_once
+from testing import assert_exactly_once, cron_flows
+from testing import write_plan as write_plan_file
 
 ENV = {"ENOS_ACCESS_KEY": DEFAULT_ACCESS_KEY, "ENOS_SECRET_KEY": DEFAULT_SECRET_KEY}
-HEAD = """version: 1
-target: {{gateway: "{url}", orgId: o1, userId: u1}}
-timezone: UTC
-flows:
-"""
 CONCURRENCY = (1, 4, 16, 64)
 LATENCIES = (0.0, 0.02)
 FLOWS, PER_FLOW = 64, 10
@@ -64,14 +60,7 @@ def write_plan(
     from planrunner.checking import read_plan
     from planrunner.resolve import resolve
 
-    path.write_text(
-        HEAD.format(url=url)
-        + "".join(
-            f'  - {{name: f{first_id + i}, flowId: {first_id + i}, cron: "*/5 * * * *", '
-            f"from: 2026-01-01, count: {per_flow}}}\n"
-            for i in range(flows)
-        )
-    )
+    write_plan_file(path.parent, cron_flows(flows, per_flow, first_id), gateway=url, name=path.name)
     return [(e.flow_id, e.trigger_time) for e in resolve(read_plan(str(path)), 0, 1_000_000)[0]]
 
 
@@ -217,7 +206,9 @@ def bench_lookups(tmp: Path, runs: int) -> Table:
         ("no faults (baseline)", ()),
         ("10% 504-after-create", ("--fault", "504-after-create=0.1", "--seed", "1")),
     ):
-        times, walls, fin = [], [], {}
+        times: list[float] = []
+        walls: list[float] = []
+        fin: dict[str, Any] = {}
         for r in range(runs):
             with SimProcess(*extra) as sim:
                 plan = tmp / f"look-{len(extra)}-{r}.yaml"

@@ -35,26 +35,18 @@ from _common import (
     verdict,
 )
 
-HEAD = """version: 1
-target: {gateway: "https://apigw.example.com", orgId: o1, userId: u1}
-timezone: UTC
-flows:
-"""
+from testing import write_plan
+
 START = 1_735_689_600_000  # 2025-01-01T00:00Z
 PER_FLOW = 105_120
 SIZES = (10_000, 100_000, 1_000_000)
 GOAL_SECONDS, GOAL_MB = 2.0, 300.0
 
-
-def write_plan(path: Path) -> Path:
-    path.write_text(
-        HEAD
-        + "".join(
-            f'  - {{name: b{i}, flowId: {i}, cron: "*/5 * * * *", from: 2025-01-01, to: 2025-12-31}}\n'
-            for i in (1, 2)
-        )
-    )
-    return path
+# The big plan: two flows, every 5 minutes for 2025 (bench/shared_ledger.py plans it too).
+BIG_FLOWS = "".join(
+    f'  - {{name: b{i}, flowId: {i}, cron: "*/5 * * * *", from: 2025-01-01, to: 2025-12-31}}\n'
+    for i in (1, 2)
+)
 
 
 def write_ledgers(tmp: Path, sizes: tuple[int, ...]) -> dict[int, Path]:
@@ -240,7 +232,7 @@ def collect(runs: int, max_records: int = max(SIZES)) -> list[Table]:
     )
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        plan = write_plan(tmp / "big.yaml")
+        plan = write_plan(tmp, BIG_FLOWS, name="big.yaml")
         keys = plan_keys(plan)
         paths = write_ledgers(tmp, sizes)
         base, base_peak = plan_process(plan, str(tmp / "none.ledger.jsonl"), runs)

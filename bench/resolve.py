@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -108,10 +109,10 @@ def collect(runs: int) -> list[Table]:
                 if theirs != oracle:
                     extra = sorted(set(theirs) ^ set(oracle))
                     same += f" (croniter differs: {len(extra)} time(s), e.g. {extra[0]})"
-                base = median_seconds(lambda e=expr, z=zone: croniter_loop(e, z), runs)
-                sim = median_seconds(lambda e=expr, z=zone: cronsim_loop(e, z), runs)
-                res = median_seconds(lambda p=path: planrunner_resolve(p), runs)
-                proc = median_seconds(lambda c=cmd: run_child(c), runs)
+                base = median_seconds(partial(croniter_loop, expr, zone), runs)
+                sim = median_seconds(partial(cronsim_loop, expr, zone), runs)
+                res = median_seconds(partial(planrunner_resolve, path), runs)
+                proc = median_seconds(partial(run_child, cmd), runs)
                 table.rows.append(
                     [
                         zone,

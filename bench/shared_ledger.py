@@ -16,6 +16,7 @@ The server is ``$PLANRUNNER_TEST_PG`` if set, else a throwaway one started here
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -24,22 +25,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import row
+from _common import SimProcess, row
+from ledger import BIG_FLOWS as BIG_PLAN_FLOWS
 
 from planrunner import ledger
 from planrunner.ledger.postgres import PostgresLedger
 from planrunner.sim import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
-from testing import apply_argv, postgres
+from testing import apply_argv, cron_flows, postgres, write_plan
 
 ENV = {**os.environ, "ENOS_ACCESS_KEY": DEFAULT_ACCESS_KEY, "ENOS_SECRET_KEY": DEFAULT_SECRET_KEY}
-HEAD = """version: 1
-target: {{gateway: "{url}", orgId: o1, userId: u1}}
-timezone: UTC
-flows:
-"""
 RUNNERS = (1, 2, 4, 8)
 FLOWS_PER_APPLY = 8
 CONCURRENCY = "8"
@@ -47,28 +45,6 @@ BIG_FLOWS = (1, 2)  # the big plan: two flows, every 5 minutes for a year
 YEAR_OF_5_MINUTES = 105_120
 START_MS = 1_735_689_600_000  # 2025-01-01T00:00Z
 CHUNK = 20_000
-
-
-def start_sim() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "planrunner", "sim", "--port", "0", "--accept-unknown-flows"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
-
-
-def write_plan(path: Path, url: str, first_id: int, entries: int) -> None:
-    per_flow = entries // FLOWS_PER_APPLY
-    path.write_text(
-        HEAD.format(url=url)
-        + "".join(
-            f'  - {{name: f{first_id + i}, flowId: {first_id + i}, cron: "*/5 * * * *", from: 2026-01-01, count: {per_flow}}}\n'
-            for i in range(FLOWS_PER_APPLY)
-        )
-    )
 
 
 def apply_cmd(plan: Path, url: str, ledger_spec: str) -> list[str]:
@@ -88,13 +64,12 @@ def apply_cmd(plan: Path, url: str, ledger_spec: str) -> list[str]:
 
 def batch_rate(tmp: Path, n: int, spec_of: list[str], entries: int, tag: str) -> float:
     """Triggers per second of ``n`` applies at once (one simulator each)."""
-    sims = [start_sim() for _ in range(n)]
-    try:
+    with contextlib.ExitStack() as stack:
+        sims = [stack.enter_context(SimProcess()) for _ in range(n)]
         plans = []
-        for i, (_, url) in enumerate(sims):
-            plan = tmp / f"{tag}-{i}.yaml"
-            write_plan(plan, url, 10_000 + 100 * i, entries)
-            plans.append((plan, url))
+        for i, sim in enumerate(sims):
+            flows = cron_flows(FLOWS_PER_APPLY, entries // FLOWS_PER_APPLY, 10_000 + 100 * i)
+            plans.append((write_plan(tmp, flows, gateway=sim.url, name=f"{tag}-{i}.yaml"), sim.url))
         t0 = time.perf_counter()
         procs = [
             subprocess.Popen(
@@ -110,10 +85,6 @@ def batch_rate(tmp: Path, n: int, spec_of: list[str], entries: int, tag: str) ->
             _, err = p.communicate()
             assert p.returncode == 0, err[-2000:]
         seconds = time.perf_counter() - t0
-    finally:
-        for proc, _ in sims:
-            proc.terminate()
-            proc.wait()
     return n * (entries // FLOWS_PER_APPLY * FLOWS_PER_APPLY) / seconds
 
 
@@ -135,9 +106,9 @@ def bench_throughput(
     return statistics.median(file_rates), {n: statistics.median(v) for n, v in pg_rates.items()}
 
 
-def big_records(records: int) -> list[dict[str, object]]:
+def big_records(records: int) -> list[dict[str, Any]]:
     """intent + triggered per key: the big plan's keys first, then keys of 50 other flows."""
-    out: list[dict[str, object]] = []
+    out: list[dict[str, Any]] = []
     keys = [(fid, START_MS + k * 300_000) for fid in BIG_FLOWS for k in range(YEAR_OF_5_MINUTES)]
     i = 0
     while len(out) < records:
@@ -200,14 +171,7 @@ def timed_plan(plan: Path, spec: str) -> float:
 
 
 def bench_big_plan(tmp: Path, pg_url: str, records: int, runs: int) -> tuple[float, float, float]:
-    plan = tmp / "big.yaml"
-    plan.write_text(
-        HEAD.format(url="https://apigw.example.com")
-        + "".join(
-            f'  - {{name: b{i}, flowId: {i}, cron: "*/5 * * * *", from: 2025-01-01, to: 2025-12-31}}\n'
-            for i in BIG_FLOWS
-        )
-    )
+    plan = write_plan(tmp, BIG_PLAN_FLOWS, name="big.yaml")
     recs = big_records(records)
     path = tmp / "big.ledger.jsonl"
     with open(path, "wb") as f:

@@ -14,24 +14,13 @@ import argparse
 import http.client
 import json
 import statistics
-import subprocess
-import sys
 import time
 from urllib.parse import urlsplit
 
+from _common import SimProcess
+
 from planrunner import enos, protocol
 from planrunner.sim import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
-
-
-def start_sim() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "planrunner", "sim", "--port", "0", "--accept-unknown-flows"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
 
 
 def with_client(url: str, n: int, base: int) -> float:
@@ -48,6 +37,7 @@ def bare(url: str, n: int, base: int) -> float:
     client = enos.Client(url, "o1", "u1", enos.Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY))
     token = client.token()
     parts = urlsplit(url)
+    assert parts.hostname is not None, url
     conn = http.client.HTTPConnection(parts.hostname, parts.port)
     params = {"action": "trigger", "userId": "u1", "orgId": "o1"}
     reqs = []
@@ -82,16 +72,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    proc, url = start_sim()
-    try:
+    with SimProcess() as sim:
         ours, raw = [], []
         for r in range(args.runs):
             base = 1_767_225_600_000 + r * args.n * 120_000
-            ours.append(with_client(url, args.n, base))
-            raw.append(bare(url, args.n, base))
-    finally:
-        proc.terminate()
-        proc.wait()
+            ours.append(with_client(sim.url, args.n, base))
+            raw.append(bare(sim.url, args.n, base))
     print(f"simulator in its own process; {args.n} triggers per run, medians of {args.runs} runs")
     print(f"  planrunner client (requests, keep-alive): {statistics.median(ours):8.0f} triggers/s")
     print(f"  bare http.client keep-alive, pre-signed:  {statistics.median(raw):8.0f} triggers/s")

@@ -17,6 +17,7 @@ above it (tests/test_architecture.py checks it).
 - ``rate``: the adaptive send rate and the one backoff with full jitter
 - ``runs/``: the engines: ``apply`` (``Runner``; ``decide``, the answer table; ``flow``, one
   flow's work), ``watch`` (status), ``cancel``; ``__init__``: run ids, ``connect``, the pool
+- ``runs/doctor``: doctor's read-only checks of a gateway's assumptions (Get Flow included)
 - ``report/``: every rendering; what each command prints, by ``--format``
 
   - ``report/__init__``: FORMAT_VERSION, markdown escape, marker and fit, ``RENDERERS``
@@ -25,6 +26,7 @@ above it (tests/test_architecture.py checks it).
   - ``report/ledger``: ``ledger log`` and ``ledger verify`` (text, JSON)
   - ``report/status``, ``report/cancel``: status and cancel (text, JSON, markdown)
   - ``report/gantt``: the markdown plan's mermaid gantt of each flow's window
+  - ``report/doctor``: doctor (text, JSON)
 
 - ``commands/``: one module per command: options -> request -> run -> report -> exit code
 

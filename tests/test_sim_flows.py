@@ -16,6 +16,7 @@ import pytest
 from planrunner import protocol as P
 from planrunner.errors import UsageError
 from planrunner.sim import SimFlow, Simulator, load_flows
+from testing import cron_flows, write_plan
 from tests.test_sim_protocol import KEY, SECRET, T0, Api, sim_process, simulator
 from tests.test_sim_tasks import graph_tasks, until_final
 
@@ -149,3 +150,12 @@ def test_i22_fails_as_a_list_in_process_and_a_probability_still_works() -> None:
         sim.state.service.trigger("u1", "o1", 7, T0)
         time.sleep(0.06)
         assert sim.state.instances["7-20260101000000"].status(time.time()) == P.FAIL
+
+
+def test_w1_apply_sim_seeds_the_plans_flows_so_none_is_refused(tmp_path: Path, run) -> None:
+    plan = write_plan(tmp_path, cron_flows(2, 3, first_id=91_234), zone="UTC")
+    r = run("apply", str(plan), "--sim", "--yes", "--format", "json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["summary"] == {"triggered": 6}
+    r = run("status", str(plan), "--sim", "--format", "json")
+    assert r.code in (0, 4), r.err

@@ -1,11 +1,12 @@
-"""The soak's short form (bench/soak.py): every fault at once and kill -9 at random moments,
-in two dialects, until every entry is done: each entry exactly once, none lost or stuck."""
+"""The soak's short form (testing/soak.py, which bench/soak.py runs at size): every fault at
+once and kill -9 at random moments, in two dialects, until every entry is done: each entry
+exactly once, none lost or stuck."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.soak import DIALECTS, run_soak
+from testing.soak import DIALECTS, run_soak
 
 
 @pytest.mark.slow

@@ -165,7 +165,9 @@ def error_json(message: str, exit_code: int, problems: list[str] | None = None) 
     """The ``--format json`` output of a run that stopped before its report: one object."""
     import json
 
-    doc: dict[str, object] = {"formatVersion": 1, "error": message, "exitCode": exit_code}
+    from planrunner.report import FORMAT_VERSION
+
+    doc: dict[str, object] = {"formatVersion": FORMAT_VERSION, "error": message, "exitCode": exit_code}
     if problems is not None:
         doc["problems"] = problems
     return json.dumps(doc)
