@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -737,18 +738,42 @@ def test_finding_11_a_log_line_never_lands_on_the_bar(tmp_path: Path) -> None:
 # --- 5: status --watch -------------------------------------------------------------------------
 
 
-def _watch_setup(tmp_path: Path, sim: Simulator, run_process_env: dict[str, str]) -> Path:
+class _LookupClock:
+    """The simulator's clock: real until :meth:`drive`, then moved on by each lookup the
+    simulator serves, so every poll of a watch sees time pass by the same amount however
+    loaded the machine is (the instances end after a known number of polls, never before
+    the second)."""
+
+    STEP = 0.4  # simulated seconds per lookup served
+
+    def __init__(self) -> None:
+        self.sim: Simulator | None = None
+        self.base: float | None = None
+        self.lookups = 0
+
+    def drive(self, sim: Simulator) -> None:
+        self.sim, self.lookups, self.base = sim, sim.state.lookup_count, time.time()
+
+    def __call__(self) -> float:
+        if self.sim is None or self.base is None:
+            return time.time()
+        return self.base + self.STEP * (self.sim.state.lookup_count - self.lookups)
+
+
+def _watch_setup(tmp_path: Path, sim: Simulator, run_process_env: dict[str, str], clock: _LookupClock) -> Path:
     plan = write_plan(tmp_path, cron_flows(2, 3))
     # f1 triggered (its instances run a second); f2 never: it must not blur the count.
     p = run_process(["apply", str(plan), "--gateway", sim.url, "--yes", "--flow", "f1"], env=run_process_env)
     assert p.returncode == 0, p.stderr
+    clock.drive(sim)
     return plan
 
 
 def test_finding_5_watch_on_a_terminal_is_one_line_in_place_with_one_count(tmp_path: Path) -> None:
     flows = [SimFlow(i, users=("u1",), org_id="o1", run_seconds=1.0) for i in (1, 2)]
-    with Simulator(flows, accept_unknown_flows=True) as sim:
-        plan = _watch_setup(tmp_path, sim, {**SIM_ENV, **FAST_ENV})
+    clock = _LookupClock()
+    with Simulator(flows, accept_unknown_flows=True, clock=clock) as sim:
+        plan = _watch_setup(tmp_path, sim, {**SIM_ENV, **FAST_ENV}, clock)
         code, out, screen = run_in_pty(
             ["status", str(plan), "--gateway", sim.url, "--watch", "--interval", "0.2"]
         )
@@ -768,8 +793,9 @@ def test_finding_5_watch_on_a_terminal_is_one_line_in_place_with_one_count(tmp_p
 
 def test_finding_5_watch_off_a_terminal_logs_one_line_per_poll(tmp_path: Path) -> None:
     flows = [SimFlow(i, users=("u1",), org_id="o1", run_seconds=1.0) for i in (1, 2)]
-    with Simulator(flows, accept_unknown_flows=True) as sim:
-        plan = _watch_setup(tmp_path, sim, {**SIM_ENV, **FAST_ENV})
+    clock = _LookupClock()
+    with Simulator(flows, accept_unknown_flows=True, clock=clock) as sim:
+        plan = _watch_setup(tmp_path, sim, {**SIM_ENV, **FAST_ENV}, clock)
         p = run_process(
             ["status", str(plan), "--gateway", sim.url, "--watch", "--interval", "0.2", "--log-format", "json"],
             env={**SIM_ENV, **FAST_ENV},

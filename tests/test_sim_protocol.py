@@ -558,25 +558,37 @@ def test_search_count_total_or_page() -> None:
 # --- statuses over time, Cancel ---------------------------------------------------------------
 
 
-def test_statuses_move_one_instance_per_flow_at_a_time(gw) -> None:
-    _sim, api = gw
-    past = now_ms() - 3_600_000
-    first = api.created(3377, past)
-    second = api.created(3377, past + 60_000)
-    future = api.created(3377, now_ms() + 3_600_000)
+class Clock:
+    """The simulated service's clock, moved by the test: a loaded machine cannot make a
+    status test read a moment too late."""
 
-    def status(iid: str) -> int:
-        value: int = api.get(iid)["data"]["status"]
-        return value
+    def __init__(self) -> None:
+        self.now = time.time()
 
-    assert status(first) == P.INIT
-    time.sleep(0.1)  # 0.1 s: the first runs (0-0.3 s), the second waits
-    assert (status(first), status(second), status(future)) == (P.RUNNING, P.WAIT, P.READY)
-    time.sleep(0.35)  # 0.45 s: the second runs (0.3-0.6 s)
-    assert (status(first), status(second)) == (P.SUCCESS, P.RUNNING)
-    time.sleep(0.35)  # 0.8 s
-    assert (status(first), status(second), status(future)) == (P.SUCCESS, P.SUCCESS, P.READY)
-    inst = api.get(first)["data"]
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_statuses_move_one_instance_per_flow_at_a_time() -> None:
+    clock = Clock()
+    with simulator(clock=clock) as (_sim, api):
+        past = now_ms() - 3_600_000
+        first = api.created(3377, past)
+        second = api.created(3377, past + 60_000)
+        future = api.created(3377, int(clock.now * 1000) + 3_600_000)
+
+        def status(iid: str) -> int:
+            value: int = api.get(iid)["data"]["status"]
+            return value
+
+        assert status(first) == P.INIT
+        clock.now += 0.1  # 0.1 s: the first runs (0-0.3 s), the second waits
+        assert (status(first), status(second), status(future)) == (P.RUNNING, P.WAIT, P.READY)
+        clock.now += 0.35  # 0.45 s: the second runs (0.3-0.6 s)
+        assert (status(first), status(second)) == (P.SUCCESS, P.RUNNING)
+        clock.now += 0.35  # 0.8 s
+        assert (status(first), status(second), status(future)) == (P.SUCCESS, P.SUCCESS, P.READY)
+        inst = api.get(first)["data"]
     assert inst["endTime"] is not None and inst["statusDesc"] == "SUCCESS"
 
 
@@ -597,29 +609,30 @@ def test_outcomes_follow_the_fixture_and_repeat_with_a_seed() -> None:
         assert api.get(api.created(8, T0))["data"]["statusDesc"] == "FAIL"
 
 
-def test_cancel_frees_the_queue_and_final_instances_refuse(gw) -> None:
-    _sim, api = gw
-    past = now_ms() - 3_600_000
-    first = api.created(3377, past)
-    second = api.created(3377, past + 60_000)
-    time.sleep(0.1)
-    assert api.get(second)["data"]["status"] == P.WAIT
-    assert api.cancel(second) == {"status": 0, "msg": " Success", "data": ""}
-    assert api.get(second)["data"]["status"] == P.CANCEL
-    assert api.cancel(first)["status"] == 0  # running
-    third = api.created(3377, past + 120_000)
-    time.sleep(0.1)
-    assert api.get(third)["data"]["status"] == P.RUNNING  # the flow was freed at once
-    hits = api.search(**search_body(past - 1, past + 60_001))["data"]["flowInsts"]
-    assert [(i["status"], i["isCancelled"]) for i in hits] == [(P.CANCEL, True)] * 2
-    refused = api.cancel(first)
-    assert refused == {
-        "status": 62102,
-        "msg": "instance status does not allow cancel",
-        "data": None,
-    }
-    time.sleep(0.35)
-    assert api.cancel(third)["status"] == 62102  # SUCCESS is final
+def test_cancel_frees_the_queue_and_final_instances_refuse() -> None:
+    clock = Clock()
+    with simulator(clock=clock) as (_sim, api):
+        past = now_ms() - 3_600_000
+        first = api.created(3377, past)
+        second = api.created(3377, past + 60_000)
+        clock.now += 0.1
+        assert api.get(second)["data"]["status"] == P.WAIT
+        assert api.cancel(second) == {"status": 0, "msg": " Success", "data": ""}
+        assert api.get(second)["data"]["status"] == P.CANCEL
+        assert api.cancel(first)["status"] == 0  # running
+        third = api.created(3377, past + 120_000)
+        clock.now += 0.1
+        assert api.get(third)["data"]["status"] == P.RUNNING  # the flow was freed at once
+        hits = api.search(**search_body(past - 1, past + 60_001))["data"]["flowInsts"]
+        assert [(i["status"], i["isCancelled"]) for i in hits] == [(P.CANCEL, True)] * 2
+        refused = api.cancel(first)
+        assert refused == {
+            "status": 62102,
+            "msg": "instance status does not allow cancel",
+            "data": None,
+        }
+        clock.now += 0.35
+        assert api.cancel(third)["status"] == 62102  # SUCCESS is final
 
 
 # --- Get Flow, time ---------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from http.client import OK, HTTPConnection  # by name: `http` here is planrunner.sim.http
 from typing import Any
 
@@ -57,7 +58,8 @@ class Simulator:
     A flow not in ``flows`` is refused as the vendor does (62102 on trigger, Get Flow not
     found) unless ``accept_unknown_flows``. ``quotas``: the gateway's quotas (every signed
     call counts). ``crowd``: ``(flowId, minute epoch ms, count)`` items, each pre-creating
-    ``count`` instances of other flows in that minute.
+    ``count`` instances of other flows in that minute. ``clock`` (epoch seconds) is the
+    service's clock, which moves instances through their statuses; tests may drive it.
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class Simulator:
         accept_unknown_flows: bool = False,
         quotas: Iterable[Quota] = (),
         crowd: Sequence[tuple[int, int, int]] = (),
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not protocol.is_loopback(host):
             raise ValueError(f'the simulator binds to loopback addresses only, not "{host}"')
@@ -90,6 +93,7 @@ class Simulator:
             self.dialect,
             quotas=quotas,
             accept_unknown_flows=accept_unknown_flows,
+            clock=clock,
         )
         for flow_id, minute, count in crowd:
             self.state.service.crowd(flow_id, minute, count)

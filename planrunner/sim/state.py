@@ -85,13 +85,14 @@ class State:
         *,
         quotas: Iterable[Quota] = (),
         accept_unknown_flows: bool = False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.dialect = dialect
         self.faults = faults
         self.rate_limit = rate_limit
         self.quotas = Quotas(quotas)
         self.service = Service(
-            flows, dialect, seed=faults.seed, accept_unknown_flows=accept_unknown_flows
+            flows, dialect, seed=faults.seed, clock=clock, accept_unknown_flows=accept_unknown_flows
         )
         self.gateway = Gateway(access_key, secret_key, token_ttl, dialect)
         self.triggers: list[dict[str, Any]] = []
