@@ -144,8 +144,9 @@ def _valid_lines(path: str, f: Any, out: Folded) -> Iterator[dict[str, Any]]:
             if not line.isspace():
                 out.torn_middle.append((offset - len(line), len(line.rstrip(b"\r\n")), number))
             continue
-        # The checks the fold needs, inlined for the common case; anything else gets the
-        # one rule's verdict (records.validate) and its message.
+        # The checks the fold needs, inlined for the common case; anything else, and every
+        # record of a rerun round or with parameters, gets the one rule's verdict
+        # (records.validate) and its message.
         if (
             type(rec) is not dict
             or not rec.keys() >= _REQUIRED_SET
@@ -159,6 +160,9 @@ def _valid_lines(path: str, f: Any, out: Folded) -> Iterator[dict[str, Any]]:
             or type(rec["attempt"]) is not str
             or type(rec["triggerTime"]) is not int
             or type(rec["at"]) is not str
+            or "round" in rec
+            or "sentTime" in rec
+            or "parameters" in rec
         ):
             check(f"{path}:{number}", rec)
         yield rec
