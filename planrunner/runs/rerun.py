@@ -39,9 +39,10 @@ def rerun_due(state: KeyState, instance: str | None, rerun_failed: int) -> bool:
     return state.round < rerun_failed
 
 
-def _local_hour(at: int, zone: tzinfo) -> tuple[int, int, int, int]:
-    local = datetime.fromtimestamp(at / 1000, zone)
-    return (local.year, local.month, local.day, local.hour)
+def _wall(at: int, zone: tzinfo) -> tuple[int, int, int, int, int]:
+    """The server-zone wall-clock minute of an instant: what an instance id is made of."""
+    local = datetime.fromtimestamp(at // 1000, zone)
+    return (local.year, local.month, local.day, local.hour, local.minute)
 
 
 def free_minute(
@@ -52,18 +53,22 @@ def free_minute(
     None when no minute is free.
 
     Within the hour means: the same local date and hour in ``server_zone`` (what a flow's
-    ``${cal_dt}`` and hour read) and less than an hour after the hour's start, so in the
-    hour a DST change repeats only the occurrence ``last_sent`` is in counts.
+    ``${cal_dt}`` and hour read) and less than an hour after that hour's start, so where a
+    DST change repeats an hour only the occurrence ``last_sent`` is in counts. The service
+    names an instance by its server-zone wall-clock minute, so a taken minute also takes its
+    twin in the other occurrence of a repeated hour.
     """
     seconds = trigger_time % MINUTE_MS
     last_minute = last_sent - last_sent % MINUTE_MS
-    local = datetime.fromtimestamp(last_sent / 1000, server_zone)
-    hour_start = last_minute - local.minute * MINUTE_MS
-    hour = (local.year, local.month, local.day, local.hour)
-    busy = {t - t % MINUTE_MS for t in taken}
+    hour = _wall(last_sent, server_zone)[:4]
+    hour_start = last_minute - _wall(last_sent, server_zone)[4] * MINUTE_MS
+    near = [t for t in taken if abs(t - last_sent) <= 3 * HOUR_MS]
+    busy = {t - t % MINUTE_MS for t in near}
+    busy_walls = {_wall(t, server_zone) for t in near}
     minute = last_minute + MINUTE_MS
     while minute < hour_start + HOUR_MS:
-        if minute not in busy and _local_hour(minute + seconds, server_zone) == hour:
+        wall = _wall(minute + seconds, server_zone)
+        if wall[:4] == hour and minute not in busy and wall not in busy_walls:
             return minute + seconds
         minute += MINUTE_MS
     return None
