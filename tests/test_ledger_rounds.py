@@ -3,6 +3,7 @@ fold per round (the key's status is its newest round's), in any order."""
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -330,3 +331,90 @@ def test_i22_the_fold_of_several_rounds_does_not_depend_on_record_order(
         assert got.cancelled == expected.cancelled
         assert set(got.reruns) == set(expected.reruns)
         assert got.sent_times("o1", 1) == expected.sent_times("o1", 1)
+
+
+# -- the ledger commands over rounds -------------------------------------------------------------
+
+
+def rerun_ledger(tmp_path: Path) -> tuple[Path, Path, list[dict[str, Any]]]:
+    """A plan (two entries of flow 1) and its ledger: the first entry done, rerun once (done,
+    then cancelled), a second rerun that failed, a third that is open; the second entry
+    done in round 0 with parameters."""
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    second = Entry(T0 + 300_000, 1, "f1", "o1", 0)
+    records = (
+        history(0, "a", "unknown", "found")
+        + history(1, "b", "triggered", "cancelled", params={"d": "1"})
+        + history(2, "c", "failed")
+        + history(2, "d", "aborted")
+        + history(3, "e", "unknown")
+        + [
+            ledger.intent(Send(second, parameters={"d": "2"}), "f", gateway=GW, flow="f1", run="r"),
+            ledger.triggered(Send(second, parameters={"d": "2"}), "f", gateway=GW, flow_instance_id="s0"),
+        ]
+    )
+    path = tmp_path / "plan.ledger.jsonl"
+    path.write_bytes(ledger.encode(records))
+    return plan, path, records
+
+
+def test_i22_compaction_keeps_what_every_round_needs(tmp_path: Path) -> None:
+    from planrunner.ledger import tools
+
+    _plan, path, records = rerun_ledger(tmp_path)
+    before = ledger.fold(str(path))
+    done = tools.compact_file(str(path), "test", 0)
+    after = ledger.fold(str(path))
+    left = [r for _, r in ledger.FileLedger(str(path)).records()]
+    kept = [(r["event"], r["attempt"], r.get("round", 0)) for r in left]
+    assert kept == [
+        ("reconciled", "a", 0),  # round 0: its settler
+        ("triggered", "b", 1),  # round 1: its settler and its cancellation
+        ("cancelled", "b.c", 1),
+        ("failed", "c", 2),  # round 2 (failed): what closed its attempts
+        ("aborted", "d", 2),
+        ("intent", "e", 3),  # round 3 (open): its open intent
+        ("triggered", "f", 0),  # the second entry: its settler, which carries the parameters
+    ]
+    assert (done.before, done.after) == (len(records), len(kept))
+    assert tools.fold_differences(before, after) == []
+    second = f"o1/1/{T0 + 300_000}"
+    assert after.parameters[second] == {"d": "2"} and after.state(KEY).rounds[1].parameters == {"d": "1"}
+    assert view(after) == view(before) and after.status(KEY) == "unknown" and after.state(KEY).round == 3
+    assert tools.compact_records(left) == left  # compacting again changes nothing
+
+
+def test_i22_verify_counts_each_key_by_its_newest_round(tmp_path: Path, run) -> None:
+    plan, path, _ = rerun_ledger(tmp_path)
+    r = run("ledger", "verify", str(plan), "--format", "json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["counts"]["real"] == {"done": 1, "unknown": 1}
+    # Close the open third rerun (found not made): the key is its failed second rerun.
+    ref = send(3)
+    path.write_bytes(path.read_bytes() + ledger.encode([ledger.reconciled(ref, "e", gateway=GW, found=False, flow_instance_id=None)]))
+    assert json.loads(run("ledger", "verify", str(plan), "--format", "json").out)["counts"]["real"] == {"done": 1, "failed": 1}
+
+
+def test_i22_log_shows_the_round_of_each_attempt(tmp_path: Path, run) -> None:
+    plan, _path, _ = rerun_ledger(tmp_path)
+    doc = json.loads(run("ledger", "log", str(plan), "--key", KEY, "--format", "json").out)
+    rounds = {(x["attempt"], x.get("round", 0), x.get("sentTime")) for x in doc["keys"][0]["records"]}
+    assert ("a", 0, None) in rounds and ("b", 1, T0 + 60_000) in rounds and ("e", 3, T0 + 180_000) in rounds
+    assert doc["keys"][0]["state"] == {"real": "unknown"}
+    text = run("ledger", "log", str(plan), "--key", KEY).out
+    line = next(x for x in text.splitlines() if " triggered " in x and " b " in x)
+    assert "round 1" in line and f"sentTime {T0 + 60_000}" in line
+
+
+def test_i22_export_and_import_carry_rounds_and_parameters(tmp_path: Path, run) -> None:
+    _plan, path, records = rerun_ledger(tmp_path)
+    out = tmp_path / "out.jsonl"
+    assert run("ledger", "export", "--ledger", str(path), str(out)).code == 0
+    assert [json.loads(x) for x in out.read_text().splitlines()] == records
+    target = tmp_path / "copy.ledger.jsonl"
+    assert run("ledger", "import", "--ledger", str(target), str(out)).code == 0
+    assert run("ledger", "import", "--ledger", str(target), str(out)).code == 0  # nothing added twice
+    assert [r for _, r in ledger.FileLedger(str(target)).records()] == records
+    from planrunner.ledger import tools
+
+    assert tools.fold_differences(ledger.fold(str(path)), ledger.fold(str(target))) == []

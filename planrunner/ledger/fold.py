@@ -56,14 +56,35 @@ class Round:
             return self.settled_sent
         return max(self.sent.values(), default=None)
 
+    def view(self) -> tuple[object, ...]:
+        """What the round says that compaction must keep: status, instance, parameters, sent
+        times, open attempts (their intent's time, sent time and parameters), the error."""
+        opened = {
+            a: (self.intents[a], self.sent.get(a), self.asked.get(a))
+            for a in self.intents.keys() - self.closed
+        }
+        return (
+            str(self.status),
+            self.flow_instance_id,
+            self.cancelled,
+            self.parameters,
+            self.sent_time,
+            sorted(self.sent.values()),
+            opened,
+            self.failed,
+            self.error,
+        )
+
     def add(self, rec: dict[str, Any]) -> None:
         """Fold one record of this round in."""
         event = rec["event"]
         if event == "cancelled":
             self.cancelled = True
             return
-        if self.done:
-            return  # done is absorbing: any triggered or found attempt settles the round
+        if self.done or event == "unknown":
+            # Done is absorbing: any triggered or found attempt settles the round. "unknown"
+            # records say why an attempt is open; the open intent already says it is.
+            return
         attempt = rec["attempt"]
         sent = rec.get("sentTime")
         if sent is not None:
@@ -86,7 +107,6 @@ class Round:
                 self.closed.add(attempt)
         elif event == "aborted":
             self.closed.add(attempt)  # nothing left the machine: the round is as it was
-        # "unknown" records say why an attempt is open; the open intent already says it is.
 
     def _settle(self, rec: dict[str, Any]) -> None:
         self.done = True
