@@ -116,12 +116,12 @@ class Round:
         self.parameters = params if isinstance(params, dict) else None
         sent = rec.get("sentTime")
         self.settled_sent = sent if type(sent) is int else None
-        self.intents = {}
-        self.closed = set()
+        self.intents.clear()  # cleared, not replaced: no new objects per settled round
+        self.closed.clear()
         self.failed = False  # what failed before does not matter once done
         self.error = None
-        self.sent = {}
-        self.asked = {}
+        self.sent.clear()
+        self.asked.clear()
 
 
 class KeyState:
@@ -145,15 +145,15 @@ class KeyState:
         parameters: dict[str, str] | None = None,
         cancelled: bool = False,
     ) -> None:
-        self.rounds: dict[int, Round] = {
-            0: Round(
+        self.rounds: dict[int, Round] = {}  # only rounds with records (a fresh state has none)
+        if done or intents or cancelled:
+            self.rounds[0] = Round(
                 done=done,
                 flow_instance_id=flow_instance_id,
                 intents=intents if intents is not None else {},
                 parameters=parameters,
                 cancelled=cancelled,
             )
-        }
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, KeyState):
@@ -171,7 +171,10 @@ class KeyState:
         rounds = self.rounds
         if len(rounds) == 1 and 0 in rounds:
             return 0  # the common case: no rerun
-        return max((r for r, st in rounds.items() if st.status is not PENDING), default=0)
+        for r in sorted(rounds, reverse=True):
+            if rounds[r].status is not PENDING:
+                return r
+        return 0
 
     @property
     def newest(self) -> Round:
@@ -384,15 +387,17 @@ def fold_into(
     ``other_gateways_count``: ``plan``, which has no ``--gateway``); either way they are
     counted per gateway in ``Folded.other_gateways``.
 
-    Records of round 0 without parameters on their intent (the bulk) take a path without
-    state objects; a key with a record of a rerun round keeps a :class:`KeyState` (in
-    ``open`` while folding, then in ``reruns``).
+    Records of round 0 (the bulk) take a path without state objects; a key with a record
+    of a rerun round keeps a :class:`KeyState` (in ``open`` while folding, then in
+    ``reruns``).
     """
     done, open_, cancelled, others = out.done, out.open, out.cancelled, out.other_gateways
     params = out.parameters
-    # Keys whose only record so far is one intent: key -> (attempt, at). Inlined on purpose:
-    # this runs once per record of a ledger that may hold millions.
+    # Keys whose only record so far is one intent: key -> (attempt, at), and the parameters
+    # of those intents that carry them. Inlined on purpose: this runs once per record of a
+    # ledger that may hold millions.
     lone: dict[str, tuple[str, str]] = {}
+    asked: dict[str, dict[str, str]] = {}
     ignored = 0
     for rec in records:
         gw = rec.get("gateway")
@@ -416,7 +421,7 @@ def fold_into(
         if "round" in rec:
             state = open_.get(key)
             if state is None:  # the key's first record of a rerun round
-                state = open_[key] = _state_of(key, done, params, lone)
+                state = open_[key] = _state_of(key, done, params, lone, asked)
             state.add(rec)
             continue
         if event == "cancelled":
@@ -431,13 +436,16 @@ def fold_into(
                 done[key] = iid if type(iid) is str else None
                 if "parameters" in rec:
                     params[key] = rec["parameters"]
-                lone.pop(key, None)
+                if lone.pop(key, None) is not None and asked:
+                    asked.pop(key, None)
                 continue
-            if event == "intent" and key not in lone and "parameters" not in rec:
+            if event == "intent" and key not in lone:
                 # Most intents meet their result next: no state object yet.
                 lone[key] = (rec["attempt"], rec["at"])
+                if "parameters" in rec:
+                    asked[key] = rec["parameters"]
                 continue
-            state = open_[key] = _state_of(key, done, params, lone)
+            state = open_[key] = _state_of(key, done, params, lone, asked)
         state.add(rec)
         if state.settles_plainly():
             done[key] = state.flow_instance_id
@@ -445,7 +453,9 @@ def fold_into(
                 params[key] = state.parameters
             del open_[key]
     for key, (attempt, at) in lone.items():
-        open_[key] = KeyState(intents={attempt: at})
+        state = open_[key] = KeyState(intents={attempt: at})
+        if key in asked:
+            state.rounds[0].asked[attempt] = asked[key]
     _finish(out)
     out.ignored += ignored
     return out
@@ -456,6 +466,7 @@ def _state_of(
     done: dict[str, str | None],
     params: dict[str, dict[str, str]],
     lone: dict[str, tuple[str, str]],
+    asked: dict[str, dict[str, str]],
 ) -> KeyState:
     """A state object for a key the fast path held as a done slot or a lone intent."""
     if key in done:
@@ -463,7 +474,9 @@ def _state_of(
     state = KeyState()
     if key in lone:
         attempt, at = lone.pop(key)
-        state.rounds[0].intents[attempt] = at
+        state.rounds[0] = Round(intents={attempt: at})
+        if key in asked:
+            state.rounds[0].asked[attempt] = asked.pop(key)
     return state
 
 
@@ -473,15 +486,17 @@ def _finish(out: Folded) -> None:
     done, open_, cancelled = out.done, out.open, out.cancelled
     for key in [k for k, st in open_.items() if len(st.rounds) > 1 or 0 not in st.rounds]:
         state = out.reruns[key] = open_[key]
-        if state.done:
+        newest = state.newest
+        if newest.done:
             del open_[key]
-            done[key] = state.flow_instance_id
-            if state.parameters is not None:
-                out.parameters[key] = state.parameters
+            done[key] = newest.flow_instance_id
+            if newest.parameters is not None:
+                out.parameters[key] = newest.parameters
     for key, state in (*out.reruns.items(), *out.orphans.items()):
         if key in cancelled:  # round 0's cancelled records took the fast path
             state.rounds.setdefault(0, Round()).cancelled = True
-        if state.cancelled:
+        newest = state.newest
+        if newest.done and newest.cancelled:
             cancelled.add(key)
         else:
             cancelled.discard(key)
