@@ -11,6 +11,12 @@ fold alone (``ledger.fold`` in this process) against the floor of parsing every 
 orjson. PostgreSQL is measured when ``PLANRUNNER_TEST_PG`` names a database and the
 PostgreSQL ledger exists; ``ledger compact`` when the command exists.
 Goal: `plan` over 10^6 records under 2 s and 300 MB.
+
+Rerun rounds (issue 22): the fold is also timed over a ledger of the same size where one
+flow's records carry ``parameters`` and one key in 20 has a rerun round (``round``,
+``sentTime``), against the plain ledger. With ``--against REV`` (a git revision, e.g. the
+commit before rounds), the fold of REV's code and of this tree's are timed on both ledgers,
+each in its own process, alternately: the before/after ratio of the same run.
 """
 
 from __future__ import annotations
@@ -80,6 +86,95 @@ def write_ledgers(tmp: Path, sizes: tuple[int, ...]) -> dict[int, Path]:
         for f in files.values():
             f.close()
     return paths
+
+
+RERUN_EVERY = 20  # one key in this many has a rerun round in the rounds ledger
+
+
+def write_rounds_ledger(path: Path, size: int) -> Path:
+    """A ledger of ``size`` records like :func:`write_ledgers`' where flow 2's records carry
+    parameters and every RERUN_EVERY-th key of the plan has a rerun round (its round-0
+    records make way for it, so the size stays the same)."""
+    from planrunner import ledger
+
+    keys = [(fid, START + k * 300_000) for fid in (1, 2) for k in range(PER_FLOW)]
+    with open(path, "wb") as f:
+        written = i = 0
+        chunk: list[dict[str, object]] = []
+        while written < size:
+            fid, tt = keys[i] if i < len(keys) else (3 + i % 50, START + i * 60_000)
+            key = f"o1/{fid}/{tt}"
+            a = f"run.{i}"
+            extra: dict[str, object] = {"parameters": {"date": str(tt), "out": "/data"}} if fid == 2 else {}
+            if i < len(keys) and i % RERUN_EVERY == 0:
+                extra |= {"round": 1, "sentTime": tt + 60_000}
+            chunk.append(ledger.record("intent", key, fid, "o1", tt, a, flow="b", run="run", **extra))
+            chunk.append(
+                ledger.record("triggered", key, fid, "o1", tt, a, flowInstanceId=f"{fid}-x", **extra)
+            )
+            written += 2
+            i += 1
+            if len(chunk) >= 10_000:
+                f.write(ledger.encode(chunk))
+                chunk = []
+        f.write(ledger.encode(chunk))
+    return path
+
+
+_FOLD_CHILD = """
+import gc, json, statistics, sys, time
+sys.path.insert(0, sys.argv[1])
+from planrunner import ledger
+keys = set(json.load(open(sys.argv[3])))
+samples = []
+for _ in range(int(sys.argv[4])):
+    gc.collect()
+    t0 = time.process_time()  # CPU seconds: other work on a shared machine counts less
+    ledger.fold(sys.argv[2], keys)
+    samples.append(time.process_time() - t0)
+print(statistics.median(samples))
+"""
+
+
+def fold_in_child(src: Path, path: Path, keys_file: Path, runs: int) -> float:
+    """Median CPU seconds of ``ledger.fold`` by the planrunner package under ``src``, in a child."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _FOLD_CHILD, str(src), str(path), str(keys_file), str(runs)],
+        capture_output=True,
+        text=True,
+        cwd=keys_file.parent,  # not the repository: the child imports only ``src``'s package
+        check=True,
+    )
+    return float(out.stdout.split()[-1])
+
+
+def against_rows(rev: str, tmp: Path, paths: dict[str, Path], keys: set[str], runs: int) -> list[list[str]]:
+    """The fold of ``rev``'s code and of this tree's on each ledger, alternately: before/after."""
+    import json
+    import subprocess
+
+    from _common import ROOT
+
+    old = tmp / "before"
+    old.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "planrunner"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    keys_file = tmp / "keys.json"
+    keys_file.write_text(json.dumps(sorted(keys)))
+    rows = []
+    for name, path in paths.items():
+        before, after = [], []
+        for _ in range(runs):  # alternate, so a busy moment of the machine hits both
+            before.append(fold_in_child(old, path, keys_file, 1))
+            after.append(fold_in_child(ROOT, path, keys_file, 1))
+        b, a = median(before), median(after)
+        rows.append([name, fmt_s(b), fmt_s(a), f"{a / b:.3f}", verdict(a / b <= 1.10)])
+    return rows
 
 
 def parse_floor(path: Path) -> float:
@@ -212,7 +307,7 @@ def compact_row(path: Path, plan_seconds: float, runs: int) -> list[str]:
     ]
 
 
-def collect(runs: int, max_records: int = max(SIZES)) -> list[Table]:
+def collect(runs: int, max_records: int = max(SIZES), against: str | None = None) -> list[Table]:
     sizes = tuple(n for n in SIZES if n <= max_records)
     table = Table(
         "Ledger: `plan --format json` over a file ledger (baseline: the same plan, no ledger)",
@@ -229,6 +324,10 @@ def collect(runs: int, max_records: int = max(SIZES)) -> list[Table]:
     compact = Table(
         "`ledger compact` on 10^6 records",
         ["what", "seconds", "peak memory", "result", "ratio"],
+    )
+    rounds_table = Table(
+        f"fold() CPU seconds before and after rerun rounds (issue 22): {against or '-'} against this tree",
+        ["ledger", "before", "after", "after / before", "within 10%"],
     )
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -268,6 +367,25 @@ def collect(runs: int, max_records: int = max(SIZES)) -> list[Table]:
                 ("floor", floor),
             ):
                 series[k].append(float(v))
+        biggest = max(sizes)
+        rounds_path = write_rounds_ledger(tmp / "rounds.ledger.jsonl", biggest)
+        plain_fold = series["fold"][-1]
+        rounds_fold = median([fold_seconds(rounds_path, keys) for _ in range(runs)])
+        table.rows.append(
+            [
+                f"{biggest:,} with rerun rounds and parameters",
+                f"{rounds_path.stat().st_size / 1e6:.0f} MB",
+                "-",
+                "-",
+                f"{fmt_s(rounds_fold)} ({rounds_fold / plain_fold:.3f} of the plain ledger's)",
+                "-",
+                "-",
+            ]
+        )
+        if against:
+            rounds_table.rows += against_rows(
+                against, tmp, {f"plain {biggest:,}": paths[biggest], f"rounds {biggest:,}": rounds_path}, keys, runs
+            )
         table.rows += postgres_rows(plan, paths, base, runs)
         if max(sizes) == 1_000_000:
             seconds, peak = series["plan"][-1], series["peak"][-1]
@@ -282,15 +400,16 @@ def collect(runs: int, max_records: int = max(SIZES)) -> list[Table]:
             "every record, the plan's keys and other flows' alike"
         )
         table.data = series
-    return [table, compact]
+    return [table, compact, *([rounds_table] if against else [])]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--max-records", type=int, default=max(SIZES))
+    parser.add_argument("--against", metavar="REV", help="time REV's fold too (git revision)")
     args = parser.parse_args()
-    print_tables(collect(args.runs, args.max_records), args.runs)
+    print_tables(collect(args.runs, args.max_records, args.against), args.runs)
 
 
 if __name__ == "__main__":

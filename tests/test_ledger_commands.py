@@ -36,6 +36,9 @@ _GATEWAY = st.sampled_from(["sim", "https://gw.example.com"])
 _CODE = st.sampled_from([None, 62104])
 _MSG = st.sampled_from(["a", "b"])
 _SECOND = st.integers(0, 59)
+# Rerun rounds (issue 22): an attempt belongs to one round, so the round follows from it.
+ROUND_OF = {"r1.1": 0, "r1.2": 0, "r2.1": 1, "r2.2": 2}
+_PARAMS = st.sampled_from([None, {"out": "/a"}, {"out": "/b"}])
 
 
 @st.composite
@@ -54,6 +57,13 @@ def records(draw: Any) -> dict[str, Any]:
         extra = {"flowInstanceId": "1-20260101000000"}
     else:
         extra = {"reason": "why"}
+    attempt = draw(_ATTEMPT)
+    rnd = ROUND_OF[attempt]
+    if rnd:
+        extra |= {"round": rnd, "sentTime": t + rnd * 60_000}
+    params = draw(_PARAMS)
+    if params is not None and event in ("intent", "triggered", "reconciled"):
+        extra["parameters"] = params
     return {
         "v": 1,
         "event": event,
@@ -61,7 +71,7 @@ def records(draw: Any) -> dict[str, Any]:
         "flowId": flow_id,
         "orgId": org,
         "triggerTime": t,
-        "attempt": draw(_ATTEMPT),
+        "attempt": attempt,
         "at": f"2026-01-01T00:00:{draw(_SECOND):02d}.000Z",
         "gateway": draw(_GATEWAY),
         **extra,
@@ -89,10 +99,15 @@ def view(f: ledger.Folded, key: str) -> tuple[object, ...]:
         f.status(key),
         f.done.get(key),
         key in f.cancelled,
-        {a: s.intents[a] for a in s.open_attempts},
+        {a: (s.intents[a], s.sent_at(a), s.asked(a)) for a in s.open_attempts},
         s.last_intent_at,
         s.failed,
         s.error,
+        s.round,
+        s.sent_time,
+        s.parameters,
+        f.parameters.get(key),
+        f.sent_times(key.split("/")[0], int(key.split("/")[1])),
     )
 
 

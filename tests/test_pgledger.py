@@ -114,6 +114,8 @@ def same_fold(a: ledger.Folded, b: ledger.Folded) -> None:
     assert a.done == b.done
     assert a.cancelled == b.cancelled
     assert a.open == b.open
+    assert a.reruns == b.reruns
+    assert a.parameters == b.parameters
     assert a.ignored == b.ignored
     assert a.orphans == b.orphans
     assert a.other_gateways == b.other_gateways
@@ -283,6 +285,39 @@ def test_records_round_trip_through_export_and_import(new_ledger: Callable[[], s
         same_fold(backend.read(sim=sim), ledger.fold(str(src), sim=sim))
 
 
+def test_i22_rerun_rounds_and_parameters_round_trip_and_fold_alike(new_ledger: Callable[[], str], tmp_path: Path) -> None:
+    rounds = [
+        rec("intent", "a", flow="f", run="r", parameters={"out": "/a"}),
+        rec("triggered", "a", flowInstanceId="7-a", parameters={"out": "/a"}),
+        rec("intent", "b", flow="f", run="r", round=1, sentTime=1767225660000, parameters={"out": "/b"}),
+        rec("triggered", "b", flowInstanceId="7-b", round=1, sentTime=1767225660000, parameters={"out": "/b"}),
+        rec("intent", "c", flow="f", run="r", round=2, sentTime=1767225720000),
+        rec("unknown", "c", reason="read timeout", round=2, sentTime=1767225720000),
+    ]
+    src = tmp_path / "src.jsonl"
+    src.write_bytes(ledger.encode(rounds))
+    target = new_ledger()
+    assert run_process(["ledger", "import", "--ledger", target, str(src)]).returncode == 0
+    out = tmp_path / "out.jsonl"
+    assert run_process(["ledger", "export", "--ledger", target, str(out)]).returncode == 0
+    assert [json.loads(x) for x in out.read_bytes().splitlines()] == rounds
+    backend = ledger.open_ledger(target)
+    folded = backend.read({KEY})
+    same_fold(folded, ledger.fold(str(src), {KEY}))
+    state = folded.state(KEY)
+    assert (str(folded.status(KEY)), state.round, state.sent_time, state.open_attempts) == ("unknown", 2, 1767225720000, {"c"})
+    assert state.rounds[1].parameters == {"out": "/b"} and state.rounds[0].flow_instance_id == "7-a"
+    # A record with a wrong round never gets in: refused with where it is (exit 3).
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(ledger.encode([{**rec("intent", "d", flow="f", run="r"), "round": "3", "sentTime": 1}]))
+    p = run_process(["ledger", "import", "--ledger", target, str(bad)])
+    assert p.returncode == 3 and f'{bad}:1: corrupt ledger line ("round" must be an integer >= 1' in p.stderr
+    if ledger.is_postgres(target):
+        with pytest.raises(LedgerError, match=r"\(record 1\): corrupt ledger line \(\"round\" must be"):
+            add(backend, [json.loads(bad.read_bytes())])
+    assert len(list(backend.records())) == len(rounds)
+
+
 # -- the PostgreSQL backend's own rules -----------------------------------------------------------
 
 
@@ -379,14 +414,19 @@ def test_a_lost_connection_stops_the_writer(pg_url: str) -> None:
     backend.drop()
 
 
-# A random ledger: records of a few keys, every event, odd values where the rules look.
+# A random ledger: records of a few keys, every event, odd values where the rules look, in
+# rerun rounds (issue 22) too, with parameters.
 _at = st.sampled_from(["2026-01-01T00:00:00.000Z", "2026-01-01T00:00:01.000Z", "2026-01-02T00:00:00.000Z"])
+_round = st.sampled_from([{}, {}, {"round": 1, "sentTime": 120000}, {"round": 2, "sentTime": 180000}, {"round": 2, "sentTime": 240000}])
+_parameters = st.sampled_from([{}, {}, {"parameters": {}}, {"parameters": {"out": "/a", "x": ""}}, {"parameters": {"out": "/b"}}])
 _record = st.builds(
-    lambda event, key, attempt, at, gateway, extra: {
+    lambda event, key, attempt, at, gateway, extra, rnd, params: {
         **ledger.record(event, key, int(key.split("/")[1]), "o1", int(key.split("/")[2]), attempt),
         "at": at,
         **({} if gateway == "<absent>" else {"gateway": gateway}),
         **extra,
+        **rnd,
+        **params,
     },
     st.sampled_from(ledger.EVENTS),
     st.sampled_from(["o1/1/60000", "o1/1/120000", "o1/2/60000", "o1/3/60000"]),
@@ -402,6 +442,8 @@ _record = st.builds(
             "msg": st.sampled_from(["no task", "", None]),
         },
     ),
+    _round,
+    _parameters,
 )
 
 

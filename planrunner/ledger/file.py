@@ -21,7 +21,15 @@ from planrunner.errors import LedgerError
 from planrunner.ledger.base import GroupCommit
 from planrunner.ledger.fold import Folded, fold_into, note_folded
 from planrunner.ledger.lock import Lock, lock_holder, open_regular
-from planrunner.ledger.records import _EVENT_SET, _REQUIRED_SET, check, encode, identity
+from planrunner.ledger.records import (
+    _EVENT_SET,
+    _REQUIRED_SET,
+    check,
+    encode,
+    identity,
+    round_problem,
+    strings,
+)
 
 CONFLICT_MARKERS = (b"<<<<<<<", b"=======", b">>>>>>>")
 # How every record this version writes starts (``record`` puts these fields first).
@@ -144,8 +152,9 @@ def _valid_lines(path: str, f: Any, out: Folded) -> Iterator[dict[str, Any]]:
             if not line.isspace():
                 out.torn_middle.append((offset - len(line), len(line.rstrip(b"\r\n")), number))
             continue
-        # The checks the fold needs, inlined for the common case; anything else gets the
-        # one rule's verdict (records.validate) and its message.
+        # The checks the fold needs, inlined for the common case (and round_problem for
+        # records of a rerun round or with parameters); anything wrong gets the one rule's
+        # verdict (records.validate) and its message.
         if (
             type(rec) is not dict
             or not rec.keys() >= _REQUIRED_SET
@@ -159,6 +168,8 @@ def _valid_lines(path: str, f: Any, out: Folded) -> Iterator[dict[str, Any]]:
             or type(rec["attempt"]) is not str
             or type(rec["triggerTime"]) is not int
             or type(rec["at"]) is not str
+            or (("round" in rec or "sentTime" in rec) and round_problem(rec) is not None)
+            or ("parameters" in rec and not strings(rec["parameters"]))
         ):
             check(f"{path}:{number}", rec)
         yield rec

@@ -70,13 +70,16 @@ INSERT = """INSERT INTO {t} (ident, v, event, "key", flow_id, org_id, trigger_ti
     ON CONFLICT (ident) DO NOTHING"""
 
 # What the fold needs of a row, and no more: the flowInstanceId only when it is a string
-# (as ``KeyState`` reads it), ``found`` only when it is JSON true, code and msg of failures.
+# (as ``KeyState`` reads it), ``found`` only when it is JSON true, code and msg of failures,
+# and a rerun round's ``round``, ``sentTime`` and ``parameters`` (``extras``: no column, so
+# the table's layout, and its schema version, stay as they were).
 FOLD = """SELECT event, "key", attempt, "at", gateway,
         CASE WHEN "at" IS NULL THEN extras -> 'at' END,
         CASE WHEN jsonb_typeof(extras -> 'flowInstanceId') = 'string'
              THEN extras ->> 'flowInstanceId' END,
         (extras -> 'found') = 'true'::jsonb,
-        CASE WHEN event = 'failed' THEN jsonb_build_array(extras -> 'code', extras -> 'msg') END
+        CASE WHEN event = 'failed' THEN jsonb_build_array(extras -> 'code', extras -> 'msg') END,
+        extras -> 'round', extras -> 'sentTime', extras -> 'parameters'
     FROM {t} WHERE coalesce(gateway = 'sim', false) = %s"""
 
 HOLDER_OF_KEY = """SELECT l.run, l.host, l.process, l.started

@@ -342,7 +342,7 @@ def _fold_records(
     with conn.cursor(name="planrunner_fold") as cur:
         cur.itersize = FOLD_FETCH_ROWS
         cur.execute(query, params)
-        for event, key, attempt, at, gw, at_json, iid, found, error in cur:
+        for event, key, attempt, at, gw, at_json, iid, found, error, rnd, sent, carried in cur:
             if at is None:
                 # Only a non-string "at" lands outside its column: refused, as the file's fold does.
                 raise LedgerError(
@@ -360,6 +360,10 @@ def _fold_records(
             }
             if error is not None:
                 rec["code"], rec["msg"] = error
+            if rnd is not None:
+                rec["round"], rec["sentTime"] = rnd, sent
+            if carried is not None:
+                rec["parameters"] = carried
             yield rec
 
 

@@ -149,12 +149,20 @@ def _identity(rec: dict[str, Any]) -> bytes:
     return hashlib.blake2b(ledger.identity(rec), digest_size=16).digest()
 
 
+# Compaction works per kind of run (simulator or real), key and round.
+_Round = tuple[bool, str, int]
+
+
+def _round_of(rec: dict[str, Any]) -> _Round:
+    return (is_sim(rec), rec["key"], rec.get("round") or 0)
+
+
 @dataclass(slots=True)
 class _Scan:
     """What one pass over a ledger tells compaction (small: per key, not per record)."""
 
-    settler: dict[tuple[bool, str], int] = field(default_factory=dict)  # first, as the fold takes
-    first_cancel: dict[tuple[bool, str], int] = field(default_factory=dict)
+    settler: dict[_Round, int] = field(default_factory=dict)  # first, as the fold takes
+    first_cancel: dict[_Round, int] = field(default_factory=dict)
     closed: dict[tuple[bool, str], set[str]] = field(default_factory=dict)
     last: dict[bytes, int] = field(default_factory=dict)  # identity -> index of its last copy
     kept_firsts: set[int] = field(default_factory=set)
@@ -166,14 +174,14 @@ def _scan(records: Iterable[dict[str, Any]]) -> _Scan:
     for i, rec in enumerate(records):
         scan.count += 1
         scan.last[_identity(rec)] = i
-        k = (is_sim(rec), rec["key"])
+        r = _round_of(rec)
         event = rec["event"]
         if event == "cancelled":
-            scan.first_cancel.setdefault(k, i)
+            scan.first_cancel.setdefault(r, i)
         elif event == "triggered" or (event == "reconciled" and rec.get("found") is True):
-            scan.settler.setdefault(k, i)
+            scan.settler.setdefault(r, i)
         elif event in ("failed", "aborted", "reconciled"):
-            scan.closed.setdefault(k, set()).add(rec["attempt"])
+            scan.closed.setdefault(r[:2], set()).add(rec["attempt"])
     scan.kept_firsts = {*scan.settler.values(), *scan.first_cancel.values()}
     return scan
 
@@ -183,22 +191,24 @@ def _keeps(scan: _Scan, i: int, rec: dict[str, Any]) -> bool:
         return True
     if scan.last.get(_identity(rec)) != i:
         return False  # an exact duplicate of a later record
-    k = (is_sim(rec), rec["key"])
+    r = _round_of(rec)
     event = rec["event"]
-    if event == "cancelled" or k in scan.settler:
+    if event == "cancelled" or r in scan.settler:
         return False
     if event == "intent":
-        return rec["attempt"] not in scan.closed.get(k, ())
+        return rec["attempt"] not in scan.closed.get(r[:2], ())
     return event in ("failed", "aborted", "reconciled")
 
 
 def compact_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records to keep, in their order, folding (per kind of run) to the same states.
 
-    Per kind (simulator or real) and key:
+    Per kind (simulator or real), key and round (every round of a key is kept apart, so
+    each folds as before and the newest stays the newest):
 
-    - done: the first ``triggered`` or ``reconciled found: true`` (the one the fold takes);
-    - every key: its first ``cancelled``;
+    - done: the first ``triggered`` or ``reconciled found: true`` (the one the fold takes;
+      it carries the round's sentTime and parameters);
+    - every round: its first ``cancelled``;
     - not done: the intents of open attempts (their ``at`` too), and every record that
       closes an attempt (``failed``, the last of which gives the error; ``aborted``;
       ``reconciled found: false``). The closers cost little (keys that are not done are
@@ -213,12 +223,13 @@ def compact_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def fold_differences(a: ledger.Folded, b: ledger.Folded) -> list[str]:
-    """Keys whose state differs between two folds (status, instance id, open attempts, error)."""
+    """Keys whose state differs between two folds (status, instance id, open attempts,
+    error, parameters, and each round's)."""
 
     def view(f: ledger.Folded, key: str) -> tuple[object, ...]:
         st = f.state(key)
-        opened = {att: st.intents[att] for att in st.open_attempts}
-        return (f.status(key), f.done.get(key), opened, st.failed, st.error)
+        rounds = {r: rnd.view() for r, rnd in st.rounds.items() if rnd.status is not ledger.PENDING or rnd.sent}
+        return (f.status(key), f.done.get(key), f.parameters.get(key), st.round, rounds)
 
     keys = set(a.done) | set(a.open) | set(b.done) | set(b.open) | a.cancelled | b.cancelled
     return sorted(k for k in keys if view(a, k) != view(b, k))
