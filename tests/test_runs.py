@@ -250,7 +250,7 @@ def _one_bug_line(err: str) -> None:
 
 
 def test_finding_1_a_bug_in_a_status_lookup_worker_exits_70(applied: Path, run, monkeypatch) -> None:
-    monkeypatch.setattr(lookup, "look_up", lambda *a: 1 / 0)
+    monkeypatch.setattr(lookup, "look_up_many", lambda *a: 1 / 0)
     r = run("status", str(applied))
     assert r.code == 70
     _one_bug_line(r.err)
