@@ -97,3 +97,22 @@ def test_f15_status_shows_progress_while_looking_up_on_a_terminal_only(
     assert re.search(r"looking up \[[#-]+\] 50/100 ", screen), screen
     assert "Status: 100 entries" in out
     assert "looking up [" not in off.err  # not a terminal: log lines only
+
+
+def test_i20_batches_are_per_flow_windows_of_less_than_a_day(tmp_path: Path) -> None:
+    from planrunner import checking
+    from planrunner.runs.watch import batches
+
+    day = 86_400_000
+    plan, entries = checking.load_entries(
+        str(write_plan(tmp_path, cron_flows(2, 700, step="*/3"))), 1_800_000_000_000, 100_000
+    )  # 700 entries 3 minutes apart: 35 hours a flow
+    got = batches([(e, None) for e in reversed(entries)])
+    assert sorted(e.key for b in got for e, _ in b) == sorted(e.key for e in entries)
+    assert [b[0][0].flow_id for b in got] == [2, 2, 1, 1]  # per flow; a flow's in time order
+    for b in got:
+        assert len({e.flow_id for e, _ in b}) == 1
+        times = [e.trigger_time for e, _ in b]
+        assert times == sorted(times)
+        assert times[-1] - (times[0] - times[0] % 60_000) < day
+    assert [len(b) for b in got] == [480, 220, 480, 220]  # a day of 3-minute entries, then the rest
