@@ -21,6 +21,7 @@ that is how docs/benchmarks/status-before.json, the "before" curve of the plot, 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -95,16 +96,18 @@ _FROM_CODE = "import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); runpy.run_
 
 
 class CountingSim:
-    """``planrunner sim`` (this tree's) in its own process, counting the requests it serves."""
+    """``planrunner sim`` (this tree's) in its own process, counting the requests it serves;
+    ``flow_ids`` are listed in its fixture (Get Flow knows them: apply asks it first)."""
 
-    def __init__(self, *args: str) -> None:
-        self.args = args
+    def __init__(self, tmp: Path, flow_ids: range) -> None:
+        self.fixture = tmp / f"flows-{flow_ids.start}-{flow_ids.stop}.yaml"
+        self.fixture.write_text("".join(f"- {{flowId: {i}}}\n" for i in flow_ids))
         self.url = ""
         self._proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> CountingSim:
         self._proc = subprocess.Popen(
-            [PY, "-c", _COUNTING_SIM, *self.args],
+            [PY, "-c", _COUNTING_SIM, "--flows", str(self.fixture), *sim_args()],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -130,6 +133,7 @@ class CountingSim:
         return counts, busy
 
 
+@functools.cache
 def sim_args() -> list[str]:
     """The simulator accepts the bench's flows without a fixture, when it has the switch."""
     help_text = subprocess.run(
@@ -187,7 +191,7 @@ def timed(code: Path | None, runs: int, *args: str) -> tuple[float, float, list[
 def status_at(code: Path | None, size: int, runs: int, tmp: Path) -> dict[str, Any]:
     """status and plan over ``size`` applied instances: seconds, ratio, requests."""
     per_flow = size // FLOWS
-    with CountingSim(*sim_args()) as sim:
+    with CountingSim(tmp, range(FIRST_ID, FIRST_ID + FLOWS)) as sim:
         plan = write_plan(
             tmp, cron_flows(FLOWS, per_flow, FIRST_ID), gateway=sim.url, name=f"status{size}.yaml"
         )
@@ -220,7 +224,7 @@ def status_at(code: Path | None, size: int, runs: int, tmp: Path) -> dict[str, A
 def crash_apply(code: Path | None, exist: bool, tmp: Path) -> dict[str, Any]:
     """apply over 1,000 entries whose intents a killed run left: seconds and requests."""
     n = CRASH_FLOWS * CRASH_PER_FLOW
-    with CountingSim(*sim_args()) as sim:
+    with CountingSim(tmp, range(1, CRASH_FLOWS + 1)) as sim:
         name = f"crash-{'exist' if exist else 'absent'}.yaml"
         plan = write_plan(tmp, cron_flows(CRASH_FLOWS, CRASH_PER_FLOW), gateway=sim.url, name=name)
         if exist:  # the killed run's requests reached the service
@@ -376,12 +380,12 @@ def collect(runs: int, sizes: tuple[int, ...] = SIZES) -> list[Table]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--sizes", default=",".join(str(n) for n in SIZES))
+    parser.add_argument("--sizes", default=",".join(str(n) for n in SIZES), help='"" skips status')
     parser.add_argument("--code", type=Path, help="run the planrunner of this source tree")
     parser.add_argument("--save", type=Path, help="also write the figures here as JSON")
     parser.add_argument("--commit", default="", help="what --code is, for --save")
     args = parser.parse_args()
-    sizes = tuple(int(x) for x in args.sizes.split(","))
+    sizes = tuple(int(x) for x in args.sizes.split(",") if x)  # "": the crash table only
     fig = measure(args.code, args.runs, sizes)
     if args.save:
         fig["commit"] = args.commit or str(args.code or "this tree")

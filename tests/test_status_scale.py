@@ -104,7 +104,7 @@ def test_i20_batches_are_per_flow_windows_of_less_than_a_day(tmp_path: Path) -> 
     from planrunner.runs.watch import batches
 
     day = 86_400_000
-    plan, entries = checking.load_entries(
+    _plan, entries = checking.load_entries(
         str(write_plan(tmp_path, cron_flows(2, 700, step="*/3"))), 1_800_000_000_000, 100_000
     )  # 700 entries 3 minutes apart: 35 hours a flow
     got = batches([(e, None) for e in reversed(entries)])
