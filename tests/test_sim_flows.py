@@ -159,3 +159,15 @@ def test_w1_apply_sim_seeds_the_plans_flows_so_none_is_refused(tmp_path: Path, r
     assert json.loads(r.out)["summary"] == {"triggered": 6}
     r = run("status", str(plan), "--sim", "--format", "json")
     assert r.code in (0, 4), r.err
+
+
+def test_i22_sim_flows_peak_leaves_out_cancelled_instances() -> None:
+    with simulator([SimFlow(7, run_seconds=30)]) as (sim, api):
+        ids = [api.created(7, T0 + n * 60_000) for n in range(3)]  # one runs, two wait
+        assert api.cancel(ids[2])["status"] == 0  # a waiting one
+        assert api.cancel(ids[0])["status"] == 0  # the running one
+        api.created(7, T0 + 3 * 60_000)
+        api.created(7, T0 + 4 * 60_000)
+        assert sim.flows()[7] == {"flowId": 7, "maxUnfinished": 3, "instances": 5}
+        api.created(7, T0 + 5 * 60_000)
+        assert sim.flows()[7]["maxUnfinished"] == 4
