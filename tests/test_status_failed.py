@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
+
+import pytest
 
 from planrunner import checking
 from planrunner.lookup import Seen
@@ -13,6 +16,7 @@ from planrunner.report import MARKDOWN_LIMIT
 from planrunner.report.status import as_json, render_markdown, render_text
 from planrunner.runs.watch import Result, Tail
 from planrunner.select import Selection
+from planrunner.sim import Dialect, SimFlow, Simulator
 from testing import cron_flows, write_plan
 
 NOW = 1_800_000_000_000  # after every entry of cron_flows (2026-01-01 on)
@@ -83,3 +87,90 @@ def test_i20_markdown_many_failed_days_show_what_fits_and_say_how_many_left_out(
     assert left is not None and shown > 0
     assert shown + int(left.group(1)) == flows * per_flow
     assert md.count("failed</summary>") == flows  # every flow's failed table is kept
+
+
+# -- over loopback, against the simulator's task graphs and logs --------------------------
+
+ERROR_LINE = "[ERROR] task-2 ended FAIL: exit code 1"
+
+
+def failing_backfill(tmp_path: Path, api: str = "v2.0") -> tuple[list[SimFlow], Path, list[int]]:
+    """One flow of 6 entries, two tasks; the 2nd and 5th days fail in task-2."""
+    plan = write_plan(tmp_path, cron_flows(1, 6), api=api)
+    _, entries = checking.load_entries(str(plan), NOW, 100)
+    failing = [entries[1].trigger_time, entries[4].trigger_time]
+    return [SimFlow(1, tasks=2, run_seconds=0.01, fails=failing)], plan, failing
+
+
+def until_final(run, plan: Path, url: str) -> None:
+    r = run("status", str(plan), "--gateway", url, "--watch", "--interval", "0.05", "--logs", "0")
+    assert r.code == 1, r.out + r.err  # two failed
+
+
+@pytest.mark.parametrize("api", ["v2.0", "v2.1"])
+def test_i20_status_names_the_failed_task_and_shows_its_log_tail_over_loopback(
+    tmp_path: Path, run, sim_env, api: str
+) -> None:
+    flows, plan, failing = failing_backfill(tmp_path, api)
+    with Simulator(flows, dialect=Dialect(api=api)) as s:
+        assert run("apply", str(plan), "--gateway", s.url, "--yes", "--quiet").code == 0
+        until_final(run, plan, s.url)
+        r = run("status", str(plan), "--gateway", s.url, "--format", "json", "--logs", "3")
+        text = run("status", str(plan), "--gateway", s.url).out
+        md = run("status", str(plan), "--gateway", s.url, "--format", "markdown").out
+    assert r.code == 1
+    failed = json.loads(r.out)["flows"][0]["failed"]
+    assert [f["triggerTime"] for f in failed] == failing
+    for f in failed:
+        assert f["failedTask"] == "task-2"
+        assert f["logTail"] == ["[INFO] task-2: reading input", "[INFO] task-2: processing", ERROR_LINE]
+    assert text.count("      failed task: task-2") == 2
+    assert text.count(f"      | {ERROR_LINE}") == 2
+    assert md.count("in task <b>task-2</b>") == 2
+    assert md.count(ERROR_LINE) == 2
+    assert md.count("| FAIL | task-2 |") == 2
+
+
+def test_i20_logs_0_reads_no_log_and_still_names_the_task(tmp_path: Path, run, sim_env) -> None:
+    flows, plan, _ = failing_backfill(tmp_path)
+    with Simulator(flows) as s:
+        assert run("apply", str(plan), "--gateway", s.url, "--yes", "--quiet").code == 0
+        until_final(run, plan, s.url)
+        off = run("status", str(plan), "--gateway", s.url, "--format", "json", "--logs", "0",
+                  "--log-format", "json", "-v")  # fmt: skip
+        on = run("status", str(plan), "--gateway", s.url, "--format", "json",
+                 "--log-format", "json", "-v")  # fmt: skip
+    assert [f["failedTask"] for f in json.loads(off.out)["flows"][0]["failed"]] == ["task-2"] * 2
+    assert [f["logTail"] for f in json.loads(off.out)["flows"][0]["failed"]] == [None, None]
+    assert '"read logs"' not in off.err  # not one log request
+    tails = [f["logTail"] for f in json.loads(on.out)["flows"][0]["failed"]]
+    assert all(t[-1] == ERROR_LINE and len(t) <= 20 for t in tails)
+    (read,) = [json.loads(x) for x in on.err.splitlines() if '"read logs"' in x]
+    assert read["logs"] == 2 and read["shown"] == 2
+
+
+def test_i20_a_hostile_task_log_is_redacted_and_cleaned(sim_env) -> None:
+    from planrunner.runs.watch import log_tail
+    from planrunner.sim import DEFAULT_SECRET_KEY
+    from testing import make_client
+
+    t0 = 1_767_225_600_000
+    with Simulator([SimFlow(5, run_seconds=0.01, fails=[t0])], dialect=Dialect(hostile=True)) as s:
+        client = make_client(s.url)
+        token = client.token()
+        client.trigger(5, t0)
+        with s.state.lock:
+            (task_id,) = list(s.state.service.tasks)
+        deadline = time.monotonic() + 30
+        while (tail := log_tail(client, task_id, 50)).lines is None or not any(
+            "exit code" in line for line in tail.lines
+        ):
+            assert time.monotonic() < deadline, tail
+            time.sleep(0.02)
+        client.close()
+    assert tail.lines
+    for line in tail.lines:
+        assert DEFAULT_SECRET_KEY not in line and token not in line
+        assert "\x1b" not in line and "\r" not in line and not line.startswith("::")
+        assert len(line) <= 500
+    assert any("***" in line for line in tail.lines)  # the secrets were there, and redacted

@@ -34,7 +34,7 @@ def test_i20_status_looks_up_in_batches_about_one_request_per_100_instances(
     tmp_path: Path, run, sim_env, api
 ) -> None:
     flows, per_flow = 3, 400  # 400 entries 5 minutes apart: two windows of a day per flow
-    with Simulator(dialect=Dialect(api=api)) as s:
+    with Simulator(dialect=Dialect(api=api), accept_unknown_flows=True) as s:
         plan = write_plan(tmp_path, cron_flows(flows, per_flow), gateway=s.url, api=api)
         assert run("apply", str(plan), "--yes", "--quiet").code == 0
         r = run("status", str(plan), "--format", "json", "--log-format", "json", "-v", "--logs", "0")
@@ -88,7 +88,7 @@ def test_f15_lookup_progress_line_counts_by_state_and_is_wiped(
 def test_f15_status_shows_progress_while_looking_up_on_a_terminal_only(
     tmp_path: Path, run, sim_env
 ) -> None:
-    with Simulator() as s:
+    with Simulator(accept_unknown_flows=True) as s:
         plan = write_plan(tmp_path, cron_flows(2, 50), gateway=s.url)
         assert run("apply", str(plan), "--yes", "--quiet").code == 0
         code, out, screen = run_in_pty(["status", str(plan), "--logs", "0"])

@@ -13,7 +13,7 @@ from planrunner.lookup import Seen
 from planrunner.outcome import Entry
 from planrunner.report import MARKDOWN_LIMIT, fit
 from planrunner.report import md_escape as _md
-from planrunner.runs.watch import LOGS_PER_FLOW, Result, Tail
+from planrunner.runs.watch import LOG_MAX_LENGTH, LOGS_PER_FLOW, Result, Tail
 
 FAILED_SHOWN = LOGS_PER_FLOW  # failed instances listed per flow in text (JSON lists all)
 MARKDOWN_FAILED_SHOWN = 50
@@ -135,11 +135,19 @@ def _why_text(s: Seen, tail: Tail | None) -> list[str]:
         return []
     out = [f"      failed task: {s.failed_task}"]
     if tail is not None and tail.lines is not None:
-        out.append(f"      last {len(tail.lines)} log lines:" if tail.lines else "      (empty log)")
+        out.append(f"      {_tail_title(tail)}:" if tail.lines else "      (empty log)")
         out += [f"      | {line}" for line in tail.lines]
     elif tail is not None:
         out.append(f"      (no log: {tail.reason})")
     return out
+
+
+def _tail_title(tail: Tail) -> str:
+    """``last 20 log lines``, and that the service cut the log when it did."""
+    assert tail.lines is not None
+    if tail.cut:  # which end the service keeps is not documented: say it was cut
+        return f"last {len(tail.lines)} lines of a log the service cut at {LOG_MAX_LENGTH:,} characters"
+    return f"last {len(tail.lines)} log lines"
 
 
 def _failed_table(name: str, bad: list[tuple[Entry, Seen]]) -> str:
@@ -165,7 +173,7 @@ def _log_block(name: str, e: Entry, s: Seen, tail: Tail) -> str:
     if tail.lines is None:
         what, body = f"no log: {tail.reason}", []
     else:
-        what = f"last {len(tail.lines)} log lines" if tail.lines else "an empty log"
+        what = _tail_title(tail) if tail.lines else "an empty log"
         body = ["<pre>", *(html.escape(line, quote=False) for line in tail.lines), "</pre>", ""]
     summary = (
         f"<code>{_md(e.local_time)}</code> {_md(name)}: {s.state} in task "

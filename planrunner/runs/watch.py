@@ -133,6 +133,7 @@ class Tail:
 
     lines: tuple[str, ...] | None
     reason: str = ""
+    cut: bool = False  # the service cut the log at maxLength: these may not be its last lines
 
 
 def log_tail(client: enos.Client, task_inst_id: str, lines: int) -> Tail:
@@ -147,7 +148,9 @@ def log_tail(client: enos.Client, task_inst_id: str, lines: int) -> Tail:
     rows = text.splitlines()
     while rows and not rows[-1].strip():
         rows.pop()
-    return Tail(tuple(client.clean(row.rstrip()) for row in rows[-lines:]))
+    # Which end a cut keeps is not documented: a full answer may not hold the error line.
+    cut = len(text) >= LOG_MAX_LENGTH
+    return Tail(tuple(client.clean(row.rstrip()) for row in rows[-lines:]), cut=cut)
 
 
 def fetch_tails(
@@ -179,6 +182,9 @@ def fetch_tails(
     pool.run(todo, one)
     if pool.failure is not None:
         raise pool.failure
+    log.get("status").debug(
+        "read logs", logs=len(todo), shown=sum(1 for t in out.values() if t.lines is not None)
+    )
     return out
 
 
