@@ -41,19 +41,27 @@ class Memory:
         return [r["event"] for r in self.records if r["key"] == key]
 
 
+FLOW = {"flowId": 1, "flowName": "f1", "graph": '{"tasks": [{"taskName": "t1"}]}'}
+
+
 class Scripted:
     """A client whose answers come from functions of the call's arguments."""
 
     where = "scripted"
+    stopped: str | None = None
+    org_id = "o1"
 
     def __init__(
         self,
         trigger: Callable[[Entry], enos.Answer] = lambda e: OK,
         find: Callable[[Entry], enos.Lookup] = lambda e: enos.Lookup(False, None),
+        state: Callable[[Entry], str] = lambda e: "SUCCESS",
     ) -> None:
-        self._trigger, self._find = trigger, find
+        self._trigger, self._find, self._state = trigger, find, state
         self.sent: list[int] = []
         self.looked: list[int] = []
+        self.flows: list[int] = []
+        self.batched: list[int] = []
 
     def _entry(self, flow_id: int, trigger_time: int) -> Entry:
         return Entry(trigger_time, flow_id, f"f{flow_id}", "o1", 0)
@@ -66,6 +74,30 @@ class Scripted:
         self.looked.append(trigger_time)
         return self._find(self._entry(flow_id, trigger_time))
 
+    def look_up_many(
+        self, client: Any, wanted: Any, stop: threading.Event | None = None
+    ) -> dict[tuple[int, int], lookup.Seen]:
+        """The batched lookup, from the same script as find_instance (found: ``state``)."""
+        out = {}
+        for w in wanted:
+            self.batched.append(w.trigger_time)
+            found = self._find(self._entry(w.flow_id, w.trigger_time))
+            state = (
+                self._state(self._entry(w.flow_id, w.trigger_time))
+                if found.found
+                else lookup.NOT_FOUND
+                if found.found is False
+                else lookup.LOOKUP_FAILED
+            )
+            out[(w.flow_id, w.trigger_time)] = lookup.Seen(
+                state, found.flow_instance_id or w.recorded_id, reason=found.reason
+            )
+        return out
+
+    def get_flow(self, flow_id: int) -> enos.Answer:
+        self.flows.append(flow_id)
+        return enos.Answer(enos.Kind.OK, 0, "ok", {**FLOW, "flowId": flow_id}, http_status=200)
+
     def clean(self, text: str) -> str:
         return text
 
@@ -77,9 +109,19 @@ def entries(n: int, flow_id: int = 1) -> list[Entry]:
     return [Entry(T0 + i * 60_000, flow_id, f"f{flow_id}", "o1", 0) for i in range(n)]
 
 
-def runner(client: Scripted, folded: ledger.Folded | None = None) -> tuple[engine.Runner, Memory]:
+def runner(
+    client: Scripted, folded: ledger.Folded | None = None, options: engine.Options = FAST
+) -> tuple[engine.Runner, Memory]:
     sink = Memory()
-    r = engine.Runner(client, sink, folded or ledger.Folded(), FAST, "r1", gateway="gw")  # type: ignore[arg-type]
+    r = engine.Runner(
+        client,  # type: ignore[arg-type]
+        sink,
+        folded or ledger.Folded(),
+        options,
+        "r1",
+        gateway="gw",
+        look_up_many=client.look_up_many,
+    )
     return r, sink
 
 
@@ -129,14 +171,14 @@ def test_runner_62102_with_an_instance_there_is_reconciled() -> None:
     assert client.sent == [e.trigger_time]
 
 
-def test_runner_crashed_attempt_is_looked_up_before_anything_is_sent() -> None:
+def test_runner_crashed_attempt_is_looked_up_in_one_batch_before_anything_is_sent() -> None:
     (e,) = entries(1)
     folded = ledger.Folded()
     folded.open[e.key] = ledger.KeyState(intents={"old.1": "2026-01-01T00:00:00+00:00"})
     client = Scripted(find=lambda e: enos.Lookup(True, "1-z"))
     r, sink = runner(client, folded)
     assert r.run([e])[e.key].status == Status.RECONCILED
-    assert client.sent == [] and client.looked == [e.trigger_time]
+    assert client.sent == [] and client.batched == [e.trigger_time] and client.looked == []
     assert sink.events(e.key) == ["reconciled"]
 
 
