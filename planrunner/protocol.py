@@ -320,7 +320,7 @@ def same_trigger(
     matches: Get by a derived id cannot tell the two hours' instances apart, Search's
     window can). An instance whose time cannot be read is never taken.
     """
-    if _small_int(inst.get("flowId")) != flow_id:
+    if int_of(inst.get("flowId")) != flow_id:
         return False
     times = parse_times(inst.get("triggerTime"), zone)
     if len(times) > 1 and not ambiguous:
@@ -363,7 +363,7 @@ def same_second(inst: Mapping[str, Any], flow_id: int, trigger_time: int) -> boo
     ``triggerTime`` are read: a daylight-saving server zone reported as a fixed ``GMT+N``
     cannot make a match fail. A time without seconds to read is never taken.
     """
-    if _small_int(inst.get("flowId")) != flow_id:
+    if int_of(inst.get("flowId")) != flow_id:
         return False
     raw = inst.get("triggerTime")
     want = trigger_time // 1000 % 60
@@ -410,8 +410,9 @@ def _task_name(task: Mapping[str, Any]) -> str:
     return str(name if name is not None else task.get("taskId", "?"))
 
 
-def _small_int(value: object) -> int | None:
-    """An int, or a string of digits; None for anything else (booleans too)."""
+def int_of(value: object) -> int | None:
+    """An int from the service (a ``flowId``, a code): an int, or a string of digits; None for
+    anything else (booleans too)."""
     text = value.strip() if isinstance(value, str) else None
     if text is not None and re.fullmatch(r"-?[0-9]{1,18}", text):
         return int(text)
@@ -425,7 +426,7 @@ def read_flow(data: object) -> FlowInfo | None:
         data = data[0]
     if not isinstance(data, dict) or not data:
         return None
-    flow_id = _small_int(data.get("flowId"))
+    flow_id = int_of(data.get("flowId"))
     if flow_id is None:
         return None
     owner, name = data.get("owner"), data.get("flowName")
@@ -435,8 +436,8 @@ def read_flow(data: object) -> FlowInfo | None:
         owners=tuple(o.strip() for o in owner.split(";") if o.strip()) if isinstance(owner, str) else (),
         locked=str(data.get("locked")).lower() in ("true", "1"),
         user_locked=str(data.get("isUserLocked")).lower() in ("true", "1"),
-        active=_small_int(data.get("active")),
-        type=_small_int(data.get("type")),
+        active=int_of(data.get("active")),
+        type=int_of(data.get("type")),
         tasks=tuple(_task_name(t) for t in _graph_tasks(data)),
     )
 
@@ -462,7 +463,7 @@ def failed_task(instance: Mapping[str, object]) -> tuple[str, str] | None:
     FAIL, INTERNAL_ERROR or TIMEOUT (a name, or its code); None when no task failed."""
     for task in _graph_tasks(instance):
         status = task.get("status")
-        code = _small_int(status)
+        code = int_of(status)
         name = STATUS_NAMES.get(code) if code is not None else status
         if isinstance(name, str) and name.strip().upper() in _FAILED_TASK_NAMES:
             return str(task.get("task_inst_id", task.get("taskInstId")) or ""), _task_name(task)

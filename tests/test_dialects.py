@@ -101,9 +101,12 @@ def test_a_string_trigger_time_is_read_in_the_server_zone_never_as_utc() -> None
         got = c.get_instance(protocol.instance_id(9, t0))
         assert got.data["triggerTime"] == "2026-01-01 08:00:00"
         assert c.find_instance(9, t0).found is True
-        # A client told the wrong zone must not find it (and must not take another instance).
+        # A client told the wrong zone finds it only by Search, whose window fixed the minute
+        # by epoch ms (section 11: only the seconds are read there); never another second's.
         wrong = make_client(sim.url, server_zone=protocol.server_zone("UTC"))
-        assert wrong.find_instance(9, t0).found is False
+        assert wrong.find_instance(9, t0).found is True
+        assert wrong.find_instance(9, t0 + 1_000).found is False
+        assert wrong.find_instance(9, t0 + 60_000).found is False
 
 
 def test_62109_on_trigger_is_looked_up_before_anything_is_sent_again(
