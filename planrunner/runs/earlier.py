@@ -14,7 +14,7 @@ from planrunner.outcome import Entry, Outcome, Status
 from planrunner.runs import AttemptIds
 from planrunner.runs.decide import FOUND_WHY, Cause, Then, after_lookup
 from planrunner.runs.flow import FlowWork, in_flight_wait
-from planrunner.runs.pace import Instances, LookUpMany, Wanted
+from planrunner.runs.pace import Instances, LookUpMany
 
 if TYPE_CHECKING:
     from planrunner.runs.apply import Options
@@ -66,7 +66,7 @@ class Earlier:
             )
             if not self.aged(wait, first):
                 return  # stopped while waiting: not reached (run() reports them)
-            wanted = [Wanted(e.flow_id, e.trigger_time, None) for e, _ in earlier]
+            wanted = [lookup.Wanted(e.flow_id, e.trigger_time, None) for e, _ in earlier]
             seen = self.many(self.client, wanted, self.stop)
             for e, st in earlier:
                 if self.stop.is_set():

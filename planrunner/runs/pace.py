@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from planrunner import enos, lookup, protocol
 from planrunner.runs.decide import preflight
@@ -35,39 +35,13 @@ HELD_BACK = "held back"  # the reason's first words: exit 4 counts these entries
 HALTED = "halted"
 
 
-class Wanted(NamedTuple):
-    """TEMPORARY: lookup.Wanted until the batched lookup lands (h-lookup)."""
-
-    flow_id: int
-    trigger_time: int
-    recorded_id: str | None
-
-
-def look_up_many(
-    client: enos.Client, wanted: Sequence[Wanted], stop: threading.Event | None = None
-) -> dict[tuple[int, int], lookup.Seen]:
-    """TEMPORARY: one lookup per entry until ``lookup.look_up_many`` lands (h-lookup)."""
-    from planrunner.errors import ServiceError
-    from planrunner.outcome import Entry
-
-    try:
-        zone = client.server_zone()
-    except ServiceError as e:
-        return {(w.flow_id, w.trigger_time): lookup.Seen(lookup.LOOKUP_FAILED, reason=str(e)) for w in wanted}
-    out: dict[tuple[int, int], lookup.Seen] = {}
-    for w in wanted:
-        if stop is not None and stop.is_set():
-            break
-        entry = Entry(w.trigger_time, w.flow_id, "", client.org_id, 0)
-        out[(w.flow_id, w.trigger_time)] = lookup.look_up(client, entry, w.recorded_id, zone)
-    return out
-
-
 # How many keys are looked up at once: lookup.look_up_many's signature. The engine takes it as
 # a parameter so that its decisions can be tested with a scripted client.
 LookUpMany = Callable[
-    [enos.Client, Sequence[Wanted], "threading.Event | None"], dict[tuple[int, int], lookup.Seen]
+    [enos.Client, Sequence[lookup.Wanted], "threading.Event | None"],
+    dict[tuple[int, int], lookup.Seen],
 ]
+look_up_many: LookUpMany = lookup.look_up_many
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +119,7 @@ class Instances:
         """Ask about the open instances (one batch); forget those that are final."""
         if not self.open:
             return Verdict(0)
-        wanted = [Wanted(self.flow_id, t, iid) for t, iid in sorted(self.open.items())]
+        wanted = [lookup.Wanted(self.flow_id, t, iid) for t, iid in sorted(self.open.items())]
         seen = many(client, wanted, stop)
         return self.settle(seen)
 
