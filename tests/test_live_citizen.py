@@ -104,3 +104,16 @@ def test_exit_4_when_pacing_held_entries_back_and_nothing_failed(
     assert reasons(doc2) == {("skipped", ""): 2, ("pending", "held back: 2 unfinished"): 3}
     assert "held back" in r.err and "--wait" in r.err
     assert json.loads(r.out)["summary"] == {"triggered": 2, "pending": 3}
+
+
+def test_apply_counts_and_says_the_entries_scheduled_ahead(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    plan = daily(tmp_path, 6, 5)  # 2025-01-01 .. 2025-01-05 at 02:00 UTC
+    with Simulator([SimFlow(6)]) as sim:
+        r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--now", "2025-01-02T00:00:00Z")
+        _, doc = apply_json(run, plan, sim.url, "--now", "2025-01-02T00:00:00Z")
+    assert r.code == 0, r.err[-1000:]
+    said = "4 entries are scheduled ahead: the service will hold them until their time"
+    assert said in r.out and said in r.err  # the report, and the log line before sending
+    assert doc["summary"]["future"] == 4

@@ -447,18 +447,14 @@ def _todo(entries: list[Entry], folded: ledger.Folded, logger: Any) -> int:
     return len(entries) - settled
 
 
-def future(entries: list[Entry], folded: ledger.Folded, now: int) -> int:
-    """How many entries still to send lie after ``now``: the service holds each instance
-    until its trigger time."""
-    return sum(1 for e in entries if e.trigger_time > now and not folded.is_done(e.key))
-
-
 def _say_future(entries: list[Entry], folded: ledger.Folded, now: int, logger: Any) -> None:
-    ahead = future(entries, folded, now)
+    """Say, before sending, how many entries to send lie after ``now`` (the service holds
+    each instance until its time); the report says it again (report.columns.future_note)."""
+    from planrunner.report.columns import future_note
+
+    ahead = future_note([e for e in entries if not folded.is_done(e.key)], now)
     if ahead:
-        logger.info(
-            f"{ahead} entries are scheduled ahead: the service will hold them until their time"
-        )
+        logger.info(ahead)
 
 
 def _confirmed(
