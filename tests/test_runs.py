@@ -391,6 +391,17 @@ def test_w4_a_stopped_client_leaves_every_unsent_entry_pending_with_its_reason()
     assert str(r.fatal).endswith(why)
 
 
+def test_w4_a_429_at_the_lowest_rate_never_spends_an_entrys_retries() -> None:
+    # More 429s in a row than the entry has retries: it is still sent, never failed (only a
+    # stopped client, after a while of nothing but 429, ends it, and then it stays pending).
+    throttled = enos.Answer(enos.Kind.RETRYABLE, 429, "HTTP 429", http_status=429)
+    client = Scripted(lambda e: throttled if len(client.sent) <= FAST.max_retries + 3 else OK)
+    r, sink = runner(client)
+    (e,) = entries(1)
+    assert r.run([e])[e.key].status == Status.TRIGGERED
+    assert sink.events(e.key).count("aborted") == FAST.max_retries + 3
+
+
 # -- the canceller ----------------------------------------------------------------------------
 
 

@@ -540,9 +540,12 @@ class Runner:
             self._watch_gateway(answer)
             if answer.kind is not enos.Kind.RETRYABLE:
                 return attempt, answer, answered
-            if answer.adapting:
-                # The client halved the shared rate (and holds for Retry-After); while it is
-                # adapting, the 429 does not spend this entry's retries.
+            if answer.adapting or answer.http_status == 429:
+                # A 429 never spends the entry's retries, so it never makes an entry failed:
+                # the client halved the shared rate (and holds for Retry-After) while above
+                # its floor; at the floor its slots pace the retries, and a gateway that
+                # answers only 429 for a while stops the client (quota spent): the entry is
+                # then left pending, unsent.
                 work.record(ledger.aborted(e, attempt, gateway=gw, reason=_not_acted_on(answer)))
                 continue
             if tries >= self.options.max_retries:
