@@ -354,6 +354,25 @@ def test_halt_on_failure_alone_does_not_pace() -> None:
     assert {o.status for o in out.values()} == {Status.TRIGGERED}
 
 
+def test_halt_on_failure_alone_halts_a_flow_an_earlier_run_saw_fail() -> None:
+    es = entries(4)
+    folded = ledger.Folded()
+    folded.done[es[0].key] = "1-old"
+    client = Scripted(find=lambda e: enos.Lookup(True, "1-old"), state=lambda e: "FAIL")
+    r, _ = runner(client, folded, engine.Options(in_flight=0.0, halt_on_failure=True))
+    out = r.run(es)
+    assert client.sent == [] and client.batched == [es[0].trigger_time]
+    assert {out[e.key].error for e in es[1:]} == {"halted: 1-old ended FAIL"}
+
+
+def test_pacing_asks_nothing_while_fewer_instances_than_the_limit_can_be_unfinished() -> None:
+    client = Scripted(find=lambda e: enos.Lookup(True, "x"), state=lambda e: "RUNNING")
+    r, _ = runner(client, options=paced(3))
+    out = r.run(entries(5))
+    assert client.batched == [T0, T0 + 60_000, T0 + 120_000]  # one look, before the 4th send
+    assert [o.status for o in out.values()].count(Status.TRIGGERED) == 3
+
+
 def test_earlier_unknown_and_failed_keys_are_looked_up_in_one_batch() -> None:
     es = entries(4)
     folded = ledger.Folded()

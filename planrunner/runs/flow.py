@@ -46,6 +46,7 @@ class FlowWork:
         "checked",
         "entries",
         "flow_id",
+        "halt_look",
         "held",
         "instances",
         "last_sent",
@@ -74,6 +75,7 @@ class FlowWork:
         self.spacing = 0.0  # seconds between the flow's triggers (learned from a cured 62102)
         self.not_before = 0.0  # monotonic time before which nothing is sent (a wait)
         self.polls = 0  # looks at unfinished instances since the flow's last send
+        self.halt_look = 0.0  # monotonic time of the next look for a failed instance
         self.instances: Instances | None = None  # done keys watched for pacing and halting
         self._pending: list[dict[str, object]] = []
         self._reports: list[tuple[Entry, Outcome]] = []

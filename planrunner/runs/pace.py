@@ -31,6 +31,8 @@ LAST_POLL = 30.0  # seconds: the longest wait between polls (--interval lowers i
 HALT_STATES = frozenset(
     protocol.STATUS_NAMES[s] for s in (protocol.FAIL, protocol.TIMEOUT, protocol.INTERNAL_ERROR)
 )
+HALT_EVERY = 5.0  # seconds between looks for failed instances when the flow is not paced
+HALT_OLDEST = 50  # instances asked about in such a look: the oldest open ones
 HELD_BACK = "held back"  # the reason's first words: exit 4 counts these entries
 HALTED = "halted"
 
@@ -114,21 +116,36 @@ class Instances:
         self.open[trigger_time] = flow_instance_id
 
     def look(
-        self, client: enos.Client, stop: threading.Event | None, many: LookUpMany
+        self,
+        client: enos.Client,
+        stop: threading.Event | None,
+        many: LookUpMany,
+        oldest: int | None = None,
     ) -> Verdict:
-        """Ask about the open instances (one batch); forget those that are final."""
-        if not self.open:
-            return Verdict(0)
-        wanted = [lookup.Wanted(self.flow_id, t, iid) for t, iid in sorted(self.open.items())]
-        seen = many(client, wanted, stop)
-        return self.settle(seen)
+        """Ask about the open instances (one batch), or only the ``oldest`` few; forget
+        those that are final. Keys not asked about count as unfinished."""
+        times = sorted(self.open)
+        if oldest is not None:
+            times = times[:oldest]
+        if not times:
+            return Verdict(len(self.open))
+        wanted = [lookup.Wanted(self.flow_id, t, self.open[t]) for t in times]
+        verdict = self.settle(many(client, wanted, stop), times)
+        return Verdict(
+            verdict.unfinished + len(self.open) - len([t for t in times if t in self.open]),
+            verdict.failed,
+            verdict.lookup_failed,
+        )
 
-    def settle(self, seen: Mapping[tuple[int, int], lookup.Seen]) -> Verdict:
-        """Take what a lookup saw: final instances leave; the first failed one is named."""
+    def settle(
+        self, seen: Mapping[tuple[int, int], lookup.Seen], times: Iterable[int] | None = None
+    ) -> Verdict:
+        """Take what a lookup saw of ``times`` (default: every open key): final instances
+        leave; the first failed one is named; the others count as unfinished."""
         unfinished = 0
         failed: tuple[str, str] | None = None
         why = ""
-        for t in sorted(self.open):
+        for t in sorted(self.open) if times is None else list(times):
             s = seen.get((self.flow_id, t))
             if s is None or s.state == lookup.LOOKUP_FAILED:
                 unfinished += 1  # unknown counts as unfinished: never send past the limit
@@ -204,7 +221,20 @@ class Gates:
         rules = self.rules(work.flow_id)
         if not rules.active or work.instances is None:
             return Gate.SEND
-        verdict = work.instances.look(self.client, self.stop, self.many)
+        # Look only when it can change the answer: pacing, once as many instances as the
+        # limit may be unfinished; halting alone, every HALT_EVERY seconds over the oldest
+        # instances (a flow's instances run one at a time, in order).
+        possible = len(work.instances.open) + len(work.waiting)
+        pacing = rules.max_unfinished is not None and possible >= rules.max_unfinished
+        halting = rules.halt_on_failure and now >= work.halt_look
+        if not pacing and not halting:
+            work.polls = 0
+            return Gate.SEND
+        if rules.halt_on_failure:
+            work.halt_look = now + HALT_EVERY
+        verdict = work.instances.look(
+            self.client, self.stop, self.many, None if pacing else HALT_OLDEST
+        )
         if self.stop.is_set() or self.stopped():
             return Gate.WAIT
         if rules.halt_on_failure and verdict.failed is not None:
