@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from planrunner.sim import Dialect, SimFlow, Simulator
+from planrunner.sim import Dialect, Faults, SimFlow, Simulator
 from testing import apply_json, write_plan
 
 DAILY = '  - {{name: daily, flowId: {fid}, cron: "0 2 * * *", from: 2025-01-01, count: {n}}}\n'
@@ -117,3 +117,36 @@ def test_apply_counts_and_says_the_entries_scheduled_ahead(
     said = "4 entries are scheduled ahead: the service will hold them until their time"
     assert said in r.out and said in r.err  # the report, and the log line before sending
     assert doc["summary"]["future"] == 4
+
+
+def test_w6_a_gateway_answering_503_to_every_call_stops_the_run_with_entries_pending(
+    tmp_path: Path, run: Any, sim_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 503 is retried (nothing was created); once every call has been refused for the
+    # setting's time the client stops and the run leaves every entry pending, none failed.
+    monkeypatch.setenv("PLANRUNNER_NOT_ALLOWED_SECONDS", "0.5")
+    flows = "".join(DAILY.format(fid=f, n=10).replace("daily", f"d{f}") for f in (1, 2))
+    plan = write_plan(tmp_path, flows)
+    with Simulator([SimFlow(1), SimFlow(2)], faults=Faults(rates={"http-503": 1.0})) as sim:
+        r, doc = apply_json(run, plan, sim.url)
+        created = [t for t in sim.triggers() if t["flowInstanceId"]]
+    assert r.code == 1, r.err[-1000:]
+    assert created == []
+    assert "gateway refuses this client: HTTP 503" in r.err
+    assert {e["status"] for e in doc["entries"]} == {"pending"}
+    assert doc["error"] and "gateway refuses this client" in doc["error"]
+
+
+def test_w6_a_gateway_answering_403_refuses_each_flow_after_one_trigger(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    # 403 is a definite refusal (the answer table): the entry failed, the rest of its flow
+    # is not tried; nothing is retried entry by entry.
+    flows = "".join(DAILY.format(fid=f, n=10).replace("daily", f"d{f}") for f in (1, 2))
+    plan = write_plan(tmp_path, flows)
+    with Simulator([SimFlow(1), SimFlow(2)], faults=Faults(rates={"http-403": 1.0})) as sim:
+        r, doc = apply_json(run, plan, sim.url)
+        sent = len(sim.triggers())
+    assert r.code == 1 and sent == 2
+    got = reasons(doc)
+    assert sum(n for (st, why), n in got.items() if st == "pending" and why.startswith("flow refused: 403")) == 18, got
