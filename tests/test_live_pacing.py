@@ -104,3 +104,17 @@ def peak(sim: Any, flow_id: int) -> int:
         if f["flowId"] == flow_id:
             return int(f["maxUnfinished"])
     raise AssertionError(f"flow {flow_id} not in /__sim__/flows")
+
+
+def test_the_progress_bar_shows_the_wait_for_unfinished_instances(tmp_path: Path) -> None:
+    from testing import run_in_pty
+
+    plan = plan_of(tmp_path, [31], 3, "bar.yaml")
+    with Simulator([SimFlow(31, run_seconds=1.5)]) as sim:
+        code, _, shown = run_in_pty(
+            ["apply", str(plan), "--gateway", sim.url, "--yes", "--max-unfinished", "1", "--wait"]
+        )
+    assert code == 0, shown[-2000:]
+    assert "waiting for the flow's instances to finish: 1 unfinished, max-unfinished 1" in shown
+    bar = [line for line in shown.replace("\r", "\n").splitlines() if line.startswith("[")]
+    assert any("waiting 0:0" in line for line in bar), bar[-5:]
