@@ -132,7 +132,7 @@ class SimProcess:
 
     def __enter__(self) -> SimProcess:
         self.proc = subprocess.Popen(
-            planrunner("sim", "--port", "0", *self.args),
+            planrunner("sim", "--port", "0", "--accept-unknown-flows", *self.args),
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

@@ -51,7 +51,7 @@ CHUNK = 20_000
 
 def start_sim() -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "planrunner", "sim", "--port", "0"],
+        [sys.executable, "-m", "planrunner", "sim", "--port", "0", "--accept-unknown-flows"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

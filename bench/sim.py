@@ -25,7 +25,7 @@ from planrunner.sim import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
 
 def start_sim() -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "planrunner", "sim", "--port", "0"],
+        [sys.executable, "-m", "planrunner", "sim", "--port", "0", "--accept-unknown-flows"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

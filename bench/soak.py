@@ -197,7 +197,7 @@ def run_soak(
     )
     with (
         tempfile.TemporaryDirectory(dir=workdir) as tmp,
-        Simulator(dialect=DIALECTS[dialect]) as sim,
+        Simulator(dialect=DIALECTS[dialect], accept_unknown_flows=True) as sim,
     ):
         sim.state.faults = faults  # type: ignore[assignment]
         d = Path(tmp)

@@ -1,7 +1,11 @@
 """The dialect matrix: one exactly-once trial per simulator dialect, as tests and a report.
 
 ``python -m testing.matrix [--full] [--trials N]`` prints, per cell, the applies needed,
-the instances created twice and the entries left not done (both must be 0). A second table
+the instances created twice and the entries left not done (both must be 0). The wire cells
+(:data:`WIRE_CELLS`) run the same trial under the newer switches: the form of Update And
+Trigger's ``parameters`` (the list apply sends is accepted; a ``map`` or ``string`` service
+refuses it, and then nothing may be created and the flow not hammered), Get Flow Instance's
+``data`` as a list, a daylight-saving zone behind ``GMT+N``, and both page origins. A second table
 covers the slow, unforgiving service of the reliability probe (:data:`SLOW_CELLS`: a
 gateway that gave up while the backend creates, any 5xx after creating, daylight-saving
 server zones, hostile strings, a flow answered 62102 "Incorrect parameter"), every one of
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import itertools
 import json
@@ -25,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from planrunner import protocol
+from planrunner import enos, plan, protocol
 from planrunner.cli import main as planrunner_main
 from planrunner.sim import Dialect, Faults, SimFlow, Simulator
 from testing import FAST_ENV, SIM_ENV, duplicates_and_resends, write_plan
@@ -48,6 +53,8 @@ FAULTS = [
     "lookup-503=0.1",
 ]
 MAX_APPLIES = 4
+MAX_REFUSED_APPLIES = 2  # applies of a plan whose every send the service refuses
+MAX_REFUSED_SENDS = 2  # per apply, for a flow every trigger of which is "Incorrect parameter"
 FLOWS, PER_FLOW = 3, 8
 WINDOW = 0.2  # the wall-clock dialect's window, seconds (apply's matching wait: FAST_ENV)
 
@@ -68,6 +75,94 @@ def hourly_flows(first_id: int) -> str:
         f"from: 2026-01-01, count: {PER_FLOW}}}\n"
         for i in range(FLOWS)
     )
+
+
+def parameter_flows(first_id: int) -> str:
+    """:func:`hourly_flows` with parameters, which apply sends with Update And Trigger."""
+    return hourly_flows(first_id).replace("}\n", ', parameters: {day: "{date}", mode: full}}\n')
+
+
+# Whether this tree sends a flow's parameters (the plan language reads them and the client
+# has Update And Trigger): the parameters cells need both, and join the matrix when they are.
+SENDS_PARAMETERS = "parameters" in {f.name for f in dataclasses.fields(plan.Flow)} and hasattr(
+    enos.Client, "update_and_trigger"
+)
+
+
+@dataclass(frozen=True)
+class Wire:
+    """A wire cell: a dialect of the newer switches, and what the trial must show."""
+
+    name: str
+    dialect: Dialect
+    parameters: bool = False  # the plan's flows carry parameters
+    refused: bool = False  # the service refuses what apply sends: nothing may be created
+
+
+WIRE_CELLS: list[Wire] = [
+    Wire("parameters/list", Dialect(parameters="list"), parameters=True),
+    Wire("parameters/map", Dialect(parameters="map"), parameters=True, refused=True),
+    Wire("parameters/string", Dialect(parameters="string"), parameters=True, refused=True),
+    Wire("instance-data/list/v2.0", Dialect(instance_data="list")),
+    Wire("instance-data/list/v2.1", Dialect(api="v2.1", instance_data="list")),
+    Wire("server-zone-dst/Europe/Berlin", Dialect(server_zone_dst="Europe/Berlin")),
+    Wire("server-zone-dst/America/New_York", Dialect(server_zone_dst="America/New_York")),
+    Wire("page-origin/0/v2.1", Dialect(api="v2.1", page_origin=0)),
+    Wire("page-origin/1/v2.0", Dialect(page_origin=1)),
+]
+
+
+def runnable_wire_cells() -> list[Wire]:
+    """The wire cells this tree can run (the parameters cells need :data:`SENDS_PARAMETERS`)."""
+    return [c for c in WIRE_CELLS if SENDS_PARAMETERS or not c.parameters]
+
+
+def run_wire(cell: Wire, workdir: Path, seed: int) -> Trial:
+    """Apply a plan in ``cell``'s dialect (with every fault, unless the service refuses the
+    plan's sends) until done, or 4 applies (2 for a refused cell)."""
+    flows = [SimFlow(100 + i, run_seconds=0.01) for i in range(FLOWS)]
+    faults = Faults.parse([] if cell.refused else FAULTS, seed=seed)
+    codes: list[int] = []
+    with Simulator(flows, faults=faults, dialect=cell.dialect) as sim:
+        text = parameter_flows(100) if cell.parameters else hourly_flows(100)
+        path = write_plan(workdir, text, api=cell.dialect.api)
+        out = ""
+        for _ in range(MAX_REFUSED_APPLIES if cell.refused else MAX_APPLIES):
+            code, out, _err = _apply(
+                ["apply", str(path), "--gateway", sim.url, "--yes", "--format", "json"]
+            )
+            codes.append(code)
+            if code == 0:
+                break
+        expected = {(e["flowId"], e["triggerTime"]) for e in json.loads(out)["entries"]}
+        log = sim.triggers()
+    created = {(t["flowId"], t["triggerTime"]) for t in log if t["flowInstanceId"]}
+    faulted = [t for t in log if t["status"] not in (0, protocol.BAD_PARAMETER_OR_DUPLICATE)]
+    dupes, resends = duplicates_and_resends(log)
+    trial = Trial(cell.name, codes, expected, created, dupes, len(resends), len(faulted))
+    trial.refused_sends = sum(1 for t in log if t["status"] == protocol.BAD_PARAMETER_OR_DUPLICATE)
+    return trial
+
+
+def wire_problems(cell: Wire, trial: Trial) -> list[str]:
+    """What went wrong in a wire cell (empty when it held)."""
+    problems = []
+    if not trial.expected:
+        problems.append(f"no entries: applies exited {trial.applies}")
+    if cell.refused:
+        if trial.created:
+            problems.append(f"{len(trial.created)} instances created by a refused form")
+        allowed = MAX_REFUSED_SENDS * FLOWS * len(trial.applies)
+        if trial.refused_sends > allowed:
+            problems.append(f"{trial.refused_sends} refused sends (at most {allowed})")
+        return problems
+    if trial.applies[-1] != 0:
+        problems.append(f"not done after {len(trial.applies)} applies: exits {trial.applies}")
+    if trial.not_done:
+        problems.append(f"{trial.not_done} entries never created")
+    if trial.duplicates or trial.resends:
+        problems.append(f"{len(trial.duplicates)} duplicated, {trial.resends} resent")
+    return problems
 
 
 def dialect(cell: tuple[str, ...]) -> Dialect:
@@ -143,7 +238,6 @@ BACKEND_DELAY = 1.0  # seconds from a -then-create answer to the instance
 SLOW_ENV = {"PLANRUNNER_IN_FLIGHT_SECONDS": "2"}
 SETTLE_SECONDS = 30.0  # how long a cell waits for the backend's late creates
 REFUSED_FLOW = 600
-MAX_REFUSED_SENDS = 2  # per apply, for a flow every trigger of which is "Incorrect parameter"
 HOSTILE_MARKS = ("\x1b", "INJECTED")
 DONE = ("triggered", "reconciled", "skipped")  # an apply entry's statuses that mean done
 SMALL = "".join(
@@ -336,6 +430,27 @@ def slow_problems(cell: Slow, trial: Trial) -> list[str]:
     return problems
 
 
+def _print_wire() -> int:
+    """Run and print the wire cells; the number of problems."""
+    bad = 0
+    print(f"{'wire cell':<34} applies dup resent not-done faults refused")
+    for i, cell in enumerate(WIRE_CELLS):
+        if cell not in runnable_wire_cells():
+            print(f"{cell.name:<34} not run: this tree does not send parameters yet")
+            continue
+        with tempfile.TemporaryDirectory() as d:
+            trial = run_wire(cell, Path(d), 20_000 + i)
+        problems = wire_problems(cell, trial)
+        bad += len(problems)
+        print(
+            f"{cell.name:<34} {len(trial.applies):>7} {len(trial.duplicates):>3} "
+            f"{trial.resends:>6} {trial.not_done:>8} {trial.faulted:>6} {trial.refused_sends:>7}"
+            + (f"  FAIL: {'; '.join(problems)}" if problems else "")
+        )
+    print(f"wire cells {len(WIRE_CELLS)}, problems {bad}")
+    return bad
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the matrix report; exit 1 if any cell duplicated or left an entry not done."""
     import os
@@ -361,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
         bad += dup + resent + left
         print(f"{'/'.join(cell):<42} {len(trials):>6} {applies:>7} {dup:>3} {resent:>6} {left:>8} {faults:>6}")
     print(f"cells {len(cells)}, trials {len(cells) * args.trials}, problems {bad}")
+    print()
+    bad += _print_wire()
     print()
     print(f"{'slow-service cell':<32} applies dup extra resent lost stuck faults refused leaks")
     for i, slow in enumerate(SLOW_CELLS):

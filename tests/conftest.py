@@ -44,7 +44,7 @@ def sim() -> Iterator[Any]:
     """A simulator on a free loopback port, no listed flows (permissive)."""
     from planrunner.sim import Simulator
 
-    with Simulator() as s:
+    with Simulator(accept_unknown_flows=True) as s:
         yield s
 
 

@@ -79,8 +79,8 @@ def test_per_flow_order_is_ascending(tmp_path: Path, run, sim, sim_env) -> None:
 
 
 def test_plan_reads_the_ledger(tmp_path: Path, run, sim_env) -> None:
-    flows = [SimFlow(2, has_task=False)]
-    with Simulator(flows) as s:
+    flows = [SimFlow(2, tasks=0)]
+    with Simulator(flows, accept_unknown_flows=True) as s:
         plan = write_plan(tmp_path, cron_flows(2, 3))
         r, doc = apply_json(run, plan, s.url)
         assert r.code == 1
@@ -108,7 +108,7 @@ def test_plan_reads_the_ledger(tmp_path: Path, run, sim_env) -> None:
 def test_unknown_outcomes_are_reconciled_not_resent(tmp_path: Path, run, sim_env) -> None:
     plan = write_plan(tmp_path, cron_flows(2, 6))
     with Simulator(
-        faults=Faults.parse(["504-after-create@2,5", "drop-after-create@3", "malformed@7"])
+        faults=Faults.parse(["504-after-create@2,5", "drop-after-create@3", "malformed@7"]), accept_unknown_flows=True
     ) as s:
         r, doc = apply_json(run, plan, s.url)
         assert r.code == 0, r.err
@@ -151,7 +151,7 @@ def test_unknown_stays_unknown_when_lookups_fail(tmp_path: Path, run, sim_env) -
     plan = write_plan(tmp_path, cron_flows(1, 2))
     keys = sorted(entry_keys(run("plan", str(plan), "--format", "json").out))
     crashed_intent(tmp_path / "plan.ledger.jsonl", keys[0][1], "old.1")
-    with Simulator(faults=Faults.parse(["lookup-503=1"])) as s:
+    with Simulator(faults=Faults.parse(["lookup-503=1"]), accept_unknown_flows=True) as s:
         r, doc = apply_json(run, plan, s.url)
         assert r.code == 1
         assert doc["summary"] == {"triggered": 1, "unknown": 1}
@@ -180,7 +180,7 @@ def test_each_fault_ends_with_every_entry_done_exactly_once(
     plan = write_plan(tmp_path, cron_flows(4, 10))
     keys = entry_keys(run("plan", str(plan), "--format", "json").out)
     faults = Faults() if fault == "429" else Faults.parse([fault], seed=7)
-    with Simulator(faults=faults, rate_limit=40 if fault == "429" else None) as s:
+    with Simulator(faults=faults, rate_limit=40 if fault == "429" else None, accept_unknown_flows=True) as s:
         for _ in range(4):
             r, doc = apply_json(run, plan, s.url)
             if r.code == 0:
@@ -203,7 +203,7 @@ def test_each_fault_ends_with_every_entry_done_exactly_once(
 
 def test_gateway_rate_limit_is_honoured(tmp_path: Path, run, sim_env) -> None:
     plan = write_plan(tmp_path, cron_flows(2, 10))
-    with Simulator(rate_limit=1000) as s:
+    with Simulator(rate_limit=1000, accept_unknown_flows=True) as s:
         started = time.monotonic()
         r, _doc = apply_json(run, plan, s.url, "--rate", "40")
         assert r.code == 0
@@ -314,7 +314,7 @@ def test_two_applies_at_once_one_exits_3(tmp_path: Path) -> None:
     plan = write_plan(tmp_path, cron_flows(4, 20))
     # 0.25 s per request: the first apply holds the lock for seconds, so on a loaded machine
     # the second, started at once, still finds it held (0.01 s let one finish first).
-    with Simulator(faults=Faults(latency=0.25)) as s:
+    with Simulator(faults=Faults(latency=0.25), accept_unknown_flows=True) as s:
         procs = [start_apply(plan, s.url) for _ in range(2)]
         results = [(p.communicate(timeout=120), p.returncode) for p in procs]
         codes = sorted(code for _, code in results)
@@ -334,7 +334,7 @@ def test_two_applies_at_once_one_exits_3(tmp_path: Path) -> None:
 
 def test_ctrl_c_finishes_in_flight_and_exits_130(tmp_path: Path) -> None:
     plan = write_plan(tmp_path, cron_flows(4, 50))
-    with Simulator(faults=Faults(latency=0.02)) as s:
+    with Simulator(faults=Faults(latency=0.02), accept_unknown_flows=True) as s:
         proc = start_apply(plan, s.url, "--format", "json")
         deadline = time.monotonic() + 30
         while len(s.triggers()) < 20 and time.monotonic() < deadline:
@@ -393,7 +393,7 @@ def test_progress_bar_is_drawn_on_a_terminal(tmp_path: Path, sim) -> None:
 
 def test_second_ctrl_c_exits_at_once_and_reapply_is_exactly_once(tmp_path: Path) -> None:
     plan = write_plan(tmp_path, cron_flows(2, 100))
-    with Simulator(faults=Faults(latency=0.05)) as s:
+    with Simulator(faults=Faults(latency=0.05), accept_unknown_flows=True) as s:
         proc = start_apply(plan, s.url, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while len(s.state.triggers) < 5 and time.monotonic() < deadline:
@@ -418,7 +418,7 @@ def test_secrets_never_reach_output_logs_or_ledger(tmp_path: Path, run, monkeypa
         monkeypatch.setenv(name, value)
     plan = write_plan(tmp_path, cron_flows(2, 3))
     with Simulator(
-        access_key=key, secret_key=secret, faults=Faults.parse(["http-401@2", "504-after-create@3"])
+        access_key=key, secret_key=secret, faults=Faults.parse(["http-401@2", "504-after-create@3"]), accept_unknown_flows=True
     ) as s:
         r = run("apply", str(plan), "--gateway", s.url, "--yes", "-v", "--log-format", "json")
         assert r.code == 0, r.err

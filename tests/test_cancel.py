@@ -46,7 +46,7 @@ def test_cancel_stops_every_queued_instance_of_a_flow_and_no_finished_one(
     tmp_path: Path, run, sim_env, api
 ) -> None:
     flows = [SimFlow(1, run_seconds=0), SimFlow(2, run_seconds=60)]
-    with Simulator(flows, dialect=Dialect(api=api)) as s:
+    with Simulator(flows, dialect=Dialect(api=api), accept_unknown_flows=True) as s:
         plan = write_plan(tmp_path, cron_flows(2, 5), gateway=s.url, api=api)
         assert run("apply", str(plan), "--yes", "--quiet").code == 0
         wait_until(lambda: set(statuses(s, 1).values()) == {"SUCCESS"})
@@ -93,7 +93,7 @@ def test_cancel_stops_every_queued_instance_of_a_flow_and_no_finished_one(
 
 
 def test_cancel_refuses_without_yes_off_a_terminal(tmp_path: Path, run, sim_env) -> None:
-    with Simulator([SimFlow(1, run_seconds=60)]) as s:
+    with Simulator([SimFlow(1, run_seconds=60)], accept_unknown_flows=True) as s:
         plan = write_plan(tmp_path, cron_flows(1, 3), gateway=s.url)
         assert run("apply", str(plan), "--yes", "--quiet").code == 0
         r = run("cancel", str(plan))
@@ -105,7 +105,7 @@ def test_cancel_refuses_without_yes_off_a_terminal(tmp_path: Path, run, sim_env)
 
 @pytest.mark.parametrize(("answer", "code"), [("n", 1), ("y", 0)])
 def test_cancel_asks_on_a_terminal(tmp_path: Path, run, sim_env, answer, code) -> None:
-    with Simulator([SimFlow(1, run_seconds=60)]) as s:
+    with Simulator([SimFlow(1, run_seconds=60)], accept_unknown_flows=True) as s:
         plan = write_plan(tmp_path, cron_flows(1, 3), gateway=s.url)
         assert run("apply", str(plan), "--yes", "--quiet").code == 0
         controller, terminal = pty.openpty()
@@ -132,7 +132,7 @@ def test_cancel_asks_on_a_terminal(tmp_path: Path, run, sim_env, answer, code) -
 
 
 def test_nothing_to_cancel_and_a_locked_ledger(tmp_path: Path, run, sim_env) -> None:
-    with Simulator([SimFlow(1, run_seconds=60)]) as s:
+    with Simulator([SimFlow(1, run_seconds=60)], accept_unknown_flows=True) as s:
         plan = write_plan(tmp_path, cron_flows(1, 2), gateway=s.url)
         r = run("cancel", str(plan))  # no ledger yet: nothing to ask about
         assert r.code == 0 and "Nothing to cancel" in r.err
@@ -145,7 +145,7 @@ def test_nothing_to_cancel_and_a_locked_ledger(tmp_path: Path, run, sim_env) -> 
 
 
 def test_unknown_entry_found_running_is_reconciled_and_cancelled(tmp_path: Path, run, sim_env) -> None:
-    with Simulator([SimFlow(1, run_seconds=60)]) as s:
+    with Simulator([SimFlow(1, run_seconds=60)], accept_unknown_flows=True) as s:
         plan = write_plan(tmp_path, cron_flows(1, 2), gateway=s.url)
         keys = json.loads(run("plan", str(plan), "--format", "json").out)["entries"]
         # A run sent the first entry and died before recording the answer.

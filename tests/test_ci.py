@@ -598,7 +598,7 @@ def created(sim: Simulator) -> set[tuple[int, int]]:
 
 
 def test_merges_apply_in_turn_and_nothing_is_sent_again(repo: Repo) -> None:
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         seed(repo, sim.url)
         first = apply_job(repo)
         assert not first.failed, first.output()
@@ -625,7 +625,7 @@ def test_merges_apply_in_turn_and_nothing_is_sent_again(repo: Repo) -> None:
 
 
 def test_a_job_whose_apply_fails_still_commits_its_ledger(repo: Repo) -> None:
-    with Simulator([SimFlow(10, has_task=False)]) as sim:
+    with Simulator([SimFlow(10, tasks=0)], accept_unknown_flows=True) as sim:
         seed(repo, sim.url)
         job = apply_job(repo)
         assert job.failed
@@ -649,7 +649,7 @@ def land_a_ledger_commit(repo: Repo) -> None:
 
 
 def test_a_rejected_push_is_rebased_and_retried(repo: Repo) -> None:
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         seed(repo, sim.url)
         assert not apply_job(repo).failed
         enable(repo, "f1", "main")
@@ -669,7 +669,7 @@ def test_a_rejected_push_is_rebased_and_retried(repo: Repo) -> None:
 
 
 def test_review_job_validates_plans_and_keeps_one_comment_per_plan(repo: Repo) -> None:
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         seed(repo, sim.url)
         state = repo.tmp / "gh.json"
         context = REVIEW_CONTEXT
@@ -729,7 +729,7 @@ def test_the_action_runs_its_command_with_split_arguments(repo: Repo, tmp_path: 
 
 
 def test_n22_commit_back_cuts_a_torn_tail_before_committing(repo: Repo) -> None:
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         seed(repo, sim.url)
         assert not apply_job(repo).failed
         enable(repo, "f1", "main")
@@ -758,7 +758,7 @@ def test_n22_commit_back_cuts_a_torn_tail_before_committing(repo: Repo) -> None:
 
 
 def test_n22_a_ledger_that_held_only_a_torn_line_is_not_committed(repo: Repo) -> None:
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         seed(repo, sim.url)
 
         def tear(step: str) -> None:
@@ -772,7 +772,7 @@ def test_n22_a_ledger_that_held_only_a_torn_line_is_not_committed(repo: Repo) ->
 
 
 def test_n22_commit_back_commits_a_ledger_verify_rejects_and_fails(repo: Repo) -> None:
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         seed(repo, sim.url)
 
         def corrupt(step: str) -> None:
@@ -804,7 +804,7 @@ def test_finding_24_ci_files_log_text(repo: Repo) -> None:
         for call in calls:
             if re.match(r"planrunner (validate|plan|apply|ledger|\"\$PLANRUNNER_COMMAND\")\b", call):
                 assert "--log-format text" in call, f"{path.name}: {call}"
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         seed(repo, sim.url)
         job = apply_job(repo)
         assert not job.failed, job.output()
@@ -852,7 +852,7 @@ def test_finding_32_one_set_of_plan_files_everywhere(tmp_path: Path) -> None:
 def test_finding_34_saved_plans_apply_what_was_reviewed(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_GH_STATE", str(repo.tmp / "gh.json"))
     saved = {"SAVED_PLANS": "true"}
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         seed(repo, sim.url)
         review_temp = repo.tmp / "review-temp"
         review = repo.run_job("review", repo.clone("main"), REVIEW_CONTEXT, env_overrides=saved, temp=review_temp)
@@ -927,7 +927,7 @@ GITLAB_APPLY = {
 
 
 def test_gitlab_apply_pushes_one_ledger_commit_and_a_second_run_sends_nothing(repo: Repo) -> None:
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         seed(repo, sim.url)
         head = repo.head()
         variables = {**GITLAB_APPLY, "PLANRUNNER_PUSH_URL": str(repo.origin)}
@@ -944,7 +944,7 @@ def test_gitlab_apply_pushes_one_ledger_commit_and_a_second_run_sends_nothing(re
 
 
 def test_finding_22_gitlab_jobs_without_their_token_fail_with_one_line(repo: Repo) -> None:
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         seed(repo, sim.url)
         # The apply job checks it can push the ledgers back before it sends anything.
         apply = gitlab_job(repo, "planrunner-apply", repo.clone("main"), GITLAB_APPLY)

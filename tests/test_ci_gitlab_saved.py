@@ -184,7 +184,7 @@ def test_finding_34_gitlab_saved_plans_are_opt_in() -> None:
 def test_finding_34_gitlab_merge_applies_the_reviewed_saved_plan(
     repo: Repo, gitlab: FakeGitLab
 ) -> None:
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         before = reviewed_merge(repo, gitlab, sim.url)
         gitlab.merged[before] = IID
         names = zipfile.ZipFile(io.BytesIO(gitlab.artifacts)).namelist()
@@ -222,7 +222,7 @@ def test_finding_34_gitlab_merge_applies_the_reviewed_saved_plan(
 def test_finding_34_gitlab_stale_saved_plan_is_refused_with_one_line(
     repo: Repo, gitlab: FakeGitLab
 ) -> None:
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         # Another change to the plan lands on main after the review: the merge's plan is not
         # the reviewed one.
         before = reviewed_merge(repo, gitlab, sim.url, also_on_main="f2")
@@ -265,7 +265,7 @@ def test_finding_34_gitlab_stale_saved_plan_is_refused_with_one_line(
 def test_finding_34_gitlab_merge_without_a_reviewed_plan_sends_nothing(
     repo: Repo, gitlab: FakeGitLab, case: str, code: int, line: str
 ) -> None:
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         before = reviewed_merge(repo, gitlab, sim.url)
         if case != "no merge request":
             gitlab.merged[before] = IID

@@ -54,7 +54,7 @@ def test_sigkill_at_random_moments_then_reapply_is_exactly_once(tmp_path: Path) 
     mid_run = 0
     for trial in range(TRIALS):
         dialect = DIALECTS[trial % len(DIALECTS)]
-        with Simulator(faults=Faults(latency=0.002), dialect=dialect) as sim:
+        with Simulator(faults=Faults(latency=0.002), dialect=dialect, accept_unknown_flows=True) as sim:
             first_id = 1000 + trial * 10
             plan = write_plan(
                 tmp_path,
@@ -133,7 +133,7 @@ def test_n3_sigkill_during_a_slow_request_sent_late_by_rate_then_reapply_is_exac
         where = pg.with_table(pg.require_url())
     faults = Faults(processing=SLOW_PROCESSING)
     try:
-        with Simulator(faults=faults, dialect=Dialect(duplicate="none")) as sim:
+        with Simulator(faults=faults, dialect=Dialect(duplicate="none"), accept_unknown_flows=True) as sim:
             plan = write_plan(tmp_path, cron_flows(SLOW_FLOWS, 1, first_id=900), name="slow.yaml")
             env = {**SIM_ENV, **FAST_ENV, **SLOW_ENV}
             common = ("--ledger", where, "--rate", SLOW_RATE, "--concurrency", str(SLOW_FLOWS))

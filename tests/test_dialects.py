@@ -69,7 +69,7 @@ def test_the_8_hour_hazard_a_lookup_never_takes_another_hours_instance(zone: str
     hour; its flowId matches and only the trigger time, read in the server's zone, tells."""
     t0 = 1_767_225_600_000  # 2026-01-01T00:00Z
     offset_ms = int(protocol.server_zone(zone).utcoffset(None).total_seconds() * 1000)  # type: ignore[union-attr]
-    with Simulator(dialect=Dialect(server_zone=zone, id_zone="server")) as sim:
+    with Simulator(dialect=Dialect(server_zone=zone, id_zone="server"), accept_unknown_flows=True) as sim:
         c = make_client(sim.url)
         # The instance whose server-local id digits equal the UTC digits of t0.
         other = t0 - offset_ms
@@ -84,7 +84,7 @@ def test_the_8_hour_hazard_a_lookup_never_takes_another_hours_instance(zone: str
 @pytest.mark.parametrize("api", APIS)
 def test_every_not_found_form_falls_through_to_search(api: str, not_found: str) -> None:
     t0 = 1_767_225_600_000
-    with Simulator(dialect=Dialect(api=api, not_found=not_found)) as sim:
+    with Simulator(dialect=Dialect(api=api, not_found=not_found), accept_unknown_flows=True) as sim:
         c = make_client(sim.url, api=protocol.api(api))
         assert c.find_instance(8, t0) == enos.Lookup(False, None)
         assert c.trigger(8, t0 + 12_000).kind is enos.Kind.OK
@@ -95,7 +95,7 @@ def test_every_not_found_form_falls_through_to_search(api: str, not_found: str) 
 
 def test_a_string_trigger_time_is_read_in_the_server_zone_never_as_utc() -> None:
     t0 = 1_767_225_600_000
-    with Simulator(dialect=Dialect(server_zone="GMT+8")) as sim:
+    with Simulator(dialect=Dialect(server_zone="GMT+8"), accept_unknown_flows=True) as sim:
         c = make_client(sim.url)
         assert c.trigger(9, t0).kind is enos.Kind.OK
         got = c.get_instance(protocol.instance_id(9, t0))
@@ -113,7 +113,7 @@ def test_62109_on_trigger_is_looked_up_before_anything_is_sent_again(
     tmp_path: Path, run: Any, sim_env: None
 ) -> None:
     faults = Faults.parse(["62109-after-create@1,3,5"])
-    with Simulator(faults=faults, dialect=Dialect(duplicate="none")) as sim:
+    with Simulator(faults=faults, dialect=Dialect(duplicate="none"), accept_unknown_flows=True) as sim:
         plan = write_plan(tmp_path, hourly_flows(300))
         r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--format", "json")
         assert r.code == 0, r.err
@@ -124,7 +124,7 @@ def test_62109_on_trigger_is_looked_up_before_anything_is_sent_again(
 
 
 def test_auth_failure_in_a_200_body_is_an_auth_failure() -> None:
-    with Simulator(dialect=Dialect(auth_failure="body")) as sim:
+    with Simulator(dialect=Dialect(auth_failure="body"), accept_unknown_flows=True) as sim:
         c = make_client(sim.url)
         assert c.trigger(1, 1_767_225_600_000).kind is enos.Kind.OK
         sim.state.revoke_tokens()
@@ -144,7 +144,7 @@ def test_62102_not_found_waits_out_the_minute_rule_and_sends_once_more(
     tmp_path: Path, run: Any, sim_env: None
 ) -> None:
     """wall-clock: a second trigger of a flow within the window is refused whatever its time."""
-    with Simulator(dialect=Dialect(duplicate="wall-clock", duplicate_window=0.2)) as sim:
+    with Simulator(dialect=Dialect(duplicate="wall-clock", duplicate_window=0.2), accept_unknown_flows=True) as sim:
         plan = write_plan(tmp_path, hourly_flows(400))
         r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--format", "json")
         assert r.code == 0, r.err

@@ -112,14 +112,14 @@ def test_success(sim) -> None:
 @pytest.mark.parametrize(
     ("flow", "user", "org", "code"),
     [
-        (SimFlow(1, owner="u1", org_id="o2"), "u1", "o1", 62101),
-        (SimFlow(1, owner="someone-else", org_id="o1"), "u1", "o1", 62103),
-        (SimFlow(1, owner="u1", org_id="o1", locked=True), "u1", "o1", 62105),
-        (SimFlow(1, owner="u1", org_id="o1", has_task=False), "u1", "o1", 62104),
+        (SimFlow(1, users=("u1",), org_id="o2"), "u1", "o1", 62101),
+        (SimFlow(1, users=("someone-else",), org_id="o1"), "u1", "o1", 62103),
+        (SimFlow(1, users=("u1",), org_id="o1", locked=True), "u1", "o1", 62105),
+        (SimFlow(1, users=("u1",), org_id="o1", tasks=0), "u1", "o1", 62104),
     ],
 )
 def test_permanent_refusals(flow: SimFlow, user: str, org: str, code: int) -> None:
-    with Simulator([flow]) as sim:
+    with Simulator([flow], accept_unknown_flows=True) as sim:
         a = make_client(sim.url, user_id=user, org_id=org).trigger(1, T0)
         assert (a.kind, a.code) == (enos.Kind.PERMANENT, code)
         assert sim.triggers()[0]["flowInstanceId"] is None
@@ -161,13 +161,13 @@ def test_same_minute_is_a_duplicate(sim) -> None:
     ],
 )
 def test_faults_are_classified(fault: str, kind: enos.Kind, code: int) -> None:
-    with Simulator(faults=Faults.parse([f"{fault}@1"])) as sim:
+    with Simulator(faults=Faults.parse([f"{fault}@1"]), accept_unknown_flows=True) as sim:
         a = make_client(sim.url).trigger(7, T0)
         assert (a.kind, a.code) == (kind, code)
 
 
 def test_retry_after_is_read(sim) -> None:
-    with Simulator(rate_limit=1, dialect=Dialect(retry_after=True)) as limited:
+    with Simulator(rate_limit=1, dialect=Dialect(retry_after=True), accept_unknown_flows=True) as limited:
         c = make_client(limited.url)
         c.token()
         answers = [c.trigger(8, T0 + i * 60_000) for i in range(3)]
@@ -180,7 +180,7 @@ def test_retry_after_is_read(sim) -> None:
 
 
 def test_dropped_connection_after_create_is_unknown_and_the_instance_exists() -> None:
-    with Simulator(faults=Faults.parse(["drop-after-create@1"])) as sim:
+    with Simulator(faults=Faults.parse(["drop-after-create@1"]), accept_unknown_flows=True) as sim:
         c = make_client(sim.url)
         a = c.trigger(9, T0)
         assert a.kind is enos.Kind.UNKNOWN
@@ -188,13 +188,13 @@ def test_dropped_connection_after_create_is_unknown_and_the_instance_exists() ->
 
 
 def test_malformed_body_is_unknown() -> None:
-    with Simulator(faults=Faults.parse(["malformed@1"])) as sim:
+    with Simulator(faults=Faults.parse(["malformed@1"]), accept_unknown_flows=True) as sim:
         a = make_client(sim.url).trigger(9, T0)
         assert (a.kind, a.msg) == (enos.Kind.UNKNOWN, "unparsable answer body")
 
 
 def test_read_timeout_is_unknown() -> None:
-    with Simulator(faults=Faults(latency=1.0)) as sim:
+    with Simulator(faults=Faults(latency=1.0), accept_unknown_flows=True) as sim:
         c = make_client(sim.url, read_timeout=0.3)
         c.token()
         a = c.trigger(10, T0)
@@ -275,7 +275,7 @@ def test_persistent_401_stops_after_one_refresh(sim) -> None:
 
 
 def test_token_is_refreshed_well_before_expiry() -> None:
-    with Simulator(token_ttl=2) as sim:
+    with Simulator(token_ttl=2, accept_unknown_flows=True) as sim:
         c = make_client(sim.url, refresh_margin=0.5)
         c.token()
         time.sleep(1.1)
@@ -336,14 +336,14 @@ def test_search_pages_and_its_half_open_window(sim) -> None:
 
 
 def test_lookups_are_retried_through_503s() -> None:
-    with Simulator(faults=Faults.parse(["lookup-503=0.5"], seed=3)) as sim:
+    with Simulator(faults=Faults.parse(["lookup-503=0.5"], seed=3), accept_unknown_flows=True) as sim:
         c = make_client(sim.url)
         assert c.trigger(31, T0).kind is enos.Kind.OK
         assert all(c.find_instance(31, T0).found for _ in range(5))
 
 
 def test_server_zone_is_asked_once_and_a_given_one_is_not_asked() -> None:
-    with Simulator(dialect=Dialect(server_zone="GMT-5")) as sim:
+    with Simulator(dialect=Dialect(server_zone="GMT-5"), accept_unknown_flows=True) as sim:
         c = make_client(sim.url)
         assert c.server_zone().utcoffset(None).total_seconds() == -5 * 3600  # type: ignore[union-attr]
         assert c.trigger(32, T0 + 7_000).kind is enos.Kind.OK
@@ -393,7 +393,7 @@ def test_ambiguous_gateway_urls_are_refused(url: str) -> None:
 
 
 def test_secrets_never_appear_in_reprs_logs_or_errors() -> None:
-    with Simulator(access_key=KEY, secret_key=SECRET, faults=Faults.parse(["http-401@2"])) as sim:
+    with Simulator(access_key=KEY, secret_key=SECRET, faults=Faults.parse(["http-401@2"]), accept_unknown_flows=True) as sim:
         creds = enos.Credentials(KEY, SECRET)
         texts = [repr(creds), str(creds)]
         with capture_logs() as logs:

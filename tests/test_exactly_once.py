@@ -160,7 +160,7 @@ def test_n1_unknown_outcome_waits_until_request_is_over(tmp_path: Path, run, sho
     # a lookup at the timeout finds nothing, and a re-send then would make a second instance.
     plan = write_plan(tmp_path, cron_flows(2, 1))
     keys = plan_keys(run, plan)
-    with Simulator(faults=Faults(latency=2.0), dialect=Dialect(duplicate="none")) as s:
+    with Simulator(faults=Faults(latency=2.0), dialect=Dialect(duplicate="none"), accept_unknown_flows=True) as s:
         r, doc = apply_json(run, plan, s.url)
         assert r.code == 0, r.err
         assert doc["summary"] == {"reconciled": 2}
@@ -226,7 +226,7 @@ class _LateHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def late_gateway() -> Iterator[tuple[Simulator, _LateBackend]]:
-    with Simulator(dialect=Dialect(duplicate="none")) as s:
+    with Simulator(dialect=Dialect(duplicate="none"), accept_unknown_flows=True) as s:
         gw = _LateBackend(s.url, delay=2.0)
         thread = threading.Thread(target=gw.serve_forever, daemon=True)
         thread.start()
@@ -379,7 +379,7 @@ def test_n3_postgres_apply_that_lost_its_lock_session_sends_nothing_more(
     spec = pg.with_table(pg_url)
     table = urllib.parse.parse_qs(urllib.parse.urlsplit(spec).query)["table"][0]
     plan = write_plan(tmp_path, cron_flows(3, 4))
-    with Simulator(dialect=Dialect(duplicate="none")) as s:
+    with Simulator(dialect=Dialect(duplicate="none"), accept_unknown_flows=True) as s:
         # Paced at 1 request/s over 3 flows: each worker has its next entry waiting for a slot.
         proc = start_apply(plan, s.url, "--ledger", spec, "--rate", "1", "--concurrency", "3", "--format", "json")
         try:
@@ -622,7 +622,7 @@ def test_finding_7_apply_stops_sending_when_it_cannot_verify_what_it_sends(
         zone="Asia/Shanghai",
     )
     faults = Faults.parse(["504-after-create=1", "lookup-503=1"])
-    with Simulator(faults=faults) as s:
+    with Simulator(faults=faults, accept_unknown_flows=True) as s:
         r, doc = apply_json(run, plan, s.url)
         sent = len(s.triggers())
     assert r.code == 1
@@ -680,7 +680,7 @@ def test_n1_an_unknown_outcome_whose_instance_is_there_is_settled_at_once(
     # past max_unresolved. Only "not found" must wait for the request to be over.
     monkeypatch.setenv("PLANRUNNER_IN_FLIGHT_SECONDS", "3600")
     plan = write_plan(tmp_path, cron_flows(1, 3 * engine.MAX_UNRESOLVED))
-    with Simulator(faults=Faults.parse(["504-after-create=1"]), dialect=Dialect(duplicate="none")) as s:
+    with Simulator(faults=Faults.parse(["504-after-create=1"]), dialect=Dialect(duplicate="none"), accept_unknown_flows=True) as s:
         r, doc = apply_json(run, plan, s.url)
         keys = {(t["flowId"], t["triggerTime"]) for t in s.triggers()}
         assert_exactly_once(s.triggers(), keys)

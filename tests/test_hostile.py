@@ -513,7 +513,7 @@ def test_d6_a_request_still_in_flight_is_not_sent_again(
     # A killed run's request lands at the service 1 s after its intent; with no duplicate
     # rule at the service, a re-send before then would be a second instance.
     monkeypatch.setenv("PLANRUNNER_IN_FLIGHT_SECONDS", "2")
-    with Simulator(dialect=Dialect(duplicate="none")) as sim:
+    with Simulator(dialect=Dialect(duplicate="none"), accept_unknown_flows=True) as sim:
         plan = write_plan(tmp_path, ONE)
         led = tmp_path / "l.jsonl"
         crashed_intent(led, T0)
@@ -624,7 +624,7 @@ def test_d16_entries_interrupted_before_sending_are_pending_not_retry(tmp_path: 
 
 
 def test_d17_lookups_are_retried_within_the_run(tmp_path: Path, run, sim_env) -> None:
-    with Simulator(faults=Faults.parse(["lookup-503@1,2,3"])) as sim:
+    with Simulator(faults=Faults.parse(["lookup-503@1,2,3"]), accept_unknown_flows=True) as sim:
         plan = write_plan(tmp_path, ONE)
         led = tmp_path / "l.jsonl"
         crashed_intent(led, T0)
@@ -645,7 +645,7 @@ def test_d17_lookups_are_retried_within_the_run(tmp_path: Path, run, sim_env) ->
 
 def test_d18_the_simulator_binds_to_loopback_only(run) -> None:
     with pytest.raises(ValueError, match="loopback"):
-        Simulator(host="0.0.0.0")
+        Simulator(host="0.0.0.0", accept_unknown_flows=True)
     r = run("sim", "--host", "0.0.0.0", "--port", "0")
     assert r.code == 2 and "loopback" in r.err
 

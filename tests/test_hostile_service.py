@@ -243,7 +243,7 @@ def test_n4_an_ambiguous_wall_time_matches_either_instant(
 
 def test_n4_entries_in_the_repeated_hour_are_found() -> None:
     first, second = 1_793_511_000_000, 1_793_514_600_000  # 01:30 EDT, then 01:30 EST
-    with Simulator(dialect=Dialect(server_zone="America/New_York")) as sim:
+    with Simulator(dialect=Dialect(server_zone="America/New_York"), accept_unknown_flows=True) as sim:
         c = make_client(sim.url)
         for tt in (first, second):
             assert c.trigger(5, tt).kind is enos.Kind.OK
@@ -556,7 +556,7 @@ def test_d5_an_expanded_gateway_is_never_shown_at_run_time(
 
 
 def test_finding_26_a_404_on_trigger_says_wrong_api(tmp_path: Path, run: Any, sim_env: None) -> None:
-    with Simulator(dialect=Dialect(api="v2.1")) as sim:
+    with Simulator(dialect=Dialect(api="v2.1"), accept_unknown_flows=True) as sim:
         plan = write_plan(tmp_path, TWO)  # target.api defaults to v2.0
         r = run(
             "apply", str(plan), "--gateway", sim.url, "--yes", "--ledger", str(tmp_path / "l.jsonl")
@@ -571,7 +571,7 @@ def test_finding_26_a_404_on_trigger_says_wrong_api(tmp_path: Path, run: Any, si
 @pytest.fixture
 def sim_https() -> Iterator[tuple[str, int]]:
     """An https:// URL of a loopback plain-HTTP service: a request reaches it, then fails TLS."""
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         port = urlsplit(sim.url).port
         assert port is not None
         yield sim.url.replace("http://", "https://"), port

@@ -82,7 +82,7 @@ def test_many_runners_one_table_exactly_once_overlapping_and_serialized(
 ) -> None:
     url = pg.with_table(pg_url)
     plans = {name: write_plan(tmp_path, flows_text(ids), name=f"{name}.yaml") for name, ids in PLANS.items()}
-    with Simulator(faults=Faults(latency=LATENCY)) as sim:
+    with Simulator(faults=Faults(latency=LATENCY), accept_unknown_flows=True) as sim:
         procs = {
             name: start_apply(
                 plan, sim.url, "--ledger", url, "--lock-timeout", LOCK_WAIT, "--concurrency", "4",

@@ -49,7 +49,7 @@ def test_1_2_27_the_bar_counts_only_its_total_fits_the_width_and_shows_rate_and_
 
 def test_1_2_on_a_60_column_terminal_the_bar_never_wraps_nor_passes_100(tmp_path: Path) -> None:
     plan = write_plan(tmp_path, cron_flows(2, 40))
-    with Simulator(faults=Faults(latency=0.005)) as sim:
+    with Simulator(faults=Faults(latency=0.005), accept_unknown_flows=True) as sim:
         # Half of it done first, so the second run has skipped entries beside its total.
         half = write_plan(tmp_path, cron_flows(1, 40), name="plan.yaml")
         run_process(["apply", str(half), "--gateway", sim.url, "--yes"], env={**SIM_ENV, **FAST_ENV})
@@ -95,7 +95,7 @@ def test_5_entries_found_on_the_service_are_reconciled_not_skipped(
     tmp_path: Path, run: Any, sim_env: None
 ) -> None:
     plan = write_plan(tmp_path, cron_flows(1, 3))
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         assert apply_json(run, plan, sim.url)[0].code == 0
         # The ledger is lost: the service already has every instance.
         r, doc = apply_json(run, plan, sim.url, "--ledger", str(tmp_path / "fresh.jsonl"))
@@ -144,7 +144,7 @@ def test_7_a_token_error_without_a_code_says_no_none(tmp_path: Path) -> None:
 
 def test_8_26_the_prompt_names_the_port_and_yes_means_yes(tmp_path: Path) -> None:
     plan = write_plan(tmp_path, cron_flows(1, 2))
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         code, _out, screen = run_in_pty(["apply", str(plan), "--gateway", sim.url], answer="yes")
         assert code == 0, screen
         assert f"to {sim.url} as user u1 in org o1" in screen
@@ -211,7 +211,7 @@ def test_36_yaml_hints(tmp_path: Path, run: Any) -> None:
 
 def test_14_unknown_entries_end_with_what_to_do(tmp_path: Path, run: Any, sim_env: None) -> None:
     plan = write_plan(tmp_path, cron_flows(1, 2))
-    with Simulator(faults=Faults.parse(["504-after-create=1", "lookup-503=1"])) as sim:
+    with Simulator(faults=Faults.parse(["504-after-create=1", "lookup-503=1"]), accept_unknown_flows=True) as sim:
         r, doc = apply_json(run, plan, sim.url)
     assert r.code == 1
     assert doc["summary"] == {"unknown": 2}
@@ -246,7 +246,7 @@ def test_42_27_markers_are_coloured_on_a_terminal_and_not_with_no_color(tmp_path
     plan = write_plan(tmp_path, cron_flows(1, 2))
     piped = run_process(["plan", str(plan)])
     assert "\x1b[" not in piped.stdout
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         code, _out, screen = run_in_pty(["apply", str(plan), "--gateway", sim.url, "--yes"], columns=100)
     assert code == 0
     log_lines = [ANSI.sub("", x) for x in screen.splitlines() if "planrunner:" in x]
@@ -294,7 +294,7 @@ def test_42_colour_on_a_terminal_for_plan_markers(tmp_path: Path) -> None:
 
 def test_29_nothing_to_do_exits_0_without_asking(tmp_path: Path, run: Any, sim_env: None) -> None:
     plan = write_plan(tmp_path, cron_flows(1, 2))
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         assert apply_json(run, plan, sim.url)[0].code == 0
         # No --yes and no terminal: still fine, since nothing is to be sent.
         p = run_process(["apply", str(plan), "--gateway", sim.url], env={**SIM_ENV, **FAST_ENV})
@@ -336,7 +336,7 @@ def test_34_an_explicit_ledger_that_does_not_exist_is_named(tmp_path: Path, run:
 
 def test_15_a_permanent_refusal_holds_the_rest_of_the_flow(tmp_path: Path, run: Any, sim_env: None) -> None:
     plan = write_plan(tmp_path, cron_flows(2, 5))
-    with Simulator([SimFlow(1, owner="someone-else")]) as sim:
+    with Simulator([SimFlow(1, users=("someone-else",))], accept_unknown_flows=True) as sim:
         r, doc = apply_json(run, plan, sim.url)
         sent_to_1 = [t for t in sim.triggers() if t["flowId"] == 1]
     assert r.code == 1
@@ -365,7 +365,7 @@ def test_16_headers_show_the_schedule_offsets_stay_visible_and_gap_moves_are_mar
 
 def test_17_orphans_are_counted_and_listed(tmp_path: Path, run: Any, sim_env: None) -> None:
     plan = write_plan(tmp_path, cron_flows(1, 4))
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         assert apply_json(run, plan, sim.url)[0].code == 0
     plan.write_text(plan.read_text().replace("count: 4", "count: 2"))
     doc = json.loads(run("plan", str(plan), "--format", "json").out)
@@ -375,7 +375,7 @@ def test_17_orphans_are_counted_and_listed(tmp_path: Path, run: Any, sim_env: No
 
 def test_22_a_stopped_apply_still_prints_its_json_with_the_error(tmp_path: Path, run: Any, sim_env: None) -> None:
     plan = write_plan(tmp_path, cron_flows(1, 3))
-    with Simulator(faults=Faults(rates={"http-401": 1.0})) as sim:
+    with Simulator(faults=Faults(rates={"http-401": 1.0}), accept_unknown_flows=True) as sim:
         r, doc = apply_json(run, plan, sim.url)
     assert r.code == 1
     assert doc["formatVersion"] == 1
@@ -400,7 +400,7 @@ def test_43_completion_scripts_are_made_from_the_parser(tmp_path: Path) -> None:
 
 def test_13_ctrl_c_on_a_terminal_leaves_a_clean_line_and_says_how_to_continue(tmp_path: Path) -> None:
     plan = write_plan(tmp_path, cron_flows(4, 50))
-    with Simulator(faults=Faults(latency=0.02)) as sim:
+    with Simulator(faults=Faults(latency=0.02), accept_unknown_flows=True) as sim:
         argv = ["apply", str(plan), "--gateway", sim.url, "--yes"]  # what a person sees
         code, screen = _in_pty(argv, _interrupt_once_sent(sim, 20), stdin_tty=False)
     assert code == 130, screen
@@ -412,7 +412,7 @@ def test_13_ctrl_c_on_a_terminal_leaves_a_clean_line_and_says_how_to_continue(tm
 
 def test_46_quiet_prints_the_summary_only(tmp_path: Path, run: Any, sim_env: None) -> None:
     plan = write_plan(tmp_path, cron_flows(2, 3))
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--quiet")
     assert r.code == 0, r.err
     assert r.out.strip() == "Apply: 6 entries (6 triggered)."
@@ -494,7 +494,7 @@ def test_finding_3_the_continue_hint_repeats_where_and_what_is_sent_shell_quoted
 
     plan = write_plan(tmp_path, cron_flows(3, 40))
     ledger_path = tmp_path / "my ledger.jsonl"  # a space: the hint must quote it
-    with Simulator(faults=Faults(latency=0.02)) as sim:
+    with Simulator(faults=Faults(latency=0.02), accept_unknown_flows=True) as sim:
         argv = [
             "apply", str(plan), "--gateway", sim.url, "--yes", "--ledger", str(ledger_path),
             "--max-triggers", "500", "--flow", "f[12]", "--exclude", "f2",
@@ -614,7 +614,7 @@ def test_finding_12_a_second_ctrl_c_ends_the_line_and_says_what_happens(tmp_path
             time.sleep(0.3)
             proc.send_signal(signal.SIGINT)
 
-    with Simulator(faults=Faults(latency=3.0)) as sim:
+    with Simulator(faults=Faults(latency=3.0), accept_unknown_flows=True) as sim:
         argv = ["apply", str(plan), "--gateway", sim.url, "--yes"]
         code, screen = _in_pty(argv, react, stdin_tty=False)
     assert code == 130, screen
@@ -632,7 +632,7 @@ def test_finding_12_ctrl_c_at_the_prompt_ends_the_prompt_line_first(tmp_path: Pa
         if screen.rstrip().endswith("[y/N]") and proc.poll() is None:
             proc.send_signal(signal.SIGINT)
 
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         code, screen = _in_pty(["apply", str(plan), "--gateway", sim.url], react)
         assert sim.triggers() == []
     assert code == 130, screen
@@ -642,7 +642,7 @@ def test_finding_12_ctrl_c_at_the_prompt_ends_the_prompt_line_first(tmp_path: Pa
 def test_finding_35_the_confirmation_shows_the_plan_per_flow_before_asking(tmp_path: Path) -> None:
     flows = cron_flows(2, 3) + '  - {name: off, flowId: 9, cron: "0 * * * *", from: 2026-01-01, count: 2, enabled: false}\n'
     plan = write_plan(tmp_path, flows)
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         code, _out, screen = run_in_pty(["apply", str(plan), "--gateway", sim.url], answer="n")
         assert sim.triggers() == []
     assert code == 1, screen
@@ -720,7 +720,7 @@ def test_finding_11_a_log_line_never_lands_on_the_bar(tmp_path: Path) -> None:
 
     plan = write_plan(tmp_path, cron_flows(1, 3, step="0"))
     dialect = Dialect(duplicate="wall-clock", duplicate_window=1.5)
-    with Simulator(faults=Faults(latency=0.05), dialect=dialect) as sim:
+    with Simulator(faults=Faults(latency=0.05), dialect=dialect, accept_unknown_flows=True) as sim:
         code, _out, screen = run_in_pty(
             ["apply", str(plan), "--gateway", sim.url, "--yes"],
             env={"PLANRUNNER_DUPLICATE_WAIT": "1.6"},
@@ -746,8 +746,8 @@ def _watch_setup(tmp_path: Path, sim: Simulator, run_process_env: dict[str, str]
 
 
 def test_finding_5_watch_on_a_terminal_is_one_line_in_place_with_one_count(tmp_path: Path) -> None:
-    flows = [SimFlow(i, owner="u1", org_id="o1", run_seconds=1.0) for i in (1, 2)]
-    with Simulator(flows) as sim:
+    flows = [SimFlow(i, users=("u1",), org_id="o1", run_seconds=1.0) for i in (1, 2)]
+    with Simulator(flows, accept_unknown_flows=True) as sim:
         plan = _watch_setup(tmp_path, sim, {**SIM_ENV, **FAST_ENV})
         code, out, screen = run_in_pty(
             ["status", str(plan), "--gateway", sim.url, "--watch", "--interval", "0.2"]
@@ -767,8 +767,8 @@ def test_finding_5_watch_on_a_terminal_is_one_line_in_place_with_one_count(tmp_p
 
 
 def test_finding_5_watch_off_a_terminal_logs_one_line_per_poll(tmp_path: Path) -> None:
-    flows = [SimFlow(i, owner="u1", org_id="o1", run_seconds=1.0) for i in (1, 2)]
-    with Simulator(flows) as sim:
+    flows = [SimFlow(i, users=("u1",), org_id="o1", run_seconds=1.0) for i in (1, 2)]
+    with Simulator(flows, accept_unknown_flows=True) as sim:
         plan = _watch_setup(tmp_path, sim, {**SIM_ENV, **FAST_ENV})
         p = run_process(
             ["status", str(plan), "--gateway", sim.url, "--watch", "--interval", "0.2", "--log-format", "json"],
@@ -791,7 +791,7 @@ def test_finding_38_apply_takes_several_plans_with_a_combined_report(
 ) -> None:
     a = write_plan(tmp_path, cron_flows(1, 2), name="a.yaml")
     b = write_plan(tmp_path, cron_flows(1, 3, first_id=5), name="b.yaml")
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         r = run("apply", str(a), str(b), "--gateway", sim.url, "-y")
         assert r.code == 0, r.err
         assert len(sim.triggers()) == 5
@@ -813,7 +813,7 @@ def test_finding_38_a_bad_plan_among_several_stops_there_and_json_says_so(
     a = write_plan(tmp_path, cron_flows(1, 2), name="a.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nflows: 3\n")
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         r = run("apply", str(a), str(bad), "--gateway", sim.url, "--yes", "--format", "json")
         doc = json.loads(r.out)
     assert r.code == 2
@@ -855,7 +855,7 @@ def test_finding_38_from_to_selects_a_time_window_and_every_output_shows_it(
     assert "orphans" not in doc or not doc["orphans"]
     text = run("plan", str(plan), *window, "--flow", "f1").out
     assert "flows  --flow f1 --from 2026-01-01T00:05:00.000Z --to 2026-01-01T00:15:00.000Z" in text
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         r, done = apply_json(run, plan, sim.url, *window, "--flow", "f1")
         assert r.code == 0, r.err
         assert sorted(t["triggerTime"] for t in sim.triggers()) == [
@@ -885,7 +885,7 @@ def test_finding_38_from_to_selects_a_time_window_and_every_output_shows_it(
 
 def test_finding_25_a_declined_confirmation_still_prints_its_json(tmp_path: Path) -> None:
     plan = write_plan(tmp_path, cron_flows(1, 2))
-    with Simulator() as sim:
+    with Simulator(accept_unknown_flows=True) as sim:
         code, out, screen = run_in_pty(
             ["apply", str(plan), "--gateway", sim.url, "--format", "json"], answer="n"
         )

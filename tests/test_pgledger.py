@@ -481,7 +481,7 @@ def test_apply_then_reapply_sends_nothing(new_ledger: Callable[[], str], tmp_pat
 def test_each_fault_ends_exactly_once(new_ledger: Callable[[], str], tmp_path: Path, fault: str) -> None:
     spec = new_ledger()
     plan = write_plan(tmp_path, cron_flows(4, 10))
-    with Simulator(faults=Faults.parse([fault], seed=7)) as s:
+    with Simulator(faults=Faults.parse([fault], seed=7), accept_unknown_flows=True) as s:
         for _ in range(4):
             p = apply(plan, s.url, spec)
             if p.returncode == 0:
@@ -516,7 +516,7 @@ def test_kill_9_at_random_moments_then_reapply_is_exactly_once(
     mid_run = duplicates = 0
     for trial in range(CRASH_TRIALS):
         dialect = CRASH_DIALECTS[trial % len(CRASH_DIALECTS)]
-        with Simulator(faults=Faults(latency=0.002), dialect=dialect) as sim:
+        with Simulator(faults=Faults(latency=0.002), dialect=dialect, accept_unknown_flows=True) as sim:
             first_id = 1000 + trial * 10
             plan = write_plan(
                 tmp_path, cron_flows(CRASH_FLOWS, CRASH_PER_FLOW, first_id=first_id), name=f"t{trial}.yaml", api=dialect.api
@@ -588,7 +588,7 @@ def test_export_then_import_into_a_fresh_table_folds_the_same(
 def test_n10_records_of_another_gateway_do_not_make_a_key_done(new_ledger: Callable[[], str], tmp_path: Path) -> None:
     spec = new_ledger()
     plan = write_plan(tmp_path, cron_flows(2, 3))
-    with Simulator() as a, Simulator() as b:
+    with Simulator(accept_unknown_flows=True) as a, Simulator(accept_unknown_flows=True) as b:
         assert apply(plan, a.url, spec).returncode == 0
         p = apply(plan, b.url, spec)
         assert p.returncode == 0, p.stderr
@@ -604,7 +604,7 @@ def test_n10_records_of_another_gateway_do_not_make_a_key_done(new_ledger: Calla
         assert json.loads(shown.stdout)["summary"] == {"done": 6}
         assert "24 ledger records were written against another gateway than the plan's" in shown.stderr
         assert f"12 for {host_a}" in shown.stderr and "apigw.example.com ignores them" in shown.stderr
-        with Simulator() as c:
+        with Simulator(accept_unknown_flows=True) as c:
             status = run_process(["status", str(plan), "--ledger", spec, "--gateway", c.url, "--format", "json"], env=SIM_ENV)
             assert "ignored 24 ledger records written against another gateway" in status.stderr, status.stderr
             assert "internal error" not in status.stderr

@@ -134,7 +134,7 @@ def test_a_quota_fails_no_entry_and_429s_stay_few(
     """More entries than the gateway's burst, 16 workers: the rate adapts, nothing fails."""
     plan = write_plan(tmp_path, cron_flows(8, 20))
     with Simulator(
-        faults=Faults(latency=0.01), rate_limit=40, dialect=Dialect(retry_after=retry_after)
+        faults=Faults(latency=0.01), rate_limit=40, dialect=Dialect(retry_after=retry_after), accept_unknown_flows=True
     ) as s:
         r = run(
             "apply", str(plan), "--gateway", s.url, "--yes", "--format", "json",
@@ -161,7 +161,7 @@ def test_the_learned_rate_is_in_the_json_summary(tmp_path, run, sim_env) -> None
     from testing import cron_flows, write_plan
 
     plan = write_plan(tmp_path, cron_flows(4, 10))
-    with Simulator(rate_limit=20) as sim:
+    with Simulator(rate_limit=20, accept_unknown_flows=True) as sim:
         r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--format", "json", "--concurrency", "8")
     assert r.code == 0, r.err
     doc = json.loads(r.out)

@@ -501,7 +501,7 @@ def test_finding_1_a_bug_in_a_cancel_worker_raises_internal_error() -> None:
 
 @pytest.fixture
 def applied(tmp_path: Path, run, sim_env) -> Any:
-    with Simulator([SimFlow(1, run_seconds=60)]) as s:
+    with Simulator([SimFlow(1, run_seconds=60)], accept_unknown_flows=True) as s:
         plan = write_plan(tmp_path, cron_flows(1, 2), gateway=s.url)
         assert run("apply", str(plan), "--yes", "--quiet").code == 0
         yield plan

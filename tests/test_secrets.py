@@ -69,14 +69,14 @@ def test_no_secret_token_or_password_anywhere(
     codes = []
     with (
         Simulator(
-            access_key=KEY, secret_key=SECRET, faults=Faults.parse(["http-401=1.0"])
+            access_key=KEY, secret_key=SECRET, faults=Faults.parse(["http-401=1.0"]), accept_unknown_flows=True
         ) as sim401,
         Simulator(
             access_key=KEY,
             secret_key=SECRET,
             faults=Faults.parse(
                 ["http-500=0.3", "drop-after-create=0.3", "lookup-503=0.3"], seed=3
-            ),
+            ), accept_unknown_flows=True
         ) as flaky,
         HostileGateway(_echo_everything) as hostile,
         HostileGateway(_echo_everything, token_reply=_token_echo) as bad_token,
@@ -177,7 +177,7 @@ def test_n6_secrets_audit_with_every_service_string_hostile(
         access_key=KEY,
         secret_key=SECRET,
         dialect=Dialect(hostile=True),
-        faults=Faults.parse(["504-after-create=0.5"], seed=5),  # lookups by Get and Search
+        faults=Faults.parse(["504-after-create=0.5"], seed=5),  # lookups by Get and Search, accept_unknown_flows=True
     ) as sim:
         url = sim.url
         for fmt in (["--log-format", "json", "-v"], ["-vv"]):

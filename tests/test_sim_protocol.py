@@ -36,11 +36,14 @@ KEY, SECRET = "app-key", "app-secret"
 T0 = 1_767_225_600_000  # 2026-01-01 00:00:00 UTC
 USER = {"userId": "u1", "orgId": "o1"}
 FLOWS = [
-    SimFlow(3377, owner="u1", org_id="o1", run_seconds=0.3, name="daily-report"),
-    SimFlow(2430, owner="u1", org_id="o1", has_task=False),
-    SimFlow(11, owner="u2", org_id="o1"),
-    SimFlow(12, owner="u1", org_id="o1", locked=True),
-    SimFlow(40, owner="u1", org_id="o1", type=2, run_seconds=0.05),
+    SimFlow(
+        3377, owners=("alice",), users=("u1",), org_id="o1", run_seconds=0.3, name="daily-report"
+    ),
+    SimFlow(2430, users=("u1",), org_id="o1", tasks=0),
+    SimFlow(11, users=("u2",), org_id="o1"),
+    SimFlow(12, users=("u1",), org_id="o1", locked=True),
+    SimFlow(40, owners=("alice", "bob"), users=("u1",), org_id="o1", type=2, run_seconds=0.05),
+    SimFlow(998),  # any user, any org
 ]
 
 
@@ -106,6 +109,26 @@ class Api:
     ) -> requests.Response:
         params = {"action": "trigger", "userId": user, "orgId": org}
         return self.call("POST", self.v.flows, params, {"flowId": flow_id, "triggerTime": tt})
+
+    def update_and_trigger(
+        self, flow_id: int, tt: int, parameters: Any, user: str = "u1", org: str = "o1"
+    ) -> dict[str, Any]:
+        params = {"action": "updateAndTrigger", "userId": user, "orgId": org}
+        body = {"flowId": flow_id, "triggerTime": tt, "parameters": parameters}
+        result: dict[str, Any] = self.call("POST", self.v.flows, params, body).json()
+        return result
+
+    def get_flow(self, flow_id: int) -> dict[str, Any]:
+        params = {"action": "get", "flowId": str(flow_id), **USER}
+        result: dict[str, Any] = self.call("GET", self.v.flows, params).json()
+        return result
+
+    def get_log(self, task_inst_id: str, max_length: int | None = None) -> dict[str, Any]:
+        params = {"action": "getLog", "taskInstId": task_inst_id, **USER}
+        params["maxLength"] = "" if max_length is None else str(max_length)
+        path = self.v.prefix + "/taskInstances"
+        result: dict[str, Any] = self.call("GET", path, params).json()
+        return result
 
     def created(self, flow_id: int, tt: int) -> str:
         r = self.trigger(flow_id, tt).json()
@@ -314,7 +337,11 @@ def test_trigger_codes(gw) -> None:
     assert api.trigger(12, T0).json()["msg"] == "Your account has been locked"
     assert api.code(api.trigger(3377, T0, org="o9")) == 62101
     assert api.code(api.trigger(3377, T0, user="")) == 62101
-    assert api.code(api.trigger(999, T0, user="anyone", org="any-org")) == 0  # unlisted
+    assert api.code(api.trigger(998, T0, user="anyone", org="any-org")) == 0  # no users listed
+    unknown = api.trigger(999, T0).json()  # a flow the service does not have
+    assert unknown["status"] == 62102 and unknown["msg"].startswith(
+        "Cannot create workflow instance. Please check if the workflow or task exist"
+    )
     params = {"action": "trigger", **USER}
     bad = api.call("POST", P.V20.flows, params, {"flowId": "3377", "triggerTime": T0})
     assert bad.status_code == 200 and bad.json() == {
@@ -322,7 +349,9 @@ def test_trigger_codes(gw) -> None:
         "msg": "Incorrect parameter",
         "data": None,
     }
-    assert [t["status"] for t in sim.triggers()] == [62104, 62103, 62105, 62105, 62101, 62101, 0]
+    assert [t["status"] for t in sim.triggers()] == [
+        62104, 62103, 62105, 62105, 62101, 62101, 0, 62102
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -356,7 +385,7 @@ def test_instance_has_every_documented_field(gw) -> None:
         "freq", "alertMode", "doAs", "hasEditPri", "hasReadPri",
     }  # fmt: skip
     assert inst["instanceId"] == "3377-20260101000000" and inst["flowId"] == 3377
-    assert inst["flowName"] == "daily-report" and inst["owner"] == "u1"
+    assert inst["flowName"] == "daily-report" and inst["owner"] == ";alice;"
     assert inst["triggerTime"] == "2026-01-01 08:00:12"  # GMT+8, seconds kept
     assert inst["calDt"] == "2025-12-31"
     assert inst["endTime"] is None and inst["statusDesc"] == P.STATUS_NAMES[inst["status"]]
@@ -452,8 +481,8 @@ def test_search_requires_type_and_owner(gw) -> None:
             "data": None,
         }
     assert api.search(**search_body(T0, T0 + 60_000, type="0"))["data"]["count"] == 1
-    assert api.search(**search_body(T0, T0 + 60_000, owner="u1"))["data"]["count"] == 1
-    assert api.search(**search_body(T0, T0 + 60_000, owner="u2"))["data"]["count"] == 0
+    assert api.search(**search_body(T0, T0 + 60_000, owner="alice"))["data"]["count"] == 1
+    assert api.search(**search_body(T0, T0 + 60_000, owner="u1"))["data"]["count"] == 0
 
 
 def test_search_window_is_half_open_and_filters(gw) -> None:
@@ -482,11 +511,11 @@ def test_search_window_is_half_open_and_filters(gw) -> None:
 def test_search_expression_matches_instance_id_or_flow_name(gw) -> None:
     _sim, api = gw
     api.created(3377, T0)
-    api.created(999, T0)
+    api.created(998, T0)
     window = (T0, T0 + 60_000)
     assert api.search(**search_body(*window, expression="3377-2026"))["data"]["count"] == 1
     assert api.search(**search_body(*window, expression="daily-rep"))["data"]["count"] == 1
-    assert api.search(**search_body(*window, expression="flow-999"))["data"]["count"] == 1
+    assert api.search(**search_body(*window, expression="flow-998"))["data"]["count"] == 1
     assert api.search(**search_body(*window, expression="nothing"))["data"]["count"] == 0
     body = search_body(*window)
     del body["expression"]
@@ -600,14 +629,16 @@ def test_get_flow_time_zone_and_current_time(gw) -> None:
     _sim, api = gw
     r = api.call("GET", P.V20.flows, {"action": "get", "flowId": "40", **USER}).json()
     assert r["status"] == 0
-    assert {k: r["data"][k] for k in ("flowId", "owner", "type", "locked", "hasTask")} == {
+    assert {k: r["data"][k] for k in ("flowId", "owner", "type", "locked", "active")} == {
         "flowId": 40,
-        "owner": "u1",
+        "owner": ";alice;bob;",
         "type": 2,
         "locked": False,
-        "hasTask": True,
+        "active": 1,
     }
     assert r["data"]["isUserLocked"] is False and r["data"]["cycle"] == "D"
+    assert "hasTask" not in r["data"] and "tasks" not in r["data"]
+    assert [t["taskName"] for t in json.loads(r["data"]["graph"])["tasks"]] == ["task-1"]
     r = api.call("GET", P.V20.flows, {"action": "get", "flowId": "555", **USER}).json()
     assert r["status"] == 62102
     zone = api.call("GET", P.V20.time, {"action": "getTimeZone"}).json()
@@ -672,6 +703,7 @@ def test_trigger_faults_and_the_log() -> None:
         "status": 62109,
         "flowInstanceId": None,
         "answered": True,
+        "parameters": None,
     }
     assert [t["answered"] for t in log] == [True, True, True, False, True, True, True, True]
     assert sim.state.triggers == log
@@ -765,12 +797,15 @@ def test_flows_fixture_and_the_sample(tmp_path: Path) -> None:
     assert sample and all(isinstance(f, SimFlow) for f in sample)
     path = tmp_path / "flows.yaml"
     path.write_text(
-        "- flowId: 7\n  name: nightly\n  owner: u1\n  orgId: o1\n  runSeconds: 0.5\n"
-        "  type: 2\n  fails: 0.25\n  timeouts: 0.25\n"
+        "- flowId: 7\n  name: nightly\n  owner: ;alice;bob;\n  users: u1\n  orgId: o1\n"
+        "  runSeconds: 0.5\n  type: 2\n  fails: 0.25\n  timeouts: 0.25\n"
     )
     assert load_flows(str(path)) == [
-        SimFlow(7, "u1", "o1", run_seconds=0.5, type=2, fails=0.25, timeouts=0.25, name="nightly")
-    ]
+        SimFlow(
+            7, ("alice", "bob"), ("u1",), "o1", run_seconds=0.5, type=2, fails=0.25,
+            timeouts=0.25, name="nightly",
+        )
+    ]  # fmt: skip
     for text, message in [
         ("- flowId: 7\n  colour: blue\n", "2:3: unknown key(s) colour"),
         ("- flowId: 7\n  type: 5\n", "2:9: type must be"),
@@ -850,7 +885,7 @@ def sim_process(*args: str, env: dict[str, str]) -> Iterator[str]:
 def test_sim_command_prints_its_url_first_and_serves(tmp_path: Path) -> None:
     flows = tmp_path / "flows.yaml"
     flows.write_text(
-        "- {flowId: 7, owner: u1, orgId: o1, locked: false, hasTask: true, runSeconds: 1}\n"
+        "- {flowId: 7, owner: alice, users: [u1], orgId: o1, locked: false, tasks: 1, runSeconds: 1}\n"
     )
     env = {**os.environ, "ENOS_ACCESS_KEY": "", "ENOS_SECRET_KEY": ""}
     args = (
@@ -1075,7 +1110,7 @@ def test_n6_hostile_puts_escapes_workflow_commands_and_secrets_in_every_string()
 
 
 def test_n17_incorrect_parameter_as_a_flow_property_and_as_a_fault(tmp_path: Path) -> None:
-    flows = [*FLOWS, SimFlow(5000, owner="u1", org_id="o1", bad_parameter=True)]
+    flows = [*FLOWS, SimFlow(5000, users=("u1",), org_id="o1", bad_parameter=True)]
     faults = Faults.parse(["62102@2"])
     with simulator(flows=flows, faults=faults) as (sim, api):
         for minute in range(3):
@@ -1114,7 +1149,10 @@ def test_slow_service_options_on_the_command_line() -> None:
 
 def test_sim_command_serves_a_slow_hostile_service() -> None:
     env = {**os.environ, "ENOS_ACCESS_KEY": KEY, "ENOS_SECRET_KEY": SECRET}
-    args = ("--hostile", "--fault", "504-then-create@1", "--backend-delay", "0.3", "--duplicate", "none")
+    args = (
+        "--hostile", "--fault", "504-then-create@1", "--backend-delay", "0.3", "--duplicate",
+        "none", "--accept-unknown-flows",
+    )  # fmt: skip
     with sim_process(*args, env=env) as url:
         api = Api(url).login()
         assert api.trigger(3377, T0).status_code == 504

@@ -55,7 +55,7 @@ def test_watch_follows_a_200_entry_backfill_to_the_end(tmp_path: Path, run, sim_
         SimFlow(3, run_seconds=0.02),
         SimFlow(4, run_seconds=0.01, fails=0.1, timeouts=0.1),
     ]
-    with Simulator(flows, dialect=Dialect(api=api)) as s:
+    with Simulator(flows, dialect=Dialect(api=api), accept_unknown_flows=True) as s:
         plan = write_plan(tmp_path, cron_flows(4, 50), gateway=s.url, api=api)
         r = run("apply", str(plan), "--yes", "--quiet")
         assert r.code == 0, r.err
@@ -78,8 +78,8 @@ def test_watch_follows_a_200_entry_backfill_to_the_end(tmp_path: Path, run, sim_
 
 @pytest.mark.parametrize("api", APIS)
 def test_running_instances_exit_4_and_text_lists_counts(tmp_path: Path, run, sim_env, api) -> None:
-    flows = [SimFlow(1, run_seconds=60), SimFlow(2, has_task=False), SimFlow(3, run_seconds=0)]
-    with Simulator(flows, dialect=Dialect(api=api)) as s:
+    flows = [SimFlow(1, run_seconds=60), SimFlow(2, tasks=0), SimFlow(3, run_seconds=0)]
+    with Simulator(flows, dialect=Dialect(api=api), accept_unknown_flows=True) as s:
         plan = write_plan(tmp_path, cron_flows(3, 4), gateway=s.url, api=api)
         assert run("apply", str(plan), "--yes", "--quiet").code == 1  # flow 2 is refused
         wait_until(lambda: "INIT" not in sim_states(s)[1] and sim_states(s)[3]["SUCCESS"] == 4)
@@ -103,11 +103,11 @@ def test_running_instances_exit_4_and_text_lists_counts(tmp_path: Path, run, sim
 
 
 def test_done_entry_the_service_does_not_have_is_exit_1(tmp_path: Path, run, sim_env) -> None:
-    with Simulator() as first:
+    with Simulator(accept_unknown_flows=True) as first:
         plan = write_plan(tmp_path, cron_flows(1, 2), gateway=first.url)
         assert run("apply", str(plan), "--yes", "--quiet").code == 0
     # A fresh service at the same address (records of another gateway would not count).
-    with Simulator(port=int(first.url.rsplit(":", 1)[1])) as other:  # it never saw those triggers
+    with Simulator(port=int(first.url.rsplit(":", 1)[1]), accept_unknown_flows=True) as other:  # it never saw those triggers
         r = run("status", str(plan), "--gateway", other.url, "--format", "json")
     doc = json.loads(r.out)
     assert r.code == 1
@@ -173,7 +173,7 @@ def test_n16_watch_stops_when_every_lookup_keeps_failing(tmp_path: Path, run, si
     from planrunner.sim import Faults
 
     plan = write_plan(tmp_path, cron_flows(1, 3))
-    with Simulator(faults=Faults.parse(["lookup-503=1"])) as s:
+    with Simulator(faults=Faults.parse(["lookup-503=1"]), accept_unknown_flows=True) as s:
         assert run("apply", str(plan), "--gateway", s.url, "--yes").code == 0
         r = run("status", str(plan), "--gateway", s.url, "--watch", "--interval", "0.05", "--format", "json")
     assert r.code == 1, r.err

@@ -21,15 +21,20 @@ from planrunner.sim.faults import (
     DUPLICATE_RULES,
     GATEWAY_STATUSES,
     ID_ZONES,
+    INSTANCE_DATA_FORMS,
+    LOG_KEEPS,
     LOOKUP_FAULTS,
     NOT_FOUND_FORMS,
     PAGE_ORIGINS,
+    PARAMETER_FORMS,
     SEARCH_COUNTS,
     TRIGGER_FAULTS,
     Dialect,
     Faults,
 )
+from planrunner.sim.flows import epoch_ms
 from planrunner.sim.gateway import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, DEFAULT_TOKEN_TTL
+from planrunner.sim.quota import Quota
 
 DESCRIPTION = (
     "Serve a simulator of the EnOS API gateway and Data Flow batch service on loopback, "
@@ -65,8 +70,15 @@ def _add_serving(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--flows",
         metavar="FILE",
-        help="YAML list of {flowId, name, owner, orgId, locked, hasTask, runSeconds, type, "
-        "fails, timeouts}; see plans/sim-flows.yaml",
+        help="YAML list of {flowId, name, owner, users, orgId, locked, isUserLocked, tasks, "
+        "active, type, cycle, freq, runSeconds, fails, timeouts, badParameter}; see "
+        "plans/sim-flows.yaml. A flow not listed is refused as the vendor does",
+    )
+    p.add_argument(
+        "--accept-unknown-flows",
+        action="store_true",
+        help="accept triggers of flows the fixture does not list, for any user (not the vendor's "
+        "behaviour: it answers 62102)",
     )
     p.add_argument(
         "--access-key", help="app key to accept (default $ENOS_ACCESS_KEY, else sim-access-key)"
@@ -80,6 +92,22 @@ def _add_serving(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PER_SECOND",
         help="answer HTTP 429 above this many requests per second",
+    )
+    p.add_argument(
+        "--quota",
+        action="append",
+        default=[],
+        metavar="N/WINDOW",
+        help="the gateway's quota: N signed calls per second, minute, hour or day (windows "
+        "aligned to the epoch), then HTTP 429 until the window ends; repeatable",
+    )
+    p.add_argument(
+        "--crowd",
+        action="append",
+        default=[],
+        metavar="FLOWID:MINUTE:COUNT",
+        help="pre-create COUNT instances of other flows in that UTC minute (ISO 8601 with an "
+        "offset, or epoch ms), so a Search of it spans pages; repeatable",
     )
 
 
@@ -217,6 +245,25 @@ def _add_service_dialect(d: argparse._ArgumentGroup) -> None:
         "Europe/Berlin) while Get Time Zone says its current GMT+N, as the vendor would",
     )
     d.add_argument(
+        "--parameters",
+        choices=PARAMETER_FORMS,
+        default=_DEFAULT.parameters,
+        help="the form of Update And Trigger's parameters the service accepts: a list of "
+        "{key, value} (default), a map, or a JSON string of the list; others get 62102",
+    )
+    d.add_argument(
+        "--instance-data",
+        choices=INSTANCE_DATA_FORMS,
+        default=_DEFAULT.instance_data,
+        help="Get Flow Instance's data: the object (default) or a one-element list",
+    )
+    d.add_argument(
+        "--log-keep",
+        choices=LOG_KEEPS,
+        default=_DEFAULT.log_keep,
+        help="which end of a task log maxLength keeps (default start)",
+    )
+    d.add_argument(
         "--hostile",
         action="store_true",
         default=None,
@@ -239,6 +286,34 @@ def dialect_from(args: argparse.Namespace) -> Dialect:
         for name in sorted(Dialect.__dataclass_fields__, key=len, reverse=True):
             message = message.replace(f"dialect {name}", "--" + name.replace("_", "-"))
         raise UsageError(message) from None
+
+
+def crowd_from(specs: list[str]) -> list[tuple[int, int, int]]:
+    """``--crowd FLOWID:MINUTE:COUNT`` items as (flowId, minute start in epoch ms, count)."""
+    crowds = []
+    for spec in specs:
+        flow, _, rest = spec.partition(":")
+        minute, _, count = rest.rpartition(":")
+        try:
+            flow_id, number = int(flow), int(count)
+            start = epoch_ms(int(minute) if minute.isdigit() else minute)
+            if flow_id < 1 or number < 1:
+                raise ValueError
+        except ValueError:
+            raise UsageError(
+                f"--crowd: bad {spec!r} (want FLOWID:MINUTE:COUNT, MINUTE an ISO 8601 time "
+                "with an offset or epoch ms, FLOWID and COUNT >= 1)"
+            ) from None
+        crowds.append((flow_id, start - start % protocol.MINUTE_MS, number))
+    return crowds
+
+
+def quotas_from(specs: list[str]) -> list[Quota]:
+    """``--quota N/WINDOW`` items."""
+    try:
+        return [Quota.parse(spec) for spec in specs]
+    except ValueError as e:
+        raise UsageError(f"--quota: {e}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -275,12 +350,17 @@ def run(args: argparse.Namespace) -> int:
             rate_limit=args.rate_limit,
             token_ttl=args.token_ttl,
             dialect=dialect,
+            accept_unknown_flows=args.accept_unknown_flows,
+            quotas=quotas_from(args.quota),
+            crowd=crowd_from(args.crowd),
         )
     except OSError as e:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     print(sim.url, flush=True)
     print(
-        f"simulating {len(flows)} listed flows (others accepted for any user), API {dialect.api}, "
+        f"simulating {len(flows)} listed flows "
+        f"({'others accepted for any user' if args.accept_unknown_flows else 'others refused'}), "
+        f"API {dialect.api}, "
         f"server zone {dialect.server_zone_dst or dialect.server_zone}"
         f"{'; hostile strings' if dialect.hostile else ''}; Ctrl-C stops",
         file=sys.stderr,

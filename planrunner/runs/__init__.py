@@ -92,9 +92,12 @@ def connect(
 
         seeds = [
             SimFlow(
-                f.flow_id, owner=target.user_id, org_id=target.org_id, run_seconds=SIM_RUN_SECONDS
+                f.flow_id,
+                users=(target.user_id,),
+                org_id=target.org_id,
+                run_seconds=SIM_RUN_SECONDS,
             )
-            for f in plan.flows
+            for f in {f.flow_id: f for f in plan.flows}.values()
         ]
         simulator = stack.enter_context(Simulator(seeds, dialect=Dialect(api=version.name)))
         url, creds = simulator.url, enos.Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)

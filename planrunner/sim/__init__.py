@@ -5,6 +5,9 @@ It speaks the EnOS API gateway and Data Flow batch service as the vendor documen
 undocumented point and :class:`Faults` to inject failures. Modules, one concern each:
 
 - :mod:`~planrunner.sim.service`: the service's rules (flows, instances, queues, lookups);
+- :mod:`~planrunner.sim.flows`: :class:`SimFlow`, the vendor's Flow struct and its tasks;
+- :mod:`~planrunner.sim.instances`: instances, queues, task statuses and task logs;
+- :mod:`~planrunner.sim.quota`: the gateway's quotas per second, minute, hour or day;
 - :mod:`~planrunner.sim.gateway`: tokens and signatures;
 - :mod:`~planrunner.sim.faults`: :class:`Faults` and :class:`Dialect`;
 - :mod:`~planrunner.sim.state`: the order a request goes through, and the trigger log;
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from http.client import OK, HTTPConnection  # by name: `http` here is planrunner.sim.http
 from typing import Any
 
@@ -25,7 +28,8 @@ from planrunner import protocol
 from planrunner.sim.faults import Dialect, Faults
 from planrunner.sim.fixture import load_flows
 from planrunner.sim.gateway import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, DEFAULT_TOKEN_TTL
-from planrunner.sim.http import SimServer
+from planrunner.sim.http import SIM_FLOWS_PATH, SimServer
+from planrunner.sim.quota import Quota
 from planrunner.sim.service import SimFlow
 from planrunner.sim.state import State
 
@@ -34,6 +38,7 @@ __all__ = [
     "DEFAULT_SECRET_KEY",
     "Dialect",
     "Faults",
+    "Quota",
     "SimFlow",
     "Simulator",
     "load_flows",
@@ -48,6 +53,11 @@ class Simulator:
 
     ``state.triggers`` is the in-process trigger log; :meth:`triggers` reads the same over
     HTTP. A host that is not a loopback address is refused with ValueError.
+
+    A flow not in ``flows`` is refused as the vendor does (62102 on trigger, Get Flow not
+    found) unless ``accept_unknown_flows``. ``quotas``: the gateway's quotas (every signed
+    call counts). ``crowd``: ``(flowId, minute epoch ms, count)`` items, each pre-creating
+    ``count`` instances of other flows in that minute.
     """
 
     def __init__(
@@ -62,14 +72,27 @@ class Simulator:
         rate_limit: float | None = None,
         token_ttl: int = DEFAULT_TOKEN_TTL,
         dialect: Dialect | None = None,
+        accept_unknown_flows: bool = False,
+        quotas: Iterable[Quota] = (),
+        crowd: Sequence[tuple[int, int, int]] = (),
     ) -> None:
         if not protocol.is_loopback(host):
             raise ValueError(f'the simulator binds to loopback addresses only, not "{host}"')
         self.dialect = dialect or Dialect()
         faults = faults or Faults()
         self.state = State(
-            flows, access_key, secret_key, faults, rate_limit, token_ttl, self.dialect
+            flows,
+            access_key,
+            secret_key,
+            faults,
+            rate_limit,
+            token_ttl,
+            self.dialect,
+            quotas=quotas,
+            accept_unknown_flows=accept_unknown_flows,
         )
+        for flow_id, minute, count in crowd:
+            self.state.service.crowd(flow_id, minute, count)
         self._server = SimServer((host, port), self.state)
         self._thread: threading.Thread | None = None
 
@@ -114,15 +137,24 @@ class Simulator:
 
     def triggers(self) -> list[dict[str, Any]]:
         """Every trigger received, in arrival order (read over HTTP, as a test would)."""
+        result: list[dict[str, Any]] = self._read(protocol.SIM_TRIGGERS_PATH)["triggers"]
+        return result
+
+    def flows(self) -> dict[int, dict[str, Any]]:
+        """``/__sim__/flows`` by flowId: ``maxUnfinished`` and ``instances`` (over HTTP)."""
+        items: list[dict[str, Any]] = self._read(SIM_FLOWS_PATH)["flows"]
+        return {item["flowId"]: item for item in items}
+
+    def _read(self, path: str) -> dict[str, Any]:
         host, port = str(self._server.server_address[0]), int(self._server.server_address[1])
         conn = HTTPConnection(host, port, timeout=TRIGGERS_TIMEOUT)
         try:
-            conn.request("GET", protocol.SIM_TRIGGERS_PATH)
+            conn.request("GET", path)
             resp = conn.getresponse()
             body = resp.read()
             if resp.status != OK:
-                raise RuntimeError(f"{protocol.SIM_TRIGGERS_PATH}: HTTP {resp.status}")
+                raise RuntimeError(f"{path}: HTTP {resp.status}")
         finally:
             conn.close()
-        result: list[dict[str, Any]] = json.loads(body)["triggers"]
+        result: dict[str, Any] = json.loads(body)
         return result

@@ -25,6 +25,9 @@ DUPLICATE_RULES = ("minute-key", "wall-clock", "none")
 AUTH_FAILURE_FORMS = ("http", "body")
 PAGE_ORIGINS = (0, 1)
 SEARCH_COUNTS = ("total", "page")
+PARAMETER_FORMS = ("list", "map", "string")
+INSTANCE_DATA_FORMS = ("object", "list")
+LOG_KEEPS = ("start", "end")
 DEFAULT_DUPLICATE_WINDOW = 60.0  # seconds of wall clock, for duplicate="wall-clock"
 # What --hostile puts into every string the service returns (then the token and the
 # secret, then HOSTILE_PADDING characters): terminal escapes, GitHub workflow commands at
@@ -64,6 +67,14 @@ class Dialect:
     ``server_zone_dst``: an IANA zone with daylight saving (``America/New_York``): every time
     string is written in it, zone-less, so the repeated hour is ambiguous, while Get Time
     Zone reports its current offset as ``GMT-5``/``GMT-4``, as the vendor's ``GMT+N`` would.
+    ``parameters``: the form of Update And Trigger's ``parameters`` the service accepts:
+    ``list`` (``[{"key", "value"}]``, the vendor's sample), ``map`` (an object, the page's
+    table) or ``string`` (a JSON string of the list, the Java sample); another form is
+    refused with 62102 "Incorrect parameter", nothing created.
+    ``instance_data``: Get Flow Instance's ``data`` as the ``object`` (samples) or a
+    one-element ``list`` (the newest page's ``List<JSONObject>``).
+    ``log_keep``: which end of a task log ``maxLength`` keeps (the page says only "the
+    maximum length of the queried log"): ``start`` or ``end``.
     ``hostile``: every string the service returns (instance ids, statuses, flow names,
     messages, the time-zone name) carries :data:`HOSTILE_TEXT` plus the caller's token and
     the app secret (see :func:`hostile_text`).
@@ -80,6 +91,9 @@ class Dialect:
     search_count: str = "total"
     retry_after: bool = False
     server_zone_dst: str | None = None
+    parameters: str = "list"
+    instance_data: str = "object"
+    log_keep: str = "start"
     hostile: bool = False
 
     def __post_init__(self) -> None:
@@ -102,6 +116,9 @@ class Dialect:
         _allowed("search_count", self.search_count, SEARCH_COUNTS)
         _allowed("retry_after", self.retry_after, (True, False))
         _allowed("hostile", self.hostile, (True, False))
+        _allowed("parameters", self.parameters, PARAMETER_FORMS)
+        _allowed("instance_data", self.instance_data, INSTANCE_DATA_FORMS)
+        _allowed("log_keep", self.log_keep, LOG_KEEPS)
         if self.server_zone_dst is not None:
             try:
                 zone = protocol.server_zone(self.server_zone_dst)

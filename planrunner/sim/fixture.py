@@ -1,8 +1,11 @@
 """The flows fixture: a YAML list of the flows the simulator knows.
 
-Each item: ``flowId`` (required), ``name``, ``owner``, ``orgId``, ``locked``, ``hasTask``,
-``runSeconds``, ``type``, ``fails``, ``timeouts``, ``badParameter``. Unknown keys and bad values are one-line
-errors naming ``file:line:col``.
+Each item follows the vendor's Flow struct: ``flowId`` (required), ``name``, ``owner``
+(usernames: ``";alice;bob;"`` or a list), ``users`` (the userIds that may trigger),
+``orgId``, ``locked``, ``isUserLocked``, ``tasks`` (how many; ``hasTask: false`` is the
+deprecated spelling of 0), ``active``, ``type``, ``cycle``, ``freq``; and the simulator's
+own ``runSeconds``, ``fails`` (a probability or a list of trigger times), ``timeouts``,
+``badParameter``. Unknown keys and bad values are one-line errors naming ``file:line:col``.
 """
 
 from __future__ import annotations
@@ -11,21 +14,38 @@ import math
 from typing import Any
 
 from planrunner.errors import UsageError
-from planrunner.sim.service import DEFAULT_RUN_SECONDS, SCHEDULING_TYPES, SimFlow
+from planrunner.sim.flows import (
+    CYCLES,
+    DEFAULT_CYCLE,
+    DEFAULT_FREQ,
+    DEFAULT_RUN_SECONDS,
+    MAX_TASKS,
+    SCHEDULING_TYPES,
+    SimFlow,
+    epoch_ms,
+    owner_names,
+)
 
 KEYS = (
     "flowId",
     "name",
     "owner",
+    "users",
     "orgId",
     "locked",
+    "isUserLocked",
+    "tasks",
     "hasTask",
-    "runSeconds",
+    "active",
     "type",
+    "cycle",
+    "freq",
+    "runSeconds",
     "fails",
     "timeouts",
     "badParameter",
 )
+QUARTZ_FIELDS = 7
 
 
 class _Bad(Exception):
@@ -66,6 +86,49 @@ def _flag(item: dict[str, Any], key: str, default: bool) -> bool:
     return value
 
 
+def _int(item: dict[str, Any], key: str, default: int, allowed: range) -> int:
+    value = item.get(key, default)
+    if not _is_int(value) or value not in allowed:
+        raise _Bad(key, f"{key} must be an integer {allowed.start}..{allowed.stop - 1}, not {value!r}")
+    return int(value)
+
+
+def _names(item: dict[str, Any], key: str) -> tuple[str, ...] | None:
+    """A list of names (or one name); None when absent."""
+    value = item.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return (str(value),)
+    if isinstance(value, list) and value and all(
+        isinstance(v, str | int) and not isinstance(v, bool) for v in value
+    ):
+        return tuple(str(v) for v in value)
+    raise _Bad(key, f"{key} must be a userId or a list of userIds, not {value!r}")
+
+
+def _tasks(item: dict[str, Any]) -> int:
+    """``tasks`` (how many), or the deprecated ``hasTask: false`` (no task)."""
+    has_task = _flag(item, "hasTask", True)
+    if "tasks" not in item:
+        return 1 if has_task else 0
+    tasks = _int(item, "tasks", 1, range(MAX_TASKS + 1))
+    if not has_task and tasks:
+        raise _Bad("hasTask", "hasTask: false (deprecated) contradicts tasks; keep tasks only")
+    return tasks
+
+
+def _fails(item: dict[str, Any]) -> float | tuple[int, ...]:
+    """``fails``: a probability, or a list of trigger times (epoch ms or ISO 8601)."""
+    value = item.get("fails", 0.0)
+    if not isinstance(value, list):
+        return _number(item, "fails", 0.0, 1.0)
+    try:
+        return tuple(epoch_ms(v) for v in value)
+    except ValueError as e:
+        raise _Bad("fails", f"fails: {e} (want a probability or a list of trigger times)") from None
+
+
 def _flow(item: dict[str, Any]) -> SimFlow:
     unknown = sorted(set(item) - set(KEYS))
     if unknown:
@@ -77,17 +140,32 @@ def _flow(item: dict[str, Any]) -> SimFlow:
     type_ = item.get("type", SCHEDULING_TYPES[0])
     if not _is_int(type_) or type_ not in SCHEDULING_TYPES:
         raise _Bad("type", f"type must be 0 (manual), 1 (periodic) or 2 (temporary), not {type_!r}")
-    fails, timeouts = _number(item, "fails", 0.0, 1.0), _number(item, "timeouts", 0.0, 1.0)
-    if fails + timeouts > 1:
+    fails, timeouts = _fails(item), _number(item, "timeouts", 0.0, 1.0)
+    if isinstance(fails, float) and fails + timeouts > 1:
         raise _Bad("timeouts", "fails + timeouts must be at most 1")
+    try:
+        owners = owner_names(item.get("owner"))
+    except ValueError as e:
+        raise _Bad("owner", str(e)) from None
+    cycle = _text(item, "cycle") or DEFAULT_CYCLE
+    if cycle not in CYCLES:
+        raise _Bad("cycle", f"cycle must be one of {', '.join(CYCLES)}, not {cycle!r}")
+    freq = _text(item, "freq") or DEFAULT_FREQ
+    if len(freq.split()) != QUARTZ_FIELDS:
+        raise _Bad("freq", f'freq must be a 7-field Quartz cron ("0 0 2 * * ? *"), not {freq!r}')
     return SimFlow(
         flow_id=flow_id,
-        owner=_text(item, "owner"),
+        owners=owners,
+        users=_names(item, "users"),
         org_id=_text(item, "orgId"),
         locked=_flag(item, "locked", False),
-        has_task=_flag(item, "hasTask", True),
+        user_locked=_flag(item, "isUserLocked", False),
+        tasks=_tasks(item),
         run_seconds=_number(item, "runSeconds", DEFAULT_RUN_SECONDS),
         type=type_,
+        active=_int(item, "active", 1, range(2)),
+        cycle=cycle,
+        freq=freq,
         fails=fails,
         timeouts=timeouts,
         name=_text(item, "name"),

@@ -26,6 +26,12 @@ HTTP_NOT_FOUND = 404
 HTTP_TOO_LARGE = 413
 REQUEST_QUEUE_SIZE = 128
 TEXT_TYPE = "text/plain;charset=UTF-8"
+SIM_FLOWS_PATH = "/__sim__/flows"  # per flow: the peak of unfinished instances, and how many
+
+
+def task_instances(api: protocol.Api) -> str:
+    """Get Task Instance Log's path."""
+    return api.prefix + "/taskInstances"
 
 
 def route(api: protocol.Api, method: str, path: str, action: str) -> Route | None:
@@ -36,6 +42,8 @@ def route(api: protocol.Api, method: str, path: str, action: str) -> Route | Non
         return Route.TOKEN_REFRESH
     table = {
         ("POST", api.flows, "trigger"): Route.TRIGGER,
+        ("POST", api.flows, "updateAndTrigger"): Route.UPDATE_AND_TRIGGER,
+        ("GET", task_instances(api), "getLog"): Route.TASK_LOG,
         ("GET", api.flows, "get"): Route.GET_FLOW,
         ("GET", api.instances, "get"): Route.GET_INSTANCE,
         ("POST", api.instances, "search"): Route.SEARCH,
@@ -46,7 +54,7 @@ def route(api: protocol.Api, method: str, path: str, action: str) -> Route | Non
     found = table.get((method, path, action))
     if found is not None:
         return found
-    if path in (api.flows, api.instances, api.time):
+    if path in (api.flows, api.instances, api.time, task_instances(api)):
         return Route.UNKNOWN_ACTION
     return None
 
@@ -84,10 +92,13 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and parts.path == protocol.SIM_TRIGGERS_PATH:
             self._send(Reply(200, {"triggers": state.trigger_log()}))
             return
+        if method == "GET" and parts.path == SIM_FLOWS_PATH:
+            self._send(Reply(200, {"flows": state.service.flow_stats()}))
+            return
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
         found = route(state.dialect.version, method, parts.path, params.get("action", ""))
         if found is None:
-            self._send(state.admit() or Reply(HTTP_NOT_FOUND, b"not found"))
+            self._send(state.admit() or Reply(HTTP_NOT_FOUND, b"not found"))  # no API: no quota
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
         self._send(state.handle(found, Incoming(parts.path, params, headers, body)))

@@ -66,7 +66,7 @@ def with_log(reply: Reply, record: dict[str, Any]) -> Reply:
 def poison(envelope: dict[str, Any], text: str, short: str) -> dict[str, Any]:
     """An answer with every string the service chose made hostile (``--hostile``).
 
-    The message, instance ids and the time-zone name get ``text`` (the long injection);
+    The message, instance ids, the time-zone name and task logs get ``text`` (the long injection);
     instance statuses (then strings), status names and flow names get ``short``. The
     envelope's code, times, flow ids and the token service's token are left alone: they carry
     the answer's meaning.
@@ -95,5 +95,5 @@ def _poison_data(value: Any, text: str, short: str) -> Any:
     return out
 
 
-LONG_FIELDS = frozenset({"flowInstanceId", "instanceId", "timezone"})
+LONG_FIELDS = frozenset({"flowInstanceId", "instanceId", "timezone", "log"})
 SHORT_FIELDS = frozenset({"status", "statusDesc", "flowName", "doAs"})

@@ -20,23 +20,20 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from planrunner import protocol
 from planrunner.sim.faults import Dialect
+from planrunner.sim.flows import DEFAULT_RUN_SECONDS, SCHEDULING_TYPES, SimFlow, task_node
+from planrunner.sim.instances import INIT_SECONDS, Instance, Queue
 from planrunner.sim.reply import Reply, json_reply
 
-DEFAULT_RUN_SECONDS = 1.0
-INIT_SECONDS = 0.05  # a new instance shows INIT this long before WAIT, READY or RUNNING
+__all__ = ["DEFAULT_RUN_SECONDS", "INIT_SECONDS", "SCHEDULING_TYPES", "Instance", "Service", "SimFlow"]
+
 MS = 1000
-CYCLE = "D"  # every simulated flow is daily
-FREQ = "0 0 0 * * ? *"  # its 7-field cron
 ALERT_MODE = 3
-PARAMETERS = "[]"
 TIME_OK_MSG_V20 = "Success"  # v2.0 time APIs say "Success", without the leading space
-SCHEDULING_TYPES = (protocol.TYPE_MANUAL, protocol.TYPE_PERIODIC, protocol.TYPE_TEMPORARY)
 
 MSG_USER_ORG = "userId does not exist, or it does not match to orgId."
 MSG_NO_PRIVILEGE = "User has no privilege."
@@ -45,6 +42,12 @@ MSG_LOCKED = "Your account has been locked"
 MSG_SERVER_ERROR = {"v2.0": "Server internal exception", "v2.1": "Internal server exception"}
 MSG_BAD_PARAMETER = "Incorrect parameter"
 MSG_DUPLICATE = "Do not trigger the same workflow repeatedly in 1 minute"
+# Trigger of a flow the service does not have (the vendor's Trigger Flow From Task page).
+MSG_NO_FLOW = (
+    "Cannot create workflow instance. Please check if the workflow or task exist, "
+    "and do not trigger the same workflow repeatedly in 1 minute"
+)
+MSG_NO_LOG = "No log found"
 MSG_NOT_FOUND = "Instance not found"
 MSG_FLOW_NOT_FOUND = "Flow not found"
 MSG_NOT_CANCELLABLE = "instance status does not allow cancel"
@@ -65,116 +68,6 @@ SORT_FIELDS = {
     "updateTime": "update",
     "update_time": "update",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class SimFlow:
-    """A flow the simulator knows: who owns it and how its instances behave.
-
-    ``owner``/``org_id`` None: any user and org (a flow the fixture did not list).
-    ``type``: the scheduling type its instances carry (0 manual, 1 periodic, 2 temporary).
-    ``fails``/``timeouts``: the probability an instance ends FAIL / TIMEOUT instead of
-    SUCCESS, decided at creation with a seeded RNG. ``name`` defaults to ``flow-{flowId}``.
-    ``bad_parameter``: every trigger is answered 62102 "Incorrect parameter" (a flow whose
-    configuration the service rejects), nothing created.
-    """
-
-    flow_id: int
-    owner: str | None = None
-    org_id: str | None = None
-    locked: bool = False
-    has_task: bool = True
-    run_seconds: float = DEFAULT_RUN_SECONDS
-    type: int = protocol.TYPE_MANUAL
-    fails: float = 0.0
-    timeouts: float = 0.0
-    name: str | None = None
-    bad_parameter: bool = False
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.run_seconds < math.inf:
-            raise ValueError(f"flow {self.flow_id}: run_seconds must be >= 0")
-        if self.type not in SCHEDULING_TYPES:
-            raise ValueError(f"flow {self.flow_id}: type must be 0, 1 or 2")
-        if not (
-            0 <= self.fails <= 1 and 0 <= self.timeouts <= 1 and self.fails + self.timeouts <= 1
-        ):
-            raise ValueError(
-                f"flow {self.flow_id}: fails and timeouts must be within 0..1, together <= 1"
-            )
-
-    @property
-    def flow_name(self) -> str:
-        """The name the service shows."""
-        return self.name if self.name is not None else f"flow-{self.flow_id}"
-
-
-@dataclass(slots=True)
-class Instance:
-    """One flow instance: its schedule (wall-clock seconds) and its decided outcome."""
-
-    instance_id: str
-    flow_id: int
-    flow_name: str
-    owner: str
-    type: int
-    trigger_time: int  # epoch ms, as requested
-    created: float
-    due: float  # the earliest it may start: its trigger time, or its creation if later
-    seq: int
-    run_seconds: float
-    outcome: int  # SUCCESS, FAIL or TIMEOUT
-    start: float | None = None
-    end: float | None = None
-    cancelled: bool = False
-
-    def status(self, now: float) -> int:
-        """The status at ``now`` (its flow's queue advanced to ``now`` first)."""
-        if self.cancelled:
-            return protocol.CANCEL
-        if self.end is not None and now >= self.end:
-            return self.outcome
-        if now < self.created + INIT_SECONDS:
-            return protocol.INIT
-        if self.start is not None:
-            return protocol.RUNNING
-        # Due but behind another instance of the flow: WAIT; its trigger time still ahead: READY.
-        return protocol.WAIT if self.due <= now else protocol.READY
-
-    def updated(self, now: float) -> float:
-        """When its status last changed (what ``timestamp`` shows, as the samples behave)."""
-        marks = [self.created, self.start, self.end]
-        return max(m for m in marks if m is not None and m <= now)
-
-
-@dataclass
-class _Queue:
-    """One flow's scheduler: queued instances by (due, arrival), at most one running."""
-
-    pending: list[tuple[float, int, Instance]] = field(default_factory=list)
-    running: Instance | None = None
-    free_at: float = 0.0
-
-    def advance(self, now: float) -> None:
-        """Start and finish instances up to ``now``, at the times they would have."""
-        while True:
-            run = self.running
-            if run is not None:
-                assert run.end is not None
-                if run.end > now:
-                    return
-                self.free_at, self.running = run.end, None
-            while self.pending and self.pending[0][2].cancelled:
-                heapq.heappop(self.pending)
-            if not self.pending:
-                return
-            due, _, inst = self.pending[0]
-            start = max(due, self.free_at)
-            if start > now:
-                return
-            heapq.heappop(self.pending)
-            inst.start, inst.end = start, start + inst.run_seconds
-            self.running = inst
 
 
 class _BadRequest(Exception):
@@ -217,8 +110,11 @@ class Service:
         dialect: Dialect,
         seed: int = 0,
         clock: Callable[[], float] = time.time,
+        *,
+        accept_unknown_flows: bool = False,
     ) -> None:
         self.flows: dict[int, SimFlow] = {f.flow_id: f for f in flows}
+        self.accept_unknown_flows = accept_unknown_flows
         self.dialect = dialect
         self.version = dialect.version
         self.zone = dialect.zone
@@ -228,7 +124,11 @@ class Service:
         self.lock = threading.RLock()
         self.instances: dict[str, Instance] = {}  # id -> the newest instance with that id
         self.history: list[Instance] = []  # every instance, in creation order
-        self._queues: dict[int, _Queue] = {}
+        self._queues: dict[int, Queue] = {}
+        self.tasks: dict[str, tuple[Instance, int]] = {}  # task_inst_id -> (instance, index)
+        self._unfinished: dict[int, list[Instance]] = {}  # flow -> its instances not yet final
+        self.peaks: dict[int, int] = {}  # flow -> the most unfinished at once, ever
+        self.created_count: dict[int, int] = {}  # flow -> instances created
         self._last_accepted: dict[int, float] = {}  # flow -> wall time of its last new instance
         self._seq = 0
         self.started = clock()
@@ -285,28 +185,71 @@ class Service:
         assert isinstance(flow_id, int) and isinstance(trigger_time, int)
         return flow_id, trigger_time
 
-    def trigger(
-        self, user: str, org: str, flow_id: int, trigger_time: int
-    ) -> tuple[Reply, Instance | None]:
-        """Trigger Flow: the answer, and the instance when this request created one."""
+    @staticmethod
+    def parse_parameters(body: bytes, form: str) -> dict[str, str] | None:
+        """Update And Trigger's ``parameters`` in ``form`` (``list``, ``map`` or ``string``,
+        the dialect), as a dict; None when missing or in another form (refused)."""
+        try:
+            value = json.loads(body).get("parameters")
+        except (ValueError, AttributeError):
+            return None
+        if form == "string":
+            if not isinstance(value, str):
+                return None
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return None
+        if form == "map":
+            pairs = list(value.items()) if isinstance(value, dict) else None
+        elif isinstance(value, list) and all(
+            isinstance(p, dict) and set(p) == {"key", "value"} for p in value
+        ):
+            pairs = [(p["key"], p["value"]) for p in value]
+        else:
+            pairs = None
+        if pairs is None or not all(isinstance(k, str) and k for k, _ in pairs):
+            return None
+        if not all(isinstance(v, str | int | float) and not isinstance(v, bool) for _, v in pairs):
+            return None
+        return {k: str(v) for k, v in pairs}
+
+    def flow(self, flow_id: int) -> SimFlow | None:
+        """A listed flow, the permissive default when unknown flows are accepted, else None."""
         flow = self.flows.get(flow_id)
+        if flow is None and self.accept_unknown_flows:
+            return SimFlow(flow_id)
+        return flow
+
+    def trigger(
+        self,
+        user: str,
+        org: str,
+        flow_id: int,
+        trigger_time: int,
+        parameters: dict[str, str] | None = None,
+    ) -> tuple[Reply, Instance | None]:
+        """Trigger Flow (and Update And Trigger Flow with ``parameters``): the answer, and
+        the instance when this request created one."""
+        flow = self.flow(flow_id)
         if not user or not org or (flow and flow.org_id is not None and flow.org_id != org):
             return self.error(protocol.USER_ORG_MISMATCH, MSG_USER_ORG), None
-        if flow and flow.owner is not None and flow.owner != user:
+        if flow is None:
+            return self.bad_request(MSG_NO_FLOW), None
+        if not flow.may_trigger(user):
             return self.error(protocol.NO_PRIVILEGE, MSG_NO_PRIVILEGE), None
-        if flow and flow.locked:
+        if flow.locked or flow.user_locked:
             return self.error(protocol.LOCKED, MSG_LOCKED), None
-        if flow and not flow.has_task:
+        if not flow.tasks:
             return self.error(protocol.NO_TASK, MSG_NO_TASK), None
-        if flow and flow.bad_parameter:
+        if flow.bad_parameter:
             return self.bad_request(MSG_BAD_PARAMETER), None
-        flow = flow or SimFlow(flow_id)
         iid = protocol.instance_id(flow_id, trigger_time, self.id_tz)
         with self.lock:
             now = self._clock()
             if self._duplicate(flow_id, iid, now):
                 return self.bad_request(MSG_DUPLICATE), None
-            inst = self._create(flow, user, iid, trigger_time, now)
+            inst = self._create(flow, user, iid, trigger_time, now, parameters)
         return self.ok({"flowInstanceId": iid}), inst
 
     def _duplicate(self, flow_id: int, iid: str, now: float) -> bool:
@@ -318,38 +261,64 @@ class Service:
             return last is not None and now - last < self.dialect.duplicate_window
         return False
 
-    def _create(
-        self, flow: SimFlow, user: str, iid: str, trigger_time: int, now: float
-    ) -> Instance:
+    def _outcome(self, flow: SimFlow, trigger_time: int) -> int:
+        if flow.fail_at:
+            return protocol.FAIL if trigger_time in flow.fail_at else protocol.SUCCESS
         draw = self._rng.random()
-        if draw < flow.fails:
-            outcome = protocol.FAIL
-        elif draw < flow.fails + flow.timeouts:
-            outcome = protocol.TIMEOUT
-        else:
-            outcome = protocol.SUCCESS
+        if draw < flow.fail_rate:
+            return protocol.FAIL
+        if draw < flow.fail_rate + flow.timeouts:
+            return protocol.TIMEOUT
+        return protocol.SUCCESS
+
+    def _create(
+        self,
+        flow: SimFlow,
+        user: str,
+        iid: str,
+        trigger_time: int,
+        now: float,
+        parameters: dict[str, str] | None = None,
+    ) -> Instance:
         self._seq += 1
         inst = Instance(
             instance_id=iid,
             flow_id=flow.flow_id,
             flow_name=flow.flow_name,
-            owner=flow.owner if flow.owner is not None else user,
+            owner=flow.owner_text or user,
             type=flow.type,
             trigger_time=trigger_time,
             created=now,
             due=max(now, trigger_time / MS),  # a past trigger time runs at once
             seq=self._seq,
             run_seconds=flow.run_seconds,
-            outcome=outcome,
+            outcome=self._outcome(flow, trigger_time),
+            tasks=[task_node(flow, i) for i in range(flow.tasks)],
+            parameters=parameters,
         )
-        queue = self._queues.setdefault(flow.flow_id, _Queue())
+        queue = self._queues.setdefault(flow.flow_id, Queue())
         queue.advance(now)
         heapq.heappush(queue.pending, (inst.due, inst.seq, inst))
         queue.advance(now)
         self.instances[iid] = inst
         self.history.append(inst)
+        for i in range(len(inst.tasks)):
+            self.tasks[inst.task_inst_id(i)] = (inst, i)
         self._last_accepted[flow.flow_id] = now
+        self._count(inst, now)
         return inst
+
+    def _count(self, inst: Instance, now: float) -> None:
+        """Keep the flow's peak of unfinished instances (the new one and those queued count)."""
+        live = [
+            i
+            for i in self._unfinished.get(inst.flow_id, [])
+            if i.status(now) not in protocol.FINAL_STATUSES
+        ]
+        live.append(inst)
+        self._unfinished[inst.flow_id] = live
+        self.peaks[inst.flow_id] = max(self.peaks.get(inst.flow_id, 0), len(live))
+        self.created_count[inst.flow_id] = self.created_count.get(inst.flow_id, 0) + 1
 
     # -- instances -------------------------------------------------------------------------
 
@@ -371,20 +340,17 @@ class Service:
         """The documented FlowInstance struct (time strings in the server zone)."""
         status = inst.status(now)
         trigger_day = datetime.fromtimestamp(inst.trigger_time / MS, self.zone).date()
-        graph = {
-            "flowId": str(inst.flow_id),
-            "instId": inst.instance_id,
-            "tasks": [{"taskId": f"{inst.instance_id}-1", "taskName": "task-1"}],
-        }
+        flow = self.flows.get(inst.flow_id) or SimFlow(inst.flow_id)
+        given = inst.parameters or {}
         return {
             "instanceId": inst.instance_id,
             "flowId": inst.flow_id,
             "flowName": inst.flow_name,
-            "freq": FREQ,
-            "cycle": CYCLE,
-            "parameters": PARAMETERS,
+            "freq": flow.freq,
+            "cycle": flow.cycle,
+            "parameters": json.dumps([{"key": k, "value": v} for k, v in given.items()]),
             "doAs": inst.owner,
-            "graph": json.dumps(graph),
+            "graph": json.dumps(inst.graph(now)),
             "status": status,
             "statusDesc": protocol.STATUS_NAMES[status],
             "triggerTime": protocol.format_time(inst.trigger_time, self.zone),
@@ -414,7 +380,8 @@ class Service:
                 return self.not_found()
             now = self._clock()
             self._advance(inst.flow_id, now)
-            return self.ok(self.describe(inst, now))
+            found = self.describe(inst, now)
+            return self.ok([found] if self.dialect.instance_data == "list" else found)
 
     def search(self, params: Mapping[str, str], body: bytes) -> Reply:
         """Search Flow Instances: type and owner required, window ``[from, to)``, paged."""
@@ -461,7 +428,7 @@ class Service:
                 i
                 for i in self.history
                 if i.type == type_
-                and owner in ("", i.owner)
+                and (owner in ("", i.owner) or f";{owner};" in i.owner)
                 and lo <= i.trigger_time < hi
                 and (expression in i.instance_id or expression in i.flow_name)
                 and (wanted is None or i.status(now) in wanted)
@@ -523,13 +490,14 @@ class Service:
     # -- flows and time --------------------------------------------------------------------
 
     def get_flow(self, params: Mapping[str, str]) -> Reply:
-        """Get Flow (``flowId`` in the query); a flow the fixture does not list is 62102."""
+        """Get Flow (``flowId`` in the query): the vendor's Flow struct; a flow the service
+        does not have is 62102."""
         if self.user_problem(params):
             return self.error(protocol.USER_ORG_MISMATCH, MSG_USER_ORG)
         text = params.get("flowId", "")
         if not text.isascii() or not text.isdigit():
             return self.bad_request()
-        flow = self.flows.get(int(text))
+        flow = self.flow(int(text))
         if flow is None:
             return self.bad_request(MSG_FLOW_NOT_FOUND)
         created = protocol.format_time(int(self.started * MS), self.zone, fraction=True)
@@ -537,18 +505,80 @@ class Service:
             {
                 "flowId": flow.flow_id,
                 "flowName": flow.flow_name,
-                "owner": flow.owner or "",
                 "type": flow.type,
+                "active": flow.active,
+                "cycle": flow.cycle,
+                "freq": flow.freq,
+                "owner": flow.owner_text,
                 "locked": flow.locked,
-                "isUserLocked": False,
-                "cycle": CYCLE,
-                "freq": FREQ,
-                "hasTask": flow.has_task,
-                "tasks": [{"taskName": "task-1"}] if flow.has_task else [],
+                "isUserLocked": flow.user_locked,
+                "hasEditPri": flow.may_trigger(params["userId"]),
+                "hasReadPri": True,
+                "graph": flow.graph(),
                 "createTime": created,
                 "updateTime": created,
             }
         )
+
+    def task_log(self, params: Mapping[str, str]) -> Reply:
+        """Get Task Instance Log (``taskInstId``, ``maxLength`` in the query): 62102 for an
+        unknown task instance, 62109 "No log found" before it starts."""
+        if self.user_problem(params):
+            return self.error(protocol.USER_ORG_MISMATCH, MSG_USER_ORG)
+        limit_text = params.get("maxLength", "")
+        if limit_text and (not limit_text.isascii() or not limit_text.isdigit()):
+            return self.bad_request()
+        with self.lock:
+            found = self.tasks.get(params.get("taskInstId", ""))
+            if found is None:
+                return self.bad_request(MSG_NOT_FOUND)
+            inst, index = found
+            now = self._clock()
+            self._advance(inst.flow_id, now)
+            log = inst.task_log(index, now, self.zone)
+        if log is None:
+            return self.error(protocol.SERVER_ERROR, MSG_NO_LOG)
+        if limit_text:
+            limit = int(limit_text)
+            log = log[:limit] if self.dialect.log_keep == "start" else log[len(log) - limit :]
+        return self.ok({"log": log})
+
+    def crowd(self, flow_id: int, minute: int, count: int) -> None:
+        """Pre-create ``count`` ended instances of other flows (their ids end in
+        ``flow_id``'s digits, so an ``expression`` of ``"{flow_id}-"`` matches them too)
+        whose trigger times fall in the minute starting at ``minute`` (epoch ms)."""
+        listed = self.flows.get(flow_id)
+        type_ = listed.type if listed is not None else protocol.TYPE_MANUAL
+        scale = 10 ** len(str(flow_id))
+        with self.lock:
+            now = self._clock()
+            for k in range(1, count + 1):
+                other = SimFlow(k * scale + flow_id, type=type_, owners=("crowd",))
+                trigger_time = minute + (k * 7919) % protocol.MINUTE_MS
+                iid = protocol.instance_id(other.flow_id, trigger_time, self.id_tz)
+                self._seq += 1
+                inst = Instance(
+                    iid, other.flow_id, other.flow_name, other.owner_text, type_,
+                    trigger_time, now - 1, now - 1, self._seq, 0.0, protocol.SUCCESS,
+                    [task_node(other, 0)], start=now - 1, end=now - 1,
+                )  # fmt: skip
+                self.instances[iid] = inst
+                self.history.append(inst)
+                self.tasks[inst.task_inst_id(0)] = (inst, 0)
+
+    def flow_stats(self) -> list[dict[str, Any]]:
+        """``/__sim__/flows``: per flow, the most instances unfinished at once and how many
+        were created (listed flows, and any other that has instances)."""
+        with self.lock:
+            ids = sorted({*self.flows, *self.created_count})
+            return [
+                {
+                    "flowId": i,
+                    "maxUnfinished": self.peaks.get(i, 0),
+                    "instances": self.created_count.get(i, 0),
+                }
+                for i in ids
+            ]
 
     def time_zone(self) -> Reply:
         """Get Time Zone: ``{"timezone": "GMT+8"}`` (the dialect's server zone name; for

@@ -27,6 +27,7 @@ from planrunner.sim.faults import (
     status_after_create,
 )
 from planrunner.sim.gateway import Gateway
+from planrunner.sim.quota import Quota, Quotas
 from planrunner.sim.reply import DROP, JSON_TYPE, Reply, poison, text_reply, with_log
 from planrunner.sim.service import Instance, Service, SimFlow
 
@@ -43,6 +44,8 @@ class Route(enum.Enum):
     TOKEN_GET = "token-get"  # noqa: S105 - a route name
     TOKEN_REFRESH = "token-refresh"  # noqa: S105 - a route name
     TRIGGER = "trigger"
+    UPDATE_AND_TRIGGER = "update-and-trigger"
+    TASK_LOG = "task-log"
     GET_FLOW = "get-flow"
     GET_INSTANCE = "get-instance"
     SEARCH = "search"
@@ -62,8 +65,13 @@ class Incoming:
     body: bytes
 
 
+TRIGGERS = (Route.TRIGGER, Route.UPDATE_AND_TRIGGER)
+TOKENS = (Route.TOKEN_GET, Route.TOKEN_REFRESH)
+BAD_PARAMETERS = "bad"  # Update And Trigger parameters in a form the service refuses
+
+
 class State:
-    """The gateway, the service, faults, the rate limiter and the trigger log."""
+    """The gateway, the service, faults, the rate limiter, the quotas and the trigger log."""
 
     def __init__(
         self,
@@ -74,11 +82,17 @@ class State:
         rate_limit: float | None,
         token_ttl: int,
         dialect: Dialect,
+        *,
+        quotas: Iterable[Quota] = (),
+        accept_unknown_flows: bool = False,
     ) -> None:
         self.dialect = dialect
         self.faults = faults
         self.rate_limit = rate_limit
-        self.service = Service(flows, dialect, seed=faults.seed)
+        self.quotas = Quotas(quotas)
+        self.service = Service(
+            flows, dialect, seed=faults.seed, accept_unknown_flows=accept_unknown_flows
+        )
         self.gateway = Gateway(access_key, secret_key, token_ttl, dialect)
         self.triggers: list[dict[str, Any]] = []
         self.secret_key = secret_key
@@ -96,6 +110,7 @@ class State:
             Route.SEARCH: lambda r: self.service.search(r.params, r.body),
             Route.CANCEL: lambda r: self.service.cancel(r.params, r.body),
             Route.TIME_ZONE: lambda r: self.service.time_zone(),
+            Route.TASK_LOG: lambda r: self.service.task_log(r.params),
             Route.CURRENT_TIME: lambda r: self.service.current_time(),
             Route.UNKNOWN_ACTION: lambda r: self.service.bad_request(),
         }
@@ -121,9 +136,10 @@ class State:
         """Forget every issued token (as after a gateway restart)."""
         self.gateway.revoke_tokens()
 
-    def flow(self, flow_id: int) -> SimFlow:
-        """A listed flow, or the permissive default for one that is not."""
-        return self.service.flows.get(flow_id) or SimFlow(flow_id)
+    def flow(self, flow_id: int) -> SimFlow | None:
+        """A listed flow, the permissive default for one that is not when unknown flows are
+        accepted, else None."""
+        return self.service.flow(flow_id)
 
     def settle(self, timeout: float) -> bool:
         """Wait until no trigger is still being processed (slow service, backend timers);
@@ -150,8 +166,17 @@ class State:
     def _retry_after(self, seconds: str) -> tuple[tuple[str, str], ...]:
         return (("Retry-After", seconds),) if self.dialect.retry_after else ()
 
-    def admit(self) -> Reply | None:
-        """Token-bucket rate limit: None when admitted, else the gateway's 429."""
+    def admit(self, route: Route | None = None) -> Reply | None:
+        """The gateway's limits: None when admitted, else its 429. The token bucket
+        (``--rate-limit``) takes every request; the quotas count every signed call."""
+        limited = self._bucket_admit()
+        if limited is not None or route is None or route in TOKENS:
+            return limited
+        if not self.quotas.admit():
+            return text_reply(HTTP_TOO_MANY, "API rate limit exceeded")
+        return None
+
+    def _bucket_admit(self) -> Reply | None:
         if not self.rate_limit:
             return None
         with self._bucket_lock:
@@ -191,12 +216,12 @@ class State:
     def _handle(self, route: Route, req: Incoming) -> Reply:
         with self.lock:
             self.requests += 1
-        if route is Route.TRIGGER:
-            return self._trigger(req)
-        limited = self.admit()
+        if route in TRIGGERS:
+            return self._trigger(req, route)
+        limited = self.admit(route)
         if limited is not None:
             return limited
-        if route in (Route.TOKEN_GET, Route.TOKEN_REFRESH):
+        if route in TOKENS:
             return self.gateway.token(req.path, req.body)
         refused = self.gateway.check(req.headers, req.params, req.body)
         if refused is not None:
@@ -221,46 +246,68 @@ class State:
             return DROP
         return None
 
-    def _trigger(self, req: Incoming) -> Reply:
+    def _trigger(self, req: Incoming, route: Route) -> Reply:
         self._enter()
         try:
-            return self._trigger_now(req)
+            return self._trigger_now(req, route)
         finally:
             self._leave()
 
-    def _trigger_now(self, req: Incoming) -> Reply:
+    def _parameters(self, req: Incoming, route: Route) -> dict[str, str] | str | None:
+        """Update And Trigger's parameters, :data:`BAD_PARAMETERS` when in a form the
+        dialect refuses; None for a plain trigger."""
+        if route is not Route.UPDATE_AND_TRIGGER:
+            return None
+        found = Service.parse_parameters(req.body, self.dialect.parameters)
+        return BAD_PARAMETERS if found is None else found
+
+    def _create(
+        self, req: Incoming, parsed: tuple[int, int], parameters: dict[str, str] | str | None
+    ) -> tuple[Reply, Instance | None]:
+        """The service's answer to the trigger (the caller holds the lock)."""
+        if isinstance(parameters, str):
+            return self.service.bad_request(), None
+        user, org = req.params.get("userId", ""), req.params.get("orgId", "")
+        return self.service.trigger(user, org, *parsed, parameters)
+
+    def _trigger_now(self, req: Incoming, route: Route) -> Reply:
         parsed = Service.parse_trigger(req.body)
-        early = self._before_service(req, parsed)
+        parameters = self._parameters(req, route) if parsed is not None else None
+        early = self._before_service(req, parsed, route)
         if isinstance(early, Reply) or parsed is None:
             answer = early if isinstance(early, Reply) else self.service.bad_request()
-            return self._log(req, parsed, answer, None)
+            return self._log(req, parsed, answer, None, parameters)
         if early in THEN_CREATE_FAULTS:
             answer = DROP if early == "drop-then-create" else text_reply(
                 HTTP_GATEWAY_TIMEOUT, "gateway timeout"
             )
-            answer = self._log(req, parsed, answer, None)
+            answer = self._log(req, parsed, answer, None, parameters)
             assert answer.log is not None
-            self._backend_later(req, parsed, answer.log)
+            self._backend_later(req, parsed, parameters, answer.log)
             return answer
         if self.faults.processing:
             time.sleep(self.faults.processing)  # the instance is created when this ends
-        user, org = req.params.get("userId", ""), req.params.get("orgId", "")
         # Creating the instance and logging it are one step: the log never lags an instance.
         with self.lock:
-            reply, inst = self.service.trigger(user, org, *parsed)
+            reply, inst = self._create(req, parsed, parameters)
             if inst is not None and creates_first(early):
                 assert early is not None
                 reply = self._after_create(early, reply)
-            return self._log(req, parsed, reply, inst)
+            return self._log(req, parsed, reply, inst, parameters)
 
-    def _backend_later(self, req: Incoming, parsed: tuple[int, int], record: dict[str, Any]) -> None:
+    def _backend_later(
+        self,
+        req: Incoming,
+        parsed: tuple[int, int],
+        parameters: dict[str, str] | str | None,
+        record: dict[str, Any],
+    ) -> None:
         """The backend creates the instance ``backend_delay`` seconds after the gateway gave up."""
-        user, org = req.params.get("userId", ""), req.params.get("orgId", "")
 
         def create() -> None:
             try:
                 with self.lock:
-                    _, inst = self.service.trigger(user, org, *parsed)
+                    _, inst = self._create(req, parsed, parameters)
                     if inst is not None:
                         record["flowInstanceId"] = inst.instance_id
             finally:
@@ -272,7 +319,12 @@ class State:
         timer.start()
 
     def _log(
-        self, req: Incoming, parsed: tuple[int, int] | None, reply: Reply, inst: Instance | None
+        self,
+        req: Incoming,
+        parsed: tuple[int, int] | None,
+        reply: Reply,
+        inst: Instance | None,
+        parameters: dict[str, str] | str | None,
     ) -> Reply:
         """Append to the trigger log (a body that names no flow and time is not logged);
         ``reply`` tied to its record."""
@@ -286,14 +338,17 @@ class State:
             "status": reply.log_status,
             "flowInstanceId": inst.instance_id if inst is not None else None,
             "answered": not reply.drop,
+            "parameters": dict(parameters) if isinstance(parameters, dict) else None,
         }
         with self.lock:
             self.triggers.append(record)
         return with_log(reply, record)
 
-    def _before_service(self, req: Incoming, parsed: tuple[int, int] | None) -> Reply | str | None:
+    def _before_service(
+        self, req: Incoming, parsed: tuple[int, int] | None, route: Route
+    ) -> Reply | str | None:
         """The answer given before the service sees the trigger, else the fault kind to apply."""
-        limited = self.admit()
+        limited = self.admit(route)
         if limited is not None:
             return limited
         refused = self.gateway.check(req.headers, req.params, req.body)

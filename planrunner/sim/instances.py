@@ -1,0 +1,152 @@
+"""Flow instances, each flow's queue, and the tasks inside an instance (statuses and logs).
+
+An instance's tasks run one after another, each an equal share of its run time; a FAIL or
+TIMEOUT instance ends at its last task, which takes that status (the others SUCCESS before
+it), so its failed task is named. A task's log grows as it runs and is deterministic.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from typing import Any
+
+from planrunner import protocol
+
+INIT_SECONDS = 0.05  # a new instance shows INIT this long before WAIT, READY or RUNNING
+MS = 1000
+NOT_STARTED = protocol.STATUS_NAMES[protocol.INIT]  # a task that has not started yet
+LOG_RULE = "=" * 72
+WAITING = frozenset({protocol.INIT, protocol.WAIT, protocol.READY})  # no task has started
+
+
+@dataclass(slots=True)
+class Instance:
+    """One flow instance: its schedule (wall-clock seconds) and its decided outcome."""
+
+    instance_id: str
+    flow_id: int
+    flow_name: str
+    owner: str
+    type: int
+    trigger_time: int  # epoch ms, as requested
+    created: float
+    due: float  # the earliest it may start: its trigger time, or its creation if later
+    seq: int
+    run_seconds: float
+    outcome: int  # SUCCESS, FAIL or TIMEOUT
+    tasks: list[dict[str, Any]] = field(default_factory=list)  # taskId, taskName, nodeId
+    parameters: dict[str, str] | None = None  # Update And Trigger's, for this instance only
+    start: float | None = None
+    end: float | None = None
+    cancelled: bool = False
+
+    def status(self, now: float) -> int:
+        """The status at ``now`` (its flow's queue advanced to ``now`` first)."""
+        if self.cancelled:
+            return protocol.CANCEL
+        if self.end is not None and now >= self.end:
+            return self.outcome
+        if now < self.created + INIT_SECONDS:
+            return protocol.INIT
+        if self.start is not None:
+            return protocol.RUNNING
+        # Due but behind another instance of the flow: WAIT; its trigger time still ahead: READY.
+        return protocol.WAIT if self.due <= now else protocol.READY
+
+    def updated(self, now: float) -> float:
+        """When its status last changed (what ``timestamp`` shows, as the samples behave)."""
+        marks = [self.created, self.start, self.end]
+        return max(m for m in marks if m is not None and m <= now)
+
+    def task_inst_id(self, index: int) -> str:
+        """Task ``index``'s instance id: ``{taskId}-{the instance id's digits}``."""
+        return f"{self.tasks[index]['taskId']}-{self.instance_id.rsplit('-', 1)[-1]}"
+
+    def _task_begin(self, index: int) -> float | None:
+        """When task ``index`` started or would start; None if it never will."""
+        if self.start is None:
+            return None
+        begin = self.start + index * self.run_seconds / len(self.tasks)
+        if self.cancelled and self.end is not None and begin >= self.end:
+            return None  # the instance was cancelled before this task's turn
+        return begin
+
+    def task_status(self, index: int, now: float) -> str:
+        """Task ``index``'s status name at ``now``."""
+        begin = self._task_begin(index)
+        if begin is None or now < begin or self.status(now) in WAITING:
+            return NOT_STARTED
+        finish = begin + self.run_seconds / len(self.tasks)
+        if self.cancelled and self.end is not None and finish > self.end:
+            return protocol.STATUS_NAMES[protocol.CANCEL]  # it was running when cancelled
+        if now < finish:
+            return protocol.STATUS_NAMES[protocol.RUNNING]
+        if index == len(self.tasks) - 1 and self.outcome != protocol.SUCCESS:
+            return protocol.STATUS_NAMES[self.outcome]
+        return protocol.STATUS_NAMES[protocol.SUCCESS]
+
+    def graph(self, now: float) -> dict[str, Any]:
+        """The FlowInstance's ``graph`` (before JSON): tasks with ids and statuses."""
+        tasks = [
+            {**node, "task_inst_id": self.task_inst_id(i), "status": self.task_status(i, now)}
+            for i, node in enumerate(self.tasks)
+        ]
+        return {"flowId": str(self.flow_id), "instId": self.instance_id, "tasks": tasks}
+
+    def task_log(self, index: int, now: float, zone: tzinfo) -> str | None:
+        """Task ``index``'s log at ``now`` (deterministic lines), None before it starts."""
+        begin = self._task_begin(index)
+        if begin is None or now < begin or self.status(now) in WAITING:
+            return None
+        node = self.tasks[index]
+        began = datetime.fromtimestamp(begin, zone).strftime("%Y-%m-%d %H:%M:%S")
+        lines = [
+            LOG_RULE,
+            "run num:\t1",
+            f"instance:\t{self.task_inst_id(index)}",
+            f"task:\t{node['taskName']} ({node['taskId']}) of flow {self.flow_id}",
+            f"start time:\t{began}",
+            LOG_RULE,
+            f"[INFO] {node['taskName']}: reading input",
+            f"[INFO] {node['taskName']}: processing",
+        ]
+        status = self.task_status(index, now)
+        if status == protocol.STATUS_NAMES[protocol.SUCCESS]:
+            lines += [f"[INFO] {node['taskName']}: wrote output", "[INFO] exit code 0"]
+        elif status == protocol.STATUS_NAMES[protocol.CANCEL]:
+            lines.append("[WARN] killed: the instance was cancelled")
+        elif status != protocol.STATUS_NAMES[protocol.RUNNING]:
+            lines.append(f"[ERROR] {node['taskName']} ended {status}: exit code 1")
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Queue:
+    """One flow's scheduler: queued instances by (due, arrival), at most one running."""
+
+    pending: list[tuple[float, int, Instance]] = field(default_factory=list)
+    running: Instance | None = None
+    free_at: float = 0.0
+
+    def advance(self, now: float) -> None:
+        """Start and finish instances up to ``now``, at the times they would have."""
+        while True:
+            run = self.running
+            if run is not None:
+                assert run.end is not None
+                if run.end > now:
+                    return
+                self.free_at, self.running = run.end, None
+            while self.pending and self.pending[0][2].cancelled:
+                heapq.heappop(self.pending)
+            if not self.pending:
+                return
+            due, _, inst = self.pending[0]
+            start = max(due, self.free_at)
+            if start > now:
+                return
+            heapq.heappop(self.pending)
+            inst.start, inst.end = start, start + inst.run_seconds
+            self.running = inst
