@@ -100,10 +100,47 @@ def test_kill_9_while_waiting_for_instances_then_reapply_is_exactly_once(tmp_pat
 
 def peak(sim: Any, flow_id: int) -> int:
     """The simulator's own record: the most instances of the flow unfinished at once."""
-    for f in sim.flows()["flows"]:
-        if f["flowId"] == flow_id:
-            return int(f["maxUnfinished"])
-    raise AssertionError(f"flow {flow_id} not in /__sim__/flows")
+    return int(sim.flows()[flow_id]["maxUnfinished"])
+
+
+def keys_of(fids: list[int], n: int) -> set[tuple[int, int]]:
+    return {(f, 1735696800000 + d * 86_400_000) for f in fids for d in range(n)}
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_max_unfinished_with_wait_never_exceeds_the_limit_on_the_service(
+    tmp_path: Path, limit: int
+) -> None:
+    fids, n = [41, 42], 6
+    plan = plan_of(tmp_path, fids, n, f"wait{limit}.yaml")
+    flows = [SimFlow(f, run_seconds=0.3) for f in fids]
+    with Simulator(flows, dialect=Dialect(duplicate="none")) as sim:
+        done = finish(plan, sim.url, "--max-unfinished", str(limit), "--wait", "--interval", "0.2")
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert_exactly_once(sim.triggers(), keys_of(fids, n))
+        assert [peak(sim, f) for f in fids] == [limit, limit]
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_max_unfinished_with_repeated_applies_never_exceeds_the_limit_on_the_service(
+    tmp_path: Path, limit: int
+) -> None:
+    # A scheduled job's way: each apply sends what the limit allows and exits 4 until done.
+    fids, n = [51, 52], 4
+    plan = plan_of(tmp_path, fids, n, f"again{limit}.yaml")
+    flows = [SimFlow(f, run_seconds=0.3) for f in fids]
+    codes = []
+    with Simulator(flows, dialect=Dialect(duplicate="none")) as sim:
+        for _ in range(60):
+            p = finish(plan, sim.url, "--max-unfinished", str(limit))
+            codes.append(p.returncode)
+            assert p.returncode in (0, 4), p.stderr[-2000:]
+            if p.returncode == 0:
+                break
+            time.sleep(0.2)
+        assert codes[-1] == 0 and 4 in codes
+        assert_exactly_once(sim.triggers(), keys_of(fids, n))
+        assert [peak(sim, f) for f in fids] == [limit, limit]
 
 
 def test_the_progress_bar_shows_the_wait_for_unfinished_instances(tmp_path: Path) -> None:
