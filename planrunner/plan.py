@@ -6,13 +6,17 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import date, tzinfo
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from planrunner import cron as cronlib
 from planrunner import protocol, schema, source, times
 from planrunner.errors import UsageError
 from planrunner.source import Document, Problem
+
+if TYPE_CHECKING:
+    from planrunner.outcome import Entry
 
 MAX_PLAN_BYTES = 64 * 2**20  # a plan larger than this is surely a mistake
 _ENV_REF = re.compile(r"\$\{([^}]*)\}")
@@ -29,6 +33,7 @@ class Target:
     user_id: str
     api: str = protocol.DEFAULT_API.name  # "v2.0" or "v2.1"
     server_timezone: str | None = None  # the zone of the service's time strings, if given
+    server_zone: tzinfo | None = None  # server_timezone read (None when not given or invalid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,24 @@ class Flow:
     count: int | None
     ok: bool  # False when the flow has problems of its own; resolution skips it
     moved: frozenset[int] = frozenset()  # `at` instants a DST gap moved past their wall time
+    # Pacing and reruns: the flow's value, else the plan's (the command line wins over both).
+    max_unfinished: int | None = None
+    halt_on_failure: bool = False
+    rerun_failed: int = 0
+    parameters: tuple[tuple[str, str], ...] = ()  # (key, template) as written, in order
+    # `dates:` flows: business dates, triggered the next day at `time` in the server's zone
+    # (then `zone` is that zone). A window (first, last) or the dates listed, in order.
+    dates: bool = False
+    dates_window: tuple[date, date] | None = None
+    dates_listed: tuple[date, ...] | None = None
+    time_of_day: int | None = None  # ms after midnight
+
+    @property
+    def dates_count(self) -> int:
+        """How many business dates a ``dates:`` flow names (0 for other flows)."""
+        if self.dates_window is not None:
+            return (self.dates_window[1] - self.dates_window[0]).days + 1
+        return len(self.dates_listed or ())
 
     @property
     def zone_name(self) -> str:
@@ -177,29 +200,54 @@ def _build(
         if why:
             problems.append(Problem(("target", "gateway"), why))
     server_tz = data["target"].get("serverTimezone")
-    if server_tz is not None:
-        try:
-            protocol.server_zone(server_tz)
-        except ValueError as e:
-            problems.append(Problem(("target", "serverTimezone"), str(e)))
+    server = _server(server_tz, problems)
 
-    flows = _flows(doc, data, problems)
+    flows = _flows(doc, data, problems, server=server)
     target = Target(
         target_values["gateway"],
         target_values["orgId"],
         target_values["userId"],
         data["target"].get("api", protocol.DEFAULT_API.name),
         server_tz,
+        server[1],
     )
     plan = Plan(path, target, tuple(flows), dict(data["target"]))
     return Reading(doc, plan, tuple(problems), tuple(warnings))
 
 
+# (whether target.serverTimezone is written, the zone it names or None when it is invalid)
+_Server = tuple[bool, ZoneInfo | None]
+_PACING = (("maxUnfinished", int), ("haltOnFailure", bool), ("rerunFailed", int))
+
+
+def _server(name: object, problems: list[Problem] | None) -> _Server:
+    """``target.serverTimezone`` read; its problem (when ``problems`` is given) reported."""
+    if not isinstance(name, str):
+        return (name is not None, None)
+    try:
+        return (True, times.server_zone(name))
+    except times.TimeError as e:
+        if problems is not None:
+            problems.append(Problem(("target", "serverTimezone"), str(e)))
+        return (True, None)
+
+
 def _flows(
-    doc: Document, data: dict[str, Any], problems: list[Problem], skip: frozenset[int] = frozenset()
+    doc: Document,
+    data: dict[str, Any],
+    problems: list[Problem],
+    skip: frozenset[int] = frozenset(),
+    server: _Server = (False, None),
 ) -> list[Flow]:
     """Every flow read and checked, but those in ``skip`` (they have structural problems)."""
     plan_zone = _zone(data.get("timezone"), ("timezone",), problems)
+    # Top-level pacing keys, for every flow that does not set its own (wrong types were
+    # reported by the schema: they are left out here).
+    defaults = {
+        k: data[k]
+        for k, kind in _PACING
+        if isinstance(data.get(k), kind) and (kind is bool or not isinstance(data[k], bool))
+    }
     flows: list[Flow] = []
     seen_names: dict[str, int] = {}
     for i, raw in enumerate(data["flows"]):
@@ -225,7 +273,12 @@ def _flows(
         zone_given = "timezone" in raw or data.get("timezone") is not None
         # A plan-level zone that failed leaves tz None: the flow cannot be resolved either.
         ok = len(problems) == before and not (zone_given and tz is None)
-        flows.append(_flow(i, raw, tz, problems, ok=ok, zone_given=zone_given))
+        if "dates" in raw:
+            flows.append(_dates_flow(i, {**defaults, **raw}, server, problems))
+            continue
+        flows.append(
+            _flow(i, {**defaults, **raw}, tz, problems, ok=ok, zone_given=zone_given, calendar=server[0])
+        )
     return flows
 
 
@@ -242,7 +295,9 @@ def _structurally_fine_flows(doc: Document, data: object, problems: list[Problem
         return []  # a plan zone of the wrong type: nothing zoned can be judged
     found: list[Problem] = []
     skip = frozenset(i for i, f in enumerate(flows) if i in bad or not isinstance(f, dict))
-    _flows(doc, {"timezone": data.get("timezone"), "flows": flows}, found, skip)
+    target = data.get("target")
+    server = _server(target.get("serverTimezone") if isinstance(target, dict) else None, None)
+    _flows(doc, {"timezone": data.get("timezone"), "flows": flows}, found, skip, server)
     return found
 
 
@@ -299,6 +354,7 @@ def _flow(
     problems: list[Problem],
     ok: bool,
     zone_given: bool = False,
+    calendar: bool = False,
 ) -> Flow:
     here: source.Path = ("flows", i)
     before = len(problems)
@@ -339,12 +395,9 @@ def _flow(
                         f'"from" ({times.format_in_zone(start, tz)}) is after "to" ({times.format_in_zone(end, tz)})',
                     )
                 )
+    shared = _shared(i, raw, problems, calendar)
     return Flow(
-        index=i,
-        name=raw["name"],
-        flow_id=raw["flowId"],
         zone=tz,
-        enabled=raw.get("enabled", True),
         at=at,
         cron=cron,
         start=start,
@@ -353,4 +406,134 @@ def _flow(
         count=count,
         ok=ok and len(problems) == before,
         moved=frozenset(moved),
+        **shared,
     )
+
+
+def _shared(i: int, raw: dict[str, Any], problems: list[Problem], calendar: bool) -> dict[str, Any]:
+    """The Flow fields every kind of flow reads the same way (parameters checked)."""
+    return {
+        "index": i,
+        "name": raw["name"],
+        "flow_id": raw["flowId"],
+        "enabled": raw.get("enabled", True),
+        "max_unfinished": raw.get("maxUnfinished"),
+        "halt_on_failure": raw.get("haltOnFailure", False),
+        "rerun_failed": raw.get("rerunFailed", 0),
+        "parameters": _parameters(raw, ("flows", i), problems, calendar=calendar),
+    }
+
+
+def _dates_flow(i: int, raw: dict[str, Any], server: _Server, problems: list[Problem]) -> Flow:
+    """A ``dates:`` flow: business dates D, each triggered on D + 1 at ``time`` in the
+    server's zone (resolve.py expands them: a window may hold many)."""
+    here: source.Path = ("flows", i)
+    before = len(problems)
+    given, zone = server
+    name = raw["name"]
+    if "timezone" in raw:
+        problems.append(
+            Problem(
+                (*here, "timezone"),
+                f'flow "{name}": a dates flow runs in target.serverTimezone, where the '
+                'service computes ${cal_dt}: remove "timezone"',
+            )
+        )
+    if not given:
+        problems.append(
+            Problem(
+                (*here, "dates"),
+                f'flow "{name}" uses dates:, which need target.serverTimezone (the zone '
+                "in which the service computes ${cal_dt}), e.g. serverTimezone: GMT+8",
+            )
+        )
+    written = raw["dates"]
+    window: tuple[date, date] | None = None
+    listed: tuple[date, ...] | None = None
+    if isinstance(written, dict):
+        first = _date(written["from"], (*here, "dates", "from"), problems)
+        last = _date(written["to"], (*here, "dates", "to"), problems)
+        if first is not None and last is not None:
+            if first > last:
+                problems.append(
+                    Problem((*here, "dates", "from"), f'"from" ({first}) is after "to" ({last})')
+                )
+            window = (first, last)
+    else:
+        days = [_date(v, (*here, "dates", j), problems) for j, v in enumerate(written)]
+        listed = tuple(d for d in days if d is not None)
+    shared = _shared(i, raw, problems, given)
+    time_of_day = _time_of_day(raw["time"], (*here, "time"), problems)
+    return Flow(
+        zone=zone,
+        at=None,
+        cron=None,
+        start=None,
+        end=None,
+        end_is_now=False,
+        count=None,
+        ok=zone is not None and len(problems) == before,
+        dates=True,
+        dates_window=window,
+        dates_listed=listed,
+        time_of_day=time_of_day,
+        **shared,
+    )
+
+
+_FIRST_DATE, _LAST_DATE = date(2000, 1, 1), date(9999, 12, 30)
+
+
+def _date(value: str, where: source.Path, problems: list[Problem]) -> date | None:
+    """A business date ``YYYY-MM-DD`` (its entry is the next day: up to 9999-12-30)."""
+    try:
+        d = date.fromisoformat(value)
+    except ValueError as e:
+        problems.append(Problem(where, f'"{value}" is not a valid date ({e})'))
+        return None
+    if not _FIRST_DATE <= d <= _LAST_DATE:
+        problems.append(Problem(where, f'"{value}" is out of range (2000-01-01 .. 9999-12-30)'))
+        return None
+    return d
+
+
+def _time_of_day(value: str, where: source.Path, problems: list[Problem]) -> int | None:
+    """``HH:MM[:SS]`` as milliseconds after midnight."""
+    hour, minute, second = (int(p) for p in (value + ":00").split(":")[:3])
+    if hour > 23 or minute > 59 or second > 59:
+        problems.append(Problem(where, f'"{value}" is not a time of day (00:00 .. 23:59:59)'))
+        return None
+    return ((hour * 60 + minute) * 60 + second) * 1000
+
+
+def _parameters(
+    raw: dict[str, Any], here: source.Path, problems: list[Problem], *, calendar: bool
+) -> tuple[tuple[str, str], ...]:
+    """The flow's parameters as written, each template checked (``calendar``: whether
+    target.serverTimezone is written, which ``{calDt}`` needs)."""
+    written: dict[str, str] = raw.get("parameters") or {}
+    for key, value in written.items():
+        try:
+            names = times.placeholders(value)
+        except ValueError as e:
+            problems.append(Problem((*here, "parameters", key), str(e)))
+            continue
+        if "calDt" in names and not calendar:
+            problems.append(
+                Problem(
+                    (*here, "parameters", key),
+                    "{calDt} needs target.serverTimezone (the zone in which the service "
+                    "computes ${cal_dt}), e.g. serverTimezone: GMT+8",
+                )
+            )
+    return tuple(written.items())
+
+
+def entry_parameters(flow: Flow, entry: Entry, server_zone: tzinfo | None) -> dict[str, str] | None:
+    """The flow's parameters for one entry, placeholders filled: ``{date}`` (the entry's
+    local date in the flow's zone), ``{calDt}`` (its business date in ``server_zone``),
+    ``{triggerTime}`` (epoch ms). None when the flow has none."""
+    if not flow.parameters:
+        return None
+    tt, off = entry.trigger_time, entry.offset
+    return {key: times.fill(value, tt, off, server_zone) for key, value in flow.parameters}

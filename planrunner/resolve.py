@@ -5,6 +5,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from collections.abc import Set as AbstractSet
+from datetime import date, timedelta
 from functools import partial
 from itertools import pairwise, repeat
 
@@ -18,6 +19,7 @@ from planrunner.source import Path, Problem
 __all__ = ["DEFAULT_MAX_TRIGGERS", "Entry", "EntryKeys", "resolve"]
 
 DEFAULT_MAX_TRIGGERS = 110_000  # above a (leap) year of */5: 105,408
+ONE_DAY = timedelta(days=1)
 
 
 class EntryKeys(AbstractSet[str]):
@@ -78,7 +80,8 @@ def resolve(
         ms_list, off_list, wheres = got
         name, fid = flow.name, flow.flow_id
         entries += map(make, zip(ms_list, repeat(fid), repeat(name), repeat(org), off_list))
-        by_flow_id.setdefault(fid, []).append((ms_list, flow.index, wheres, flow.at is not None))
+        listed = flow.at is not None or flow.dates_listed is not None
+        by_flow_id.setdefault(fid, []).append((ms_list, flow.index, wheres, listed))
     for fid, groups in by_flow_id.items():
         if len(groups) == 1 and not groups[0][3]:
             continue
@@ -96,6 +99,8 @@ def _flow_times(
     flow: Flow, now: int, max_triggers: int, problems: list[Problem]
 ) -> tuple[list[int], list[int], list[Path]] | None:
     here: Path = ("flows", flow.index)
+    if flow.dates:
+        return _dates_times(flow, max_triggers, problems)
     if flow.at is not None:
         if len(flow.at) > max_triggers:
             problems.append(Problem((*here, "at"), _too_many(flow, max_triggers, len(flow.at))))
@@ -139,6 +144,46 @@ def _flow_times(
         )
         return None
     return ms_list, offs, [(*here, "cron")] * len(ms_list)
+
+
+def _dates_times(
+    flow: Flow, max_triggers: int, problems: list[Problem]
+) -> tuple[list[int], list[int], list[Path]] | None:
+    """A ``dates:`` flow's entries: each date D on D + 1 at ``time`` in the server zone (the
+    flow's zone), a wall time in a DST gap at the first instant after it, one in an overlap at
+    its first occurrence (the fixed-time rule of cron)."""
+    here: Path = ("flows", flow.index, "dates")
+    tz, time_of_day = flow.zone, flow.time_of_day
+    assert tz is not None and time_of_day is not None
+    count = flow.dates_count
+    if count > max_triggers:
+        problems.append(Problem(here, _too_many(flow, max_triggers, count)))
+        return None
+    if flow.dates_window is not None:
+        first = flow.dates_window[0].toordinal()
+        days = [date.fromordinal(first + k) for k in range(count)]
+        wheres: list[Path] = [here] * count
+    else:
+        days = list(flow.dates_listed or ())
+        wheres = [(*here, j) for j in range(count)]
+    ms_list: list[int] = []
+    offs: list[int] = []
+    for day, where in zip(days, wheres, strict=True):
+        ms = times.wall_to_instant(tz, times.wall_ms_of(day + ONE_DAY) + time_of_day)
+        if times.cal_dt(ms, tz) != day.isoformat():
+            # A gap that swallows the rest of the day: the flow would compute another date.
+            problems.append(
+                Problem(
+                    where,
+                    f"{day}: {times.format_in_zone(ms, tz)} is the first time after the DST gap "
+                    f"that skips the time of day on {day + ONE_DAY}, a day later: choose another time",
+                )
+            )
+            return None
+        ms_list.append(ms)
+        offs.append(times.offset_at(tz, ms))
+    order = sorted(range(count), key=ms_list.__getitem__)
+    return [ms_list[j] for j in order], [offs[j] for j in order], [wheres[j] for j in order]
 
 
 def _horizon(start: int) -> str:

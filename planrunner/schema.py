@@ -105,6 +105,11 @@ def _hint(wanted: list[str], instance: object, path: Path) -> str:
         return f"; a single time is still a list: write at: [{instance}]"
     if wanted == ["string"] and isinstance(instance, int | float) and not isinstance(instance, bool):
         return f'; quote it: "{instance}"'
+    if wanted == ["string"] and isinstance(instance, bool):
+        # A parameter value written `overwrite: true`: the service takes strings.
+        return f'; quote it: "{str(instance).lower()}"'
+    if "array" in wanted and "object" in wanted and path and path[-1] == "dates":
+        return "; write dates: {from: DATE, to: DATE} or dates: [DATE, ...]"
     return ""
 
 
@@ -122,7 +127,7 @@ def _translate(error: ValidationError) -> Iterator[Problem]:
             kind == "oneOf"
             and isinstance(instance, dict)
             and any("at" in alt.get("required", ()) for alt in value if isinstance(alt, dict))
-            and sum(k in instance for k in ("at", "cron")) > 1
+            and sum(k in instance for k in ("at", "cron", "dates")) > 1
         )
         yield Problem(
             path, custom[kind], kind="shape" if shape else "", subject="both" if both else None

@@ -281,6 +281,10 @@ class _Builder:
             # Times are parsed by planrunner, never by YAML's timestamp resolver, so that
             # `2026-01-01` quoted and unquoted mean the same thing.
             return node.value
+        if tag in (_INT, _FLOAT) and ":" in node.value and not node.style:
+            # YAML 1.1 reads `time: 12:30` as the base-60 integer 750; YAML 1.2, and every
+            # reader of a plan, sees a time of day.
+            return node.value
         if tag in (_INT, _FLOAT):
             try:
                 if tag == _INT:

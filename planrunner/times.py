@@ -8,7 +8,7 @@ times plain integer arithmetic and leaves the zone lookups to the edges.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import cache, lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -119,6 +119,35 @@ def _fixed_zone(key: str, offset_s: int) -> ZoneInfo:
     posix = f"<{abbr.decode()}>{'-' if offset_s > 0 else ''}{h}" + (f":{m:02d}" if m else "")
     data = head + body + head + body + b"\n" + posix.encode() + b"\n"
     return ZoneInfo.from_file(io.BytesIO(data), key=key)
+
+
+def server_zone(name: str) -> ZoneInfo:
+    """``target.serverTimezone`` as a zone: ``GMT+8`` style (a fixed offset, the everyday
+    reading) or an IANA name, read as :func:`planrunner.protocol.server_zone` reads it
+    (:class:`TimeError` with its message otherwise)."""
+    from datetime import timezone
+
+    from planrunner import protocol
+
+    try:
+        tz = protocol.server_zone(name)
+    except ValueError as e:
+        raise TimeError(str(e)) from None
+    if isinstance(tz, ZoneInfo):
+        return tz
+    off = tz.utcoffset(None) if isinstance(tz, timezone) else None
+    if off is None:  # pragma: no cover - protocol.server_zone returns one of the two
+        raise TimeError(f'unknown time zone "{name}"')
+    if not off:
+        return ZoneInfo("UTC") if name.strip().upper() != "GMT" else ZoneInfo("GMT")
+    return _fixed_zone(name.strip(), int(off.total_seconds()))
+
+
+def cal_dt(trigger_time: int, server_zone: tzinfo) -> str:
+    """The business date a flow computes for ``trigger_time`` (its ``${cal_dt}``),
+    ``YYYY-MM-DD``: the trigger's date in the server's zone, minus one day."""
+    local = datetime.fromtimestamp(trigger_time // 1000, server_zone)
+    return (local.date() - timedelta(days=1)).isoformat()
 
 
 def offset_at(tz: ZoneInfo, ms: int) -> int:
@@ -344,3 +373,61 @@ def parse_now(text: str) -> int:
     """Parse ``--now``: any time form; a naive one is read as UTC."""
     t = parse(int(text) if text.strip().isdigit() else text)
     return t.instant if t.instant is not None else _check_range(t.wall or 0, text)
+
+
+# A parameter value (plan.py): {name} is a placeholder, {{ and }} literal braces.
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+PLACEHOLDERS = ("date", "calDt", "triggerTime")
+
+
+@lru_cache(maxsize=256)
+def _template(value: str) -> tuple[tuple[bool, str], ...]:
+    """A parameter template as pieces ``(is_placeholder, text)``; ValueError naming an
+    unknown placeholder or a lone brace."""
+    pieces: list[tuple[bool, str]] = []
+    at = 0
+    for m in _PLACEHOLDER.finditer(value):
+        pieces.append((False, value[at : m.start()]))
+        at = m.end()
+        token = m[0]
+        if token in ("{{", "}}"):
+            pieces.append((False, token[0]))
+        elif m[1] in PLACEHOLDERS:
+            pieces.append((True, m[1]))
+        elif m[1] is not None:
+            hint = (
+                f" (to pass ${token} through to the flow, write ${{{token}}})"
+                if value[m.start() - 1 : m.start()] == "$"
+                else " (for literal braces write {{ and }})"
+            )
+            raise ValueError(
+                f"unknown placeholder {token}: the known ones are {{date}}, {{calDt}} and "
+                f"{{triggerTime}}{hint}"
+            )
+        else:
+            raise ValueError(f'a lone "{token}": for a literal brace write {token}{token}')
+    pieces.append((False, value[at:]))
+    return tuple(p for p in pieces if p[1])
+
+
+def placeholders(template: str) -> set[str]:
+    """The placeholder names a parameter template uses; ValueError when it is malformed."""
+    return {text for is_name, text in _template(template) if is_name}
+
+
+def fill(template: str, trigger_time: int, offset: int, server_zone: tzinfo | None) -> str:
+    """A parameter template filled for one entry: ``{date}`` its local date (at ``offset``),
+    ``{calDt}`` its business date in ``server_zone``, ``{triggerTime}`` epoch ms."""
+    out: list[str] = []
+    for is_name, text in _template(template):
+        if not is_name:
+            out.append(text)
+        elif text == "triggerTime":
+            out.append(str(trigger_time))
+        elif text == "date":
+            out.append(format_local(trigger_time, offset)[:10])
+        elif server_zone is None:
+            raise ValueError("{calDt} needs target.serverTimezone")
+        else:
+            out.append(cal_dt(trigger_time, server_zone))
+    return "".join(out)

@@ -47,14 +47,17 @@ def test_json_output_has_the_documented_shape(run) -> None:
         "orgId": "o15589291262751",
         "triggerTime": 1767204000000,
         "time": "2026-01-01T02:00:00+08:00",
+        "calDt": None,  # the example plan gives no target.serverTimezone
         "key": "o15589291262751/3377/1767204000000",
+        "parameters": None,
         "status": "pending",
         "flowInstanceId": None,
         "error": None,
     }
     times = [(e["triggerTime"], e["flowId"]) for e in doc["entries"]]
     assert times == sorted(times)
-    assert doc["summary"] == {"pending": len(doc["entries"])}
+    # --now is before every entry: all are ahead (finding 30)
+    assert doc["summary"] == {"pending": len(doc["entries"]), "future": len(doc["entries"])}
 
 
 def test_default_ledger_path_replaces_yaml_suffix(run) -> None:

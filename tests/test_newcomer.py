@@ -190,7 +190,7 @@ def test_21_the_root_cause_only(tmp_path: Path, run: Any) -> None:
     typo = HEAD + "timezone: UTC\nflows:\n  - name: a\n    flowId: 1\n    corn: '0 2 * * *'\n    from: 2026-01-01\n    to: 2026-01-02\n"
     assert _validate(tmp_path, run, typo) == ['flows[0]: unknown key "corn" (did you mean "cron"?)']
     both = HEAD + "timezone: UTC\nflows:\n  - {name: a, flowId: 1, at: [2026-01-01], cron: '0 * * * *'}\n"
-    assert _validate(tmp_path, run, both) == ['flows[0]: needs exactly one of "at" or "cron"']
+    assert _validate(tmp_path, run, both) == ['flows[0]: needs exactly one of "at", "cron" or "dates"']
 
 
 def test_36_yaml_hints(tmp_path: Path, run: Any) -> None:

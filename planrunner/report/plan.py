@@ -18,16 +18,29 @@ from planrunner.report import (
     FORMAT_VERSION,
     MARKDOWN_LIMIT,
     NOTE_ROOM,
+    columns,
     fit,
     gantt,
     markdown_marker,
     md_escape,
+)
+from planrunner.report.columns import (
+    Calendar,
+    entry_parameters_json,
+    future_note,
+    markdown_notes,
+    pacing,
+    parameter_lines,
 )
 from planrunner.resolve import Entry
 from planrunner.select import Selection
 
 if TYPE_CHECKING:
     from planrunner.ledger import Folded
+
+# Moved to report.columns; still importable from here (and from planrunner.report).
+schedule = columns.schedule
+gap_moved = columns.gap_moved
 
 FOLD_HEAD, FOLD_TAIL = 3, 2  # entries kept before and after a folded run
 # Order in summaries: what will (or did) happen first, then what needs attention.
@@ -86,9 +99,14 @@ class PlanResult:
     error: str | None = None
     rate: dict[str, float | int | None] | None = None  # apply: the send rate learned from 429s
     summary: dict[str, int] = field(default_factory=dict, init=False)  # Status -> count, in STATUS_ORDER
+    future: int = field(default=0, init=False)  # entries after `now`: the service holds them
+    calendar: Calendar = field(default_factory=lambda: Calendar(None), init=False)
     _per_entry: list[Outcome | None] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.calendar = Calendar(self.plan.target.server_zone)
+        now = self.now
+        self.future = sum(1 for e in self.entries if e.trigger_time > now)
         # One lookup per entry, reused by the summary and every rendering.
         get = self.outcomes.get
         self._per_entry = [get(e.key) for e in self.entries] if self.outcomes else []
@@ -226,7 +244,11 @@ def write_json(r: PlanResult, write: Callable[[str], object]) -> None:
     heads: dict[str, tuple[str, str]] = {}
     default_tail = f'"status": "{r.default}", "flowInstanceId": null, "error": null}}'
     local = times.format_local
-    movable = {f.name: f for f in r.plan.flows if f.moved or (f.cron is not None and f.cron.fixed)}
+    movable = {
+        f.name: f for f in r.plan.flows if f.moved or f.dates or (f.cron is not None and f.cron.fixed)
+    }
+    with_parameters = {f.name: f for f in r.plan.flows if f.parameters}
+    calendar, zone = r.calendar, r.plan.target.server_zone
     lines: list[str] = []
     append = lines.append
     sep = "\n"
@@ -251,9 +273,14 @@ def write_json(r: PlanResult, write: Callable[[str], object]) -> None:
         tt = e.trigger_time
         flow = movable.get(e.flow)
         moved = ', "moved": "dst-gap"' if flow is not None and gap_moved(flow, e) else ""
+        cal = calendar.cal_dt(tt)
+        cal_text = "null" if cal is None else f'"{cal}"'
+        flow = with_parameters.get(e.flow)
+        filled = "null" if flow is None else entry_parameters_json(flow, e, zone)
         append(
-            f'{entry_head}{tt}, "time": "{local(tt, e.offset)}"{moved}, '
-            f'"key": {key_prefix}{tt}", {tail}'
+            f'{entry_head}{tt}, "time": "{local(tt, e.offset)}", '
+            f'"calDt": {cal_text}{moved}, '
+            f'"key": {key_prefix}{tt}", "parameters": {filled}, {tail}'
         )
         if len(lines) >= JSON_CHUNK:
             write(sep + ",\n".join(lines))
@@ -267,7 +294,7 @@ def write_json(r: PlanResult, write: Callable[[str], object]) -> None:
     )
     rate = f', "rate": {json.dumps(r.rate)}' if r.rate is not None else ""
     tail = (
-        f'], "orphans": {orphans}, "summary": {json.dumps(r.summary)}{rate}, '
+        f'], "orphans": {orphans}, "summary": {json.dumps({**r.summary, "future": r.future} if r.future else r.summary)}{rate}, '
         f'"error": {_quote(r.error)}}}'
     )
     write(("\n" if sep != "\n" else "") + tail)
@@ -279,57 +306,42 @@ class HiddenRun:
 
     status: Status
     count: int
+    future: bool = False  # the entries lie after `now`
+
+    def words(self) -> str:
+        """``26 more pending (future)``."""
+        return f"{self.count:,} more {self.status}{' (future)' if self.future else ''}"
 
 
 def _fold(r: PlanResult, rows: Sequence[Row], head: int, tail: int) -> Iterator[Row | HiddenRun]:
     """Rows, with long runs of one status cut to their first and last few.
 
     A run never spans a UTC-offset change: the entries on both sides of a daylight-saving
-    change stay visible, so a reviewer can check them.
+    change stay visible, so a reviewer can check them. Nor does it span ``now``: the first
+    entry the service will hold until its time stays visible.
     """
     i = 0
     n = len(rows)
+    now = r.now
     while i < n:
         status = r.status_of(rows[i][1])
         offset = rows[i][0].offset
+        ahead = rows[i][0].trigger_time > now
         j = i + 1
-        while j < n and r.status_of(rows[j][1]) == status and rows[j][0].offset == offset:
+        while (
+            j < n
+            and r.status_of(rows[j][1]) == status
+            and rows[j][0].offset == offset
+            and (rows[j][0].trigger_time > now) == ahead
+        ):
             j += 1
         if j - i > head + tail + 1:
             yield from rows[i : i + head]
-            yield HiddenRun(status, j - i - head - tail)
+            yield HiddenRun(status, j - i - head - tail, ahead)
             yield from rows[j - tail : j]
         else:
             yield from rows[i:j]
         i = j
-
-
-def schedule(flow: Flow) -> str:
-    """The flow's schedule as the plan says it: cron and window, or the ``at`` list."""
-    if flow.cron is not None:
-        window = f"from {times.format_in_zone(flow.start, flow.zone)}" if flow.start is not None else ""
-        if flow.count is not None:
-            window += f" count {flow.count}"
-        elif flow.end_is_now:
-            window += " to now"
-        elif flow.end is not None:
-            window += f" to {times.format_in_zone(flow.end, flow.zone)}"
-        return f'cron "{flow.cron.expr}" {window}'.rstrip()
-    n = len(flow.at or ())
-    return f"at {n} time{'s' if n != 1 else ''}"
-
-
-def gap_moved(flow: Flow, entry: Entry) -> bool:
-    """Whether an entry fires after a spring-forward gap, not at its wall time: a fixed-time
-    cron entry, or an ``at`` time the gap skipped."""
-    if flow.at is not None:
-        return entry.trigger_time in flow.moved
-    cron = flow.cron
-    if cron is None or not cron.fixed:
-        return False
-    minutes, rest = divmod((entry.trigger_time + entry.offset) // 1000, 60)
-    hour, minute = (minutes // 60) % 24, minutes % 60
-    return rest != 0 or minute not in cron.minutes or hour not in cron.hours
 
 
 def orphan_lines(r: PlanResult, limit: int = 5) -> list[str]:
@@ -390,32 +402,45 @@ def render_text(
         rows = groups[flow.name]
         lines.append(f"{title}: {len(rows):,} entr{'y' if len(rows) == 1 else 'ies'}")
         lines.append(f"  {schedule(flow)}")
+        if paced := pacing(flow):
+            lines.append(f"  pacing {paced}")
+        lines += parameter_lines(flow, [e for e, _ in rows], r.plan.target.server_zone)
         if not rows:
             lines += ["  nothing due yet", ""]
             continue
         first, last = rows[0][0], rows[-1][0]
-        lines.append(f"  first {first.local_time}  {first.trigger_time}")
-        lines.append(f"  last  {last.local_time}  {last.trigger_time}")
+        lines.append(f"  first {first.local_time}  {first.trigger_time}{_cal(r, first)}")
+        lines.append(f"  last  {last.local_time}  {last.trigger_time}{_cal(r, last)}")
         for row in _fold(r, rows, FOLD_HEAD, FOLD_TAIL):
             if isinstance(row, HiddenRun):
-                lines.append(f"    ... {row.count:,} more {row.status} ...")
+                lines.append(f"    ... {row.words()} ...")
                 continue
             item, o = row
             status = r.status_of(o)
-            extra = "  (moved by a DST gap)" if gap_moved(flow, item) else ""
+            extra = " (future)" if item.trigger_time > r.now else ""
+            extra += "  (moved by a DST gap)" if gap_moved(flow, item) else ""
             if o is not None and o.flow_instance_id:
                 extra += f"  {o.flow_instance_id}"
             if o is not None and o.error:
                 extra += f"  {o.error}"
             lines.append(
-                f"  {_marker(status, colour)} {item.local_time}  {item.trigger_time}  {status}{extra}"
+                f"  {_marker(status, colour)} {item.local_time}  {item.trigger_time}{_cal(r, item)}"
+                f"  {status}{extra}"
             )
         lines.append("")
     orphans = orphan_lines(r)
     if orphans:
         lines += [*orphans, ""]
+    if ahead := future_note(r.entries, r.now):
+        lines.append(ahead + ".")
     lines.append(_summary_line(r, verb))
     return "\n".join(lines)
+
+
+def _cal(r: PlanResult, entry: Entry) -> str:
+    """``  calDt 2026-01-01`` beside an entry when the server zone is known, else ""."""
+    cal = r.calendar.cal_dt(entry.trigger_time)
+    return "" if cal is None else f"  calDt {cal}"
 
 
 def render_markdown(
@@ -440,6 +465,8 @@ def render_markdown(
             f"`{k}`" for k, _, _ in r.orphans[:3]
         )
         head[4:4] = [note + (" …" if len(r.orphans) > 3 else ""), ""]
+    if ahead := future_note(r.entries, r.now):
+        head[4:4] = ["", ahead + "."]
     if saved is not None:
         head[4:4] = [
             "",
@@ -462,22 +489,27 @@ def render_markdown(
             f"| {md_escape(flow.name)} | {flow.flow_id} | {flow.zone_name} | {len(flow_rows)} | {first} | {last} | {cells} |"
         )
         if flow_rows:
+            cal = r.calendar.known
             table = [
                 f"<details><summary>{md_escape(flow.name)}: {len(flow_rows)} entries, "
                 f"{md_escape(schedule(flow))}</summary>",
                 "",
-                "| | time | triggerTime | status |",
-                "|---|---|---:|---|",
+                *markdown_notes(flow, [e for e, _ in flow_rows], r.plan.target.server_zone),
+                "| | time | triggerTime |" + (" calDt |" if cal else "") + " status |",
+                "|---|---|---:|" + ("---|" if cal else "") + "---|",
             ]
             for row in _fold(r, flow_rows, FOLD_HEAD, FOLD_TAIL):
                 if isinstance(row, HiddenRun):
-                    table.append(f"| | … {row.count} more {row.status} … | | |")
+                    table.append(f"| | … {row.words()} … | |" + (" |" if cal else "") + " |")
                 else:
                     item, o = row
                     s = r.status_of(o)
                     moved = " (moved by a DST gap)" if gap_moved(flow, item) else ""
+                    day = f" {r.calendar.cal_dt(item.trigger_time)} |" if cal else ""
+                    ahead = " (future)" if item.trigger_time > r.now else ""
                     table.append(
-                        f"| {SYMBOLS.get(s, '')} | `{item.local_time}`{moved} | {item.trigger_time} | {s} |"
+                        f"| {SYMBOLS.get(s, '')} | `{item.local_time}`{moved} | {item.trigger_time} |"
+                        f"{day} {s}{ahead} |"
                     )
             table += ["", "</details>", ""]
             details.append("\n".join(table))
