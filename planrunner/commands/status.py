@@ -18,10 +18,12 @@ from planrunner.select import Selection
 
 HELP = "look up the instances apply triggered: running, succeeded or failed"
 DESCRIPTION = (
-    "Look up on the service the instance of every entry the ledger says was triggered (by "
-    "its recorded flowInstanceId, else by trigger time) and show per flow the counts by "
-    "instance status, and the failed ones with their times. Reads the ledger without its "
-    "lock and writes nothing. --watch polls until every instance has ended."
+    "Look up on the service the instance of every entry the ledger says was triggered (in "
+    "batches: per flow, Search over windows of a day; Get by the recorded flowInstanceId "
+    "only for the rest) and show per flow the counts by instance status, and the failed ones "
+    "with their times, the task that failed and the last lines of its log (--logs). Reads "
+    "the ledger without its lock and writes nothing. --watch polls until every instance has "
+    "ended."
 )
 EPILOG = options.exit_codes(
     (0, "every instance succeeded (SUCCESS or SKIP)"),
