@@ -141,6 +141,7 @@ def run_wire(cell: Wire, workdir: Path, seed: int) -> Trial:
     dupes, resends = duplicates_and_resends(log)
     trial = Trial(cell.name, codes, expected, created, dupes, len(resends), len(faulted))
     trial.refused_sends = sum(1 for t in log if t["status"] == protocol.BAD_PARAMETER_OR_DUPLICATE)
+    trial.parameter_sends = sum(1 for t in log if t.get("parameters"))
     return trial
 
 
@@ -149,6 +150,8 @@ def wire_problems(cell: Wire, trial: Trial) -> list[str]:
     problems = []
     if not trial.expected:
         problems.append(f"no entries: applies exited {trial.applies}")
+    if cell.parameters and trial.parameter_sends == 0 and not cell.refused:
+        problems.append("flows with parameters were sent without them (plain Trigger Flow)")
     if cell.refused:
         if trial.created:
             problems.append(f"{len(trial.created)} instances created by a refused form")
@@ -193,6 +196,7 @@ class Trial:
     refused_sends: int = 0  # trigger requests for a flow the service refuses (62102)
     extra_instances: int = 0  # instances beyond the first, over every key
     stuck: int = 0  # entries the last apply left not done (failed, unknown, pending)
+    parameter_sends: int = 0  # sends that carried parameters (Update And Trigger)
 
     @property
     def not_done(self) -> int:

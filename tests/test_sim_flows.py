@@ -106,15 +106,15 @@ def test_w3_flow_fixture_refuses_bad_struct_values(tmp_path: Path) -> None:
 
 
 def test_i22_sim_flows_counts_the_peak_of_unfinished_instances_under_a_queued_backlog() -> None:
-    flows = [SimFlow(7, run_seconds=0.2), SimFlow(8, run_seconds=0.01), SimFlow(9)]
+    flows = [SimFlow(7, run_seconds=30), SimFlow(8, run_seconds=0.01), SimFlow(9)]
     with simulator(flows) as (sim, api):
-        for n in range(4):  # queued behind each other: 4 unfinished at once
-            api.created(7, T0 + n * 60_000)
+        backlog = [api.created(7, T0 + n * 60_000) for n in range(4)]  # one runs, 3 wait
+        for iid in reversed(backlog):
+            assert api.cancel(iid)["status"] == 0
         for n in range(3):  # each ends before the next is sent
             api.created(8, T0 + n * 60_000)
             until_final(api, P.instance_id(8, T0 + n * 60_000))
-        until_final(api, P.instance_id(7, T0 + 3 * 60_000))
-        api.created(7, T0 + 10 * 60_000)  # after the backlog drained
+        api.created(7, T0 + 10 * 60_000)  # after the backlog is gone
         stats = sim.flows()
     assert stats[7] == {"flowId": 7, "maxUnfinished": 4, "instances": 5}
     assert stats[8] == {"flowId": 8, "maxUnfinished": 1, "instances": 3}
@@ -159,3 +159,15 @@ def test_w1_apply_sim_seeds_the_plans_flows_so_none_is_refused(tmp_path: Path, r
     assert json.loads(r.out)["summary"] == {"triggered": 6}
     r = run("status", str(plan), "--sim", "--format", "json")
     assert r.code in (0, 4), r.err
+
+
+def test_i22_sim_flows_peak_leaves_out_cancelled_instances() -> None:
+    with simulator([SimFlow(7, run_seconds=30)]) as (sim, api):
+        ids = [api.created(7, T0 + n * 60_000) for n in range(3)]  # one runs, two wait
+        assert api.cancel(ids[2])["status"] == 0  # a waiting one
+        assert api.cancel(ids[0])["status"] == 0  # the running one
+        api.created(7, T0 + 3 * 60_000)
+        api.created(7, T0 + 4 * 60_000)
+        assert sim.flows()[7] == {"flowId": 7, "maxUnfinished": 3, "instances": 5}
+        api.created(7, T0 + 5 * 60_000)
+        assert sim.flows()[7]["maxUnfinished"] == 4

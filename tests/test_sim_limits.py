@@ -146,3 +146,12 @@ def test_w8_dialect_switches_on_the_command_line() -> None:
         params = {"action": "search", **USER}
         first = api.call("POST", api.v.instances, params, body).json()["data"]
         assert first["count"] == 1 and len(first["flowInsts"]) == 1  # page 0 is the first
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--quota", "10/week"), ("--crowd", "7:yesterday:3")]
+)
+def test_w4_w5_bad_quota_or_crowd_is_a_one_line_usage_error(run, option: str, value: str) -> None:
+    r = run("sim", "--port", "0", option, value)
+    assert r.code == 2 and r.out == ""
+    assert r.err.count("\n") == 1 and option in r.err and "Traceback" not in r.err

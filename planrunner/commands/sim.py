@@ -44,7 +44,7 @@ DESCRIPTION = (
 )
 EPILOG = options.exit_codes(
     (0, "stopped by Ctrl-C"),
-    (2, "bad usage: a non-loopback host, a bad flows file, a bad fault"),
+    (2, "bad usage: a non-loopback host, a bad flows file, a bad fault, --quota or --crowd"),
     example="planrunner sim --port 0 --flows plans/sim-flows.yaml --api v2.1 --server-zone UTC",
 )
 DEFAULT_HOST = "127.0.0.1"

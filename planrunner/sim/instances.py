@@ -129,6 +129,11 @@ class Queue:
     pending: list[tuple[float, int, Instance]] = field(default_factory=list)
     running: Instance | None = None
     free_at: float = 0.0
+    cancelled_waiting: int = 0  # cancelled instances still in ``pending`` (removed lazily)
+
+    def unfinished(self) -> int:
+        """How many of its instances are not final (advance it to now first)."""
+        return len(self.pending) - self.cancelled_waiting + (self.running is not None)
 
     def advance(self, now: float) -> None:
         """Start and finish instances up to ``now``, at the times they would have."""
@@ -141,6 +146,7 @@ class Queue:
                 self.free_at, self.running = run.end, None
             while self.pending and self.pending[0][2].cancelled:
                 heapq.heappop(self.pending)
+                self.cancelled_waiting -= 1
             if not self.pending:
                 return
             due, _, inst = self.pending[0]

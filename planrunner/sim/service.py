@@ -126,7 +126,6 @@ class Service:
         self.history: list[Instance] = []  # every instance, in creation order
         self._queues: dict[int, Queue] = {}
         self.tasks: dict[str, tuple[Instance, int]] = {}  # task_inst_id -> (instance, index)
-        self._unfinished: dict[int, list[Instance]] = {}  # flow -> its instances not yet final
         self.peaks: dict[int, int] = {}  # flow -> the most unfinished at once, ever
         self.created_count: dict[int, int] = {}  # flow -> instances created
         self._last_accepted: dict[int, float] = {}  # flow -> wall time of its last new instance
@@ -305,20 +304,12 @@ class Service:
         for i in range(len(inst.tasks)):
             self.tasks[inst.task_inst_id(i)] = (inst, i)
         self._last_accepted[flow.flow_id] = now
-        self._count(inst, now)
+        # The flow's unfinished instances now (the new one and those queued count): the queue
+        # holds exactly them, once advanced to now.
+        unfinished = queue.unfinished()
+        self.peaks[flow.flow_id] = max(self.peaks.get(flow.flow_id, 0), unfinished)
+        self.created_count[flow.flow_id] = self.created_count.get(flow.flow_id, 0) + 1
         return inst
-
-    def _count(self, inst: Instance, now: float) -> None:
-        """Keep the flow's peak of unfinished instances (the new one and those queued count)."""
-        live = [
-            i
-            for i in self._unfinished.get(inst.flow_id, [])
-            if i.status(now) not in protocol.FINAL_STATUSES
-        ]
-        live.append(inst)
-        self._unfinished[inst.flow_id] = live
-        self.peaks[inst.flow_id] = max(self.peaks.get(inst.flow_id, 0), len(live))
-        self.created_count[inst.flow_id] = self.created_count.get(inst.flow_id, 0) + 1
 
     # -- instances -------------------------------------------------------------------------
 
@@ -484,6 +475,8 @@ class Service:
             inst.cancelled, inst.end = True, now
             if queue.running is inst:
                 queue.running, queue.free_at = None, now  # frees the flow for the next one
+            else:
+                queue.cancelled_waiting += 1
             queue.advance(now)
         return self.ok("")
 
