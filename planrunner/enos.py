@@ -62,7 +62,7 @@ LOOKUP_TRIES = 6  # tries of one lookup call while it is answered retryable
 LOOKUP_BACKOFF_BASE = 0.2
 LOOKUP_BACKOFF_CAP = 5.0
 LOOKUP_BACKOFF_ENV = "PLANRUNNER_LOOKUP_BACKOFF_CAP"  # tests shorten the lookup backoff with it
-ADAPTING_TRIES = 20  # 429s of one lookup call not counted as tries while the rate adapts
+THROTTLED_TRIES = 90  # 429s of one lookup call not counted as tries (the limiter paces them)
 HOLD_CAP = 20.0  # seconds: the longest Retry-After the limiter holds every call for
 QUOTA_ENV = "PLANRUNNER_QUOTA_SECONDS"
 NOT_ALLOWED_ENV = "PLANRUNNER_NOT_ALLOWED_SECONDS"
@@ -538,17 +538,19 @@ class Client:
         identity: bool = True,
         op: str = "lookup",
     ) -> Answer:
-        """A read-only call, retried with backoff and full jitter on 429, 503, 62109, 5xx and
-        connection errors (reading twice is harmless). A 429 that lowered the shared rate
-        is not counted as a try (the limiter paces the next one), up to :data:`ADAPTING_TRIES`."""
+        """A read-only call, retried with backoff and full jitter on 503, 62109, 5xx and
+        connection errors (reading twice is harmless). A 429 is not counted as a try: the
+        limiter paces the next one, until the gateway has answered only 429 long enough to
+        stop the client (then the answer is :attr:`Kind.STOPPED`), at most
+        :data:`THROTTLED_TRIES` times."""
         answer = Answer(Kind.UNKNOWN, None, "not sent")
-        tries = adapting = 0
+        tries = throttled = 0
         while tries < self._lookup_tries:
             answer = self.call(method, path, params, payload, op, identity=identity)
             if answer.kind not in (Kind.RETRYABLE, Kind.UNKNOWN):
                 return answer
-            if answer.adapting and adapting < ADAPTING_TRIES:
-                adapting += 1
+            if answer.http_status == 429 and throttled < THROTTLED_TRIES:
+                throttled += 1
                 continue
             tries += 1
             wait = backoff(tries - 1, LOOKUP_BACKOFF_BASE, self._lookup_cap, answer.retry_after)

@@ -223,3 +223,98 @@ def test_w4_apply_stops_on_an_exhausted_quota_leaving_entries_pending(
     assert "gateway quota exhausted" in r.err
     summary = json.loads(r.out)["summary"]
     assert summary == {"pending": 10}, summary  # never failed because of 429
+
+
+def test_w4_a_lookup_answered_only_429_waits_for_the_limiter_until_the_quota_stop() -> None:
+    with Simulator() as s:
+        client = make_client(
+            s.url, quota_seconds=0.3, limiter=RateLimiter(40.0, floor=20.0), lookup_tries=2
+        )
+        client.token()
+        s.state.rate_limit = 0.001  # from now on the gateway admits nothing: only 429
+        answer = client.search_instances(T0, T0 + 60_000)
+    assert answer.kind is enos.Kind.STOPPED
+    assert answer.msg == client.stopped and "gateway quota exhausted" in answer.msg
+    assert client.calls["flowInstances.search"] > 2  # more 429s than the lookup's two tries
+
+
+# -- against the simulator's tasks, logs, parameters, instance data and quotas --------------------
+
+
+def until_final(client: enos.Client, iid: str) -> dict[str, object]:
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        got = client.get_instance(iid)
+        if got.data["status"] in protocol.FINAL_STATUSES or time.monotonic() > deadline:
+            return dict(got.data)
+        time.sleep(0.05)
+
+
+def test_i21_update_and_trigger_sends_the_list_form_and_is_classified_like_trigger() -> None:
+    with Simulator([SimFlow(7, run_seconds=0.05)]) as s:
+        client = make_client(s.url)
+        answer = client.update_and_trigger(7, T0, {"REPLACE": "ddee", "calDt": "2025-12-31"})
+        assert answer.kind is enos.Kind.OK and answer.flow_instance_id == protocol.instance_id(7, T0)
+        # The same minute again: 62102 on a trigger is a possible duplicate, as for Trigger Flow.
+        assert client.update_and_trigger(7, T0 + 1_000, {"REPLACE": "x"}).kind is enos.Kind.DUPLICATE
+        got = client.get_instance(answer.flow_instance_id)
+        log = s.triggers()
+    assert json.loads(got.data["parameters"]) == [
+        {"key": "REPLACE", "value": "ddee"}, {"key": "calDt", "value": "2025-12-31"}
+    ]  # fmt: skip
+    assert log[0]["parameters"] == {"REPLACE": "ddee", "calDt": "2025-12-31"}
+    assert client.calls["flows.updateAndTrigger"] == 2
+
+
+def test_i20_the_failed_task_of_an_instance_and_its_log() -> None:
+    with Simulator([SimFlow(7, tasks=2, run_seconds=0.1, fails=[T0])]) as s:
+        client = make_client(s.url)
+        iid = client.trigger(7, T0).flow_instance_id
+        assert iid is not None
+        inst = until_final(client, iid)
+        failed = protocol.failed_task(inst)
+        assert failed is not None and failed[1] == "task-2"
+        log = client.get_task_log(failed[0], 10_000)
+        assert log.kind is enos.Kind.OK
+        assert log.data["log"].splitlines()[-1] == "[ERROR] task-2 ended FAIL: exit code 1"
+        assert client.get_task_log("7-19990101000000", 100).kind is enos.Kind.PERMANENT  # 62102
+        assert client.calls["taskInstances.getLog"] == 2  # neither retried
+
+
+def test_w8_get_flow_instance_data_as_a_one_element_list_is_read_as_the_instance() -> None:
+    from planrunner import lookup
+    from planrunner.sim import Dialect
+
+    with Simulator([SimFlow(7)], dialect=Dialect(instance_data="list")) as s:
+        client = make_client(s.url)
+        iid = client.trigger(7, T0).flow_instance_id
+        got = client.get_instance(iid or "")
+        assert got.kind is enos.Kind.OK and got.data["instanceId"] == iid
+        assert lookup.find_instance(client, 7, T0) == enos.Lookup(True, iid)
+        assert client.calls.get("flowInstances.search", 0) == 0  # Get sufficed
+
+
+def test_w1_get_flow_of_the_simulator_reads_as_a_flow_info() -> None:
+    with Simulator([SimFlow(7, tasks=2), SimFlow(8, tasks=0), SimFlow(9, locked=True)]) as s:
+        client = make_client(s.url)
+        infos = {f: protocol.read_flow(client.get_flow(f).data) for f in (7, 8, 9, 10)}
+    assert infos[7] is not None and infos[7].tasks == ("task-1", "task-2")
+    assert protocol.flow_refusal(infos[7]) is None
+    assert protocol.flow_refusal(infos[8]) == "flow has no task"
+    assert protocol.flow_refusal(infos[9]) == "flow is locked"
+    assert protocol.flow_refusal(infos[10]) == "does not exist or is not visible"
+
+
+def test_w4_an_hourly_quota_used_up_stops_the_client() -> None:
+    from planrunner.sim import Quota
+
+    with Simulator([SimFlow(7)], quotas=[Quota(5, 3600)]) as s:
+        client = make_client(s.url, quota_seconds=0.3, limiter=RateLimiter(40.0, floor=20.0))
+        answers = [client.trigger(7, T0 + i * 60_000) for i in range(8)]
+        while answers[-1].kind is not enos.Kind.STOPPED:
+            answers.append(client.trigger(7, T0))
+    assert [a.kind for a in answers[:5]] == [enos.Kind.OK] * 5  # the hour's 5 signed calls
+    assert {a.http_status for a in answers[5:-1]} == {429}
+    assert client.stopped is not None and client.stopped.startswith("gateway quota exhausted")

@@ -154,9 +154,34 @@ def test_stop_leaves_every_entry_lookup_failed_and_sends_nothing() -> None:
     assert client.calls == {}
 
 
-def test_failed_instances_are_named_and_times_read_in_the_server_zone() -> None:
-    with Simulator([SimFlow(2, fails=1.0, run_seconds=0)]) as s:
-        ids = trigger_all(make_client(s.url), [(2, T0)])
-        client = make_client(s.url)
-        seen = lookup.look_up_many(client, [Wanted(2, T0, None)])[2, T0]
-    assert seen.state == "FAIL" and seen.failed and seen.flow_instance_id == ids[2, T0]
+def test_i20_failed_instances_name_their_failed_task_from_the_graph() -> None:
+    import time
+
+    keys = [(2, T0 + i * MINUTE) for i in range(4)]
+    with Simulator([SimFlow(2, tasks=3, run_seconds=0.05, fails=[T0 + MINUTE, T0 + 3 * MINUTE])]) as s:
+        ids = trigger_all(make_client(s.url), keys)
+        client = make_client(s.url, server_zone=GMT8)
+        deadline = time.monotonic() + 10
+        while True:
+            seen = lookup.look_up_many(client, [Wanted(*k, None) for k in keys])
+            if all(x.final for x in seen.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        log = client.get_task_log(seen[keys[1]].failed_task_id or "", 1000)
+    assert [seen[k].state for k in keys] == ["SUCCESS", "FAIL", "SUCCESS", "FAIL"]
+    assert [seen[k].flow_instance_id for k in keys] == [ids[k] for k in keys]
+    assert [seen[k].failed_task for k in keys] == [None, "task-3", None, "task-3"]
+    assert seen[keys[0]].failed_task_id is None and seen[keys[1]].failed_task_id
+    assert log.kind is enos.Kind.OK and "task-3 ended FAIL" in log.data["log"]
+
+
+def test_w7_the_server_zone_id_candidate_is_asked_only_once_the_id_zone_is_established() -> None:
+    with Simulator([SimFlow(4)], dialect=Dialect(id_zone="server")) as s:
+        trigger_all(make_client(s.url), [(4, T0)])
+        client = make_client(s.url, server_zone=GMT8)
+        assert lookup.find_instance(client, 4, T0).found is True  # by Search: UTC digits miss
+        assert client.calls == {"flowInstances.get": 1, "flowInstances.search": 1}
+        established = make_client(s.url, server_zone=GMT8)
+        established.id_zone = "server"  # what doctor may establish
+        assert lookup.find_instance(established, 4, T0).found is True
+        assert established.calls == {"flowInstances.get": 1}
