@@ -462,7 +462,8 @@ def _dates_flow(i: int, raw: dict[str, Any], server: _Server, problems: list[Pro
     else:
         days = [_date(v, (*here, "dates", j), problems) for j, v in enumerate(written)]
         listed = tuple(d for d in days if d is not None)
-    shared = _shared(i, raw, problems, given)
+    # Without serverTimezone, the error above is the root cause: no second one for {calDt}.
+    shared = _shared(i, raw, problems, True)
     time_of_day = _time_of_day(raw["time"], (*here, "time"), problems)
     return Flow(
         zone=zone,

@@ -5,6 +5,11 @@ A saved plan pins what a reviewer saw: the plan file's bytes (by SHA-256), the m
 at plan time. ``apply SAVED`` refuses (exit 2) when the plan file changed since, and sends
 only the saved entries that were not done at plan time and still are not.
 
+Business dates, parameters and the pacing and rerun keys are part of what is reviewed: each
+entry carries its ``calDt`` and filled ``parameters``, ``flows`` each flow's keys
+(:func:`flow_settings`), and ``target`` the ``serverTimezone``; they enter the saved file's
+digest, and ``apply SAVED`` refuses (stale) when the plan now says otherwise.
+
 ``target`` records ``orgId``, ``userId`` and ``api`` as they were at plan time (``${VAR}``
 expanded: they are not secrets, and they decide the ledger keys and who triggers), and
 ``gateway`` as written in the plan, so a gateway kept in a CI variable stays out of the
@@ -19,11 +24,14 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import tzinfo
 from typing import Any
 
+from planrunner import plan as planlib
+from planrunner import times
 from planrunner.errors import UsageError
 from planrunner.outcome import Status
-from planrunner.plan import Plan
+from planrunner.plan import Flow, Plan
 from planrunner.resolve import Entry
 from planrunner.select import Selection
 
@@ -46,6 +54,9 @@ class Saved:
     max_triggers: int
     statuses: dict[str, str]  # entry key -> status at plan time
     digest: str  # SHA-256 of the saved file's bytes
+    # entry key -> its filled parameters as reviewed (None: the flow has none)
+    parameters: dict[str, dict[str, str] | None] | None = None  # None: saved before they were
+    flows: list[dict[str, Any]] | None = None  # flow_settings() at plan time, if recorded
 
     @property
     def to_send(self) -> set[str]:
@@ -77,11 +88,54 @@ class Saved:
                     f"saved plan {self.path} was made for target.{key} "
                     f"{self.target.get(key)!r}, but it is now {value!r}"
                 )
+        if self.flows is None:
+            return  # saved by a planrunner that did not record them: the plan's bytes decide
+        zone = plan.target.server_timezone
+        if self.target.get("serverTimezone") != zone:
+            raise UsageError(
+                f"saved plan is stale: target.serverTimezone was "
+                f"{self.target.get('serverTimezone')!r} when {self.path} was saved, and is now "
+                f"{zone!r} (business dates and parameters change with it); run plan --out again"
+            )
+        current = {f["name"]: f for f in flow_settings(plan)}
+        for was in self.flows:
+            name = str(was.get("name"))
+            if current.get(name) != was:
+                raise UsageError(
+                    f"saved plan is stale: flow {name}'s dates, parameters or pacing keys changed "
+                    f"since {self.path} was saved; run plan --out again and review it"
+                )
 
     def narrow(self, entries: Sequence[Entry]) -> list[Entry]:
         """The entries this saved plan lets apply send (the others are left out)."""
         keep = self.to_send
         return [e for e in entries if e.key in keep]
+
+
+def flow_settings(plan: Plan) -> list[dict[str, Any]]:
+    """What a saved plan records of each flow beyond its entries: business dates,
+    parameters (as written) and the pacing and rerun keys in force."""
+    return [_settings(f) for f in plan.flows if f.enabled]
+
+
+def _settings(flow: Flow) -> dict[str, Any]:
+    dates = None
+    if flow.dates:
+        days = (
+            [str(d) for d in flow.dates_window]
+            if flow.dates_window is not None
+            else [str(d) for d in flow.dates_listed or ()]
+        )
+        dates = {"window" if flow.dates_window else "listed": days, "timeMs": flow.time_of_day}
+    return {
+        "name": flow.name,
+        "flowId": flow.flow_id,
+        "dates": dates,
+        "parameters": dict(flow.parameters) if flow.parameters else None,
+        "maxUnfinished": flow.max_unfinished,
+        "haltOnFailure": flow.halt_on_failure,
+        "rerunFailed": flow.rerun_failed,
+    }
 
 
 def dumps(
@@ -100,6 +154,8 @@ def dumps(
         "userId": plan.target.user_id,
         "api": plan.target.api,
     }
+    if plan.target.server_timezone is not None:
+        target["serverTimezone"] = plan.target.server_timezone
     head: dict[str, Any] = {
         "kind": KIND,
         "formatVersion": FORMAT_VERSION,
@@ -109,7 +165,10 @@ def dumps(
         "target": target,
         "selection": selection.as_json(),
         "maxTriggers": max_triggers,
+        "flows": flow_settings(plan),
     }
+    zone = plan.target.server_zone
+    flows = {f.name: f for f in plan.flows}
     lines = [
         json.dumps(
             {
@@ -118,6 +177,8 @@ def dumps(
                 "flowId": e.flow_id,
                 "triggerTime": e.trigger_time,
                 "time": e.local_time,
+                "calDt": times.cal_dt(e.trigger_time, zone) if zone is not None else None,
+                "parameters": _parameters(flows.get(e.flow), e, zone),
                 "status": status,
             },
             ensure_ascii=False,
@@ -173,6 +234,25 @@ def read_if_saved(path: str) -> Saved | None:
             max_triggers=int(doc["maxTriggers"]),
             statuses={str(e["key"]): str(e["status"]) for e in doc["entries"]},
             digest=hashlib.sha256(raw).hexdigest(),
+            parameters=(
+                {str(e["key"]): _strings(e["parameters"]) for e in doc["entries"]}
+                if "flows" in doc
+                else None
+            ),
+            flows=[dict(f) for f in doc["flows"]] if "flows" in doc else None,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise UsageError(f"{path}: not a complete saved plan ({type(e).__name__}: {e})") from None
+
+
+def _parameters(flow: Flow | None, entry: Entry, zone: tzinfo | None) -> dict[str, str] | None:
+    return None if flow is None else planlib.entry_parameters(flow, entry, zone)
+
+
+def _strings(value: object) -> dict[str, str] | None:
+    """An entry's saved parameters: a mapping of strings, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError(f"parameters: expected an object, got {type(value).__name__}")
+    return {str(k): str(v) for k, v in value.items()}

@@ -177,6 +177,14 @@ def _translate(error: ValidationError) -> Iterator[Problem]:
     if kind in ("minItems", "minLength") and value == 1:
         yield Problem(path, "must not be empty")
         return
+    if kind == "uniqueItems" and isinstance(instance, list):
+        seen: set[str] = set()
+        for j, item in enumerate(instance):
+            text = json.dumps(item, ensure_ascii=False, sort_keys=True)
+            if text in seen:
+                yield Problem((*path, j), f"{text} is listed more than once")
+            seen.add(text)
+        return
     if kind == "minimum":
         yield Problem(path, f"must be at least {value}, got {instance}")
         return

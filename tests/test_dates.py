@@ -105,6 +105,13 @@ def test_i22_dates_without_server_timezone_is_one_error_naming_the_flow(
     ]
 
 
+def test_i22_dates_with_calDt_parameters_and_no_server_timezone_is_still_one_error(
+    tmp_path: Path, run
+) -> None:
+    flows = "  - name: sales\n    flowId: 3377\n" + JANUARY + '    parameters: {out: "{calDt}"}\n'
+    assert [m.split(":", 1)[0] for m in _errors(run, write_plan(tmp_path, flows))] == ["flows[0].dates"]
+
+
 @pytest.mark.parametrize(
     ("flow", "message"),
     [
@@ -112,6 +119,10 @@ def test_i22_dates_without_server_timezone_is_one_error_naming_the_flow(
         ('    at: [2026-01-01]\n    time: "02:00"\n', 'flows[0]: "time" goes with "dates" (a time of day for business dates)'),
         ('    dates: [2026-01-01]\n    cron: "0 2 * * *"\n    time: "02:00"\n', 'flows[0]: needs exactly one of "at", "cron" or "dates"'),
         ('    dates: []\n    time: "02:00"\n', "flows[0].dates: must not be empty"),
+        ('    dates: [2026-01-01, 2026-01-02, 2026-01-01]\n    time: "02:00"\n', 'flows[0].dates[2]: "2026-01-01" is listed more than once'),
+        ('    dates: {form: 2026-01-01, to: 2026-01-02}\n    time: "02:00"\n', 'flows[0].dates: unknown key "form" (did you mean "from"?)'),
+        ('    dates: ["2026-1-1"]\n    time: "02:00"\n', "flows[0].dates[0]: must be a date YYYY-MM-DD"),
+        ('    dates: [2026-01-01]\n    time: "02:00"\n    from: 2026-01-01\n', 'flows[0]: "from", "to" and "count" go with "cron"; a dates window is written dates: {from: DATE, to: DATE}'),
         ('    dates: 2026-01-01\n    time: "02:00"\n', "flows[0].dates: expected a mapping or a list, got a string; write dates: {from: DATE, to: DATE} or dates: [DATE, ...]"),
         ('    dates: {from: 2026-01-01}\n    time: "02:00"\n', 'flows[0].dates: missing required key "to"'),
         ('    dates: {from: 2026-01-31, to: 2026-01-01}\n    time: "02:00"\n', 'flows[0].dates.from: "from" (2026-01-31) is after "to" (2026-01-01)'),
@@ -217,3 +228,37 @@ def test_i22_parameter_values_must_be_strings_with_a_hint(tmp_path: Path, run) -
         'flows[0].parameters.overwrite: expected a string, got a boolean; quote it: "true"',
         'flows[0].parameters.n: expected a string, got an integer; quote it: "3"',
     ]
+
+
+def test_i22_a_gap_that_swallows_the_day_is_an_error_naming_the_date(tmp_path: Path, run) -> None:
+    # Samoa skipped 2011-12-30 entirely: 12:00 that day would fire on the 31st, computing
+    # the 30th instead of the 29th.
+    flows = '  - name: s\n    flowId: 1\n    dates: [2011-12-29]\n    time: "12:00"\n'
+    path = write_plan(tmp_path, flows, server_zone="Pacific/Apia")
+    assert _errors(run, path) == [
+        "flows[0].dates[0]: 2011-12-29: 2011-12-31T00:00:00+14:00 is the first time after the "
+        "DST gap that skips the time of day on 2011-12-30, a day later: choose another time"
+    ]
+
+
+def test_i22_two_dates_flows_of_one_flowId_in_one_minute_are_refused(tmp_path: Path, run) -> None:
+    flows = (
+        '  - name: a\n    flowId: 1\n    dates: {from: 2026-01-01, to: 2026-01-05}\n    time: "02:00"\n'
+        '  - name: b\n    flowId: 1\n    dates: [2026-01-03]\n    time: "02:00:30"\n'
+    )
+    errors = _errors(run, write_plan(tmp_path, flows, server_zone="GMT+8"))
+    assert errors == [
+        'flows[1].dates[0]: two entries of flowId 1 in the UTC minute 2026-01-03T18:00Z (also in '
+        'flow "a"); the service refuses a second trigger of a flow within one minute'
+    ]
+
+
+def test_i22_a_dates_window_over_max_triggers_says_how_many(tmp_path: Path, run) -> None:
+    flows = '  - name: s\n    flowId: 1\n    dates: {from: 2000-01-01, to: 2099-12-31}\n    time: "02:00"\n'
+    path = write_plan(tmp_path, flows, server_zone="GMT+8")
+    r = run("validate", "--now", NOW, str(path), "--max-triggers", "1000")
+    assert r.code == 2
+    assert r.err.splitlines()[0].endswith(
+        'flows[0].dates: flow "s" yields 36,525 entries, more than --max-triggers 1,000 '
+        "(use --max-triggers 36,525 if this is intended)"
+    )

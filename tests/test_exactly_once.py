@@ -687,3 +687,34 @@ def test_n1_an_unknown_outcome_whose_instance_is_there_is_settled_at_once(
     assert r.code == 0, r.err
     assert doc["summary"] == {"reconciled": 3 * engine.MAX_UNRESOLVED}
     assert "may still be in flight" not in r.err
+
+
+# -- issue 21: pacing and halting under faults -------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("wait", [True, False])
+def test_pacing_under_faults_and_no_duplicate_rule_is_exactly_once_and_within_the_limit(
+    tmp_path: Path, run: Any, sim_env: None, wait: bool
+) -> None:
+    # Unknown outcomes (a 504 or a dropped connection after the instance was made) while
+    # pacing: an outcome waiting for its lookup counts as unfinished, so the service never
+    # holds more than the limit, and nothing is sent twice.
+    from planrunner.sim import SimFlow
+
+    fids = [81, 82]
+    plan = write_plan(tmp_path, cron_flows(2, 6, first_id=81))
+    faults = Faults.parse(["504-after-create=0.15", "drop-after-create=0.1", "62109=0.1"], seed=7)
+    flows = [SimFlow(f, run_seconds=0.2) for f in fids]
+    extra = ["--max-unfinished", "2", *(["--wait", "--interval", "0.2"] if wait else [])]
+    with Simulator(flows, faults=faults, dialect=Dialect(duplicate="none")) as sim:
+        for _ in range(40):
+            r, _ = apply_json(run, plan, sim.url, *extra)
+            if r.code == 0:
+                break
+            assert r.code in (1, 4), r.err[-2000:]
+            time.sleep(0.2)
+        assert r.code == 0, r.err[-2000:]
+        keys = {(f, T0 + i * 300_000) for f in fids for i in range(6)}
+        assert_exactly_once(sim.triggers(), keys)
+        assert all(sim.flows()[f]["maxUnfinished"] <= 2 for f in fids)

@@ -6,6 +6,7 @@ triggers, the one-minute rule learned from a cured 62102, pacing by unfinished i
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +151,33 @@ def test_w6_a_gateway_answering_403_refuses_each_flow_after_one_trigger(
     assert r.code == 1 and sent == 2
     got = reasons(doc)
     assert sum(n for (st, why), n in got.items() if st == "pending" and why.startswith("flow refused: 403")) == 18, got
+
+
+@pytest.mark.slow
+def test_w4_a_spent_quota_stops_the_run_pending_and_applies_after_the_window_finish_exactly_once(
+    tmp_path: Path, run: Any, sim_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A 12-second window of 20 calls: each apply sends what the window allows, stops once the
+    # gateway has answered only 429 for a while (short here), and leaves the rest pending,
+    # never failed; applies after each window end send the rest, each entry exactly once.
+    from planrunner.sim.quota import Quota
+    from testing import assert_exactly_once
+
+    monkeypatch.setenv("PLANRUNNER_QUOTA_SECONDS", "0.5")
+    window = 12
+    plan = daily(tmp_path, 3, 45)
+    stops = 0
+    with Simulator([SimFlow(3, run_seconds=0.01)], quotas=[Quota(20, window)]) as sim:
+        for _ in range(8):
+            r, doc = apply_json(run, plan, sim.url, "--rate", "20")
+            assert r.code in (0, 1), r.err[-1000:]
+            assert "failed" not in doc["summary"], doc["summary"]
+            if r.code == 0:
+                break
+            stops += 1
+            assert "gateway quota exhausted" in (doc["error"] or "")
+            pending = [e for e in doc["entries"] if e["status"] == "pending"]
+            assert pending and all(e["error"].startswith("not sent: gateway quota exhausted") for e in pending)
+            time.sleep(window - time.time() % window + 0.1)  # the next window
+        assert r.code == 0 and stops >= 1
+        assert_exactly_once(sim.triggers(), {(3, 1735696800000 + d * 86_400_000) for d in range(45)})

@@ -84,8 +84,18 @@ def test_cleanup_10_saved_dumps_is_what_json_dumps_says_for_awkward_names(tmp_pa
         },
         "selection": Selection().as_json(),
         "maxTriggers": 100,
+        "flows": saved.flow_settings(r.plan),
         "entries": [
-            {"key": e.key, "flow": name, "flowId": 7, "triggerTime": e.trigger_time, "time": e.local_time, "status": "pending"}
+            {
+                "key": e.key,
+                "flow": name,
+                "flowId": 7,
+                "triggerTime": e.trigger_time,
+                "time": e.local_time,
+                "calDt": None,
+                "parameters": None,
+                "status": "pending",
+            }
             for e in entries
         ],
     }

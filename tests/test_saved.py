@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
+import pytest
+
+from planrunner import saved
 from testing import cron_flows, write_plan
 
 NOW = "2026-01-01T01:00:00Z"
@@ -184,3 +188,75 @@ def test_n9_out_never_writes_over_the_plan_or_the_ledger_nor_through_a_symlink(t
     assert save(run, plan, good).code == 0
     assert json.loads(good.read_text())["kind"] == "planrunner-saved-plan"
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+# --- issue 22: business dates, parameters and the pacing keys are part of what is reviewed ---
+
+DATES_FLOW = (
+    "  - name: sales\n    flowId: 3377\n    dates: {from: 2026-01-01, to: 2026-01-03}\n"
+    '    time: "02:00"\n    rerunFailed: 1\n    maxUnfinished: 2\n'
+    '    parameters: {out: "s3://sales/{calDt}/", overwrite: "true"}\n'
+)
+
+
+def test_i22_saved_plan_records_business_dates_parameters_and_pacing(tmp_path: Path, run) -> None:
+    plan = write_plan(tmp_path, DATES_FLOW, server_zone="GMT+8")
+    out = tmp_path / "s.json"
+    assert save(run, plan, out, "--now", NOW).code == 0
+    doc = json.loads(out.read_text())
+    assert doc["target"]["serverTimezone"] == "GMT+8"
+    assert doc["flows"] == [
+        {
+            "name": "sales",
+            "flowId": 3377,
+            "dates": {"window": ["2026-01-01", "2026-01-03"], "timeMs": 7_200_000},
+            "parameters": {"out": "s3://sales/{calDt}/", "overwrite": "true"},
+            "maxUnfinished": 2,
+            "haltOnFailure": False,
+            "rerunFailed": 1,
+        }
+    ]
+    days = ["2026-01-01", "2026-01-02", "2026-01-03"]
+    assert [e["calDt"] for e in doc["entries"]] == days
+    assert [e["parameters"] for e in doc["entries"]] == [
+        {"out": f"s3://sales/{d}/", "overwrite": "true"} for d in days
+    ]
+    back = saved.read_if_saved(str(out))
+    assert back is not None and back.parameters is not None
+    assert sorted(v["out"] for v in back.parameters.values() if v) == [f"s3://sales/{d}/" for d in days]
+
+
+def test_i22_saved_plan_digest_changes_when_parameters_change(tmp_path: Path, run, sim, sim_env) -> None:
+    plan = write_plan(tmp_path, DATES_FLOW, server_zone="GMT+8", gateway=sim.url)
+    digests = []
+    for name in ("a.json", "b.json"):
+        assert save(run, plan, tmp_path / name, "--now", NOW).code == 0
+        digests.append(hashlib.sha256((tmp_path / name).read_bytes()).hexdigest())
+    assert digests[0] == digests[1]  # the same plan saves to the same bytes
+    plan.write_text(plan.read_text().replace('overwrite: "true"', 'overwrite: "false"'))
+    r = save(run, plan, tmp_path / "c.json", "--now", NOW)
+    changed = hashlib.sha256((tmp_path / "c.json").read_bytes()).hexdigest()
+    assert changed != digests[0] and changed in r.out  # markdown shows the new digest
+    assert '"overwrite": "false"' in (tmp_path / "c.json").read_text()
+    stale = run("apply", str(tmp_path / "a.json"), "--gateway", sim.url, "--yes")
+    assert stale.code == 2 and "saved plan is stale" in stale.err
+    assert sim.triggers() == []
+
+
+def test_i22_saved_plan_refuses_a_plan_whose_flow_keys_differ(tmp_path: Path, run) -> None:
+    from planrunner import checking
+    from planrunner.errors import UsageError
+
+    plan = write_plan(tmp_path, DATES_FLOW, server_zone="GMT+8")
+    out = tmp_path / "s.json"
+    assert save(run, plan, out, "--now", NOW).code == 0
+    back = saved.read_if_saved(str(out))
+    assert back is not None
+    back.check_target(checking.read_plan(str(plan)))  # unchanged: accepted
+    for old, new in (("rerunFailed: 1", "rerunFailed: 2"), ("{calDt}/", "{date}/"), ("to: 2026-01-03", "to: 2026-01-04")):
+        other = write_plan(tmp_path, DATES_FLOW.replace(old, new), server_zone="GMT+8", name="other.yaml")
+        with pytest.raises(UsageError, match=re.escape("saved plan is stale: flow sales's dates, parameters or pacing keys changed")):
+            back.check_target(checking.read_plan(str(other)))
+    other = write_plan(tmp_path, DATES_FLOW, server_zone="UTC", name="utc.yaml")
+    with pytest.raises(UsageError, match=re.escape("saved plan is stale: target.serverTimezone was 'GMT+8'")):
+        back.check_target(checking.read_plan(str(other)))
