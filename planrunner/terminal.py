@@ -1,4 +1,5 @@
-"""What a person at a terminal sees: the progress bar, the confirmation prompt, colour."""
+"""What a person at a terminal sees: the progress bar, the live line of ``status --watch``,
+the confirmation prompt, colour."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import MutableMapping
+from collections import Counter
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any, TextIO
 
 from planrunner import log
@@ -37,8 +39,11 @@ class Progress:
     counted), never passes 100%, shows rate and ETA, and fits the terminal's width.
     """
 
-    def __init__(self, total: int, enabled: bool, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, total: int, enabled: bool, stream: TextIO | None = None, label: str = ""
+    ) -> None:
         self.total = total
+        self.label = label  # what is counted, before the bar ("looking up")
         self.stream = stream or sys.stderr
         self.enabled = enabled and total > 0
         self.counts: dict[str, int] = {}
@@ -52,10 +57,14 @@ class Progress:
 
     def add(self, status: str) -> None:
         """Count one settled entry (``skipped`` ones were done before; they are not counted)."""
-        if status == Status.SKIPPED:
-            return
+        self.tally({status: 1})
+
+    def tally(self, counts: Mapping[str, int]) -> None:
+        """Count settled entries by status, then draw once."""
         with self._lock:
-            self.counts[status] = self.counts.get(status, 0) + 1
+            for status, n in counts.items():
+                if status != Status.SKIPPED:
+                    self.counts[status] = self.counts.get(status, 0) + n
             if self.enabled and time.monotonic() - self._last > REDRAW_SECONDS:
                 self._draw()
 
@@ -76,7 +85,8 @@ class Progress:
         tail = " " + " ".join(x for x in (f"{done}/{self.total}", f"{rate:.0f}/s", eta, parts) if x)
         bar_width = max(MIN_BAR, min(MAX_BAR, width - len(tail) - 2))
         filled = bar_width * done // self.total
-        text = f"[{'#' * filled}{'-' * (bar_width - filled)}]{tail}"
+        head = f"{self.label} " if self.label else ""
+        text = f"{head}[{'#' * filled}{'-' * (bar_width - filled)}]{tail}"
         return text[: max(width - 1, 1)]
 
     def _width(self) -> int:
@@ -119,15 +129,81 @@ class Progress:
             with self._lock:
                 self._wait_until = max(self._wait_until, time.monotonic() + seconds)
 
-    def close(self) -> None:
-        """Draw the final state and end the line."""
+    def close(self, keep: bool = True) -> None:
+        """Draw the final state and end the line; without ``keep``, wipe it instead (a
+        passing phase such as looking up, whose result the report shows)."""
         if self.enabled:
             log.own_line(None)
             with self._lock:
-                self._draw()
-                self.stream.write("\n")
+                if keep:
+                    self._draw()
+                    self.stream.write("\n")
+                else:
+                    self.stream.write("\r\x1b[K")
                 self.stream.flush()
                 self._drawn = False
+
+
+class Live:
+    """The one-line live summary of ``status --watch`` on a terminal (stderr), rewritten
+    with ``\\r``.
+
+    It owns stderr's last line while it is drawn: a log line clears it and it is drawn again
+    below, so the two never share a line.
+    """
+
+    def __init__(self, stream: TextIO, enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.colour = enabled and use_colour(stream)
+        self._drawn = False
+        self._text = ""
+
+    def line(
+        self, ended: int, watched: int, counts: dict[str, int], failed: bool, interval: float,
+        width: int,
+    ) -> str:  # fmt: skip
+        """The summary, at most ``width - 1`` characters (red when any instance failed)."""
+        parts = ", ".join(f"{n} {st}" for st, n in counts.items())
+        text = f"watching: {ended}/{watched} ended; {parts}; next look in {interval:g}s"
+        text = text[: max(width - 1, 1)]
+        if self.colour:
+            text = ("\x1b[31m" if failed else "\x1b[32m") + text + "\x1b[0m"
+        return text
+
+    def show(
+        self, ended: int, watched: int, counts: dict[str, int], failed: bool, interval: float
+    ) -> None:
+        """Draw (or redraw) the line."""
+        if not self.enabled:
+            return
+        width = shutil.get_terminal_size((80, 24)).columns
+        self._text = self.line(ended, watched, counts, failed, interval, width)
+        log.own_line(self)
+        self.redraw()
+
+    def redraw(self) -> None:
+        """Draw the last summary again (after a log line)."""
+        if self.enabled and self._text:
+            self.stream.write(f"\r{self._text}\x1b[K")
+            self.stream.flush()
+            self._drawn = True
+
+    def clear(self) -> None:
+        """Wipe the line (before a log line)."""
+        if self.enabled and self._drawn:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._drawn = False
+
+    def note(self, event: object) -> None:
+        """Log events change nothing on this line."""
+
+    def close(self) -> None:
+        """Leave a clean line for the report."""
+        log.own_line(None)
+        self.clear()
+        self._text = ""
 
 
 def confirm(question: str) -> bool:
@@ -146,3 +222,29 @@ def confirm(question: str) -> bool:
         sys.stderr.flush()
         raise
     return answer.strip().lower() in ("y", "yes")
+
+
+class Lookups:
+    """The progress line of looking entries up (``status``, ``cancel``): on a terminal
+    only, counting entries by the state found, wiped when the lookups end (the report that
+    follows says what was found)."""
+
+    def __init__(self, stream: TextIO, enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self._bar: Progress | None = None
+
+    def start(self, total: int) -> None:
+        """``total`` entries are about to be looked up."""
+        self._bar = Progress(total, self.enabled, self.stream, label="looking up")
+
+    def add(self, states: Sequence[str]) -> None:
+        """A batch was looked up."""
+        if self._bar is not None:
+            self._bar.tally(Counter(states))
+
+    def stop(self) -> None:
+        """The lookups ended: wipe the line."""
+        if self._bar is not None:
+            self._bar.close(keep=False)
+            self._bar = None

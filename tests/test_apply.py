@@ -79,7 +79,7 @@ def test_per_flow_order_is_ascending(tmp_path: Path, run, sim, sim_env) -> None:
 
 
 def test_plan_reads_the_ledger(tmp_path: Path, run, sim_env) -> None:
-    flows = [SimFlow(2, tasks=0)]
+    flows = [SimFlow(2, users=("someone-else",))]  # Get Flow shows it; a trigger gets 62103
     with Simulator(flows, accept_unknown_flows=True) as s:
         plan = write_plan(tmp_path, cron_flows(2, 3))
         r, doc = apply_json(run, plan, s.url)
@@ -87,15 +87,15 @@ def test_plan_reads_the_ledger(tmp_path: Path, run, sim_env) -> None:
         # A permanent refusal: that entry failed, the rest of its flow was not sent.
         assert doc["summary"] == {"pending": 2, "triggered": 3, "failed": 1}
         failed = [e for e in doc["entries"] if e["status"] == "failed"]
-        assert all(e["error"].startswith("62104:") for e in failed)
+        assert all(e["error"].startswith("62103:") for e in failed)
         held = [e for e in doc["entries"] if e["status"] == "pending"]
-        assert all(e["error"].startswith("flow refused: 62104") for e in held)
+        assert all(e["error"].startswith("flow refused: 62103") for e in held)
         assert [t["flowId"] for t in s.triggers()].count(2) == 1
     r = run("plan", str(plan), "--format", "json", "--detailed-exitcode")
     assert r.code == 4
     summary = json.loads(r.out)["summary"]
     assert summary == {"pending": 2, "retry": 1, "done": 3}
-    assert "62104" in run("plan", str(plan)).out
+    assert "62103" in run("plan", str(plan)).out
     # Add one more entry: it is pending.
     plan.write_text(plan.read_text().replace("count: 3}", "count: 4}", 1))
     assert json.loads(run("plan", str(plan), "--format", "json").out)["summary"] == {

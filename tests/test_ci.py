@@ -625,7 +625,8 @@ def test_merges_apply_in_turn_and_nothing_is_sent_again(repo: Repo) -> None:
 
 
 def test_a_job_whose_apply_fails_still_commits_its_ledger(repo: Repo) -> None:
-    with Simulator([SimFlow(10, tasks=0)], accept_unknown_flows=True) as sim:
+    # Get Flow shows the flow, its trigger is refused (62103): a failed record to commit.
+    with Simulator([SimFlow(10, users=("someone-else",))], accept_unknown_flows=True) as sim:
         seed(repo, sim.url)
         job = apply_job(repo)
         assert job.failed

@@ -217,7 +217,7 @@ def test_w4_apply_stops_on_an_exhausted_quota_leaving_entries_pending(
 ) -> None:
     monkeypatch.setenv(enos.QUOTA_ENV, "0.5")
     plan = write_plan(tmp_path, cron_flows(2, 5))
-    with Simulator(faults=Faults(rates={"http-429": 1.0})) as s:
+    with Simulator([SimFlow(1), SimFlow(2)], faults=Faults(rates={"http-429": 1.0})) as s:
         r = run("apply", str(plan), "--gateway", s.url, "--yes", "--format", "json", "--rate", "8")
     assert r.code == 1, r.err[-2000:]
     assert "gateway quota exhausted" in r.err

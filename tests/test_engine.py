@@ -16,7 +16,7 @@ ANSWERS = [
     (Kind.RETRYABLE, Act.RETRY),  # 429, 503, refused, connect timeout
     (Kind.AUTH, Act.STOP),  # 401, token error, auth failure in a 200 body (after one refresh)
     (Kind.FATAL, Act.STOP),  # TLS
-    (Kind.STOPPED, Act.STOP),  # quota exhausted / gateway refuses us: never sent, run stops
+    (Kind.STOPPED, Act.NOT_SENT),  # quota exhausted / gateway refuses us: never sent, run stops
 ]
 
 

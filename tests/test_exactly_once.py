@@ -25,9 +25,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from planrunner import enos, ledger
+from planrunner import enos, ledger, lookup
 from planrunner.resolve import Entry
 from planrunner.runs import apply as engine
+from planrunner.runs.flow import in_flight_wait
 from planrunner.sim import Dialect, Faults, Simulator
 from testing import (
     ROOT,
@@ -74,6 +75,7 @@ class Scripted:
     """A client whose answers a test writes: ``answer(n, entry)`` for the n-th trigger."""
 
     where = "https://scripted.example.com"
+    stopped: str | None = None
 
     def __init__(
         self,
@@ -96,6 +98,21 @@ class Scripted:
         with self._lock:
             self.lookups += 1
         return self._lookup((flow_id, trigger_time))
+
+    def look_up_many(self, client: Any, wanted: Any, stop: Any = None) -> dict[tuple[int, int], Any]:
+        """The batched lookup of earlier runs' keys, from the same script."""
+        out = {}
+        for w in wanted:
+            found = self.find_instance(w.flow_id, w.trigger_time)
+            state = (
+                "SUCCESS" if found.found else lookup.NOT_FOUND if found.found is False else lookup.LOOKUP_FAILED
+            )
+            out[(w.flow_id, w.trigger_time)] = lookup.Seen(state, found.flow_instance_id, reason=found.reason)
+        return out
+
+    def get_flow(self, flow_id: int) -> enos.Answer:
+        graph = '{"tasks": [{"taskName": "t1"}]}'
+        return enos.Answer(enos.Kind.OK, 0, "ok", {"flowId": flow_id, "graph": graph}, http_status=200)
 
     def clean(self, text: str) -> str:
         return text
@@ -125,6 +142,7 @@ def run_engine(
             engine.Options(**options),
             "r1",
             gateway="x",
+            look_up_many=client.look_up_many,
         )
         outcomes = runner.run(todo)
     records = [json.loads(x) for x in path.read_text().splitlines()]
@@ -468,7 +486,7 @@ def test_n3_an_intent_written_too_slowly_is_closed_unsent(tmp_path: Path) -> Non
 )
 def test_n12_in_flight_wait_is_capped_and_a_future_intent_counts_as_now(at: str, expected: float) -> None:
     now = ledger_time("2026-01-01T00:00:45.000Z")
-    assert engine.in_flight_wait(at, 45.0, now) == pytest.approx(expected)
+    assert in_flight_wait(at, 45.0, now) == pytest.approx(expected)
 
 
 def test_n12_far_future_intent_dates_never_crash_a_worker(tmp_path: Path, run, sim, sim_env) -> None:
@@ -583,7 +601,12 @@ def test_n17_62102_that_is_no_duplicate_twice_refuses_the_flow(tmp_path: Path) -
     assert sum(1 for k, _ in client.sent if k[0] == 1) == 2  # not 2 per entry
     assert outcomes[flow1[0].key].status == "failed"
     for e in flow1[1:]:
-        assert outcomes[e.key] == ("pending", None, "flow refused: 62102: Incorrect parameter")
+        assert outcomes[e.key] == (
+            "pending",
+            None,
+            "flow refused: 62102 twice and no instance: the flow or its task may not exist "
+            "(62102: Incorrect parameter)",
+        )
     assert {outcomes[e.key].status for e in todo if e.flow_id == 2} == {"triggered"}
 
 
@@ -664,3 +687,34 @@ def test_n1_an_unknown_outcome_whose_instance_is_there_is_settled_at_once(
     assert r.code == 0, r.err
     assert doc["summary"] == {"reconciled": 3 * engine.MAX_UNRESOLVED}
     assert "may still be in flight" not in r.err
+
+
+# -- issue 21: pacing and halting under faults -------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("wait", [True, False])
+def test_pacing_under_faults_and_no_duplicate_rule_is_exactly_once_and_within_the_limit(
+    tmp_path: Path, run: Any, sim_env: None, wait: bool
+) -> None:
+    # Unknown outcomes (a 504 or a dropped connection after the instance was made) while
+    # pacing: an outcome waiting for its lookup counts as unfinished, so the service never
+    # holds more than the limit, and nothing is sent twice.
+    from planrunner.sim import SimFlow
+
+    fids = [81, 82]
+    plan = write_plan(tmp_path, cron_flows(2, 6, first_id=81))
+    faults = Faults.parse(["504-after-create=0.15", "drop-after-create=0.1", "62109=0.1"], seed=7)
+    flows = [SimFlow(f, run_seconds=0.2) for f in fids]
+    extra = ["--max-unfinished", "2", *(["--wait", "--interval", "0.2"] if wait else [])]
+    with Simulator(flows, faults=faults, dialect=Dialect(duplicate="none")) as sim:
+        for _ in range(40):
+            r, _ = apply_json(run, plan, sim.url, *extra)
+            if r.code == 0:
+                break
+            assert r.code in (1, 4), r.err[-2000:]
+            time.sleep(0.2)
+        assert r.code == 0, r.err[-2000:]
+        keys = {(f, T0 + i * 300_000) for f in fids for i in range(6)}
+        assert_exactly_once(sim.triggers(), keys)
+        assert all(sim.flows()[f]["maxUnfinished"] <= 2 for f in fids)

@@ -63,6 +63,11 @@ class HostileGateway:
                         code, out = token_reply(self.path, body)
                     else:
                         code, out = envelope(0, "SUCCESS", {"accessToken": token, "expire": 7200})
+                elif "/flows?" in self.path and "action=get&" in self.path:
+                    # Get Flow, asked before a flow's first trigger: a flow with a task, so
+                    # that the hostile answers reach the trigger they are meant for.
+                    graph = json.dumps({"tasks": [{"taskId": "t1", "taskName": "t1"}]})
+                    code, out = envelope(0, "Success", {"flowId": 1, "graph": graph})
                 else:
                     code, out = reply(self.path, body)
                 self.send_response(code)
@@ -654,9 +659,16 @@ class _DeadGateway:
     """A client whose gateway never answers: every trigger times out, every lookup fails."""
 
     where = "https://dead.example.com"
+    stopped = None  # the client never stops on its own here: the breaker does
 
     def __init__(self) -> None:
         self.triggers = 0
+
+    def get_flow(self, flow_id: int) -> enos.Answer:
+        return enos.Answer(enos.Kind.UNKNOWN, None, "read timeout after sending")
+
+    def clean(self, text: str) -> str:
+        return text
 
     def trigger(self, flow_id: int, trigger_time: int) -> enos.Answer:
         self.triggers += 1

@@ -135,6 +135,9 @@ class Gateway(_Serving):
             return special or env(0, "OK", {"flowInstanceId": protocol.instance_id(fid, tt)})
         if special is not None:
             return special
+        if action == "get" and "flowId" in params:  # Get Flow, asked before a flow's first trigger
+            graph = json.dumps({"tasks": [{"taskId": "t1", "taskName": "t1"}]})
+            return env(0, "OK", {"flowId": int(params["flowId"]), "graph": graph})
         if action == "getTimeZone":
             return env(0, "OK", {"timezone": "GMT+8"})
         if action == "getCurrentTime":
@@ -350,8 +353,20 @@ def test_n6_instance_ids_of_other_shapes_are_refused(value: object) -> None:
 def test_n6_hostile_statuses_and_ids_from_get_are_cleaned_in_status(
     tmp_path: Path, run: Any, creds: None
 ) -> None:
+    hostile = INJECTION + TOKEN + SECRET + "Q" * 100_000
+    served: list[Gateway] = []
+
     def on(path: str, q: dict[str, str], b: Any) -> Reply | None:
-        if q.get("action") == "get":
+        if q.get("action") == "search" and served:  # status reads Search first (issue 20)
+            lo, hi = b["fromTriggerTime"], b["toTriggerTime"]
+            hits = [(f, t) for f, t in served[0].created if lo <= t < hi]
+            insts = [
+                {"instanceId": protocol.instance_id(f, t), "flowId": f,
+                 "triggerTime": protocol.format_time(t, GMT8), "status": hostile}
+                for f, t in hits
+            ]  # fmt: skip
+            return env(0, "OK", {"flowInsts": insts})
+        if q.get("action") == "get" and "flowInstId" in q:
             iid = q["flowInstId"]
             fid, _ = iid.split("-", 1)
             tt = T0 if iid.endswith("20260101000000") else T0 + 3_600_000
@@ -362,12 +377,13 @@ def test_n6_hostile_statuses_and_ids_from_get_are_cleaned_in_status(
                     "instanceId": INJECTION + TOKEN,
                     "flowId": int(fid),
                     "triggerTime": protocol.format_time(tt, GMT8),
-                    "status": INJECTION + TOKEN + SECRET + "Q" * 100_000,
+                    "status": hostile,
                 },
             )
         return None
 
     with Gateway(on) as gw:
+        served.append(gw)
         r, led = apply(run, tmp_path, gw.url)
         plan = tmp_path / "plan.yaml"
         outs = [

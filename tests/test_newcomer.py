@@ -237,7 +237,7 @@ def test_24_each_command_lists_only_its_own_exit_codes_and_an_example() -> None:
     assert codes == ["0", "2"]
     assert "example:" in out
     apply_codes = re.findall(r"^  (\d+) ", run_process(["apply", "--help"]).stdout.split("exit codes:")[1], re.M)
-    assert apply_codes == ["0", "1", "2", "3", "130"]
+    assert apply_codes == ["0", "1", "2", "3", "4", "130"]
 
 
 # --- 27, 42: colour only on a terminal, never with NO_COLOR; short log lines ----------------

@@ -41,19 +41,29 @@ class Memory:
         return [r["event"] for r in self.records if r["key"] == key]
 
 
+FLOW = {"flowId": 1, "flowName": "f1", "graph": '{"tasks": [{"taskName": "t1"}]}'}
+
+
 class Scripted:
     """A client whose answers come from functions of the call's arguments."""
 
     where = "scripted"
+    stopped: str | None = None
+    org_id = "o1"
 
     def __init__(
         self,
         trigger: Callable[[Entry], enos.Answer] = lambda e: OK,
         find: Callable[[Entry], enos.Lookup] = lambda e: enos.Lookup(False, None),
+        state: Callable[[Entry], str] = lambda e: "SUCCESS",
+        flow: Callable[[int], enos.Answer] | None = None,
     ) -> None:
-        self._trigger, self._find = trigger, find
+        self._trigger, self._find, self._state = trigger, find, state
+        self._flow = flow
         self.sent: list[int] = []
         self.looked: list[int] = []
+        self.flows: list[int] = []
+        self.batched: list[int] = []
 
     def _entry(self, flow_id: int, trigger_time: int) -> Entry:
         return Entry(trigger_time, flow_id, f"f{flow_id}", "o1", 0)
@@ -66,6 +76,32 @@ class Scripted:
         self.looked.append(trigger_time)
         return self._find(self._entry(flow_id, trigger_time))
 
+    def look_up_many(
+        self, client: Any, wanted: Any, stop: threading.Event | None = None
+    ) -> dict[tuple[int, int], lookup.Seen]:
+        """The batched lookup, from the same script as find_instance (found: ``state``)."""
+        out = {}
+        for w in wanted:
+            self.batched.append(w.trigger_time)
+            found = self._find(self._entry(w.flow_id, w.trigger_time))
+            state = (
+                self._state(self._entry(w.flow_id, w.trigger_time))
+                if found.found
+                else lookup.NOT_FOUND
+                if found.found is False
+                else lookup.LOOKUP_FAILED
+            )
+            out[(w.flow_id, w.trigger_time)] = lookup.Seen(
+                state, found.flow_instance_id or w.recorded_id, reason=found.reason
+            )
+        return out
+
+    def get_flow(self, flow_id: int) -> enos.Answer:
+        self.flows.append(flow_id)
+        if self._flow is not None:
+            return self._flow(flow_id)
+        return enos.Answer(enos.Kind.OK, 0, "ok", {**FLOW, "flowId": flow_id}, http_status=200)
+
     def clean(self, text: str) -> str:
         return text
 
@@ -77,9 +113,19 @@ def entries(n: int, flow_id: int = 1) -> list[Entry]:
     return [Entry(T0 + i * 60_000, flow_id, f"f{flow_id}", "o1", 0) for i in range(n)]
 
 
-def runner(client: Scripted, folded: ledger.Folded | None = None) -> tuple[engine.Runner, Memory]:
+def runner(
+    client: Scripted, folded: ledger.Folded | None = None, options: engine.Options = FAST
+) -> tuple[engine.Runner, Memory]:
     sink = Memory()
-    r = engine.Runner(client, sink, folded or ledger.Folded(), FAST, "r1", gateway="gw")  # type: ignore[arg-type]
+    r = engine.Runner(
+        client,  # type: ignore[arg-type]
+        sink,
+        folded or ledger.Folded(),
+        options,
+        "r1",
+        gateway="gw",
+        look_up_many=client.look_up_many,
+    )
     return r, sink
 
 
@@ -129,14 +175,14 @@ def test_runner_62102_with_an_instance_there_is_reconciled() -> None:
     assert client.sent == [e.trigger_time]
 
 
-def test_runner_crashed_attempt_is_looked_up_before_anything_is_sent() -> None:
+def test_runner_crashed_attempt_is_looked_up_in_one_batch_before_anything_is_sent() -> None:
     (e,) = entries(1)
     folded = ledger.Folded()
     folded.open[e.key] = ledger.KeyState(intents={"old.1": "2026-01-01T00:00:00+00:00"})
     client = Scripted(find=lambda e: enos.Lookup(True, "1-z"))
     r, sink = runner(client, folded)
     assert r.run([e])[e.key].status == Status.RECONCILED
-    assert client.sent == [] and client.looked == [e.trigger_time]
+    assert client.sent == [] and client.batched == [e.trigger_time] and client.looked == []
     assert sink.events(e.key) == ["reconciled"]
 
 
@@ -155,6 +201,224 @@ def test_finding_1_a_bug_in_an_apply_worker_halts_with_internal_error_and_no_thr
     assert isinstance(r.fatal, runs.InternalError) and r.fatal.exit_code == 70
     assert "ZeroDivisionError" in str(r.fatal)
     assert {o.status for o in out.values()} <= {Status.PENDING, Status.UNKNOWN}
+
+
+# -- a good citizen: Get Flow first, pacing, halting, the client stopping (issue 21) ----------
+
+
+def flow_answer(**fields: Any) -> Callable[[int], enos.Answer]:
+    return lambda fid: enos.Answer(
+        enos.Kind.OK, 0, "ok", {**FLOW, "flowId": fid, **fields}, http_status=200
+    )
+
+
+def test_w1_a_flow_get_flow_does_not_know_is_never_triggered() -> None:
+    missing = enos.Answer(enos.Kind.PERMANENT, 62102, "Flow not found", http_status=200)
+    client = Scripted(flow=lambda fid: missing)
+    r, sink = runner(client)
+    out = r.run(entries(5))
+    assert client.sent == [] and client.flows == [1] and sink.records == []
+    assert {(o.status, o.error) for o in out.values()} == {
+        (
+            Status.PENDING,
+            "flow refused: does not exist or is not visible (Get Flow answered 62102: Flow not found)",
+        )
+    }
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"locked": True}, "flow is locked"),
+        ({"isUserLocked": True}, "user is locked"),
+        ({"graph": '{"tasks": []}'}, "flow has no task"),
+    ],
+)
+def test_w1_a_locked_or_taskless_flow_is_refused_before_any_trigger(
+    fields: dict[str, Any], reason: str
+) -> None:
+    client = Scripted(flow=flow_answer(**fields))
+    r, _ = runner(client)
+    out = r.run(entries(3))
+    assert client.sent == []
+    assert {o.error for o in out.values()} == {f"flow refused: {reason}"}
+
+
+def test_w1_an_unanswered_get_flow_is_a_warning_and_the_triggers_decide() -> None:
+    client = Scripted(flow=lambda fid: enos.Answer(enos.Kind.UNKNOWN, 504, "HTTP 504 after sending"))
+    r, _ = runner(client)
+    out = r.run(entries(3))
+    assert len(client.sent) == 3 and {o.status for o in out.values()} == {Status.TRIGGERED}
+
+
+def test_w1_get_flow_is_asked_once_per_flow_and_run() -> None:
+    client = Scripted()
+    r, _ = runner(client)
+    r.run(entries(4, flow_id=1) + entries(4, flow_id=2))
+    assert sorted(client.flows) == [1, 2]
+
+
+def test_w1_62102_twice_on_one_entry_refuses_the_rest_of_the_flow() -> None:
+    client = Scripted(lambda e: DUPLICATE)
+    r, _ = runner(client)
+    es = entries(20)
+    out = r.run(es)
+    assert client.sent == [es[0].trigger_time] * 2
+    assert out[es[0].key].status == Status.FAILED
+    rest = {(o.status, (o.error or "")[:40]) for k, o in out.items() if k != es[0].key}
+    assert rest == {(Status.PENDING, "flow refused: 62102 twice and no instanc")}
+
+
+def paced(n: int, wait: bool = False, halt: bool = False) -> engine.Options:
+    return engine.Options(
+        in_flight=0.0, duplicate_wait=0.0, backoff_cap=0.0, max_unfinished=n, wait=wait,
+        interval=0.01, halt_on_failure=halt,
+    )  # fmt: skip
+
+
+class Service:
+    """Instances that finish after being looked at ``runs`` times; what was unfinished at
+    each send."""
+
+    def __init__(self, runs: int = 2, ends: str = "SUCCESS") -> None:
+        self.runs, self.ends = runs, ends
+        self.looks: dict[int, int] = {}
+        self.at_send: list[int] = []
+
+    def unfinished(self) -> int:
+        return sum(1 for n in self.looks.values() if n < self.runs)
+
+    def trigger(self, e: Entry) -> enos.Answer:
+        self.at_send.append(self.unfinished())
+        self.looks[e.trigger_time] = 0
+        return OK
+
+    def find(self, e: Entry) -> enos.Lookup:
+        return enos.Lookup(e.trigger_time in self.looks, f"1-{e.trigger_time}")
+
+    def state(self, e: Entry) -> str:
+        self.looks[e.trigger_time] += 1
+        return "RUNNING" if self.looks[e.trigger_time] <= self.runs else self.ends
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_max_unfinished_without_wait_holds_the_rest_back(n: int) -> None:
+    service = Service(runs=1000)
+    client = Scripted(service.trigger, service.find, service.state)
+    r, _ = runner(client, options=paced(n))
+    es = entries(6)
+    out = r.run(es)
+    assert len(client.sent) == n and max(service.at_send) < n
+    held = [o for k, o in out.items() if o.status == Status.PENDING]
+    assert len(held) == 6 - n and {o.error for o in held} == {f"held back: {n} unfinished"}
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_max_unfinished_with_wait_sends_as_instances_finish_never_over_n(n: int) -> None:
+    service = Service(runs=2)
+    client = Scripted(service.trigger, service.find, service.state)
+    r, _ = runner(client, options=paced(n, wait=True))
+    out = r.run(entries(6))
+    assert {o.status for o in out.values()} == {Status.TRIGGERED}
+    assert len(client.sent) == 6 and max(service.at_send) < n
+
+
+def test_pacing_counts_what_earlier_runs_triggered() -> None:
+    es = entries(4)
+    folded = ledger.Folded()
+    folded.done[es[0].key] = "1-old"  # done before this run, still running on the service
+    service = Service(runs=1000)
+    service.looks[es[0].trigger_time] = 0
+    client = Scripted(service.trigger, service.find, service.state)
+    r, _ = runner(client, folded, paced(1))
+    out = r.run(es)
+    assert client.sent == [] and out[es[0].key].status == Status.SKIPPED
+    assert {out[e.key].error for e in es[1:]} == {"held back: 1 unfinished"}
+
+
+def test_halt_on_failure_sends_no_more_of_a_flow_once_an_instance_failed() -> None:
+    service = Service(runs=0, ends="FAIL")
+    client = Scripted(service.trigger, service.find, service.state)
+    r, _ = runner(client, options=paced(1, wait=True, halt=True))
+    es = entries(5)
+    out = r.run(es)
+    assert client.sent == [es[0].trigger_time]
+    assert {out[e.key].error for e in es[1:]} == {f"halted: 1-{es[0].trigger_time} ended FAIL"}
+
+
+def test_halt_on_failure_alone_does_not_pace() -> None:
+    service = Service(runs=1000)
+    client = Scripted(service.trigger, service.find, service.state)
+    r, _ = runner(client, options=engine.Options(in_flight=0.0, halt_on_failure=True))
+    out = r.run(entries(5))
+    assert {o.status for o in out.values()} == {Status.TRIGGERED}
+
+
+def test_halt_on_failure_alone_halts_a_flow_an_earlier_run_saw_fail() -> None:
+    es = entries(4)
+    folded = ledger.Folded()
+    folded.done[es[0].key] = "1-old"
+    client = Scripted(find=lambda e: enos.Lookup(True, "1-old"), state=lambda e: "FAIL")
+    r, _ = runner(client, folded, engine.Options(in_flight=0.0, halt_on_failure=True))
+    out = r.run(es)
+    assert client.sent == [] and client.batched == [es[0].trigger_time]
+    assert {out[e.key].error for e in es[1:]} == {"halted: 1-old ended FAIL"}
+
+
+def test_pacing_asks_nothing_while_fewer_instances_than_the_limit_can_be_unfinished() -> None:
+    client = Scripted(find=lambda e: enos.Lookup(True, "x"), state=lambda e: "RUNNING")
+    r, _ = runner(client, options=paced(3))
+    out = r.run(entries(5))
+    assert client.batched == [T0, T0 + 60_000, T0 + 120_000]  # one look, before the 4th send
+    assert [o.status for o in out.values()].count(Status.TRIGGERED) == 3
+
+
+def test_earlier_unknown_and_failed_keys_are_looked_up_in_one_batch() -> None:
+    es = entries(4)
+    folded = ledger.Folded()
+    for e in es[:3]:
+        folded.open[e.key] = ledger.KeyState(intents={"old.1": "2026-01-01T00:00:00+00:00"})
+    folded.open[es[3].key] = ledger.KeyState(
+        intents={"old.2": "2026-01-01T00:00:00+00:00"}, closed={"old.2"}, failed=True
+    )
+    client = Scripted(find=lambda e: enos.Lookup(e.trigger_time == es[0].trigger_time, "1-x"))
+    r, sink = runner(client, folded)
+    out = r.run(es)
+    assert client.batched == [e.trigger_time for e in es] and client.looked == []
+    assert out[es[0].key].status == Status.RECONCILED
+    assert client.sent == [e.trigger_time for e in es[1:]]
+    assert sink.events(es[0].key) == ["reconciled"]
+    assert sink.events(es[1].key) == ["reconciled", "intent", "triggered"]
+
+
+def test_w4_a_stopped_client_leaves_every_unsent_entry_pending_with_its_reason() -> None:
+    why = "gateway quota exhausted: only HTTP 429 for 60 s at the lowest rate; apply again later"
+    client = Scripted()
+
+    def trigger(e: Entry) -> enos.Answer:
+        if len(client.sent) > 2:
+            client.stopped = why
+            return enos.Answer(enos.Kind.STOPPED, None, why)
+        return OK
+
+    client._trigger = trigger
+    r, _ = runner(client)
+    out = r.run(entries(3, flow_id=1) + entries(3, flow_id=2))
+    statuses = sorted(o.status for o in out.values())
+    assert Status.FAILED not in statuses and statuses.count(Status.TRIGGERED) == 2
+    assert {o.error for o in out.values() if o.status == Status.PENDING} == {f"not sent: {why}"}
+    assert str(r.fatal).endswith(why)
+
+
+def test_w4_a_429_at_the_lowest_rate_never_spends_an_entrys_retries() -> None:
+    # More 429s in a row than the entry has retries: it is still sent, never failed (only a
+    # stopped client, after a while of nothing but 429, ends it, and then it stays pending).
+    throttled = enos.Answer(enos.Kind.RETRYABLE, 429, "HTTP 429", http_status=429)
+    client = Scripted(lambda e: throttled if len(client.sent) <= FAST.max_retries + 3 else OK)
+    r, sink = runner(client)
+    (e,) = entries(1)
+    assert r.run([e])[e.key].status == Status.TRIGGERED
+    assert sink.events(e.key).count("aborted") == FAST.max_retries + 3
 
 
 # -- the canceller ----------------------------------------------------------------------------
@@ -250,7 +514,7 @@ def _one_bug_line(err: str) -> None:
 
 
 def test_finding_1_a_bug_in_a_status_lookup_worker_exits_70(applied: Path, run, monkeypatch) -> None:
-    monkeypatch.setattr(lookup, "look_up", lambda *a: 1 / 0)
+    monkeypatch.setattr(lookup, "look_up_many", lambda *a: 1 / 0)
     r = run("status", str(applied))
     assert r.code == 70
     _one_bug_line(r.err)

@@ -177,7 +177,8 @@ def test_n6_secrets_audit_with_every_service_string_hostile(
         access_key=KEY,
         secret_key=SECRET,
         dialect=Dialect(hostile=True),
-        faults=Faults.parse(["504-after-create=0.5"], seed=5),  # lookups by Get and Search, accept_unknown_flows=True
+        faults=Faults.parse(["504-after-create=0.5"], seed=5),  # lookups by Get and Search
+        accept_unknown_flows=True,
     ) as sim:
         url = sim.url
         for fmt in (["--log-format", "json", "-v"], ["-vv"]):

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from planrunner import lookup, protocol
-from planrunner.commands.status import Live
+from planrunner.runs.watch import watch_counts
 from planrunner.sim import Dialect, SimFlow, Simulator
+from planrunner.terminal import Live
 from testing import cron_flows, write_plan
 
 APIS = ("v2.0", "v2.1")
@@ -155,15 +156,16 @@ def test_live_line_on_a_terminal_fits_and_rewrites() -> None:
     stream = Tty()
     live = Live(stream, enabled=True)
     states = [lookup.Seen("SUCCESS")] * 3 + [lookup.Seen("RUNNING"), lookup.Seen("FAIL")]
-    line = live.line(states, 30, 40)
+    ended, watched, counts = watch_counts(states)
+    line = live.line(ended, watched, counts, True, 30, 40)
     assert len(line.replace("\x1b[31m", "").replace("\x1b[0m", "")) <= 39
-    live.show(states, 30)
+    live.show(ended, watched, counts, True, 30)
     live.close()
     text = re.sub(r"\x1b\[[0-9;]*m", "", stream.getvalue())
     assert text.startswith("\rwatching: 4/5 ended")
     assert text.endswith("\r\x1b[K")
     quiet = Live(io.StringIO(), enabled=False)
-    quiet.show(states, 30)
+    quiet.show(ended, watched, counts, True, 30)
     assert quiet.stream.getvalue() == ""
 
 

@@ -22,12 +22,13 @@ from planrunner.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_PENDING,
     PlanrunnerError,
     UsageError,
 )
 from planrunner.outcome import Entry, Outcome, Status
 from planrunner.runs import apply as engine
-from planrunner.runs import connect
+from planrunner.runs import connect, pace
 from planrunner.saved import Saved
 from planrunner.select import Selection
 
@@ -43,10 +44,11 @@ DESCRIPTION = (
 )
 EPILOG = options.exit_codes(
     (0, "every entry is done"),
-    (1, "entries failed, are unknown or were not sent; the confirmation was declined; or a "
-     "runtime error (network, auth)"),
+    (1, "entries failed, are unknown or were not sent (a flow refused or halted, the gateway's "
+     "quota spent); the confirmation was declined; or a runtime error (network, auth)"),
     (2, "invalid plan or usage; nothing was sent"),
     (3, "the ledger is locked by another apply, or is unreadable or corrupt"),
+    (4, "nothing failed, but entries were held back by --max-unfinished (apply again, or --wait)"),
     (130, "interrupted; requests in flight were finished and recorded"),
     example="planrunner apply plans/backfill.yaml --yes",
 )
@@ -73,6 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_yes(p)
     options.add_gateway(p)
     options.add_pace(p, "flows sent to")
+    options.add_pacing(p)
     options.add_lock_timeout(p)
 
 
@@ -133,15 +136,28 @@ def request(args: argparse.Namespace, path: str, moment: int) -> Request:
         yes=args.yes,
         gateway=args.gateway,
         sim=args.sim,
-        options=engine.Options(
-            concurrency=args.concurrency, rate=args.rate, retry_unknown=args.retry_unknown
-        ),
+        options=engine_options(args),
         lock_timeout=args.lock_timeout,
         max_triggers=most,
         quiet=args.quiet,
         selection=chosen,
         saved=pinned,
         again=again_command(args),
+    )
+
+
+def engine_options(args: argparse.Namespace) -> engine.Options:
+    """How hard and how fast to send, from the command line (None: the plan's keys)."""
+    if args.interval is not None and not args.wait:
+        raise UsageError("--interval: only with --wait (the longest wait between looks at unfinished instances)")
+    return engine.Options(
+        concurrency=args.concurrency,
+        rate=args.rate,
+        retry_unknown=args.retry_unknown,
+        max_unfinished=args.max_unfinished,
+        wait=args.wait,
+        interval=args.interval,
+        halt_on_failure=args.halt_on_failure,
     )
 
 
@@ -211,7 +227,13 @@ def again_command(args: argparse.Namespace) -> str:
 
     plans = args.plan if isinstance(args.plan, list) else [args.plan]
     words = ["planrunner", "apply", *plans]
-    flags = (("--sim", args.sim), ("--retry-unknown", args.retry_unknown), ("--yes", args.yes))
+    flags = (
+        ("--sim", args.sim),
+        ("--retry-unknown", args.retry_unknown),
+        ("--wait", args.wait),
+        ("--halt-on-failure", args.halt_on_failure),
+        ("--yes", args.yes),
+    )
     words += [flag for flag, given in flags if given]
     valued = (
         ("--gateway", args.gateway),
@@ -220,6 +242,8 @@ def again_command(args: argparse.Namespace) -> str:
         ("--max-triggers", args.max_triggers),
         ("--from", args.start),
         ("--to", args.end),
+        ("--max-unfinished", args.max_unfinished),
+        ("--interval", args.interval),
     )
     for flag, value in valued:
         if value is not None:
@@ -228,12 +252,6 @@ def again_command(args: argparse.Namespace) -> str:
         for value in values:
             words += [flag, value]
     return shlex.join(words)
-
-
-ENV_IN_FLIGHT = "PLANRUNNER_IN_FLIGHT_SECONDS"
-ENV_READ_TIMEOUT = "PLANRUNNER_READ_TIMEOUT"
-ENV_IN_FLIGHT_MARGIN = "PLANRUNNER_IN_FLIGHT_MARGIN"
-ENV_DUPLICATE_WAIT = "PLANRUNNER_DUPLICATE_WAIT"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)  # fourteen fields: never by position
@@ -258,50 +276,25 @@ class Request:
 
 
 
+def held_back(outcome: Outcome) -> bool:
+    """Whether pacing held the entry back (``--max-unfinished``): it waits for a later apply."""
+    return outcome.status == Status.PENDING and (outcome.error or "").startswith(pace.HELD_BACK)
+
+
 def exit_code(outcomes: dict[str, Outcome], interrupted: bool) -> int:
-    """130 when interrupted; 1 when anything failed, is unknown or was not sent; else 0."""
+    """130 when interrupted; 1 when anything failed, is unknown or was not sent for another
+    reason than pacing; 4 when entries were held back by pacing; else 0."""
     if interrupted:
         return EXIT_INTERRUPTED
     bad = (Status.FAILED, Status.UNKNOWN, Status.PENDING)
-    if any(o.status in bad for o in outcomes.values()):
+    if any(o.status in bad and not held_back(o) for o in outcomes.values()):
         return EXIT_FAILED
+    if any(held_back(o) for o in outcomes.values()):
+        return EXIT_PENDING
     return EXIT_OK
 
 
 sim_ledger_path = ledger.sim_path  # --sim keeps its own ledger
-
-
-def _seconds_from_env(name: str) -> float | None:
-    text = os.environ.get(name)
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"{name} must be a number of seconds") from None
-    if not 0 <= value < float("inf"):
-        raise UsageError(f"{name} must be a number of seconds >= 0")
-    return value
-
-
-def settings_from_env(options: engine.Options) -> engine.Options:
-    """Timing settings that tests shorten through the environment (documented in docs/apply.md)."""
-    in_flight = _seconds_from_env(ENV_IN_FLIGHT)
-    duplicate_wait = _seconds_from_env(ENV_DUPLICATE_WAIT)
-    read_timeout = _seconds_from_env(ENV_READ_TIMEOUT)
-    margin = _seconds_from_env(ENV_IN_FLIGHT_MARGIN)
-    if read_timeout is not None and not read_timeout > 0:
-        raise UsageError(f"{ENV_READ_TIMEOUT} must be a number of seconds > 0")
-    read_timeout = options.read_timeout if read_timeout is None else read_timeout
-    if in_flight is None:
-        # A request is surely over once the read timeout and a margin have passed.
-        in_flight = read_timeout + (engine.IN_FLIGHT_MARGIN if margin is None else margin)
-    return dataclasses.replace(
-        options,
-        read_timeout=read_timeout,
-        in_flight=in_flight,
-        duplicate_wait=options.duplicate_wait if duplicate_wait is None else duplicate_wait,
-    )
 
 
 class _Interrupts:
@@ -354,11 +347,13 @@ def run(req: Request, emit: Emit | None = None) -> int:
 
     The report goes to stdout, or to ``emit(text, summary)`` when several plans share it.
     """
+    from planrunner.commands.context import settings_from_env
+
     plan, entries = _entries(req)
     path = req.ledger_path or (
         sim_ledger_path(req.plan_path) if req.sim else ledger.default_path(req.plan_path)
     )
-    options = settings_from_env(req.options)
+    options = settings_from_env(req.options)  # (commands.context)
     run_id = runs.new_run_id()
     logger = log.get("apply").bind(run=run_id)
     with contextlib.ExitStack() as stack:
@@ -384,10 +379,12 @@ def run(req: Request, emit: Emit | None = None) -> int:
             todo=todo,
         )
         if todo:
+            _say_future(entries, folded, req.now, logger)
             conn.client.token()  # before any intent: a run without a token records nothing
         runner = engine.Runner(
-            conn.client, session, folded, options, run_id, gateway=conn.gateway_id, guard=session.check_lock
-        )
+            conn.client, session, folded, options, run_id, gateway=conn.gateway_id,
+            guard=session.check_lock, rules=pace.rules_for(plan.flows, options.max_unfinished, options.halt_on_failure),
+        )  # fmt: skip
         progress = terminal.Progress(todo, sys.stderr.isatty() and not req.quiet)
         runner.on_settle = progress.add
         outcomes, interrupted, seconds = _send(runner, entries, progress)
@@ -448,6 +445,16 @@ def _todo(entries: list[Entry], folded: ledger.Folded, logger: Any) -> int:
     if settled == len(entries):
         logger.info("nothing to do: every entry is done", entries=len(entries))
     return len(entries) - settled
+
+
+def _say_future(entries: list[Entry], folded: ledger.Folded, now: int, logger: Any) -> None:
+    """Say, before sending, how many entries to send lie after ``now`` (the service holds
+    each instance until its time); the report says it again (report.columns.future_note)."""
+    from planrunner.report.columns import future_note
+
+    ahead = future_note([e for e in entries if not folded.is_done(e.key)], now)
+    if ahead:
+        logger.info(ahead)
 
 
 def _confirmed(
@@ -533,19 +540,36 @@ def _report(
 
         raise reported_in_json(stopped) if req.fmt == "json" else stopped
     again = req.again or shlex.join(["planrunner", "apply", req.plan_path])
-    _next_step(result.summary, interrupted, again)
+    _next_step(result.summary, outcomes, interrupted, again)
     return exit_code(outcomes, interrupted)
 
 
-def _next_step(summary: dict[str, int], interrupted: bool, again: str) -> None:
-    """One closing line saying how the run ended and what to do next, when it needs one."""
+def _next_step(
+    summary: dict[str, int], outcomes: dict[str, Outcome], interrupted: bool, again: str
+) -> None:
+    """Closing lines saying how the run ended and what to do next, when it needs them."""
     if interrupted:
         sys.stderr.write(
             f"planrunner: the run was interrupted; everything sent is recorded. "
             f"Run the same command again to continue: {again}\n"
         )
-    elif summary.get(Status.UNKNOWN):
+        return
+    if summary.get(Status.UNKNOWN):
         sys.stderr.write(
             f"planrunner: {summary[Status.UNKNOWN]} entries have an unknown outcome (the lookup "
             "failed); apply again to look them up, or add --retry-unknown to send them anyway.\n"
+        )
+    held = sum(1 for o in outcomes.values() if held_back(o))
+    halted = sum(1 for o in outcomes.values() if (o.error or "").startswith(pace.HALTED))
+    if held:
+        sys.stderr.write(
+            f"planrunner: {held} entries were held back: their flows have as many unfinished "
+            "instances as --max-unfinished (maxUnfinished) allows. Apply again later to send "
+            f"more (a scheduled job works through a backfill this way), or add --wait: {again}\n"
+        )
+    if halted:
+        sys.stderr.write(
+            f"planrunner: {halted} entries were not sent: their flow halted on a failed instance "
+            "(--halt-on-failure, haltOnFailure); see planrunner status, fix the cause, then apply "
+            "again without halting on failure.\n"
         )

@@ -103,10 +103,14 @@ def run(req: Request) -> int:
             return EXIT_OK
         conn.client.token()
         zone = conn.client.server_zone()
-        found = cancel.find(
-            conn.client, zone, entries, folded, concurrency=req.concurrency, rate=req.rate
-        )
         canceller = cancel.Canceller(conn.client, session, zone, run_id, conn.gateway_id, req.rate)
+        found = cancel.find(
+            conn.client,
+            entries,
+            folded,
+            concurrency=req.concurrency,
+            tracker=terminal.Lookups(sys.stderr, sys.stderr.isatty()),
+        )
         for t in found.already:  # nothing to send: the ledger catches up with the service
             canceller.record(t)
             t.outcome = cancel.ALREADY

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from planrunner import times
 from planrunner.errors import UsageError
@@ -12,7 +14,14 @@ from planrunner.plan import Plan
 from planrunner.resolve import DEFAULT_MAX_TRIGGERS, Entry
 from planrunner.select import Selection
 
+if TYPE_CHECKING:  # the type only: commands that read no timing settings do not load the engine
+    from planrunner.runs.apply import Options
+
 ENV_LEDGER = "PLANRUNNER_LEDGER"
+ENV_IN_FLIGHT = "PLANRUNNER_IN_FLIGHT_SECONDS"
+ENV_READ_TIMEOUT = "PLANRUNNER_READ_TIMEOUT"
+ENV_IN_FLIGHT_MARGIN = "PLANRUNNER_IN_FLIGHT_MARGIN"
+ENV_DUPLICATE_WAIT = "PLANRUNNER_DUPLICATE_WAIT"
 
 
 def now(text: str | None) -> int:
@@ -117,3 +126,38 @@ def gateway_id(plan: Plan, gateway: str | None, sim: bool) -> str:
     if sim:
         return ledger.SIM_GATEWAY
     return protocol.origin((gateway or plan.target.gateway).rstrip("/"))
+
+
+def _seconds_from_env(name: str) -> float | None:
+    text = os.environ.get(name)
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{name} must be a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise UsageError(f"{name} must be a number of seconds >= 0")
+    return value
+
+
+def settings_from_env(options: Options) -> Options:
+    """Timing settings that tests shorten through the environment (documented in docs/apply.md)."""
+    from planrunner.runs.apply import IN_FLIGHT_MARGIN
+
+    in_flight = _seconds_from_env(ENV_IN_FLIGHT)
+    duplicate_wait = _seconds_from_env(ENV_DUPLICATE_WAIT)
+    read_timeout = _seconds_from_env(ENV_READ_TIMEOUT)
+    margin = _seconds_from_env(ENV_IN_FLIGHT_MARGIN)
+    if read_timeout is not None and not read_timeout > 0:
+        raise UsageError(f"{ENV_READ_TIMEOUT} must be a number of seconds > 0")
+    read_timeout = options.read_timeout if read_timeout is None else read_timeout
+    if in_flight is None:
+        # A request is surely over once the read timeout and a margin have passed.
+        in_flight = read_timeout + (IN_FLIGHT_MARGIN if margin is None else margin)
+    return dataclasses.replace(
+        options,
+        read_timeout=read_timeout,
+        in_flight=in_flight,
+        duplicate_wait=options.duplicate_wait if duplicate_wait is None else duplicate_wait,
+    )

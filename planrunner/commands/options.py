@@ -324,6 +324,38 @@ def add_pace(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def add_pacing(p: argparse.ArgumentParser) -> None:
+    """apply's pacing by instances: ``--max-unfinished``, ``--wait``, ``--interval`` and
+    ``--halt-on-failure`` (over the plan's ``maxUnfinished`` and ``haltOnFailure``)."""
+    p.add_argument(
+        "--max-unfinished",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="keep at most N instances of each flow that this ledger triggered unfinished on the "
+        "service; the rest is held back (exit 4) unless --wait (default: the plan's maxUnfinished)",
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="with a max-unfinished limit, wait for instances to finish and send as they do",
+    )
+    p.add_argument(
+        "--interval",
+        type=positive_float,
+        default=None,
+        metavar="S",
+        help="with --wait, the longest wait between looks at unfinished instances (default 30; "
+        "the waits start at 1 s and double)",
+    )
+    p.add_argument(
+        "--halt-on-failure",
+        action="store_true",
+        help="send no more of a flow once one of its instances ended FAIL, TIMEOUT or "
+        "INTERNAL_ERROR (default: the plan's haltOnFailure)",
+    )
+
+
 def add_yes(p: argparse.ArgumentParser) -> None:
     """``--yes``: no confirmation (required when stdin is not a terminal)."""
     p.add_argument(

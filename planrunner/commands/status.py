@@ -5,26 +5,25 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shutil
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TextIO
 
 from planrunner import terminal
 from planrunner.commands import options
 from planrunner.errors import PlanrunnerError, UsageError
 from planrunner.lookup import Seen
 from planrunner.report import status as render
-from planrunner.runs.watch import Result, watch_counts
+from planrunner.runs.watch import LOGS, Result, watch_counts
 from planrunner.select import Selection
 
 HELP = "look up the instances apply triggered: running, succeeded or failed"
 DESCRIPTION = (
-    "Look up on the service the instance of every entry the ledger says was triggered (by "
-    "its recorded flowInstanceId, else by trigger time) and show per flow the counts by "
-    "instance status, and the failed ones with their times. Reads the ledger without its "
-    "lock and writes nothing. --watch polls until every instance has ended."
+    "Look up on the service the instance of every entry the ledger says was triggered (in "
+    "batches: per flow, Search over windows of a day; Get by the recorded flowInstanceId "
+    "only for the rest) and show per flow the counts by instance status, and the failed ones "
+    "with their times, the task that failed and the last lines of its log (--logs). Reads "
+    "the ledger without its lock and writes nothing. --watch polls until every instance has "
+    "ended."
 )
 EPILOG = options.exit_codes(
     (0, "every instance succeeded (SUCCESS or SKIP)"),
@@ -41,6 +40,17 @@ EPILOG = options.exit_codes(
 PARENTS = ("one_plan", "selecting")
 
 DEFAULT_INTERVAL = 30.0
+
+
+def _lines(text: str) -> int:
+    """--logs: a whole number of lines, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,6 +70,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--sim",
         action="store_true",
         help="show the --sim ledger (what apply --sim did); its instances cannot be looked up",
+    )
+    p.add_argument(
+        "--logs",
+        type=_lines,
+        default=LOGS,
+        metavar="N",
+        help=f"show the last N lines of each failed task's log (default {LOGS}; 0: none)",
     )
     options.add_gateway(p)
     options.add_pace(p, "lookups")
@@ -81,6 +98,7 @@ class Request:
     rate: float | None = None
     max_triggers: int = 100_000
     selection: Selection = dataclasses.field(default_factory=Selection)
+    logs: int = LOGS
 
 
 def main(args: argparse.Namespace) -> int:
@@ -101,73 +119,9 @@ def main(args: argparse.Namespace) -> int:
             args.rate,
             max_triggers(args.max_triggers),
             selection(args.flow, args.exclude, args.start, args.end),
+            args.logs,
         )
     )
-
-
-# -- the live line of --watch ------------------------------------------------------------------
-
-
-class Live:
-    """The one-line live summary of ``--watch`` on a terminal (stderr), rewritten with ``\\r``.
-
-    It owns stderr's last line while it is drawn: a log line clears it and it is drawn again
-    below, so the two never share a line.
-    """
-
-    def __init__(self, stream: TextIO, enabled: bool) -> None:
-        self.stream = stream
-        self.enabled = enabled
-        self.colour = enabled and terminal.use_colour(stream)
-        self._drawn = False
-        self._text = ""
-
-    def line(self, states: Sequence[Seen], interval: float, width: int) -> str:
-        """The summary, at most ``width - 1`` characters."""
-        ended, watched, counts = watch_counts(states)
-        parts = ", ".join(f"{n} {st}" for st, n in counts.items())
-        text = f"watching: {ended}/{watched} ended; {parts}; next look in {interval:g}s"
-        text = text[: max(width - 1, 1)]
-        if self.colour:
-            bad = any(s.failed for s in states)
-            text = ("\x1b[31m" if bad else "\x1b[32m") + text + "\x1b[0m"
-        return text
-
-    def show(self, states: Sequence[Seen], interval: float) -> None:
-        """Draw (or redraw) the line."""
-        if not self.enabled:
-            return
-        from planrunner import log
-
-        width = shutil.get_terminal_size((80, 24)).columns
-        self._text = self.line(states, interval, width)
-        log.own_line(self)
-        self.redraw()
-
-    def redraw(self) -> None:
-        """Draw the last summary again (after a log line)."""
-        if self.enabled and self._text:
-            self.stream.write(f"\r{self._text}\x1b[K")
-            self.stream.flush()
-            self._drawn = True
-
-    def clear(self) -> None:
-        """Wipe the line (before a log line)."""
-        if self.enabled and self._drawn:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self._drawn = False
-
-    def note(self, event: object) -> None:
-        """Log events change nothing on this line."""
-
-    def close(self) -> None:
-        """Leave a clean line for the report."""
-        from planrunner import log
-
-        log.own_line(None)
-        self.clear()
-        self._text = ""
 
 
 def run(req: Request) -> int:
@@ -194,8 +148,10 @@ def run(req: Request) -> int:
         None if req.sim else (lambda: connect(plan, req.gateway)),
         req.concurrency,
         req.rate,
+        logs=req.logs,
+        tracker=terminal.Lookups(sys.stderr, sys.stderr.isatty()),
     )
-    live = Live(sys.stderr, req.watch and sys.stderr.isatty())
+    live = terminal.Live(sys.stderr, req.watch and sys.stderr.isatty())
     done = watch.open()
     try:
         result = watch.run(
@@ -212,14 +168,14 @@ def run(req: Request) -> int:
     return _print(req.fmt, result)
 
 
-def _show(live: Live, states: list[Seen], interval: float) -> None:
+def _show(live: terminal.Live, states: list[Seen], interval: float) -> None:
     """Before each wait of --watch: the live line on a terminal, else a log line."""
-    if live.enabled:
-        live.show(states, interval)  # a terminal: the one line, in place
+    ended, watched, counts = watch_counts(states)
+    if live.enabled:  # a terminal: the one line, in place
+        live.show(ended, watched, counts, any(s.failed for s in states), interval)
     else:
         from planrunner import log
 
-        ended, watched, counts = watch_counts(states)
         log.get("status").info("watching", ended=ended, watched=watched, **counts)
 
 

@@ -1,18 +1,21 @@
 """What ``status`` shows: text, JSON (``formatVersion`` 1) and markdown of a
-:class:`runs.watch.Result` (to move into ``report/status.py``)."""
+:class:`runs.watch.Result`: per flow the counts by status, and each failed instance with
+its failed task and the tail of that task's log."""
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from planrunner import lookup, times
 from planrunner.errors import EXIT_PENDING
 from planrunner.lookup import Seen
 from planrunner.outcome import Entry
-from planrunner.runs.watch import Result
+from planrunner.report import MARKDOWN_LIMIT, fit
+from planrunner.report import md_escape as _md
+from planrunner.runs.watch import LOG_MAX_LENGTH, LOGS_PER_FLOW, Result, Tail
 
-FAILED_SHOWN = 20  # failed instances listed per flow in text output (JSON lists all)
-MARKDOWN_LIMIT = 60_000
+FAILED_SHOWN = LOGS_PER_FLOW  # failed instances listed per flow in text (JSON lists all)
 MARKDOWN_FAILED_SHOWN = 50
 
 
@@ -20,7 +23,7 @@ def _utc(ms: int | None) -> str | None:
     return None if ms is None else times.format_utc(ms)
 
 
-def _failed_item(e: Entry, s: Seen) -> dict[str, Any]:
+def _failed_item(e: Entry, s: Seen, tail: Tail | None) -> dict[str, Any]:
     return {
         "key": e.key,
         "triggerTime": e.trigger_time,
@@ -30,6 +33,8 @@ def _failed_item(e: Entry, s: Seen) -> dict[str, Any]:
         "startTime": _utc(s.start),
         "endTime": _utc(s.end),
         "seconds": s.seconds,
+        "failedTask": s.failed_task,
+        "logTail": None if tail is None or tail.lines is None else list(tail.lines),
     }
 
 
@@ -56,7 +61,7 @@ def as_json(r: Result, error: str | None = None) -> dict[str, Any]:
                 "flowId": ids.get(name),
                 "entries": len(rows),
                 "counts": lookup.counts(s.state for _, s in states),
-                "failed": [_failed_item(e, s) for e, s in states if s.failed],
+                "failed": [_failed_item(e, s, r.tails.get(e.key)) for e, s in states if s.failed],
                 "problems": [
                     _problem_item(e, s)
                     for e, s in states
@@ -106,6 +111,7 @@ def render_text(r: Result) -> str:
                 + (f"  started {_utc(s.start)}" if s.start is not None else "")
                 + ("  (cancelled by planrunner)" if e.key in r.cancelled else "")
             )
+            lines += _why_text(s, r.tails.get(e.key))
         if len(failed) > FAILED_SHOWN:
             lines.append(
                 f"    ... {len(failed) - FAILED_SHOWN} more failed (see --format json) ..."
@@ -123,12 +129,62 @@ def render_text(r: Result) -> str:
     return "\n".join(lines)
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+def _why_text(s: Seen, tail: Tail | None) -> list[str]:
+    """Under a failed instance: its failed task and the tail of that task's log."""
+    if not s.failed_task:
+        return []
+    out = [f"      failed task: {s.failed_task}"]
+    if tail is not None and tail.lines is not None:
+        out.append(f"      {_tail_title(tail)}:" if tail.lines else "      (empty log)")
+        out += [f"      | {line}" for line in tail.lines]
+    elif tail is not None:
+        out.append(f"      (no log: {tail.reason})")
+    return out
+
+
+def _tail_title(tail: Tail) -> str:
+    """``last 20 log lines``, and that the service cut the log when it did."""
+    assert tail.lines is not None
+    if tail.cut:  # which end the service keeps is not documented: say it was cut
+        return f"last {len(tail.lines)} lines of a log the service cut at {LOG_MAX_LENGTH:,} characters"
+    return f"last {len(tail.lines)} log lines"
+
+
+def _failed_table(name: str, bad: list[tuple[Entry, Seen]]) -> str:
+    """A flow's failed instances, folded: time, status, failed task, instance, run time."""
+    block = [
+        f"<details><summary>{_md(name)}: {len(bad)} failed</summary>",
+        "",
+        "| time | triggerTime | status | failed task | instance | ran |",
+        "|---|---:|---|---|---|---:|",
+    ]
+    block += [
+        f"| `{e.local_time}` | {e.trigger_time} | {s.state} | {_md(s.failed_task or '-')} "
+        f"| {_md(s.flow_instance_id or '-')} | {duration(s.seconds)} |"
+        for e, s in bad[:MARKDOWN_FAILED_SHOWN]
+    ]
+    if len(bad) > MARKDOWN_FAILED_SHOWN:
+        block.append(f"| … {len(bad) - MARKDOWN_FAILED_SHOWN} more | | | | | |")
+    return "\n".join([*block, "", "</details>", ""])
+
+
+def _log_block(name: str, e: Entry, s: Seen, tail: Tail) -> str:
+    """One failed instance's log tail, folded; the log as preformatted, escaped text."""
+    if tail.lines is None:
+        what, body = f"no log: {tail.reason}", []
+    else:
+        what = _tail_title(tail) if tail.lines else "an empty log"
+        body = ["<pre>", *(html.escape(line, quote=False) for line in tail.lines), "</pre>", ""]
+    summary = (
+        f"<code>{_md(e.local_time)}</code> {_md(name)}: {s.state} in task "
+        f"<b>{_md(s.failed_task or '-')}</b> ({_md(what)})"
+    )
+    return "\n".join([f"<details><summary>{summary}</summary>", "", *body, "</details>", ""])
 
 
 def render_markdown(r: Result, limit: int = MARKDOWN_LIMIT) -> str:
-    """A table per flow and the failed instances, under ``limit`` characters."""
+    """A table per flow, each flow's failed instances, then the failed tasks' log tails
+    (folded), as many as fit under ``limit`` characters (what is left out is said)."""
     summary = ", ".join(f"**{n}** {s}" for s, n in r.summary().items()) or "nothing"
     out = [
         f"<!-- planrunner-status:{r.plan.path} -->",
@@ -141,6 +197,7 @@ def render_markdown(r: Result, limit: int = MARKDOWN_LIMIT) -> str:
     ]
     ids = {f.name: f.flow_id for f in r.plan.flows}
     details: list[str] = []
+    logs: list[str] = []
     for name, rows in r.by_flow().items():
         states = [(e, r.state(e)) for e in rows]
         ok = sum(1 for _, s in states if s.state in lookup.SUCCEEDED_NAMES)
@@ -152,20 +209,12 @@ def render_markdown(r: Result, limit: int = MARKDOWN_LIMIT) -> str:
             f"| {_md(name)} | {ids.get(name)} | {len(rows)} | {ok} | {len(bad)} | {going} | {waiting} | {other} |"
         )
         if bad:
-            block = [
-                f"<details><summary>{_md(name)}: {len(bad)} failed</summary>",
-                "",
-                "| time | triggerTime | status | instance | ran |",
-                "|---|---:|---|---|---:|",
-            ]
-            block += [
-                f"| `{e.local_time}` | {e.trigger_time} | {s.state} | {_md(s.flow_instance_id or '-')} | {duration(s.seconds)} |"
-                for e, s in bad[:MARKDOWN_FAILED_SHOWN]
-            ]
-            if len(bad) > MARKDOWN_FAILED_SHOWN:
-                block.append(f"| … {len(bad) - MARKDOWN_FAILED_SHOWN} more | | | | |")
-            block += ["", "</details>", ""]
-            details.append("\n".join(block))
+            details.append(_failed_table(name, bad))
+        logs += [
+            _log_block(name, e, s, tail)
+            for e, s in bad
+            if (tail := r.tails.get(e.key)) is not None
+        ]
     out.append("")
     used = sum(len(x) + 1 for x in out)
     if used > limit - 200:  # many flows: keep the head and say so
@@ -178,16 +227,17 @@ def render_markdown(r: Result, limit: int = MARKDOWN_LIMIT) -> str:
             size += len(row) + 1
         kept.append("_More flows left out to fit a comment; see `planrunner status --format json`._")
         return "\n".join(kept)
-    shown = 0
-    for text in details:
-        if used + len(text) + 1 > limit - 200:
-            break
-        out.append(text)
-        used += len(text) + 1
-        shown += 1
-    if shown < len(details):
-        out.append(f"_{len(details) - shown} flows' failed lists left out to fit a comment._")
-    return "\n".join(out)
+    text = fit(out, details, limit, "_{} flows' failed lists left out to fit a comment._")
+    if not logs or len(text) + 200 > limit:
+        return text
+    head = [text, "#### Why they failed: the failed task's log", ""]
+    return fit(
+        head,
+        logs,
+        limit,
+        "_{} failed instances' logs left out to fit a comment; see "
+        "`planrunner status --format json`._",
+    )
 
 
 def duration(seconds: float | None) -> str:

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from planrunner import enos, ledger, log, runs
 from planrunner.errors import LedgerError, PlanrunnerError, ServiceError
 from planrunner.outcome import Entry, Outcome, Status
 from planrunner.rate import RateLimiter, backoff
-from planrunner.runs import AttemptIds, WorkerPool
+from planrunner.runs import AttemptIds, WorkerPool, pace
 from planrunner.runs.decide import (
     FOUND_WHY,
     Act,
@@ -31,7 +31,8 @@ from planrunner.runs.decide import (
     after_lookup,
     on_answer,
 )
-from planrunner.runs.flow import FlowWork, Unresolved, in_flight_wait
+from planrunner.runs.earlier import Earlier
+from planrunner.runs.flow import FlowWork, Unresolved
 
 InternalError = runs.InternalError  # what a bug in a worker halts the run with (exit 70)
 NOT_SENT = "interrupted before sending; nothing was sent"
@@ -65,6 +66,12 @@ class Options:
     max_unresolved: int = MAX_UNRESOLVED
     send_slack: float = SEND_SLACK
     read_timeout: float = READ_TIMEOUT  # the client's; in_flight must cover it
+    # Pacing (command-line values; None / False: the plan's keys decide, see pace.rules_for).
+    max_unfinished: int | None = None
+    wait: bool = False  # wait for instances to finish instead of holding entries back
+    interval: float | None = None  # the longest wait between polls (None: 30 s)
+    halt_on_failure: bool = False
+    rerun_failed: int | None = None
 
 
 class Runner:
@@ -86,6 +93,8 @@ class Runner:
         gateway: str,
         on_settle: Callable[[str], None] | None = None,
         guard: Callable[[], None] | None = None,
+        rules: Mapping[int, pace.Rules] | None = None,
+        look_up_many: pace.LookUpMany = pace.look_up_many,
     ) -> None:
         self.client = client
         self.writer = writer
@@ -98,15 +107,30 @@ class Runner:
         self.outcomes: dict[str, Outcome] = {}
         self.on_settle = on_settle  # told each settled entry's status (a progress bar)
         self._guard = guard
+        # Per flowId (the command merges the plan's keys); without, the options hold for all.
+        self._rules = rules
         # The run's one limiter paces every signed call of the client (lookups too).
         self._limiter = client.limiter = RateLimiter(options.rate)
         self._attempts = AttemptIds(run_id)
+        self._log = log.get("apply").bind(run=run_id)
+        self._gates = pace.Gates(
+            client,
+            self.rules,
+            wait=options.wait,
+            interval=options.interval,
+            stop=self.stop,
+            stopped=self._gateway_stopped,
+            log=self._log,
+            many=look_up_many,
+        )
+        self._earlier = Earlier(
+            client, folded, options, gateway, self._attempts, self.stop, self._log, look_up_many
+        )
         self._lock = threading.Lock()
         self._down = 0  # consecutive timeouts or unreachable answers
         self._unverified = 0  # consecutive outcomes of this run's sends no lookup could verify
         self._unresolved = 0  # unknown outcomes of this run waiting to be looked up
         self._slow = 0  # consecutive intents written slower than send_slack
-        self._log = log.get("apply").bind(run=run_id)
 
     # -- scheduling -----------------------------------------------------------------------
 
@@ -133,14 +157,38 @@ class Runner:
         )
         pool.run(works, self._work, self._finish)  # flows left when it stopped are finished too
         for e in entries:
+            if e.key in self.outcomes:
+                continue
             # Not reached this run (stopped, or waiting for an earlier request): an entry the
             # ledger holds as unknown is reported unknown, as `plan` shows it, never pending.
-            if e.key not in self.outcomes and self.folded.status(e.key) == ledger.UNKNOWN:
+            if self.folded.status(e.key) == ledger.UNKNOWN:
                 self.outcomes[e.key] = Outcome(
                     Status.UNKNOWN, None, "an earlier request's outcome is unknown; not looked up this run"
                 )
+            elif self.client.stopped is not None and not self.folded.is_done(e.key):
+                self.outcomes[e.key] = Outcome(Status.PENDING, None, self._not_sent())
         self.client.close()
         return self.outcomes
+
+    def rules(self, flow_id: int) -> pace.Rules:
+        """How ``flow_id`` is paced: the command's merged rules, else the options'."""
+        if self._rules is not None:
+            return self._rules.get(flow_id, pace.NO_RULES)
+        return pace.Rules(self.options.max_unfinished, self.options.halt_on_failure)
+
+    def _not_sent(self) -> str:
+        """Why an entry was not sent when the run stopped before it."""
+        why = self.client.stopped
+        return NOT_SENT if why is None else f"not sent: {why}"
+
+    def _gateway_stopped(self) -> bool:
+        """Whether the client stopped (quota spent, gateway refusing us); stops the run."""
+        why = self.client.stopped
+        if why is None:
+            return False
+        if not self.stop.is_set():
+            self._halt(ServiceError(why))
+        return True
 
     @property
     def rate(self) -> dict[str, float | int | None]:
@@ -183,11 +231,19 @@ class Runner:
         """Settle entries already done, then do the flow's next piece of work.
 
         That is, in this order: look up an unknown outcome whose request is surely over;
-        or send the flow's next entry (unless :data:`MAX_UNRESOLVED` outcomes already wait
-        for their lookup); or wait a little for either.
+        or, once per run, look up the earlier runs' unknown and failed keys of the flow (one
+        batch); or send the flow's next entry once its gate opens (:meth:`_gate`: Get Flow
+        before the first, the learned spacing, pacing and halting), unless
+        :data:`MAX_UNRESOLVED` outcomes already wait for their lookup; or wait a little.
         """
+        if self._gateway_stopped():
+            return
         if work.waiting and (work.waiting[0].due <= time.monotonic() or self.stop.is_set()):
             self._resolve(work.waiting.pop(0), work)
+            return
+        if not work.begun:
+            if not self.stop.is_set():
+                self._earlier.begin(work, self.rules(work.flow_id).active)
             return
         while work.next < len(work.entries):
             e = work.entries[work.next]
@@ -196,29 +252,34 @@ class Runner:
                 work.next += 1
                 self._settle(e, Outcome(Status.SKIPPED, self.folded.done.get(e.key)))
                 continue
-            if work.refused is not None:
-                work.next += 1
-                work.report(e, Outcome(Status.PENDING, None, f"flow refused: {work.refused}"))
+            if status in (ledger.UNKNOWN, ledger.FAILED) and e.key not in work.resend:
+                work.next += 1  # settled by the look at the earlier runs' attempts (Earlier)
                 continue
-            if self.stop.is_set():
-                return
-            if status in (ledger.UNKNOWN, ledger.FAILED):
+            if work.refused is not None or work.held is not None:
                 work.next += 1
-                if self._earlier(e, work, status):
-                    self._send(e, work)
-                return
-            if not self._may_send():
+                why = work.held or f"flow refused: {work.refused}"
+                work.report(e, Outcome(Status.PENDING, None, why))
+                continue
+            if self.stop.is_set() or not self._may_send():
+                break
+            gate = self._gates.gate(work)
+            if gate is pace.Gate.BLOCKED:
+                continue
+            if gate is pace.Gate.WAIT:
                 break
             work.next += 1
             self._send(e, work)
             return
-        if not work.more():
+        if not work.more() or self.stop.is_set():
             return
-        # Nothing to do now: wait a little (for a lookup to fall due, or for room to send),
-        # then let the worker look at other flows.
+        # Nothing to do now: wait a little (for a lookup to fall due, for room to send, or
+        # for the flow's wait to end), then let the worker look at other flows.
+        now = time.monotonic()
         wait = WAIT_TICK
         if work.waiting:
-            wait = min(wait, work.waiting[0].due - time.monotonic())
+            wait = min(wait, work.waiting[0].due - now)
+        if work.not_before > now:
+            wait = min(wait, work.not_before - now)
         if wait > 0:
             self.stop.wait(wait)
 
@@ -255,6 +316,8 @@ class Runner:
 
     def _verified(self, ok: bool, e: Entry, why: str = "") -> None:
         """Count outcomes of this run's sends that no lookup could verify; stop at the limit."""
+        if not ok and self._gateway_stopped():
+            return  # the lookup was not sent: the client's reason stops the run
         with self._lock:
             self._unverified = 0 if ok else self._unverified + 1
             count = self._unverified
@@ -276,10 +339,11 @@ class Runner:
     def _send(self, e: Entry, work: FlowWork, resends: int = 0) -> None:
         gw = self.gateway
         cause: Cause | None = None
+        first_62102 = False  # this entry met the flow's first 62102
         while True:
             sent = self._trigger_with_retries(e, work)
             if sent is None:  # stopped before a request left, or while waiting to retry one
-                work.report(e, Outcome(Status.PENDING, None, NOT_SENT))
+                work.report(e, Outcome(Status.PENDING, None, self._not_sent()))
                 return
             attempt, answer, answered = sent
             act = on_answer(answer.kind)
@@ -289,6 +353,16 @@ class Runner:
                 )
                 work.report(e, Outcome(Status.TRIGGERED, answer.flow_instance_id))
                 self._verified(True, e)
+                if first_62102 and cause is Cause.DUPLICATE:
+                    self._gates.learn_spacing(work, self.options.duplicate_wait)
+                return
+            if act is Act.NOT_SENT:
+                # The client stopped before this request left (quota spent, gateway refusing
+                # us): nothing was sent; the run stops with the client's reason.
+                why = self._not_sent()
+                work.record(ledger.aborted(e, attempt, gateway=gw, reason=why))
+                work.report(e, Outcome(Status.PENDING, None, why))
+                self._gateway_stopped()
                 return
             if act in (Act.RETRY, Act.REFUSE_FLOW, Act.STOP):
                 # RETRY here means the retries are spent; each was a definite "not done".
@@ -309,6 +383,8 @@ class Runner:
                 self._defer(work, Unresolved(answered + self.options.in_flight, e, attempt, answer, resends))
                 return
             cause = Cause.DUPLICATE if cause is not Cause.DUPLICATE else Cause.DUPLICATE_AGAIN
+            if not work.met_62102:
+                work.met_62102 = first_62102 = True
             look = self.client.find_instance(e.flow_id, e.trigger_time)
             if not self._follow(e, work, attempt, answer, cause, look, resends):
                 return
@@ -375,9 +451,11 @@ class Runner:
             work.record(ledger.failed(e, attempt, gateway=gw, code=answer.code, msg=why))
             work.report(e, Outcome(Status.FAILED, None, enos.describe(answer, why)))
             if cause is Cause.DUPLICATE_AGAIN:
-                # Two 62102s in a row that are no duplicate: a refusal ("Incorrect parameter"),
-                # not the one-minute rule; the rest of the flow would get it too.
-                work.refused = enos.describe(answer)
+                # Two 62102s in a row that are no duplicate: the service says the flow or its
+                # task does not exist ("check if the workflow or task exist"), or refuses the
+                # request ("Incorrect parameter"); not the one-minute rule. The rest of the
+                # flow would get it too: it is not tried entry by entry.
+                work.refused = f"62102 twice and no instance: the flow or its task may not exist ({enos.describe(answer)})"
             return False
         work.record(ledger.reconciled(e, attempt, gateway=gw, found=False, flow_instance_id=None))
         if then is Then.WAIT_RESEND:
@@ -388,78 +466,10 @@ class Runner:
                 seconds=round(max(wait, 0.0), 1),
             )
             if wait > 0 and self.stop.wait(min(wait, self.options.duplicate_wait)):
-                work.report(e, Outcome(Status.PENDING, None, NOT_SENT))
+                work.report(e, Outcome(Status.PENDING, None, self._not_sent()))
                 return False
             return True
         self._log.info("not found after an unknown outcome; sending again", key=e.key, reason=answer.msg)
-        return True
-
-    def _earlier(self, e: Entry, work: FlowWork, status: str) -> bool:
-        """Settle what an earlier run's attempts did; True when the entry is to be sent.
-
-        An open attempt (unknown), and a failed one too (its request may have reached the
-        service), is looked up before anything is sent again, once the request is surely
-        over: never sooner than read timeout plus margin after its intent.
-        """
-        state = self.folded.state(e.key)
-        newest = max(state.intents.items(), key=lambda kv: kv[1], default=None)
-        if not self._aged(newest[1] if newest else None, e):
-            work.next -= 1  # stopped: the entry was not reached
-            return False
-        look = self.client.find_instance(e.flow_id, e.trigger_time)
-        gw = self.gateway
-        if status == ledger.FAILED:
-            if look.found:
-                attempt = newest[0] if newest else self._attempts.next()
-                work.record(
-                    ledger.reconciled(
-                        e, attempt, gateway=gw, found=True, flow_instance_id=look.flow_instance_id
-                    )
-                )
-                work.report(e, Outcome(Status.RECONCILED, look.flow_instance_id, FOUND_WHY[Cause.CRASHED]))
-                return False
-            if look.found is None and not self.options.retry_unknown:
-                self._log.warning(
-                    "lookup failed; a failed entry is not sent again unverified", key=e.key, reason=look.reason
-                )
-                work.report(
-                    e, Outcome(Status.FAILED, None, f"not sent again: the lookup failed: {look.reason}")
-                )
-                return False
-            return True
-        then = after_lookup(
-            Cause.CRASHED, look.found, may_resend=True, retry_unknown=self.options.retry_unknown
-        )
-        if look.found is not None:
-            for a in sorted(state.open_attempts):
-                work.record(
-                    ledger.reconciled(
-                        e, a, gateway=gw, found=look.found, flow_instance_id=look.flow_instance_id
-                    )
-                )
-        if then is Then.RECONCILED:
-            work.report(e, Outcome(Status.RECONCILED, look.flow_instance_id))
-            return False
-        if then is Then.KEEP_UNKNOWN:
-            self._log.warning("outcome still unknown; not re-sending", key=e.key, reason=look.reason)
-            work.report(e, Outcome(Status.UNKNOWN, None, look.reason))
-            return False
-        if look.found is None:
-            self._log.warning(
-                "lookup failed; sending anyway (--retry-unknown)", key=e.key, reason=look.reason
-            )
-        return True
-
-    def _aged(self, at: str | None, e: Entry) -> bool:
-        """Wait until an earlier run's request is surely over; False if stopped meanwhile."""
-        wait = in_flight_wait(at, self.options.in_flight, time.time())
-        if wait > 0:
-            self._log.info(
-                "an earlier run's request may still be in flight; waiting before the lookup",
-                key=e.key,
-                seconds=round(wait, 1),
-            )
-            return not self.stop.wait(wait)
         return True
 
     def _intent(self, e: Entry, work: FlowWork) -> str | None:
@@ -530,9 +540,12 @@ class Runner:
             self._watch_gateway(answer)
             if answer.kind is not enos.Kind.RETRYABLE:
                 return attempt, answer, answered
-            if answer.adapting:
-                # The client halved the shared rate (and holds for Retry-After); while it is
-                # adapting, the 429 does not spend this entry's retries.
+            if answer.adapting or answer.http_status == 429:
+                # A 429 never spends the entry's retries, so it never makes an entry failed:
+                # the client halved the shared rate (and holds for Retry-After) while above
+                # its floor; at the floor its slots pace the retries, and a gateway that
+                # answers only 429 for a while stops the client (quota spent): the entry is
+                # then left pending, unsent.
                 work.record(ledger.aborted(e, attempt, gateway=gw, reason=_not_acted_on(answer)))
                 continue
             if tries >= self.options.max_retries:
@@ -570,3 +583,4 @@ class Runner:
 def _not_acted_on(answer: enos.Answer) -> str:
     """The ``aborted`` reason of a try the service did not act on (sent again)."""
     return f"not acted on ({enos.describe(answer)}); sending again"
+

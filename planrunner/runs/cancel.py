@@ -19,7 +19,7 @@ from planrunner.lookup import Seen
 from planrunner.outcome import Entry
 from planrunner.rate import RateLimiter, backoff
 from planrunner.runs import AttemptIds, WorkerPool
-from planrunner.runs.watch import look_up_all
+from planrunner.runs.watch import Tracker, look_up_all
 
 CANCEL_TRIES = 4
 BACKOFF_BASE = 0.2
@@ -63,18 +63,18 @@ class Found:
 
 def find(
     client: enos.Client,
-    zone: tzinfo,
     entries: Sequence[Entry],
     folded: ledger.Folded,
     *,
     concurrency: int,
-    rate: float | None,
+    tracker: Tracker | None = None,
 ) -> Found:
-    """Look up the done entries and the unknown ones (which may have an instance too)."""
+    """Look up the done entries and the unknown ones (which may have an instance too), in
+    batches (:func:`runs.watch.look_up_all`)."""
     done = [(e, folded.done[e.key]) for e in entries if folded.status(e.key) == ledger.DONE]
     unknown = [e for e in entries if folded.status(e.key) == ledger.UNKNOWN]
     items = [*done, *((e, None) for e in unknown)]
-    seen = look_up_all(client, items, zone, concurrency=concurrency, rate=rate)
+    seen = look_up_all(client, items, concurrency=concurrency, tracker=tracker)
     candidates = [Target(e, seen[e.key]) for e, _ in done]
     for e in unknown:
         s = seen[e.key]
@@ -105,7 +105,8 @@ class Canceller:
         self.zone = zone
         self.gateway = gateway
         self.stop = threading.Event()
-        self._limiter = RateLimiter(rate)
+        # The run's one limiter: the lookups before the cancels (find) and the cancels.
+        client.limiter = RateLimiter(rate)
         self._attempts = AttemptIds(run_id)
         self._backoff_cap = backoff_cap  # the longest wait between tries of one cancel
 
@@ -129,7 +130,7 @@ class Canceller:
             return
         answer: enos.Answer | None = None
         for tries in range(CANCEL_TRIES):
-            if self._limiter.wait(self.stop) is None:
+            if self.stop.is_set():
                 break
             answer = self.client.cancel_instance(iid)
             if answer.kind is enos.Kind.OK:

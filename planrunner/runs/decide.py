@@ -1,12 +1,14 @@
 """The answer table of docs/apply.md as code: what an answer to Trigger Flow calls for
-(:func:`on_answer`), and what follows a lookup (:func:`after_lookup`). Pure functions,
-tested as a table (tests/test_engine.py)."""
+(:func:`on_answer`), what follows a lookup (:func:`after_lookup`), and what Get Flow's
+answer before a flow's first trigger means (:func:`preflight`). Pure functions, tested as
+a table (tests/test_engine.py)."""
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import NamedTuple
 
-from planrunner import enos
+from planrunner import enos, protocol
 
 ALREADY_THERE = (
     "already on the service: instances are keyed by flow and minute, so Trigger Flow cannot "
@@ -23,6 +25,7 @@ class Act(StrEnum):
     LOOK_UP = "look-up"  # record unknown; look the instance up before anything else
     LOOK_UP_DUPLICATE = "look-up-duplicate"  # 62102: look the instance up
     STOP = "stop"  # auth or TLS: record failed, stop the run
+    NOT_SENT = "not-sent"  # the client stopped (quota spent, gateway refuses): close the intent aborted, stop the run
 
 
 def on_answer(kind: enos.Kind) -> Act:
@@ -35,7 +38,7 @@ def on_answer(kind: enos.Kind) -> Act:
         enos.Kind.DUPLICATE: Act.LOOK_UP_DUPLICATE,
         enos.Kind.AUTH: Act.STOP,
         enos.Kind.FATAL: Act.STOP,
-        enos.Kind.STOPPED: Act.STOP,  # never sent; the sender closes its intent aborted first
+        enos.Kind.STOPPED: Act.NOT_SENT,  # never sent; the sender closes its intent aborted first
     }[kind]
 
 
@@ -83,3 +86,25 @@ def after_lookup(
     if cause is Cause.DUPLICATE:
         return Then.WAIT_RESEND
     return Then.FAIL
+
+
+class Preflight(NamedTuple):
+    """What Get Flow said of a flow before its first trigger in a run."""
+
+    refused: str | None  # why nothing is sent to the flow; None: send
+    warning: str | None = None  # Get Flow could not be answered: the triggers' answers decide
+
+
+def preflight(answer: enos.Answer) -> Preflight:
+    """Get Flow's answer, read as section "Check each flow first" of docs/apply.md says.
+
+    Refused: the service answered with an error code (62102 and the others: the flow does
+    not exist or is not visible to this user), or its flow is missing, locked, user-locked
+    or has no task. An answer that is no answer (timeouts, 5xx, 429 after retries; an HTTP
+    refusal by the gateway; auth) is a warning: the trigger's own answers decide.
+    """
+    if answer.kind is enos.Kind.OK:
+        return Preflight(protocol.flow_refusal(protocol.read_flow(answer.data)))
+    if answer.kind is enos.Kind.PERMANENT and answer.http_status == 200:  # the service's code
+        return Preflight(f"{protocol.flow_refusal(None)} (Get Flow answered {enos.describe(answer)})")
+    return Preflight(None, f"Get Flow could not be answered ({enos.describe(answer)})")

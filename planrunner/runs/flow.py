@@ -9,6 +9,7 @@ from datetime import datetime
 
 from planrunner import enos, ledger
 from planrunner.outcome import Entry, Outcome, Status
+from planrunner.runs.pace import Instances
 
 NOT_RECORDED = "sent; outcome not recorded"
 
@@ -38,14 +39,44 @@ class FlowWork:
     before them is durable. Nothing is reported any other way.
     """
 
-    __slots__ = ("_pending", "_reports", "entries", "last_sent", "next", "refused", "waiting")
+    __slots__ = (
+        "_pending",
+        "_reports",
+        "begun",
+        "checked",
+        "entries",
+        "flow_id",
+        "halt_look",
+        "held",
+        "instances",
+        "last_sent",
+        "met_62102",
+        "next",
+        "not_before",
+        "polls",
+        "refused",
+        "resend",
+        "spacing",
+        "waiting",
+    )
 
     def __init__(self, entries: list[Entry]) -> None:
         self.entries = entries
+        self.flow_id = entries[0].flow_id if entries else 0
         self.next = 0
         self.refused: str | None = None  # why the service refused the flow, if it did
+        self.held: str | None = None  # why pacing or a failure stopped the flow ("held back: ...")
         self.last_sent = 0.0  # monotonic time of the flow's last trigger request
         self.waiting: list[Unresolved] = []  # unknown outcomes waiting to be looked up, by due time
+        self.begun = False  # the earlier runs' unknown and failed keys were looked up
+        self.resend: set[str] = set()  # keys of earlier attempts found absent: to be sent
+        self.checked = False  # Get Flow was asked (before the flow's first trigger)
+        self.met_62102 = False  # the flow's first 62102 was seen (later ones teach nothing)
+        self.spacing = 0.0  # seconds between the flow's triggers (learned from a cured 62102)
+        self.not_before = 0.0  # monotonic time before which nothing is sent (a wait)
+        self.polls = 0  # looks at unfinished instances since the flow's last send
+        self.halt_look = 0.0  # monotonic time of the next look for a failed instance
+        self.instances: Instances | None = None  # done keys watched for pacing and halting
         self._pending: list[dict[str, object]] = []
         self._reports: list[tuple[Entry, Outcome]] = []
 
@@ -58,8 +89,11 @@ class FlowWork:
         self._pending.append(rec)
 
     def report(self, entry: Entry, outcome: Outcome) -> None:
-        """An outcome, reported once the records before it are durable."""
+        """An outcome, reported once the records before it are durable. A done one joins
+        the instances watched for pacing, when the flow is paced."""
         self._reports.append((entry, outcome))
+        if self.instances is not None and outcome.status in _MADE:
+            self.instances.add(entry.trigger_time, outcome.flow_instance_id)
 
     def write(self, writer: ledger.Sink, settle: Settle, *extra: dict[str, object]) -> None:
         """Make pending records (and ``extra``) durable, then report what waited on them."""
@@ -82,6 +116,7 @@ class FlowWork:
             settle(entry, outcome)
 
 
+_MADE = frozenset((Status.TRIGGERED, Status.RECONCILED))
 _SENT = frozenset((Status.TRIGGERED, Status.RECONCILED, Status.FAILED, Status.UNKNOWN))
 
 

@@ -12,9 +12,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import tzinfo
+from typing import Protocol
 
-from planrunner import enos, ledger, log, lookup
+from planrunner import enos, ledger, log, lookup, protocol, times
 from planrunner.errors import EXIT_FAILED, EXIT_OK, EXIT_PENDING, PlanrunnerError
 from planrunner.lookup import Seen
 from planrunner.outcome import Entry
@@ -27,46 +27,164 @@ Show = Callable[[list[Seen]], None]  # called before each wait of --watch with e
 
 
 FAILED_POLLS = 5  # --watch stops after this many polls in a row in which every lookup failed
+LOGS = 20  # lines of a failed task's log shown by default (--logs)
+LOGS_PER_FLOW = 20  # failed instances per flow whose log is read: those text lists
+LOG_MAX_LENGTH = 65_536  # the maxLength asked of Get Task Instance Log (its tail is shown)
+
+
+class Tracker(Protocol):
+    """Told of a lookup phase as it goes (the progress line of a terminal)."""
+
+    def start(self, total: int) -> None:
+        """``total`` entries are about to be looked up."""
+
+    def add(self, states: Sequence[str]) -> None:
+        """A batch of entries was looked up; their states."""
+
+    def stop(self) -> None:
+        """The phase ended (or was stopped)."""
+
+
+def batches(items: Sequence[tuple[Entry, str | None]]) -> list[list[tuple[Entry, str | None]]]:
+    """``items`` per flow, in runs of trigger times that span less than a day: each batch is
+    one window of a batched lookup, and a flow's batches can be looked up side by side."""
+    per_flow: dict[int, list[tuple[Entry, str | None]]] = {}
+    for item in items:
+        per_flow.setdefault(item[0].flow_id, []).append(item)
+    out: list[list[tuple[Entry, str | None]]] = []
+    for rows in per_flow.values():
+        rows.sort(key=lambda item: item[0].trigger_time)
+        start = 0
+        for item in rows:
+            tt = item[0].trigger_time
+            if out and out[-1][0][0].flow_id == item[0].flow_id and tt - start < times.DAY_MS:
+                out[-1].append(item)
+            else:  # a new window, from the minute of its first entry (as look_up_many cuts)
+                out.append([item])
+                start = tt - tt % protocol.MINUTE_MS
+    return out
 
 
 def look_up_all(
     client: enos.Client,
     items: Sequence[tuple[Entry, str | None]],
-    zone: tzinfo,
     *,
     concurrency: int,
-    rate: float | None,
     stop: threading.Event | None = None,
+    tracker: Tracker | None = None,
 ) -> dict[str, Seen]:
-    """Look up every (entry, recorded id) with ``concurrency`` threads, at most ``rate``/s.
+    """Look up every (entry, recorded id) in batches (:func:`lookup.look_up_many`: per
+    flow, Search over windows of at most a day, Get by recorded id only for the rest),
+    ``concurrency`` batches at a time, every call through the client's limiter.
 
-    A lookup that fails with an expected error is :data:`lookup.LOOKUP_FAILED`, and so are
-    the entries left when ``stop`` is set ("stopped"); a bug raises :class:`InternalError`.
+    A batch that fails with an expected error is :data:`lookup.LOOKUP_FAILED` for each of
+    its entries, and so are the entries left when ``stop`` is set ("stopped"); a bug raises
+    :class:`InternalError`.
     """
-    limiter = RateLimiter(rate)
     out: dict[str, Seen] = {}
     lock = threading.Lock()
-    pool: WorkerPool[tuple[Entry, str | None]] = WorkerPool(
+    pool: WorkerPool[list[tuple[Entry, str | None]]] = WorkerPool(
         concurrency, name="lookup", clean=client.clean, after_bug="stopped looking up"
     )
     halt = stop or threading.Event()
 
-    def one(item: tuple[Entry, str | None]) -> bool:
-        entry, recorded = item
-        if limiter.wait(halt) is None:
-            seen = Seen(lookup.LOOKUP_FAILED, recorded, reason="stopped")
-        else:
+    def one(batch: list[tuple[Entry, str | None]]) -> bool:
+        wanted = [lookup.Wanted(e.flow_id, e.trigger_time, recorded) for e, recorded in batch]
+        found: dict[tuple[int, int], Seen] = {}
+        reason = "stopped"
+        if not halt.is_set():
             try:
-                seen = lookup.look_up(client, entry, recorded, zone)
-            except PlanrunnerError as e:  # one lookup's failure must not lose the others
-                seen = Seen(lookup.LOOKUP_FAILED, recorded, reason=str(e))
+                found = lookup.look_up_many(client, wanted, halt)
+            except PlanrunnerError as e:  # one batch's failure must not lose the others
+                reason = str(e)
+        seen = {
+            e.key: found.get((e.flow_id, e.trigger_time))
+            or Seen(lookup.LOOKUP_FAILED, recorded, reason=reason)
+            for e, recorded in batch
+        }
         with lock:
-            out[entry.key] = seen
+            out.update(seen)
+        if tracker is not None:
+            tracker.add([s.state for s in seen.values()])
         return False
 
-    pool.run(items, one)
+    if tracker is not None:
+        tracker.start(len(items))
+    sent, started = sum(client.calls.values()), time.monotonic()
+    try:
+        pool.run(batches(items), one)
+    finally:
+        if tracker is not None:
+            tracker.stop()
     if pool.failure is not None:
         raise pool.failure
+    log.get("lookup").debug(
+        "looked up",
+        entries=len(items),
+        requests=sum(client.calls.values()) - sent,
+        seconds=round(time.monotonic() - started, 3),
+    )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """The end of a failed task's log: its last lines, or None with why it is not shown."""
+
+    lines: tuple[str, ...] | None
+    reason: str = ""
+    cut: bool = False  # the service cut the log at maxLength: these may not be its last lines
+
+
+def log_tail(client: enos.Client, task_inst_id: str, lines: int) -> Tail:
+    """The last ``lines`` lines of a task instance's log, each cleaned (redacted, controls
+    out, cut) like every text from the service."""
+    answer = client.get_task_log(task_inst_id, LOG_MAX_LENGTH)
+    data = answer.data
+    text = data.get("log") if isinstance(data, dict) else data
+    if answer.kind is not enos.Kind.OK or not isinstance(text, str):
+        why = f"{answer.code}: {answer.msg}" if answer.code is not None else answer.msg
+        return Tail(None, client.clean(why or "no log in the answer"))
+    rows = text.splitlines()
+    while rows and not rows[-1].strip():
+        rows.pop()
+    # Which end a cut keeps is not documented: a full answer may not hold the error line.
+    cut = len(text) >= LOG_MAX_LENGTH
+    return Tail(tuple(client.clean(row.rstrip()) for row in rows[-lines:]), cut=cut)
+
+
+def fetch_tails(
+    client: enos.Client,
+    failed: Sequence[tuple[str, Seen]],
+    lines: int,
+    *,
+    concurrency: int,
+) -> dict[str, Tail]:
+    """The log tails of the failed instances (key, state) that name their failed task."""
+    todo = [(key, s) for key, s in failed if s.failed_task_id]
+    out: dict[str, Tail] = {}
+    lock = threading.Lock()
+    pool: WorkerPool[tuple[str, Seen]] = WorkerPool(
+        concurrency, name="log", clean=client.clean, after_bug="stopped reading logs"
+    )
+
+    def one(item: tuple[str, Seen]) -> bool:
+        key, seen = item
+        assert seen.failed_task_id is not None
+        try:
+            tail = log_tail(client, seen.failed_task_id, lines)
+        except PlanrunnerError as e:  # a log is a detail: it must not lose the report
+            tail = Tail(None, str(e))
+        with lock:
+            out[key] = tail
+        return False
+
+    pool.run(todo, one)
+    if pool.failure is not None:
+        raise pool.failure
+    log.get("status").debug(
+        "read logs", logs=len(todo), shown=sum(1 for t in out.values() if t.lines is not None)
+    )
     return out
 
 
@@ -82,6 +200,8 @@ class Result:
     seen: dict[str, Seen]
     cancelled: set[str]  # keys the ledger records as cancelled
     sim: bool = False
+    tails: dict[str, Tail] = field(default_factory=dict)  # failed keys -> their task's log tail
+    logs: int = LOGS  # lines asked for (0: no logs were read)
 
     def state(self, e: Entry) -> Seen:
         """What is known of ``e`` (not triggered when the ledger does not say it was)."""
@@ -140,8 +260,10 @@ class Watch:
     gateway_id: str  # whose records count (sim, or the gateway's origin)
     connect: Callable[[], Connection] | None  # None: --sim, nothing to look up
     concurrency: int = 4
-    rate: float | None = None
+    rate: float | None = None  # requests per second, every call (None: adaptive, no cap)
     failed_polls: int = FAILED_POLLS
+    logs: int = LOGS  # lines of each failed task's log to read once watching ends (0: none)
+    tracker: Tracker | None = None
     result: Result = field(init=False)
 
     def __post_init__(self) -> None:
@@ -155,9 +277,10 @@ class Watch:
             {},
             set(),
             sim=self.connect is None,
+            logs=self.logs,
         )
         self._keys = {e.key for e in self.entries}
-        self._zone: tzinfo | None = None
+        self._checked = False  # the token and the server's zone were asked for once
         self._looked: dict[str, str | None] = {}  # key -> the recorded id it was looked up by
         self._log = log.get("status")
 
@@ -180,15 +303,16 @@ class Watch:
             self.result.seen = {e.key: Seen(lookup.NOT_LOOKED_UP, iid) for e, iid in done}
             return True
         client, seen = self.connection.client, self.result.seen
-        if self._zone is None:
+        if not self._checked:
             client.token()  # a token or zone problem stops the command, not each lookup
-            self._zone = client.server_zone()
+            client.server_zone()
+            self._checked = True
         todo = [
             (e, iid)
             for e, iid in done
             if e.key not in seen or not seen[e.key].final or self._looked.get(e.key) != iid
         ]
-        found = look_up_all(client, todo, self._zone, concurrency=self.concurrency, rate=self.rate)
+        found = look_up_all(client, todo, concurrency=self.concurrency, tracker=self.tracker)
         seen.update(found)
         self._looked.update({e.key: iid for e, iid in todo})
         return not found or any(s.state != lookup.LOOKUP_FAILED for s in found.values())
@@ -198,6 +322,7 @@ class Watch:
         done = self.read_ledger()
         if self.connect is not None:
             self.connection = self.connect()
+            self.connection.client.limiter = RateLimiter(self.rate)  # lookups and logs alike
             self.result.gateway = self.connection.where
         return done
 
@@ -234,7 +359,21 @@ class Watch:
                     polls=failed,
                 )
                 break
+        self.read_logs()
         return r
+
+    def read_logs(self) -> None:
+        """The log tails of the failed instances (the first :data:`LOGS_PER_FLOW` of each
+        flow), read once the lookups are over."""
+        r = self.result
+        if self.connection is None or self.logs <= 0:
+            return
+        failed: list[tuple[str, Seen]] = []
+        for rows in r.by_flow().values():
+            failed += [(e.key, r.state(e)) for e in rows if r.state(e).failed][:LOGS_PER_FLOW]
+        r.tails = fetch_tails(
+            self.connection.client, failed, self.logs, concurrency=self.concurrency
+        )
 
     def close(self) -> None:
         """Close the client, if one was made."""
