@@ -17,8 +17,8 @@ from planrunner import protocol as P
 from planrunner.errors import UsageError
 from planrunner.sim import SimFlow, Simulator, load_flows
 from testing import cron_flows, write_plan
-from tests.test_sim_protocol import KEY, SECRET, T0, Api, sim_process, simulator
-from tests.test_sim_tasks import graph_tasks, until_final
+from tests.sim.test_protocol import KEY, SECRET, T0, Api, sim_process, simulator
+from tests.sim.test_tasks import graph_tasks, until_final
 
 NO_FLOW = (
     "Cannot create workflow instance. Please check if the workflow or task exist, "

@@ -15,7 +15,7 @@ from planrunner import protocol as P
 from planrunner.commands.sim import crowd_from, quotas_from
 from planrunner.errors import UsageError
 from planrunner.sim import Dialect, Quota, SimFlow
-from tests.test_sim_protocol import KEY, SECRET, T0, USER, Api, search_body, sim_process, simulator
+from tests.sim.test_protocol import KEY, SECRET, T0, USER, Api, search_body, sim_process, simulator
 
 FLOWS = [SimFlow(7, run_seconds=0.05), SimFlow(3377, run_seconds=0.05)]
 

@@ -16,7 +16,7 @@ import pytest
 from planrunner import protocol as P
 from planrunner.errors import UsageError
 from planrunner.sim import Dialect, SimFlow, load_flows
-from tests.test_sim_protocol import T0, Api, simulator
+from tests.sim.test_protocol import T0, Api, simulator
 
 SETTLE = 10.0  # seconds: the longest a test waits for instances to end
 
