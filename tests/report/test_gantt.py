@@ -98,9 +98,9 @@ def parse_gantt(markdown: str) -> list[Task]:
     return tasks
 
 
-def result_of(path: Path | str, outcomes: dict[str, Outcome] | None = None) -> report.Result:
+def result_of(path: Path | str, outcomes: dict[str, Outcome] | None = None) -> report.PlanResult:
     plan, entries = checking.load_entries(str(path), 0, 100_000)
-    return report.Result(plan, "l.jsonl", 0, entries, outcomes or {})
+    return report.PlanResult(plan, "l.jsonl", 0, entries, outcomes or {})
 
 
 def minute(dt: datetime) -> datetime:
@@ -192,7 +192,7 @@ def test_issue_23_gantt_escapes_any_flow_name() -> None:
     assert tasks[1].name.startswith("flow gantt-daily")
 
 
-def many_flows(tmp_path: Path, n: int) -> report.Result:
+def many_flows(tmp_path: Path, n: int) -> report.PlanResult:
     text = "".join(
         f'  - {{name: f{i:03d}, flowId: {i + 1}, cron: "0 * * * *", from: 2026-01-01, to: 2026-01-01T03:00}}\n'
         for i in range(n)
