@@ -448,9 +448,9 @@ class ScriptedCancels:
         return text
 
 
-def targets(n: int, flow_id: int = 1) -> list[cancel.Target]:
+def targets(n: int, flow_id: int = 1) -> list[cancel.CancelTarget]:
     return [
-        cancel.Target(e, lookup.Seen("RUNNING", f"{flow_id}-{e.trigger_time}"))
+        cancel.CancelTarget(e, lookup.Seen("RUNNING", f"{flow_id}-{e.trigger_time}"))
         for e in entries(n, flow_id)
     ]
 
