@@ -29,8 +29,7 @@ from planrunner import enos, protocol
 from planrunner.errors import ServiceError
 from planrunner.sim import Dialect, Simulator
 from testing import make_client, write_plan
-from tests.test_hostile import KEY, SECRET, TOKEN
-from tests.test_hostile import creds as creds  # the probe's credentials, as a fixture
+from testing.hostile import KEY, SECRET, TOKEN
 
 INJECTION = "\x1b[2J\x1b[31m::error file=x::INJECTED\n::add-mask::x\r\n"
 GMT8 = protocol.server_zone("GMT+8")

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from testing import ROOT, cron_flows, venv_tool, write_plan
+from testing.hostile import ONE, no_traceback
 
 _HOOK = """
 import importlib.abc, os, signal, sys
@@ -85,3 +87,51 @@ def test_d15_the_console_script_starts_with_the_handlers_not_the_command_line() 
         check=True,
     )
     assert p.stdout.strip() == "['planrunner', 'planrunner.launch']", p.stdout
+
+
+_IMPORT_SIGNAL = """
+import importlib.abc, os, runpy, signal, sys
+MODULE, SIG = sys.argv[1], getattr(signal, sys.argv[2])
+class Hook(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == MODULE:
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), SIG)
+        return None
+sys.meta_path.insert(0, Hook())
+sys.argv = ["planrunner", *sys.argv[3:]]
+runpy.run_module("planrunner", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize(
+    "module", ["planrunner.cli", "requests", "planrunner.runs.apply", "planrunner.resolve"]
+)
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_d15_a_signal_during_imports_exits_130_without_a_traceback(
+    tmp_path: Path, module: str, sig: str
+) -> None:
+    plan = write_plan(tmp_path, ONE)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _IMPORT_SIGNAL,
+            module,
+            sig,
+            "apply",
+            str(plan),
+            "--sim",
+            "--yes",
+            "--ledger",
+            str(tmp_path / "l.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert p.returncode == 130, (p.returncode, p.stderr)
+    assert "interrupted" in p.stderr
+    no_traceback(p.stderr)

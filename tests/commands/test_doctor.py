@@ -10,7 +10,6 @@ import pytest
 
 from planrunner.sim import Dialect, SimFlow, Simulator
 from testing import write_plan
-from tests.test_hostile import creds as creds  # the probe's credentials, as a fixture
 
 
 def doctor(run: Any, url: str, *extra: str) -> tuple[int, dict[str, Any]]:

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from planrunner import ledger
 from planrunner.errors import LedgerError, LedgerLocked
+from testing import ROOT, write_plan
+from testing.hostile import ONE, no_traceback, read_ledger
 
 KEY = "o1/7/1767225600000"
 
@@ -430,3 +436,264 @@ def test_n10_the_file_fold_leaves_out_and_counts_records_of_another_gateway(tmp_
     assert ledger.fold(str(path), {"o1/7/1"}, gateway=b).other_gateways == {}  # other keys: not counted
     assert ledger.gateway_host("https://user:PW-s3cret@h.example.com:8443/x") == "h.example.com:8443"
     assert ledger.gateway_host("x\x1b[2J") == "x?[2J"
+
+
+# -- D2, D3, D9, D20: the ledger file ----------------------------------------------------------
+
+
+def test_d2_two_names_for_one_ledger_are_one_lock(tmp_path: Path, run, sim, sim_env) -> None:
+    first = tmp_path / "a.jsonl"
+    first.touch()
+    second = tmp_path / "b.jsonl"
+    os.link(first, second)
+    held = ledger.Lock(str(first), "r-holder")
+    held.acquire(0)
+    try:
+        with pytest.raises(LedgerLocked):
+            ledger.Lock(str(second), "r-other").acquire(0)
+        plan = write_plan(tmp_path, ONE)
+        r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--ledger", str(second))
+        assert r.code == 3, r.err
+        assert "locked" in r.err
+        assert sim.triggers() == []
+    finally:
+        held.release()
+    r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--ledger", str(second))
+    assert r.code == 0, r.err
+
+
+def test_d3_a_symlinked_lock_file_is_never_followed(tmp_path: Path, run) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("IMPORTANT\nline2\n")
+    led = tmp_path / "c.jsonl"
+    (tmp_path / "c.jsonl.lock").symlink_to(victim)
+    plan = write_plan(tmp_path, ONE)
+    r = run("apply", str(plan), "--sim", "--yes", "--ledger", str(led))
+    assert r.code == 3, r.err
+    assert "symbolic link" in r.err
+    assert victim.read_text() == "IMPORTANT\nline2\n"
+    no_traceback(r.err)
+
+
+def test_d3_a_symlinked_ledger_is_refused_and_its_target_not_created(tmp_path: Path, run) -> None:
+    target = tmp_path / "elsewhere" / "real.jsonl"
+    target.parent.mkdir()
+    link = tmp_path / "led.jsonl"
+    link.symlink_to(target)
+    plan = write_plan(tmp_path, ONE)
+    r = run("apply", str(plan), "--sim", "--yes", "--ledger", str(link))
+    assert r.code == 3, r.err
+    assert "symbolic link" in r.err
+    assert not target.exists()
+
+
+def test_ledger_and_lock_are_created_0600(tmp_path: Path, run) -> None:
+    old = os.umask(0o022)
+    try:
+        plan = write_plan(tmp_path, ONE)
+        led = tmp_path / "m.jsonl"
+        assert run("apply", str(plan), "--sim", "--yes", "--ledger", str(led)).code == 0
+    finally:
+        os.umask(old)
+    assert (led.stat().st_mode & 0o777, Path(f"{led}.lock").stat().st_mode & 0o777) == (
+        0o600,
+        0o600,
+    )
+
+
+def test_d9_a_torn_tail_that_cannot_be_cut_is_a_clean_exit_3(
+    tmp_path: Path, run, sim, sim_env, monkeypatch
+) -> None:
+    plan = write_plan(tmp_path, ONE + '  - {name: f2, flowId: 2, at: ["2026-01-01T00:00:00Z"]}\n')
+    led = tmp_path / "ro.jsonl"
+    assert (
+        run(
+            "apply", str(plan), "--gateway", sim.url, "--yes", "--ledger", str(led), "--flow", "f1"
+        ).code
+        == 0
+    )
+    with led.open("ab") as f:
+        f.write(b'{"v":1,"event":"int')
+    real = os.ftruncate
+
+    def denied(fd: int, length: int) -> None:  # what a read-only or `chattr +a` file answers
+        if os.readlink(f"/proc/self/fd/{fd}") == str(led):
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        real(fd, length)
+
+    monkeypatch.setattr(os, "ftruncate", denied)
+    before = len(sim.triggers())
+    r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--ledger", str(led))
+    assert r.code == 3, r.err
+    assert f"{led}:3: cannot cut off the incomplete last line" in r.err
+    assert len(sim.triggers()) == before
+    no_traceback(r.err)
+
+
+def test_d9_a_ledger_that_cannot_be_written_is_refused_before_sending(
+    tmp_path: Path, run, sim, sim_env, monkeypatch
+) -> None:
+    led = tmp_path / "ro.jsonl"
+    led.touch()
+    real = os.open
+
+    def read_only(path: Any, flags: int, *a: Any, **kw: Any) -> int:
+        if str(path) == str(led) and flags & (os.O_WRONLY | os.O_RDWR):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real(path, flags, *a, **kw)
+
+    monkeypatch.setattr(os, "open", read_only)
+    r = run(
+        "apply", str(write_plan(tmp_path, ONE)), "--gateway", sim.url, "--yes", "--ledger", str(led)
+    )
+    assert r.code == 3, r.err
+    assert "cannot open the ledger for writing" in r.err
+    assert sim.triggers() == []
+
+
+@pytest.mark.parametrize("command", ["plan", "apply", "verify"])
+def test_d20_a_fifo_ledger_is_refused_not_waited_on(tmp_path: Path, command: str) -> None:
+    fifo = tmp_path / "f.jsonl"
+    os.mkfifo(fifo)
+    plan = write_plan(tmp_path, ONE)
+    extra = ["--sim", "--yes"] if command == "apply" else []
+    # ``ledger verify`` hung here before it read through the ledger's own safe opener.
+    args = ["ledger", "verify"] if command == "verify" else [command, str(plan), *extra]
+    p = subprocess.run(
+        [sys.executable, "-m", "planrunner", *args, "--ledger", str(fifo)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert p.returncode == 3, p.stderr
+    assert "FIFO" in p.stderr
+    no_traceback(p.stderr)
+
+
+@pytest.mark.parametrize("command", ["plan", "apply"])
+def test_d20_a_directory_ledger_is_exit_3(tmp_path: Path, run, command: str) -> None:
+    d = tmp_path / "d.jsonl"
+    d.mkdir()
+    extra = ["--sim", "--yes"] if command == "apply" else []
+    r = run(command, str(write_plan(tmp_path, ONE)), "--ledger", str(d), *extra)
+    assert r.code == 3 and "directory" in r.err
+
+
+# -- D7: a full disk ---------------------------------------------------------------------------
+
+
+def test_d7_a_disk_that_fills_mid_run_stops_cleanly_with_the_report(
+    tmp_path: Path, run, sim, sim_env, monkeypatch
+) -> None:
+    from testing import cron_flows
+
+    real = ledger.file._write_all
+    writes = {"n": 0}
+
+    def filling(fd: int, data: bytes) -> None:
+        writes["n"] += 1
+        if writes["n"] > 12:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd, data)
+
+    monkeypatch.setattr(ledger.file, "_write_all", filling)
+    plan = write_plan(tmp_path, cron_flows(4, 10))
+    led = tmp_path / "full.jsonl"
+    r = run(
+        "apply",
+        str(plan),
+        "--gateway",
+        sim.url,
+        "--yes",
+        "--ledger",
+        str(led),
+        "--concurrency",
+        "4",
+    )
+    assert r.code == 3, r.err
+    assert "No space left on device" in r.err
+    assert "Apply:" in r.out  # the report
+    no_traceback(r.err)
+    # Nothing was sent without its durable intent.
+    intents: dict[tuple[int, int], int] = {}
+    for rec in read_ledger(led) if led.read_bytes().endswith(b"\n") else []:
+        if rec["event"] == "intent":
+            k = (rec["flowId"], rec["triggerTime"])
+            intents[k] = intents.get(k, 0) + 1
+    sent: dict[tuple[int, int], int] = {}
+    for t in sim.triggers():
+        k = (t["flowId"], t["triggerTime"])
+        sent[k] = sent.get(k, 0) + 1
+    assert all(intents.get(k, 0) >= 1 for k in sent), (sent, intents)
+    monkeypatch.setattr(ledger.file, "_write_all", real)
+    r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--ledger", str(led))
+    assert r.code == 0, r.err
+
+
+def test_d7_a_disk_full_before_the_run_is_a_clean_exit_3(
+    tmp_path: Path, run, sim, sim_env, monkeypatch
+) -> None:
+    def full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    r = run(
+        "apply",
+        str(write_plan(tmp_path, ONE)),
+        "--gateway",
+        sim.url,
+        "--yes",
+        "--ledger",
+        str(tmp_path / "l.jsonl"),
+    )
+    assert r.code == 3, r.err
+    assert "No space left on device" in r.err
+    assert sim.triggers() == []
+    no_traceback(r.err)
+
+
+# -- D15: signals during start-up --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_d15_a_signal_while_waiting_for_the_lock_exits_130(tmp_path: Path, sig: int) -> None:
+    plan = write_plan(tmp_path, ONE)
+    led = tmp_path / "l.jsonl"
+    held = ledger.Lock(str(led), "r-holder")
+    held.acquire(0)
+    try:
+        p = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "planrunner",
+                "apply",
+                str(plan),
+                "--sim",
+                "--yes",
+                "--ledger",
+                str(led),
+                "--lock-timeout",
+                "60",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        deadline = time.monotonic() + 60
+        # Start-up has reached the lock when the process holds the lock file open.
+        while time.monotonic() < deadline and p.poll() is None:
+            fds = os.listdir(f"/proc/{p.pid}/fd")
+            if any(os.path.realpath(f"/proc/{p.pid}/fd/{fd}") == str(led) + ".lock" for fd in fds):
+                break
+            time.sleep(0.02)
+        p.send_signal(sig)
+        _out, err = p.communicate(timeout=60)
+    finally:
+        held.release()
+    assert p.returncode == 130, (p.returncode, err)
+    assert "interrupted" in err
+    no_traceback(err)

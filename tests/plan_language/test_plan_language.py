@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from planrunner import plan as planlib
-from planrunner import saved
+from planrunner import protocol, saved
 from testing import write_plan
+from testing.hostile import ONE, SECRET
 
 NOW = "2026-12-03T00:00Z"
 
@@ -171,7 +175,6 @@ def test_finding_18_at_times_moved_by_a_dst_gap_are_marked_in_text_and_json(
     # The naive 02:30 (gap) is moved; the same instant written with its offset is not.
     assert marked == ["2026-03-29T03:00:00+02:00", "2026-03-29T03:00:00+02:00"]
     r = run("plan", "--now", NOW, str(path), "--ledger", ledger, "--format", "json")
-    import json
 
     doc = json.loads(r.out)
     moved = {(e["flow"], e["time"]): e.get("moved") for e in doc["entries"]}
@@ -229,7 +232,6 @@ def test_finding_31_plan_json_streams_in_chunks_with_the_same_bytes(tmp_path: Pa
     assert max(len(p) for p in pieces) < len(whole) / 2
     assert len(pieces) >= len(entries) // report.JSON_CHUNK
     assert whole == report.render_json(result)
-    import json
 
     doc = json.loads(whole)
     assert [e["key"] for e in doc["entries"]] == [e.key for e in entries]
@@ -267,8 +269,6 @@ raise SystemExit(code)
 
 def test_finding_31_plan_json_of_2_million_entries_stays_under_600_mb(tmp_path: Path) -> None:
     # A year of */5 over 20 flows in Europe/Berlin: 2,102,400 entries, about 500 MB of JSON.
-    import subprocess
-    import sys
 
     flows = "".join(
         f'  - {{name: five-{i:02d}, flowId: {7000 + i}, cron: "*/5 * * * *", from: 2025-01-01, to: 2025-12-31}}\n'
@@ -340,9 +340,38 @@ def test_n4_validate_names_a_server_zone_with_daylight_saving_as_a_risk(
 
 
 def test_n4_a_zone_without_daylight_saving_in_the_plans_years_is_not_a_risk() -> None:
-    from planrunner import protocol
 
     # China kept daylight saving from 1986 to 1991 only.
     assert protocol.zone_has_dst("Asia/Shanghai", [1988])
     assert not protocol.zone_has_dst("Asia/Shanghai", range(2000, 2030))
     assert protocol.zone_has_dst("America/Santiago", [2026])
+
+
+# -- D5, D10, D14, D19: plan files -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "gateway",
+    [
+        "ftp://${ENOS_SECRET_KEY}@gw",
+        "http://${ENOS_SECRET_KEY}.example.com",
+        "https://x:${ENOS_SECRET_KEY}@gw",
+        "${ENOS_SECRET_KEY}",
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_d5_errors_name_the_variable_never_its_value(
+    tmp_path: Path, run, monkeypatch, gateway: str, command: str
+) -> None:
+    monkeypatch.setenv("ENOS_SECRET_KEY", SECRET)
+    plan = write_plan(tmp_path, ONE, gateway=gateway)
+    r = run(command, str(plan))
+    assert r.code == 2, r.out + r.err
+    assert SECRET not in r.out + r.err
+    assert "${ENOS_SECRET_KEY}" in r.err
+
+
+def test_d5_apply_does_not_echo_an_expanded_gateway(tmp_path: Path, run, creds) -> None:
+    plan = write_plan(tmp_path, ONE, gateway="http://${ENOS_SECRET_KEY}.example.com")
+    r = run("apply", str(plan), "--yes", "--ledger", str(tmp_path / "l.jsonl"))
+    assert r.code == 2 and SECRET not in r.out + r.err
