@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
+from planrunner.errors import ServiceError
 from planrunner.sim import Dialect, SimFlow, Simulator
 from testing import write_plan
+from testing.gateway import DEEP, INJECTION, Gateway, Reply, assert_harmless, client, env
+from testing.hostile import SECRET
 
 
 def doctor(run: Any, url: str, *extra: str) -> tuple[int, dict[str, Any]]:
@@ -245,7 +248,7 @@ def vendor_flow(flow_id: int, **over: Any) -> dict[str, Any]:
 def test_w3_doctor_reads_the_vendors_flow_struct(
     tmp_path: Path, run: Any, creds: None, over: dict[str, Any], result: str, detail: str
 ) -> None:
-    from tests.test_hostile_service import Gateway, env
+    from testing.gateway import Gateway, env
 
     def on(path: str, q: dict[str, str], body: Any) -> Any:
         if path.endswith("/flows") and q.get("action") == "get":
@@ -262,7 +265,7 @@ def test_w3_doctor_reads_the_vendors_flow_struct(
 def test_w3_a_failed_get_flow_call_is_not_called_a_missing_flow(
     tmp_path: Path, run: Any, creds: None
 ) -> None:
-    from tests.test_hostile_service import Gateway, Reply
+    from testing.gateway import Gateway, Reply
 
     def on(path: str, q: dict[str, str], body: Any) -> Any:
         if path.endswith("/flows") and q.get("action") == "get":
@@ -278,7 +281,7 @@ def test_w3_a_failed_get_flow_call_is_not_called_a_missing_flow(
 
 
 def test_doctor_names_a_user_org_pair_the_service_refuses(run: Any, creds: None) -> None:
-    from tests.test_hostile_service import Gateway, env
+    from testing.gateway import Gateway, env
 
     def on(path: str, q: dict[str, str], body: Any) -> Any:
         return env(62101, "userId does not match orgId") if q.get("action") == "search" else None
@@ -313,3 +316,32 @@ def test_w3_the_example_plan_passes_doctor_against_the_shipped_fixture(
     assert [(c["name"], c["detail"].split(";")[0]) for c in problems] == [
         ("flow inventory-fix", "flowId 2431: flow has no task")
     ]
+
+
+def test_n6_a_hostile_time_zone_name_is_cleaned_in_doctor(run: Any, creds: None) -> None:
+    name = "Mars/Olympus" + INJECTION + SECRET
+
+    def on(path: str, q: dict[str, str], b: Any) -> Reply | None:
+        return env(0, "OK", {"timezone": name}) if q.get("action") == "getTimeZone" else None
+
+    with Gateway(on) as gw:
+        outs = [
+            run("doctor", "--gateway", gw.url, "--org", "o1", "--user", "u1", "--format", fmt)
+            for fmt in ("text", "json")
+        ]
+        c = client(gw.url)
+        with pytest.raises(ServiceError) as e:
+            c.server_zone()
+    for o in outs:
+        assert o.code == 1 and "Mars/Olympus" in o.out
+        assert_harmless(o.out, o.err)
+    assert_harmless(str(e.value))
+
+
+def test_n11_a_deep_search_answer_is_a_doctor_problem_not_exit_70(run: Any, creds: None) -> None:
+    bad = Reply(200, DEEP)
+    with Gateway(lambda p, q, b: bad if q.get("action") == "search" else None) as gw:
+        r = run("doctor", "--gateway", gw.url, "--org", "o1", "--user", "u1")
+    assert r.code == 1, r.out + r.err
+    assert "search" in r.out and "unparsable" in r.out
+    assert_harmless(r.out, r.err)

@@ -8,6 +8,7 @@ import re
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,8 @@ from planrunner.runs.watch import watch_counts
 from planrunner.sim import Dialect, SimFlow, Simulator
 from planrunner.terminal import Live
 from testing import cron_flows, write_plan
+from testing.gateway import GMT8, INJECTION, T0, Gateway, Reply, apply, assert_harmless, env
+from testing.hostile import SECRET, TOKEN
 
 APIS = ("v2.0", "v2.1")
 
@@ -182,3 +185,49 @@ def test_n16_watch_stops_when_every_lookup_keeps_failing(tmp_path: Path, run, si
     assert "stopped watching" in r.err
     doc = json.loads(r.out)
     assert doc["flows"][0]["counts"] == {lookup.LOOKUP_FAILED: 3}
+
+
+def test_n6_hostile_statuses_and_ids_from_get_are_cleaned_in_status(
+    tmp_path: Path, run: Any, creds: None
+) -> None:
+    hostile = INJECTION + TOKEN + SECRET + "Q" * 100_000
+    served: list[Gateway] = []
+
+    def on(path: str, q: dict[str, str], b: Any) -> Reply | None:
+        if q.get("action") == "search" and served:  # status reads Search first (issue 20)
+            lo, hi = b["fromTriggerTime"], b["toTriggerTime"]
+            hits = [(f, t) for f, t in served[0].created if lo <= t < hi]
+            insts = [
+                {"instanceId": protocol.instance_id(f, t), "flowId": f,
+                 "triggerTime": protocol.format_time(t, GMT8), "status": hostile}
+                for f, t in hits
+            ]  # fmt: skip
+            return env(0, "OK", {"flowInsts": insts})
+        if q.get("action") == "get" and "flowInstId" in q:
+            iid = q["flowInstId"]
+            fid, _ = iid.split("-", 1)
+            tt = T0 if iid.endswith("20260101000000") else T0 + 3_600_000
+            return env(
+                0,
+                "OK",
+                {
+                    "instanceId": INJECTION + TOKEN,
+                    "flowId": int(fid),
+                    "triggerTime": protocol.format_time(tt, GMT8),
+                    "status": hostile,
+                },
+            )
+        return None
+
+    with Gateway(on) as gw:
+        served.append(gw)
+        r, led = apply(run, tmp_path, gw.url)
+        plan = tmp_path / "plan.yaml"
+        outs = [
+            run("status", str(plan), "--gateway", gw.url, "--ledger", str(led), "--format", fmt)
+            for fmt in ("text", "markdown", "json")
+        ]
+    assert r.code == 0
+    for o in outs:
+        assert "STATUS_" in o.out  # shown, cleaned and cut
+        assert_harmless(o.out, o.err)

@@ -6,12 +6,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from planrunner import plan as planlib
 from planrunner import protocol, saved
 from testing import write_plan
+from testing.gateway import TWO, Gateway, env
 from testing.hostile import ONE, SECRET
 
 NOW = "2026-12-03T00:00Z"
@@ -375,3 +377,27 @@ def test_d5_apply_does_not_echo_an_expanded_gateway(tmp_path: Path, run, creds) 
     plan = write_plan(tmp_path, ONE, gateway="http://${ENOS_SECRET_KEY}.example.com")
     r = run("apply", str(plan), "--yes", "--ledger", str(tmp_path / "l.jsonl"))
     assert r.code == 2 and SECRET not in r.out + r.err
+
+
+# -- D5: a gateway written with ${VAR} ----------------------------------------------------------
+
+
+def test_d5_an_expanded_gateway_is_never_shown_at_run_time(
+    tmp_path: Path, run: Any, creds: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad_token = env(1003, "encryption not valid")
+    with Gateway(lambda p, q, b: bad_token if "/token/" in p else None) as gw:
+        monkeypatch.setenv("GW_PORT", str(gw.port))
+        plan = write_plan(tmp_path, TWO, gateway="http://127.0.0.1:${GW_PORT}")
+        led = tmp_path / "l.jsonl"
+        outs = [
+            run("apply", str(plan), "--yes", "--ledger", str(led), "--log-format", "text", "-v"),
+            run("doctor", str(plan)),
+            run("doctor", str(plan), "--format", "json"),
+            run("status", str(plan), "--ledger", str(led)),
+        ]
+    expanded = f"127.0.0.1:{gw.port}"
+    assert outs[0].code == 1 and outs[1].code == 1
+    for o in outs:
+        assert expanded not in o.out + o.err
+    assert "${GW_PORT}" in outs[0].err and "${GW_PORT}" in outs[1].out
