@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from planrunner import enos, protocol, transport
-from planrunner.errors import ServiceError
+from planrunner.errors import ServiceError, UsageError
 from planrunner.sim import Simulator
 from testing import write_plan
 from testing.gateway import T0, TWO, Gateway, Reply, _Serving, client
@@ -145,7 +145,7 @@ def test_n16_a_drip_fed_answer_ends_as_an_unknown_timeout(
 def test_n16_a_bad_deadline_setting_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
     for bad in ("0", "-1", "nan", "inf", "soon"):
         monkeypatch.setenv(enos.ANSWER_DEADLINE_ENV, bad)
-        with pytest.raises(enos.UsageError, match=enos.ANSWER_DEADLINE_ENV):
+        with pytest.raises(UsageError, match=enos.ANSWER_DEADLINE_ENV):
             client("http://127.0.0.1:9")
 
 

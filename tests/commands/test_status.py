@@ -167,9 +167,10 @@ def test_live_line_on_a_terminal_fits_and_rewrites() -> None:
     text = re.sub(r"\x1b\[[0-9;]*m", "", stream.getvalue())
     assert text.startswith("\rwatching: 4/5 ended")
     assert text.endswith("\r\x1b[K")
-    quiet = Live(io.StringIO(), enabled=False)
+    silent = io.StringIO()
+    quiet = Live(silent, enabled=False)
     quiet.show(ended, watched, counts, True, 30)
-    assert quiet.stream.getvalue() == ""
+    assert silent.getvalue() == ""
 
 
 def test_n16_watch_stops_when_every_lookup_keeps_failing(tmp_path: Path, run, sim_env) -> None:

@@ -78,11 +78,12 @@ def test_f15_lookup_progress_line_counts_by_state_and_is_wiped(
     assert text.startswith("\rlooking up [")
     assert "400/1000" in text and "SUCCESS 300" in text and "WAIT 100" in text
     assert text.endswith("\r\x1b[K")  # wiped: the report follows on a clean line
-    quiet = Lookups(io.StringIO(), enabled=False)
+    silent = io.StringIO()
+    quiet = Lookups(silent, enabled=False)
     quiet.start(10)
     quiet.add(["SUCCESS"])
     quiet.stop()
-    assert quiet.stream.getvalue() == ""
+    assert silent.getvalue() == ""
 
 
 def test_f15_status_shows_progress_while_looking_up_on_a_terminal_only(

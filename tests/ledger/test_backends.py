@@ -74,7 +74,7 @@ def rec(event: str, attempt: str, key: str = KEY, **extra: Any) -> dict[str, Any
     return ledger.record(event, key, flow_id, "o1", tt, attempt, gateway="https://gw", **extra)
 
 
-EXTRA = {
+EXTRA: dict[str, dict[str, Any]] = {
     "intent": {"flow": "f", "run": "r"},
     "triggered": {"flowInstanceId": "7-x"},
     "failed": {"code": 62104, "msg": "no task"},
@@ -473,7 +473,7 @@ def test_file_fold_equals_postgres_fold(
     assert add(backend, unique) == len(unique)
     for sim in (False, True):
         for ks in (None, keys):
-            gw = {"gateway": gateway, "other_gateways_count": count_others}
+            gw: dict[str, Any] = {"gateway": gateway, "other_gateways_count": count_others}
             same_fold(
                 backend.read(ks, sim=sim, orphans_of=orphans_of, **gw),
                 ledger.fold(str(path), ks, sim=sim, orphans_of=orphans_of, **gw),

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from planrunner import checking, report
-from planrunner.outcome import Outcome
+from planrunner.outcome import Outcome, Status
 from planrunner.report import gantt
 from testing import DATA, ROOT, write_plan
 
@@ -131,7 +131,7 @@ def test_issue_23_gantt_splits_done_and_pending_and_marks_each_dst_change() -> N
     # hourly-spring applied, one at-time failed (retry), the rest still to send.
     spring = [e for e in entries if e.flow == "hourly-spring"]
     at_time = next(e for e in entries if e.flow == "at-times")
-    outcomes = {e.key: Outcome("done") for e in spring} | {at_time.key: Outcome("retry")}
+    outcomes = {e.key: Outcome(Status.DONE) for e in spring} | {at_time.key: Outcome(Status.RETRY)}
     out = report.render_markdown(result_of(BERLIN, outcomes))
     tasks = parse_gantt(out)
     assert "title Flow windows, times in Europe/Berlin" in out  # one zone: its wall times
@@ -148,12 +148,12 @@ def test_issue_23_gantt_splits_done_and_pending_and_marks_each_dst_change() -> N
     # time just after it (found here from zoneinfo, second by second around each change).
     berlin = ZoneInfo("Europe/Berlin")
     changes = []
-    t = datetime(2026, 1, 1, tzinfo=UTC)
-    while t.year == 2026:
-        nxt = t + timedelta(hours=1)
-        if t.astimezone(berlin).utcoffset() != nxt.astimezone(berlin).utcoffset():
+    hour = datetime(2026, 1, 1, tzinfo=UTC)
+    while hour.year == 2026:
+        nxt = hour + timedelta(hours=1)
+        if hour.astimezone(berlin).utcoffset() != nxt.astimezone(berlin).utcoffset():
             changes.append(nxt.astimezone(berlin))
-        t = nxt
+        hour = nxt
     marks = by_section["daylight saving"]
     assert [m.tags for m in marks] == [["milestone"], ["milestone"]]
     assert [m.start for m in marks] == [minute(c) for c in changes]

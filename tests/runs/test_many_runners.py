@@ -112,14 +112,14 @@ def test_many_runners_one_table_exactly_once_overlapping_and_serialized(
         # Apply the killed ones again until done, then every plan reads done from the table.
         for name in KILLED:
             for _ in range(3):
-                p = run_process(
+                again = run_process(
                     ["apply", str(plans[name]), "--gateway", sim.url, "--yes", "--ledger", url,
                      "--lock-timeout", LOCK_WAIT, "--log-format", "json"],
                     env={**SIM_ENV, **FAST_ENV},
                 )
-                if p.returncode == 0:
+                if again.returncode == 0:
                     break
-            assert p.returncode == 0, p.stderr[-2000:]
+            assert again.returncode == 0, again.stderr[-2000:]
         for name, plan in plans.items():
             check = run_process(["plan", str(plan), "--ledger", url, "--detailed-exitcode"])
             assert check.returncode == 0, f"{name}: not all done\n{check.stdout[-1500:]}"

@@ -154,7 +154,7 @@ class Api:
         return result
 
 
-def search_body(lo: int, hi: int, **over: Any) -> dict[str, Any]:
+def search_body(lo: int | str, hi: int | str, **over: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": 0,
         "owner": "",
@@ -770,7 +770,8 @@ def test_dialect_values_are_validated() -> None:
         ("search_count", "all"),
     ]:
         with pytest.raises(ValueError, match=field):
-            Dialect(**{field: value})
+            kw: dict[str, Any] = {field: value}
+            Dialect(**kw)
 
 
 def test_concurrent_triggers_of_one_minute_create_exactly_one(gw) -> None:
@@ -972,7 +973,7 @@ def test_n1_processing_longer_than_the_read_timeout_creates_after_the_client_has
         import urllib.parse
 
         where = urllib.parse.urlsplit(api.url)
-        conn = http.client.HTTPConnection(where.hostname, where.port, timeout=0.1)
+        conn = http.client.HTTPConnection(str(where.hostname), where.port, timeout=0.1)
         try:
             conn.request("POST", P.V20.flows + "?" + urllib.parse.urlencode(params), raw, headers)
             with pytest.raises(TimeoutError):
