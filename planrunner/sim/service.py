@@ -12,6 +12,7 @@ them, without a background thread.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import heapq
 import json
@@ -124,6 +125,10 @@ class Service:
         self.lock = threading.RLock()
         self.instances: dict[str, Instance] = {}  # id -> the newest instance with that id
         self.history: list[Instance] = []  # every instance, in creation order
+        # ``history`` by (trigger time, creation), brought up to date when a search needs it,
+        # so a search reads its window, not every instance (status over 10^5 instances).
+        self._by_time: list[Instance] = []
+        self._times: list[int] = []
         self._queues: dict[int, Queue] = {}
         self.tasks: dict[str, tuple[Instance, int]] = {}  # task_inst_id -> (instance, index)
         self.peaks: dict[int, int] = {}  # flow -> the most unfinished at once, ever
@@ -313,6 +318,15 @@ class Service:
 
     # -- instances -------------------------------------------------------------------------
 
+    def _window(self, lo: int, hi: int) -> list[Instance]:
+        """The instances whose trigger time is in ``[lo, hi)``, by (trigger time, creation)."""
+        if len(self._by_time) != len(self.history):
+            # New instances since the last search: append and re-sort (nearly sorted: cheap).
+            self._by_time.extend(self.history[len(self._by_time) :])
+            self._by_time.sort(key=lambda i: (i.trigger_time, i.seq))
+            self._times = [i.trigger_time for i in self._by_time]
+        return self._by_time[bisect.bisect_left(self._times, lo) : bisect.bisect_left(self._times, hi)]
+
     def _advance_all(self, now: float) -> None:
         for queue in self._queues.values():
             queue.advance(now)
@@ -417,14 +431,12 @@ class Service:
             self._advance_all(now)
             hits = [
                 i
-                for i in self.history
+                for i in self._window(lo, hi)
                 if i.type == type_
                 and (owner in ("", i.owner) or f";{owner};" in i.owner)
-                and lo <= i.trigger_time < hi
                 and (expression in i.instance_id or expression in i.flow_name)
                 and (wanted is None or i.status(now) in wanted)
-            ]
-            hits.sort(key=lambda i: (i.trigger_time, i.seq))
+            ]  # in (trigger time, creation) order
             for sorter in reversed(sorters):
                 key = SORT_FIELDS.get(str(sorter.get("field")))
                 order = str(sorter.get("order") or "ASC").upper()
