@@ -12,7 +12,6 @@ them, without a background thread.
 
 from __future__ import annotations
 
-import bisect
 import functools
 import heapq
 import json
@@ -27,7 +26,7 @@ from typing import Any
 from planrunner import protocol
 from planrunner.sim.faults import Dialect
 from planrunner.sim.flows import DEFAULT_RUN_SECONDS, SCHEDULING_TYPES, SimFlow, task_node
-from planrunner.sim.instances import INIT_SECONDS, Instance, Queue
+from planrunner.sim.instances import INIT_SECONDS, Instance, Queue, SearchIndex
 from planrunner.sim.reply import Reply, json_reply
 
 __all__ = ["DEFAULT_RUN_SECONDS", "INIT_SECONDS", "SCHEDULING_TYPES", "Instance", "Service", "SimFlow"]
@@ -125,10 +124,7 @@ class Service:
         self.lock = threading.RLock()
         self.instances: dict[str, Instance] = {}  # id -> the newest instance with that id
         self.history: list[Instance] = []  # every instance, in creation order
-        # ``history`` by (trigger time, creation), brought up to date when a search needs it,
-        # so a search reads its window, not every instance (status over 10^5 instances).
-        self._by_time: list[Instance] = []
-        self._times: list[int] = []
+        self._index = SearchIndex()  # ``history`` indexed for Search, brought up to date by it
         self._queues: dict[int, Queue] = {}
         self.tasks: dict[str, tuple[Instance, int]] = {}  # task_inst_id -> (instance, index)
         self.peaks: dict[int, int] = {}  # flow -> the most unfinished at once, ever
@@ -318,15 +314,6 @@ class Service:
 
     # -- instances -------------------------------------------------------------------------
 
-    def _window(self, lo: int, hi: int) -> list[Instance]:
-        """The instances whose trigger time is in ``[lo, hi)``, by (trigger time, creation)."""
-        if len(self._by_time) != len(self.history):
-            # New instances since the last search: append and re-sort (nearly sorted: cheap).
-            self._by_time.extend(self.history[len(self._by_time) :])
-            self._by_time.sort(key=lambda i: (i.trigger_time, i.seq))
-            self._times = [i.trigger_time for i in self._by_time]
-        return self._by_time[bisect.bisect_left(self._times, lo) : bisect.bisect_left(self._times, hi)]
-
     def _advance_all(self, now: float) -> None:
         for queue in self._queues.values():
             queue.advance(now)
@@ -431,7 +418,7 @@ class Service:
             self._advance_all(now)
             hits = [
                 i
-                for i in self._window(lo, hi)
+                for i in self._index.window(self.history, lo, hi, expression)
                 if i.type == type_
                 and (owner in ("", i.owner) or f";{owner};" in i.owner)
                 and (expression in i.instance_id or expression in i.flow_name)
@@ -593,3 +580,4 @@ class Service:
     def current_time(self) -> Reply:
         """Get Current Time: epoch ms."""
         return self.ok(int(self._clock() * MS), time_api=True)
+
