@@ -5,11 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-from planrunner import __version__
-from planrunner.cli import build_parser
-from testing import ROOT, run_process, write_plan
+from testing import ROOT, write_plan
 
 EXAMPLE = str(ROOT / "plans" / "example.yaml")
 
@@ -111,111 +107,6 @@ def test_bad_now_is_a_usage_error(run) -> None:
     r = run("plan", EXAMPLE, "--now", "yesterday")
     assert r.code == 2
     assert r.err.startswith("planrunner: error: --now:")
-
-
-@pytest.mark.parametrize("flows", [1, 40])
-def test_markdown_stays_under_60000_characters(tmp_path: Path, run, flows: int) -> None:
-    text = "".join(
-        f'  - {{name: flow-with-a-long-name-{i:05d}, flowId: {i + 1}, cron: "*/5 * * * *", from: 2026-01-01, to: 2026-01-02}}\n'
-        for i in range(flows)
-    )
-    plan = write_plan(tmp_path, text)
-    r = run("plan", str(plan), "--format", "markdown", "--max-triggers", "1000")
-    assert r.code == 0
-    assert len(r.out) < 60_000
-    assert f"{flows * 576} entries" in r.out
-    assert "| flow-with-a-long-name-00000 |" in r.out
-
-
-@pytest.mark.parametrize("limit", [2_000, 5_000, 20_000])
-def test_the_markdown_renderer_drops_details_then_rows_to_fit_any_limit(
-    tmp_path: Path, limit: int
-) -> None:
-    # The renderer itself, with small limits, instead of a plan of thousands of flows.
-    from planrunner import checking, report
-
-    text = "".join(
-        f'  - {{name: flow-with-a-long-name-{i:05d}, flowId: {i + 1}, cron: "*/5 * * * *", from: 2026-01-01, to: 2026-01-02}}\n'
-        for i in range(40)
-    )
-    plan, entries = checking.load_entries(str(write_plan(tmp_path, text)), 0, 1000)
-    result = report.PlanResult(plan, "l.jsonl", 0, entries, {})
-    out = report.render_markdown(result, limit=limit)
-    assert len(out) < limit
-    assert out.startswith("<!-- planrunner:")
-    assert f"{40 * 576} entries" in out
-    full = report.render_markdown(result)
-    if limit < len(full):
-        assert "entry lists left out to fit a comment" in out or "more flows; see" in out
-    if limit == 2_000:
-        assert "more flows; see `planrunner plan --format json`" in out
-
-
-def test_markdown_folds_long_runs(run) -> None:
-    r = run("plan", EXAMPLE, "--format", "markdown")
-    assert "| | … 26 more pending … | | |" in r.out
-    assert '<details><summary>sales-daily-backfill: 31 entries, cron "0 2 * * *" from ' in r.out
-    assert r.out.startswith("<!-- planrunner:")
-
-
-def test_version(run, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as e:
-        run("--version")
-    assert e.value.code == 0
-    assert capsys.readouterr().out.strip() == f"planrunner {__version__}"
-
-
-def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
-    names = sorted(sub.choices)  # type: ignore[arg-type]
-    assert names == [
-        "apply",
-        "cancel",
-        "completion",
-        "doctor",
-        "init",
-        "ledger",
-        "plan",
-        "schema",
-        "sim",
-        "status",
-        "validate",
-    ]
-    for name in names:
-        with pytest.raises(SystemExit) as e:
-            parser.parse_args([name, "--help"])
-        assert e.value.code == 0
-        out = capsys.readouterr().out
-        assert f"usage: planrunner {name}" in out
-        assert "--log-format" in out
-
-
-def test_usage_error_exits_2(run) -> None:
-    with pytest.raises(SystemExit) as e:
-        run("plan", EXAMPLE, "--format", "yaml")
-    assert e.value.code == 2
-
-
-def test_python_dash_m_is_the_same_program() -> None:
-    p = run_process(["validate", EXAMPLE])
-    assert p.returncode == 0, p.stderr
-    assert p.stdout == f"{EXAMPLE}: ok (82 entries in 3 flows)\n"
-    p = run_process(["--version"])
-    assert p.stdout.strip() == f"planrunner {__version__}"
-
-
-def test_env_references_are_expanded(tmp_path: Path, run, monkeypatch: pytest.MonkeyPatch) -> None:
-    plan = tmp_path / "p.yaml"
-    plan.write_text(
-        "version: 1\ntarget: {gateway: 'https://${GW_HOST}', orgId: '${ORG}', userId: u}\n"
-        "flows: [{name: a, flowId: 9, at: [2026-01-01T00:00:00Z]}]\n"
-    )
-    monkeypatch.setenv("GW_HOST", "apigw.example.com")
-    monkeypatch.setenv("ORG", "o-env")
-    r = run("plan", str(plan), "--format", "json")
-    assert r.code == 0, r.err
-    assert json.loads(r.out)["entries"][0]["key"] == "o-env/9/1767225600000"
 
 
 def test_flow_selection_with_globs_and_excludes(run) -> None:

@@ -401,3 +401,16 @@ def test_d5_an_expanded_gateway_is_never_shown_at_run_time(
     for o in outs:
         assert expanded not in o.out + o.err
     assert "${GW_PORT}" in outs[0].err and "${GW_PORT}" in outs[1].out
+
+
+def test_env_references_are_expanded(tmp_path: Path, run, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = tmp_path / "p.yaml"
+    plan.write_text(
+        "version: 1\ntarget: {gateway: 'https://${GW_HOST}', orgId: '${ORG}', userId: u}\n"
+        "flows: [{name: a, flowId: 9, at: [2026-01-01T00:00:00Z]}]\n"
+    )
+    monkeypatch.setenv("GW_HOST", "apigw.example.com")
+    monkeypatch.setenv("ORG", "o-env")
+    r = run("plan", str(plan), "--format", "json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["entries"][0]["key"] == "o-env/9/1767225600000"

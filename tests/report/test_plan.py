@@ -12,7 +12,7 @@ import pytest
 from planrunner import checking, report, saved
 from planrunner.outcome import Outcome, Status
 from planrunner.select import Selection
-from testing import write_plan
+from testing import ROOT, write_plan
 
 # Names no plan file can hold (the schema allows [A-Za-z0-9._-]), but an orgId from ${VAR},
 # a plan's file name or a service's error text can: quotes, backslashes, unicode, controls.
@@ -121,3 +121,51 @@ def test_cleanup_6_doctor_and_ledger_log_word_plan_problems_as_validate_does(run
     for r in (doctor, log):
         assert r.code == 2
         assert r.err.strip().splitlines() == expected
+
+
+EXAMPLE = str(ROOT / "plans" / "example.yaml")
+
+
+@pytest.mark.parametrize("flows", [1, 40])
+def test_markdown_stays_under_60000_characters(tmp_path: Path, run, flows: int) -> None:
+    text = "".join(
+        f'  - {{name: flow-with-a-long-name-{i:05d}, flowId: {i + 1}, cron: "*/5 * * * *", from: 2026-01-01, to: 2026-01-02}}\n'
+        for i in range(flows)
+    )
+    plan = write_plan(tmp_path, text)
+    r = run("plan", str(plan), "--format", "markdown", "--max-triggers", "1000")
+    assert r.code == 0
+    assert len(r.out) < 60_000
+    assert f"{flows * 576} entries" in r.out
+    assert "| flow-with-a-long-name-00000 |" in r.out
+
+
+@pytest.mark.parametrize("limit", [2_000, 5_000, 20_000])
+def test_the_markdown_renderer_drops_details_then_rows_to_fit_any_limit(
+    tmp_path: Path, limit: int
+) -> None:
+    # The renderer itself, with small limits, instead of a plan of thousands of flows.
+    from planrunner import checking, report
+
+    text = "".join(
+        f'  - {{name: flow-with-a-long-name-{i:05d}, flowId: {i + 1}, cron: "*/5 * * * *", from: 2026-01-01, to: 2026-01-02}}\n'
+        for i in range(40)
+    )
+    plan, entries = checking.load_entries(str(write_plan(tmp_path, text)), 0, 1000)
+    result = report.PlanResult(plan, "l.jsonl", 0, entries, {})
+    out = report.render_markdown(result, limit=limit)
+    assert len(out) < limit
+    assert out.startswith("<!-- planrunner:")
+    assert f"{40 * 576} entries" in out
+    full = report.render_markdown(result)
+    if limit < len(full):
+        assert "entry lists left out to fit a comment" in out or "more flows; see" in out
+    if limit == 2_000:
+        assert "more flows; see `planrunner plan --format json`" in out
+
+
+def test_markdown_folds_long_runs(run) -> None:
+    r = run("plan", EXAMPLE, "--format", "markdown")
+    assert "| | … 26 more pending … | | |" in r.out
+    assert '<details><summary>sales-daily-backfill: 31 entries, cron "0 2 * * *" from ' in r.out
+    assert r.out.startswith("<!-- planrunner:")
