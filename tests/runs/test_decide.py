@@ -1,11 +1,11 @@
-"""The engine's decisions as a table: every answer and every lookup result, without a socket."""
+"""The engine's decisions (planrunner/runs/decide.py) as a table: every answer and every lookup result, without a socket."""
 
 from __future__ import annotations
 
 import pytest
 
 from planrunner.enos import Kind
-from planrunner.runs.apply import Act, Cause, Then, after_lookup, on_answer
+from planrunner.runs.decide import Act, Cause, Then, after_lookup, on_answer
 
 # The answer table of docs/apply.md, first column: what each class of answer calls for.
 ANSWERS = [
