@@ -12,7 +12,7 @@ import pytest
 from planrunner import enos
 from planrunner.errors import ServiceError
 from planrunner.sim import Dialect, Simulator
-from testing import write_plan
+from testing import SIM_ENV, cron_flows, run_process, write_plan
 from testing.gateway import (
     DEEP,
     GMT8,
@@ -299,3 +299,12 @@ def test_finding_26_a_404_on_trigger_says_wrong_api(tmp_path: Path, run: Any, si
         )
     assert r.code == 1
     assert "wrong target.api? run planrunner doctor" in r.out
+
+
+def test_finding_7_a_token_error_without_a_code_says_no_none(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 1))
+    p = run_process(
+        ["apply", str(plan), "--gateway", "http://127.0.0.1:9", "--yes"], env=SIM_ENV
+    )
+    assert p.returncode == 1
+    assert "cannot get an access token" in p.stderr and "None" not in p.stderr

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,10 +23,12 @@ from testing import (
     assert_exactly_once,
     crashed_intent,
     cron_flows,
+    run_in_pty,
     run_process,
     start_apply,
     write_plan,
 )
+from testing.terminal import ANSI, in_pty, interrupt_once_sent
 
 
 def entry_keys(plan_json: str) -> set[tuple[int, int]]:
@@ -426,3 +429,148 @@ def test_secrets_never_reach_output_logs_or_ledger(tmp_path: Path, run, monkeypa
     blob = r.out + r.err + r2.out + r2.err + (tmp_path / "plan.ledger.jsonl").read_text()
     assert key not in blob
     assert secret not in blob
+
+
+def test_finding_28_gateway_with_sim_is_refused(tmp_path: Path, run: Any) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 1))
+    r = run("apply", str(plan), "--sim", "--gateway", "http://127.0.0.1:1", "--yes")
+    assert r.code == 2
+    assert "--gateway cannot be combined with --sim" in r.err
+
+
+# --- 29: nothing to do needs no confirmation --------------------------------------------------
+
+
+def test_finding_29_nothing_to_do_exits_0_without_asking(tmp_path: Path, run: Any, sim_env: None) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    with Simulator(accept_unknown_flows=True) as sim:
+        assert apply_json(run, plan, sim.url)[0].code == 0
+        # No --yes and no terminal: still fine, since nothing is to be sent.
+        p = run_process(["apply", str(plan), "--gateway", sim.url], env={**SIM_ENV, **FAST_ENV})
+    assert p.returncode == 0, p.stderr
+    assert "nothing to do" in p.stderr
+
+
+def test_finding_22_a_stopped_apply_still_prints_its_json_with_the_error(tmp_path: Path, run: Any, sim_env: None) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 3))
+    with Simulator(faults=Faults(rates={"http-401": 1.0}), accept_unknown_flows=True) as sim:
+        r, doc = apply_json(run, plan, sim.url)
+    assert r.code == 1
+    assert doc["formatVersion"] == 1
+    assert doc["error"] and "stopping" in doc["error"]
+
+
+def test_finding_46_quiet_prints_the_summary_only(tmp_path: Path, run: Any, sim_env: None) -> None:
+    plan = write_plan(tmp_path, cron_flows(2, 3))
+    with Simulator(accept_unknown_flows=True) as sim:
+        r = run("apply", str(plan), "--gateway", sim.url, "--yes", "--quiet")
+    assert r.code == 0, r.err
+    assert r.out.strip() == "Apply: 6 entries (6 triggered)."
+
+
+def test_finding_3_the_continue_hint_repeats_where_and_what_is_sent_shell_quoted(
+    tmp_path: Path,
+) -> None:
+    import shlex
+
+    plan = write_plan(tmp_path, cron_flows(3, 40))
+    ledger_path = tmp_path / "my ledger.jsonl"  # a space: the hint must quote it
+    with Simulator(faults=Faults(latency=0.02), accept_unknown_flows=True) as sim:
+        argv = [
+            "apply", str(plan), "--gateway", sim.url, "--yes", "--ledger", str(ledger_path),
+            "--max-triggers", "500", "--flow", "f[12]", "--exclude", "f2",
+        ]
+        code, screen = in_pty(argv, interrupt_once_sent(sim, 5), stdin_tty=False)
+    assert code == 130, screen
+    last = [line for line in ANSI.sub("", screen).splitlines() if line.strip()][-1]
+    assert "Run the same command again to continue: " in last, last
+    again = shlex.split(last.split("continue: ", 1)[1])
+    assert again[:3] == ["planrunner", "apply", str(plan)]
+    pairs = {(again[i], again[i + 1]) for i in range(3, len(again) - 1)}
+    for pair in [
+        ("--gateway", sim.url),
+        ("--ledger", str(ledger_path)),
+        ("--max-triggers", "500"),
+        ("--flow", "f[12]"),
+        ("--exclude", "f2"),
+    ]:
+        assert pair in pairs, (pair, last)
+
+
+def test_finding_3_a_sim_run_says_sim_again(tmp_path: Path) -> None:
+    from planrunner.cli import build_parser
+    from planrunner.commands.apply import again_command
+
+    args = build_parser("apply").parse_args(["apply", "p q.yaml", "--sim", "--now", "2026-01-01"])
+    assert again_command(args) == "planrunner apply 'p q.yaml' --sim --now 2026-01-01"
+
+
+def test_finding_35_the_confirmation_shows_the_plan_per_flow_before_asking(tmp_path: Path) -> None:
+    flows = cron_flows(2, 3) + '  - {name: off, flowId: 9, cron: "0 * * * *", from: 2026-01-01, count: 2, enabled: false}\n'
+    plan = write_plan(tmp_path, flows)
+    with Simulator(accept_unknown_flows=True) as sim:
+        code, _out, screen = run_in_pty(["apply", str(plan), "--gateway", sim.url], answer="n")
+        assert sim.triggers() == []
+    assert code == 1, screen
+    asked = ANSI.sub("", screen).split("Proceed? [y/N]")[0]
+    for name, flow_id in (("f1", 1), ("f2", 2)):
+        assert f"flow {name} (flowId {flow_id}, UTC): 3 entries" in asked, asked
+    assert 'cron "*/5 * * * *" from 2026-01-01T00:00:00+00:00 count 3' in asked
+    assert "flow off (flowId 9, UTC): disabled" in asked
+    assert "2026-01-01T00:10:00+00:00" in asked  # each entry to be sent, with its status
+    assert "Plan: 6 entries (6 pending); 1 flow disabled." in asked
+
+
+# --- 38: several plans, stdin, -y, a time window ------------------------------------------------
+
+
+def test_finding_38_apply_takes_several_plans_with_a_combined_report(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    a = write_plan(tmp_path, cron_flows(1, 2), name="a.yaml")
+    b = write_plan(tmp_path, cron_flows(1, 3, first_id=5), name="b.yaml")
+    with Simulator(accept_unknown_flows=True) as sim:
+        r = run("apply", str(a), str(b), "--gateway", sim.url, "-y")
+        assert r.code == 0, r.err
+        assert len(sim.triggers()) == 5
+        assert f"Apply {a}" in r.out and f"Apply {b}" in r.out
+        assert r.out.rstrip().endswith("Apply: 2 of 2 plans, 5 entries (5 triggered).")
+        r = run("apply", str(a), str(b), "--gateway", sim.url, "--yes", "--format", "json")
+        doc = json.loads(r.out)
+    assert r.code == 0, r.err
+    assert [p["plan"] for p in doc["plans"]] == [str(a), str(b)]
+    assert doc["formatVersion"] == 1 and doc["error"] is None
+    assert [p["summary"] for p in doc["plans"]] == [{"skipped": 2}, {"skipped": 3}]
+    # Each plan keeps its own ledger.
+    assert (tmp_path / "a.ledger.jsonl").exists() and (tmp_path / "b.ledger.jsonl").exists()
+
+
+def test_finding_38_a_bad_plan_among_several_stops_there_and_json_says_so(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    a = write_plan(tmp_path, cron_flows(1, 2), name="a.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nflows: 3\n")
+    with Simulator(accept_unknown_flows=True) as sim:
+        r = run("apply", str(a), str(bad), "--gateway", sim.url, "--yes", "--format", "json")
+        doc = json.loads(r.out)
+    assert r.code == 2
+    assert [p["summary"] for p in doc["plans"]] == [{"triggered": 2}]
+    assert "bad.yaml" in doc["error"]
+    assert r.out.count("formatVersion") == 2  # one object (its plan has its own): no second error object
+
+
+def test_finding_25_a_declined_confirmation_still_prints_its_json(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    with Simulator(accept_unknown_flows=True) as sim:
+        code, out, screen = run_in_pty(
+            ["apply", str(plan), "--gateway", sim.url, "--format", "json"], answer="n"
+        )
+        assert sim.triggers() == []
+    assert code == 1, screen
+    doc = json.loads(out)
+    assert doc == {
+        "formatVersion": 1,
+        "error": "the confirmation was declined; nothing was sent",
+        "exitCode": 1,
+    }

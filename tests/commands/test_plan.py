@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from testing import ROOT, write_plan
+from planrunner.sim import Simulator
+from testing import ROOT, apply_json, cron_flows, run_process, write_plan
 
 EXAMPLE = str(ROOT / "plans" / "example.yaml")
 
@@ -126,3 +128,64 @@ def test_a_selection_that_matches_nothing_names_the_flows(run) -> None:
     r = run("plan", EXAMPLE, "--flow", "nope*")
     assert r.code == 2
     assert 'matches no flow of the plan (flows: sales-daily-backfill' in r.err
+
+
+def test_finding_38_plan_reads_standard_input(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    plan = write_plan(tmp_path, cron_flows(1, 3))
+    led = tmp_path / "l.jsonl"
+    led.write_text("")
+    p = subprocess.run(
+        [sys.executable, "-m", "planrunner", "plan", "-", "--ledger", str(led), "--format", "json"],
+        input=plan.read_text(),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["summary"] == {"pending": 3}
+    # Without a ledger there is no path to find one by: said, not guessed.
+    p = run_process(["plan", "-"])
+    assert p.returncode == 2 and "give --ledger" in p.stderr, p.stderr
+
+
+def test_finding_38_from_to_selects_a_time_window_and_every_output_shows_it(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    plan = write_plan(tmp_path, cron_flows(2, 6))  # 00:00 .. 00:25 every 5 minutes
+    window = ("--from", "2026-01-01T00:05:00Z", "--to", "2026-01-01T00:15")
+    doc = json.loads(run("plan", str(plan), *window, "--format", "json").out)
+    assert doc["summary"] == {"pending": 6}  # 00:05, 00:10, 00:15 of two flows
+    assert doc["selection"]["from"] == 1767225900000 and doc["selection"]["to"] == 1767226500000
+    assert "orphans" not in doc or not doc["orphans"]
+    text = run("plan", str(plan), *window, "--flow", "f1").out
+    assert "flows  --flow f1 --from 2026-01-01T00:05:00.000Z --to 2026-01-01T00:15:00.000Z" in text
+    with Simulator(accept_unknown_flows=True) as sim:
+        r, done = apply_json(run, plan, sim.url, *window, "--flow", "f1")
+        assert r.code == 0, r.err
+        assert sorted(t["triggerTime"] for t in sim.triggers()) == [
+            1767225900000, 1767226200000, 1767226500000
+        ]
+        assert done["selection"]["flow"] == ["f1"] and done["selection"]["from"] == 1767225900000
+        # The rest of the plan is still pending, not orphaned nor done.
+        assert json.loads(run("plan", str(plan), "--format", "json").out)["summary"] == {
+            "pending": 9, "done": 3
+        }
+        status = json.loads(
+            run("status", str(plan), "--gateway", sim.url, *window, "--format", "json").out
+        )
+        assert sum(f["entries"] for f in status["flows"]) == 6
+        assert status["selection"]["to"] == 1767226500000
+        assert "--from 2026-01-01T00:05:00.000Z" in run(
+            "status", str(plan), "--gateway", sim.url, *window
+        ).out
+    # A bare date as --to covers its day; a window that is empty is refused.
+    doc = json.loads(run("plan", str(plan), "--to", "2026-01-01", "--format", "json").out)
+    assert doc["summary"] == {"pending": 9, "done": 3}
+    r = run("plan", str(plan), "--from", "2026-01-02", "--to", "2026-01-01")
+    assert r.code == 2 and "window is empty" in r.err
+    r = run("plan", str(plan), "--from", "yesterday")
+    assert r.code == 2 and r.err.startswith("planrunner: error: --from:"), r.err

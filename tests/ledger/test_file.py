@@ -18,7 +18,7 @@ import pytest
 
 from planrunner import ledger
 from planrunner.errors import LedgerError, LedgerLocked
-from testing import ROOT, write_plan
+from testing import ROOT, cron_flows, write_plan
 from testing.hostile import ONE, no_traceback, read_ledger
 
 KEY = "o1/7/1767225600000"
@@ -697,3 +697,32 @@ def test_d15_a_signal_while_waiting_for_the_lock_exits_130(tmp_path: Path, sig: 
     assert p.returncode == 130, (p.returncode, err)
     assert "interrupted" in err
     no_traceback(err)
+
+
+# --- 32, 33, 34: the ledger speaks up ---------------------------------------------------------
+
+
+def test_finding_32_plan_says_when_an_apply_holds_the_lock(tmp_path: Path, run: Any) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    path = str(tmp_path / "plan.ledger.jsonl")
+    with ledger.Lock(path, "r-held") as lock:
+        lock.acquire(0)
+        r = run("plan", str(plan))
+    assert r.code == 0
+    assert "an apply holds the ledger lock" in r.err and "r-held" in r.err
+
+
+def test_finding_33_a_git_conflict_marker_gets_a_merge_union_hint(tmp_path: Path, run: Any) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    (tmp_path / "plan.ledger.jsonl").write_text("<<<<<<< HEAD\n")
+    r = run("plan", str(plan))
+    assert r.code == 3
+    assert "merge=union" in r.err and ":1:" in r.err
+
+
+def test_finding_34_an_explicit_ledger_that_does_not_exist_is_named(tmp_path: Path, run: Any) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    missing = tmp_path / "typo" / "l.jsonl"
+    r = run("plan", str(plan), "--ledger", str(missing))
+    assert r.code == 0
+    assert "does not exist" in r.err and str(missing) in r.err

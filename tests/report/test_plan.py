@@ -12,7 +12,8 @@ import pytest
 from planrunner import checking, report, saved
 from planrunner.outcome import Outcome, Status
 from planrunner.select import Selection
-from testing import ROOT, write_plan
+from planrunner.sim import Faults, Simulator
+from testing import ROOT, apply_json, cron_flows, write_plan
 
 # Names no plan file can hold (the schema allows [A-Za-z0-9._-]), but an orgId from ${VAR},
 # a plan's file name or a service's error text can: quotes, backslashes, unicode, controls.
@@ -169,3 +170,44 @@ def test_markdown_folds_long_runs(run) -> None:
     assert "| | … 26 more pending … | | |" in r.out
     assert '<details><summary>sales-daily-backfill: 31 entries, cron "0 2 * * *" from ' in r.out
     assert r.out.startswith("<!-- planrunner:")
+
+
+# --- 13, 14: a run that ends interrupted or with unknown entries says what to do -------------
+
+
+def test_finding_14_unknown_entries_end_with_what_to_do(tmp_path: Path, run: Any, sim_env: None) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 2))
+    with Simulator(faults=Faults.parse(["504-after-create=1", "lookup-503=1"]), accept_unknown_flows=True) as sim:
+        r, doc = apply_json(run, plan, sim.url)
+    assert r.code == 1
+    assert doc["summary"] == {"unknown": 2}
+    assert "apply again to look them up, or add --retry-unknown" in r.err
+
+
+# --- 16, 17: output a reviewer can check ------------------------------------------------------
+
+
+def test_finding_16_headers_show_the_schedule_offsets_stay_visible_and_gap_moves_are_marked(
+    tmp_path: Path, run: Any
+) -> None:
+    plan = write_plan(
+        tmp_path,
+        '  - {name: berlin, flowId: 1, cron: "30 2 * * *", from: 2026-03-20, to: 2026-04-05}\n',
+        zone="Europe/Berlin",
+    )
+    out = run("plan", str(plan)).out
+    assert 'cron "30 2 * * *" from 2026-03-20T00:00:00+01:00' in out
+    # The lines on both sides of the +01:00 -> +02:00 change are shown, not folded away.
+    assert "2026-03-28T02:30:00+01:00" in out
+    assert "2026-03-29T03:00:00+02:00" in out and "(moved by a DST gap)" in out
+    assert "2026-03-30T02:30:00+02:00" in out
+
+
+def test_finding_17_orphans_are_counted_and_listed(tmp_path: Path, run: Any, sim_env: None) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 4))
+    with Simulator(accept_unknown_flows=True) as sim:
+        assert apply_json(run, plan, sim.url)[0].code == 0
+    plan.write_text(plan.read_text().replace("count: 4", "count: 2"))
+    doc = json.loads(run("plan", str(plan), "--format", "json").out)
+    assert len(doc["orphans"]) == 2 and {o["status"] for o in doc["orphans"]} == {"done"}
+    assert "2 ledger entries no longer in the plan" in run("plan", str(plan)).out

@@ -13,8 +13,8 @@ import pytest
 
 from planrunner import enos, ledger
 from planrunner.runs import apply as engine
-from planrunner.sim import Dialect, Faults, Simulator
-from testing import SIM_ENV, crashed_intent, make_client, write_plan
+from planrunner.sim import Dialect, Faults, SimFlow, Simulator
+from testing import SIM_ENV, apply_json, crashed_intent, cron_flows, make_client, write_plan
 from testing.hostile import ONE, T0, TOKEN, HostileGateway, envelope, no_traceback, read_ledger
 
 
@@ -175,3 +175,32 @@ def test_d21_a_dead_gateway_stops_the_run_after_5_timeouts(tmp_path: Path) -> No
     assert client.triggers == engine.GATEWAY_DOWN_AFTER
     assert runner.fatal is not None and "looks down" in str(runner.fatal)
     assert sum(1 for o in outcomes.values() if o.status == "unknown") == engine.GATEWAY_DOWN_AFTER
+
+
+# --- 5: reconciled is not skipped ----------------------------------------------------------
+
+
+def test_finding_5_entries_found_on_the_service_are_reconciled_not_skipped(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    plan = write_plan(tmp_path, cron_flows(1, 3))
+    with Simulator(accept_unknown_flows=True) as sim:
+        assert apply_json(run, plan, sim.url)[0].code == 0
+        # The ledger is lost: the service already has every instance.
+        r, doc = apply_json(run, plan, sim.url, "--ledger", str(tmp_path / "fresh.jsonl"))
+    assert r.code == 0, r.err
+    assert doc["summary"] == {"reconciled": 3}
+    assert all(e["error"].startswith("already on the service") for e in doc["entries"])
+
+
+# --- 15: a refused flow is not sent again this run --------------------------------------------
+
+
+def test_finding_15_a_permanent_refusal_holds_the_rest_of_the_flow(tmp_path: Path, run: Any, sim_env: None) -> None:
+    plan = write_plan(tmp_path, cron_flows(2, 5))
+    with Simulator([SimFlow(1, users=("someone-else",))], accept_unknown_flows=True) as sim:
+        r, doc = apply_json(run, plan, sim.url)
+        sent_to_1 = [t for t in sim.triggers() if t["flowId"] == 1]
+    assert r.code == 1
+    assert len(sent_to_1) == 1
+    assert doc["summary"] == {"pending": 4, "triggered": 5, "failed": 1}
