@@ -353,7 +353,7 @@ def test_n20_a_password_in_ledger_is_warned_about(tmp_path: Path, run) -> None:
     assert "PGPASS-s3cr3t-9z" not in r.err + r.out
 
 
-def test_newcomer_27_log_shows_local_time_and_flow_and_filters_by_time(tmp_path: Path, run, sim, sim_env) -> None:
+def test_finding_27_log_shows_local_time_and_flow_and_filters_by_time(tmp_path: Path, run, sim, sim_env) -> None:
     plan = write_plan(tmp_path, cron_flows(2, 3), gateway=sim.url, zone="Asia/Shanghai")
     assert run("apply", str(plan), "--yes", "--quiet").code == 0
     doc = json.loads(run("ledger", "log", str(plan), "--format", "json").out)
@@ -388,7 +388,7 @@ def test_n12_log_never_crashes_on_a_non_string_at(tmp_path: Path, run) -> None:
     assert "internal error" not in r.err
 
 
-def test_newcomer_33_a_missing_ledger_is_noted_by_readers_not_by_a_first_apply(tmp_path: Path, run, sim, sim_env) -> None:
+def test_finding_33_a_missing_ledger_is_noted_by_readers_not_by_a_first_apply(tmp_path: Path, run, sim, sim_env) -> None:
     plan = write_plan(tmp_path, cron_flows(1, 2), gateway=sim.url)
     missing = str(tmp_path / "nope.ledger.jsonl")
     note = "the ledger given does not exist"
@@ -399,7 +399,7 @@ def test_newcomer_33_a_missing_ledger_is_noted_by_readers_not_by_a_first_apply(t
     assert r.code == 0 and note not in r.err and os.path.exists(missing)
 
 
-def test_newcomer_21_an_apply_with_nothing_to_do_creates_no_ledger(tmp_path: Path, run, sim, sim_env) -> None:
+def test_finding_21_an_apply_with_nothing_to_do_creates_no_ledger(tmp_path: Path, run, sim, sim_env) -> None:
     plan = write_plan(
         tmp_path, '  - {name: off, flowId: 1, cron: "0 * * * *", from: 2026-01-01, count: 2, enabled: false}\n', gateway=sim.url
     )

@@ -713,7 +713,7 @@ def test_n16_a_hung_database_ends_with_exit_3_not_a_hang(pg_url: str, tmp_path: 
         backend.drop()
 
 
-def test_newcomer_14_a_waiting_apply_says_at_once_whom_it_waits_for(
+def test_finding_14_a_waiting_apply_says_at_once_whom_it_waits_for(
     new_ledger: Callable[[], str], tmp_path: Path, sim: Simulator
 ) -> None:
     spec = new_ledger()

@@ -381,7 +381,7 @@ def test_n22_a_torn_record_with_another_welded_to_it_is_refused_with_the_fix(tmp
         ledger.fold(str(path))
 
 
-def test_newcomer_14_waiting_for_the_lock_is_said_at_once_with_the_holder(tmp_path: Path) -> None:
+def test_finding_14_waiting_for_the_lock_is_said_at_once_with_the_holder(tmp_path: Path) -> None:
     from structlog.testing import capture_logs
 
     path = str(tmp_path / "l.jsonl")
@@ -403,7 +403,7 @@ def test_newcomer_14_waiting_for_the_lock_is_said_at_once_with_the_holder(tmp_pa
     assert not [e for e in logs if e["event"].startswith("waiting")]
 
 
-def test_newcomer_21_a_run_that_records_nothing_creates_no_ledger(tmp_path: Path) -> None:
+def test_finding_21_a_run_that_records_nothing_creates_no_ledger(tmp_path: Path) -> None:
     path = tmp_path / "new.ledger.jsonl"
     backend = ledger.FileLedger(str(path))
     with backend.session("r1", [], 0):

@@ -1,7 +1,7 @@
 """Outputs pinned byte for byte: what plan, validate, apply, status and ledger log print, and
 the ledger apply writes, for a fixed set of plans, before and after the code moves between
 modules (the rooms redesign). A change of output is a decision, never a side effect of a move:
-regenerate with ``GOLDEN_UPDATE=1 pytest tests/test_golden.py`` and review the diff.
+regenerate with ``GOLDEN_UPDATE=1 pytest tests/report/test_golden.py`` and review the diff.
 
 Volatile parts are masked the same way on both sides: run and attempt ids, record times,
 durations. Ledger lines are sorted (workers write in any order)."""

@@ -3,7 +3,7 @@
 Each test is named after the finding it pins (reliability probe N1-N17, newcomer trial
 findings 7 and 13). HTTP goes over loopback to the simulator or to a small gateway written
 here; ledgers are real files or a real PostgreSQL table. The engine's decisions are also
-driven directly with a scripted client (no socket), as tests/test_engine.py does.
+driven directly with a scripted client (no socket), as tests/runs/test_decide.py does.
 """
 
 from __future__ import annotations

@@ -1177,7 +1177,7 @@ def test_sim_command_serves_a_slow_hostile_service() -> None:
         assert inst["status"] == 0 and SECRET in inst["data"]["instanceId"]
 
 
-def test_newcomer_23_the_sample_flows_accept_every_entry_of_the_example_plan(
+def test_finding_23_the_sample_flows_accept_every_entry_of_the_example_plan(
     tmp_path: Path, run: Any, sim_env: None
 ) -> None:
     flows = load_flows(str(ROOT / "plans" / "sim-flows.yaml"))
