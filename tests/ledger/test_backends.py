@@ -765,3 +765,20 @@ def test_n16_a_stopped_database_server_ends_with_a_ledger_error_not_a_hang(monke
         for pid in stopped:
             os.kill(pid, signal.SIGCONT)
         server.stop()
+
+
+def test_n3_check_lock_fails_once_the_lock_session_is_gone(pg_url: str, tmp_path: Path) -> None:
+    backend = PostgresLedger(pg.with_table(pg_url))
+    try:
+        with backend.session("run-x", [("o1", 7)], 0) as session:
+            session.check_lock()  # alive: no error
+            run = session._run
+            assert run is not None
+            with psycopg.connect(pg_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (run.conn.info.backend_pid,))
+            with pytest.raises(LedgerError, match="lost the session holding the ledger's locks"):
+                session.check_lock()
+        with ledger.FileLedger(str(tmp_path / "l.jsonl")).session("run-y", [], 0) as held:
+            held.check_lock()  # a file lock lives with the process
+    finally:
+        backend.drop()
