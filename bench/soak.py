@@ -9,7 +9,7 @@ duplicates (instances created twice: must be 0), re-sends over an existing insta
 be 0), lost (entries with no instance: must be 0), stuck (entries not done in the ledger
 after the last run: must be 0), and the peak memory (max RSS) of every apply run against the
 entries it had to send, which stays flat as entries grow. Exit 1 when any must-be-0 is not.
-The core (``run_soak``) lives in testing/soak.py, which tests/test_soak.py runs short.
+The core (``run_soak``) lives in testing/soak.py, which tests/runs/test_soak.py runs short.
 """
 
 from __future__ import annotations

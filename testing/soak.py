@@ -1,7 +1,7 @@
 """The soak's core: entries applied against a simulator with every fault at once and kill -9
 of apply processes at random moments, repeated until every entry is done, and the tally.
 
-``run_soak`` is what bench/soak.py runs at size and tests/test_soak.py in its short form.
+``run_soak`` is what bench/soak.py runs at size and tests/runs/test_soak.py in its short form.
 The tally counts duplicates (instances created twice), re-sends over an existing instance,
 lost entries (no instance) and stuck ones (not done in the ledger after the last run): all
 must be 0. It also keeps the peak memory (max RSS) of every apply run against the entries

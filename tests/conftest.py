@@ -12,6 +12,7 @@ from hypothesis import settings
 
 from planrunner.cli import main
 from testing import FAST_ENV, SIM_ENV, Run
+from testing.hostile import KEY, SECRET
 
 # A shell starts a background job with SIGINT ignored, and an ignored signal stays ignored
 # across exec: the processes these tests interrupt would never see their Ctrl-C (planrunner,
@@ -52,4 +53,13 @@ def sim() -> Iterator[Any]:
 def sim_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The simulator's keys and the short timing settings, in this process's environment."""
     for k, v in {**SIM_ENV, **FAST_ENV}.items():
+        monkeypatch.setenv(k, v)
+
+
+@pytest.fixture
+def creds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reliability probe's credentials (testing.hostile) and the short timing settings."""
+    monkeypatch.setenv("ENOS_ACCESS_KEY", KEY)
+    monkeypatch.setenv("ENOS_SECRET_KEY", SECRET)
+    for k, v in FAST_ENV.items():
         monkeypatch.setenv(k, v)

@@ -148,10 +148,10 @@ def test_protocol_is_standard_library_only() -> None:
     allowed = set(sys.stdlib_module_names) | {"__future__"}
     tree = ast.parse((PACKAGE / "protocol.py").read_text())
     used = {
-        (n.module or "").split(".")[0] if isinstance(n, ast.ImportFrom) else a.name.split(".")[0]
+        name.split(".")[0]
         for n in ast.walk(tree)
         if isinstance(n, ast.Import | ast.ImportFrom)
-        for a in (n.names if isinstance(n, ast.Import) else [n])  # type: ignore[attr-defined]
+        for name in ([a.name for a in n.names] if isinstance(n, ast.Import) else [n.module or ""])
     }
     assert used <= allowed, used - allowed
 

@@ -133,7 +133,7 @@ ENTRY = Entry(ms("2026-01-05 10:00:30"), 1, "f1", "o1", 0)
 
 def records(*rounds: tuple[int, str]) -> list[dict[str, Any]]:
     """Per (round, outcome) an attempt as the engine writes it."""
-    out = []
+    out: list[dict[str, Any]] = []
     for rnd, outcome in rounds:
         ref = Send(ENTRY, rnd, ENTRY.trigger_time + rnd * MIN if rnd else None)
         a = f"r.{len(out)}"

@@ -16,7 +16,7 @@ from planrunner import enos
 from planrunner.errors import PlanrunnerError
 from planrunner.sim import Faults, Simulator
 from testing import FAST_ENV, make_client, write_plan
-from tests.test_hostile import KEY, ONE, SECRET, TOKEN, HostileGateway, envelope
+from testing.hostile import KEY, ONE, SECRET, TOKEN, HostileGateway, envelope
 
 DB_PASSWORD = "DBPASS-q8w7e6-password"
 PG_URL = f"postgresql://user:{DB_PASSWORD}@127.0.0.1:1/db"

@@ -95,8 +95,8 @@ def main(args: argparse.Namespace) -> int:
     return run_each(args, paths, moment)
 
 
-def request(args: argparse.Namespace, path: str, moment: int) -> Request:
-    """The :class:`Request` for one PLAN (or saved plan) of the command line."""
+def request(args: argparse.Namespace, path: str, moment: int) -> ApplyRequest:
+    """The :class:`ApplyRequest` for one PLAN (or saved plan) of the command line."""
     from planrunner.commands.context import ledger_spec, max_triggers, selection
     from planrunner.saved import read_if_saved
 
@@ -128,7 +128,7 @@ def request(args: argparse.Namespace, path: str, moment: int) -> Request:
             max_triggers(args.max_triggers),
             selection(args.flow, args.exclude, args.start, args.end),
         )
-    return Request(
+    return ApplyRequest(
         plan_path=plan_path,
         ledger_path=ledger_spec(args.ledger),
         now=moment,
@@ -255,7 +255,7 @@ def again_command(args: argparse.Namespace) -> str:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)  # fourteen fields: never by position
-class Request:
+class ApplyRequest:
     """Everything ``apply`` was asked to do."""
 
     plan_path: str
@@ -342,7 +342,7 @@ class _Interrupts:
 Emit = Callable[[str, dict[str, int]], None]
 
 
-def run(req: Request, emit: Emit | None = None) -> int:
+def run(req: ApplyRequest, emit: Emit | None = None) -> int:
     """The whole of ``planrunner apply`` for one plan; returns the exit code.
 
     The report goes to stdout, or to ``emit(text, summary)`` when several plans share it.
@@ -417,7 +417,7 @@ def _send(
     return outcomes, interrupts.seen, time.monotonic() - started
 
 
-def _entries(req: Request) -> tuple[Plan, list[Entry]]:
+def _entries(req: ApplyRequest) -> tuple[Plan, list[Entry]]:
     """The plan and its selected entries (a saved plan's only, when it is unchanged)."""
     from planrunner import checking
     from planrunner.commands.context import select
@@ -470,7 +470,7 @@ def _say_future(entries: list[Entry], folded: ledger.Folded, now: int, logger: A
 
 
 def _confirmed(
-    req: Request, plan: Plan, where: str, name: str, entries: list[Entry], folded: ledger.Folded
+    req: ApplyRequest, plan: Plan, where: str, name: str, entries: list[Entry], folded: ledger.Folded
 ) -> bool:
     """Show what will be sent, per flow, then ask (as terraform apply does); no terminal to
     ask on is a usage error."""
@@ -493,7 +493,7 @@ def _confirmed(
     )
 
 
-def _declined(req: Request, emit: Emit | None) -> None:
+def _declined(req: ApplyRequest, emit: Emit | None) -> None:
     sys.stderr.write("Apply cancelled; nothing was sent.\n")
     if req.fmt == "json":
         from planrunner.commands.options import error_json
@@ -506,7 +506,7 @@ def _declined(req: Request, emit: Emit | None) -> None:
 
 
 def _result(
-    req: Request,
+    req: ApplyRequest,
     plan: Plan,
     name: str,
     entries: list[Entry],
@@ -530,7 +530,7 @@ def _result(
 
 
 def _report(
-    req: Request,
+    req: ApplyRequest,
     emit: Emit | None,
     result: PlanResult,
     stopped: PlanrunnerError | None,

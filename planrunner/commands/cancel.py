@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Request:
+class CancelRequest:
     """Everything ``cancel`` was asked to do."""
 
     plan_path: str
@@ -62,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
     from planrunner.commands.context import ledger_spec, max_triggers, now, selection
 
     return run(
-        Request(
+        CancelRequest(
             args.plan,
             ledger_spec(args.ledger),
             now(args.now),
@@ -77,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
     )
 
 
-def run(req: Request) -> int:
+def run(req: CancelRequest) -> int:
     """The whole of ``planrunner cancel``; returns the exit code."""
     from planrunner import checking, ledger
     from planrunner.commands.context import select
@@ -133,7 +133,7 @@ def run(req: Request) -> int:
     return found.exit_code(interrupted)
 
 
-def _confirmed(req: Request, where: str, user: str, org: str, found: cancel.Found) -> bool:
+def _confirmed(req: CancelRequest, where: str, user: str, org: str, found: cancel.Found) -> bool:
     """--yes, or the user said yes at the terminal (no terminal: a usage error)."""
     if req.yes:
         return True

@@ -83,7 +83,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Request:
+class StatusRequest:
     """Everything ``status`` was asked to do."""
 
     plan_path: str
@@ -106,7 +106,7 @@ def main(args: argparse.Namespace) -> int:
     from planrunner.commands.context import ledger_spec, max_triggers, now, selection
 
     return run(
-        Request(
+        StatusRequest(
             args.plan,
             ledger_spec(args.ledger),
             now(args.now),
@@ -124,7 +124,7 @@ def main(args: argparse.Namespace) -> int:
     )
 
 
-def run(req: Request) -> int:
+def run(req: StatusRequest) -> int:
     """The whole of ``planrunner status``; returns the exit code."""
     from planrunner import checking, ledger
     from planrunner.commands.context import gateway_id, note_missing, select

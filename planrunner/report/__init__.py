@@ -92,7 +92,6 @@ __all__ = [
     "HiddenRun",
     "PlanResult",
     "PlanStatuses",
-    "Result",
     "Row",
     "Style",
     "disabled_note",
@@ -108,7 +107,3 @@ __all__ = [
     "schedule",
     "write_json",
 ]
-
-# The name before the rename (one Result per report module was one too many), kept until the
-# three redesign branches are merged; new code says PlanResult.
-Result = PlanResult

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from planrunner import ledger, lookup
 from planrunner.lookup import Seen
 from planrunner.outcome import Entry
-from planrunner.runs.cancel import FAILED, FINISHED, OUTCOME_ORDER, Target
+from planrunner.runs.cancel import FAILED, FINISHED, OUTCOME_ORDER, CancelTarget
 from planrunner.select import Selection
 
 
@@ -22,7 +22,7 @@ def ledger_counts(entries: Sequence[Entry], folded: ledger.Folded) -> str:
     return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no entries"
 
 
-def per_flow(targets: Sequence[Target]) -> dict[str, str]:
+def per_flow(targets: Sequence[CancelTarget]) -> dict[str, str]:
     """Per flow, ``N to cancel (counts by status)``: the confirmation's lines."""
     by: dict[str, list[str]] = {}
     for t in targets:
@@ -46,7 +46,7 @@ def lookup_failures(failed: Sequence[tuple[Entry, Seen]]) -> str:
 
 
 def render_text(
-    plan_path: str, ledger_name: str, where: str, selection: Selection, targets: Sequence[Target]
+    plan_path: str, ledger_name: str, where: str, selection: Selection, targets: Sequence[CancelTarget]
 ) -> str:
     """Per flow the counts by outcome and the instances that failed or had finished."""
     lines = [
@@ -56,7 +56,7 @@ def render_text(
         f"  flows   {selection.describe()}",
         "",
     ]
-    by: dict[str, list[Target]] = {}
+    by: dict[str, list[CancelTarget]] = {}
     for t in targets:
         by.setdefault(t.entry.flow, []).append(t)
     totals: dict[str, int] = {}

@@ -35,7 +35,7 @@ OUTCOME_ORDER = (CANCELLED, ALREADY, FINISHED, FAILED, NOT_SENT)
 
 
 @dataclass(slots=True)
-class Target:
+class CancelTarget:
     """One instance to cancel (or to record as cancelled)."""
 
     entry: Entry
@@ -49,8 +49,8 @@ class Target:
 class Found:
     """What the lookups found: to cancel, already cancelled, and lookups that failed."""
 
-    to_cancel: list[Target] = field(default_factory=list)
-    already: list[Target] = field(default_factory=list)
+    to_cancel: list[CancelTarget] = field(default_factory=list)
+    already: list[CancelTarget] = field(default_factory=list)
     lookup_failed: list[tuple[Entry, Seen]] = field(default_factory=list)
 
     def exit_code(self, interrupted: bool) -> int:
@@ -75,11 +75,11 @@ def find(
     unknown = [e for e in entries if folded.status(e.key) == ledger.UNKNOWN]
     items = [*done, *((e, None) for e in unknown)]
     seen = look_up_all(client, items, concurrency=concurrency, tracker=tracker)
-    candidates = [Target(e, seen[e.key]) for e, _ in done]
+    candidates = [CancelTarget(e, seen[e.key]) for e, _ in done]
     for e in unknown:
         s = seen[e.key]
         if s.state not in (lookup.NOT_FOUND, lookup.LOOKUP_FAILED):
-            candidates.append(Target(e, s, tuple(sorted(folded.state(e.key).open_attempts))))
+            candidates.append(CancelTarget(e, s, tuple(sorted(folded.state(e.key).open_attempts))))
     return Found(
         [t for t in candidates if t.seen.cancellable],
         [t for t in candidates if t.seen.state == "CANCEL"],
@@ -110,7 +110,7 @@ class Canceller:
         self._attempts = AttemptIds(run_id)
         self._backoff_cap = backoff_cap  # the longest wait between tries of one cancel
 
-    def record(self, t: Target) -> None:
+    def record(self, t: CancelTarget) -> None:
         """Make the cancel durable: reconcile an unknown entry's attempts, then ``cancelled``."""
         e, iid = t.entry, t.seen.flow_instance_id or ""
         recs = [
@@ -122,7 +122,7 @@ class Canceller:
         )
         self.writer.append(recs)
 
-    def cancel(self, t: Target) -> None:
+    def cancel(self, t: CancelTarget) -> None:
         """Cancel one instance; on anything but success, look again before saying what happened."""
         iid = t.seen.flow_instance_id
         if not iid:
@@ -157,7 +157,7 @@ class Canceller:
         else:
             t.outcome, t.reason = FAILED, why
 
-    def flow(self, targets: Sequence[Target]) -> bool:
+    def flow(self, targets: Sequence[CancelTarget]) -> bool:
         """One flow's instances, newest trigger time first, so no queued one starts meanwhile.
         A ledger or token failure stops every flow; a bug escapes (the pool makes it exit 70)."""
         for t in sorted(targets, key=lambda t: t.entry.trigger_time, reverse=True):
@@ -172,16 +172,16 @@ class Canceller:
 
     def run(
         self,
-        targets: Sequence[Target],
+        targets: Sequence[CancelTarget],
         concurrency: int,
         on_interrupt: Callable[[], None] | None = None,
     ) -> bool:
         """Cancel ``targets``, ``concurrency`` flows at a time, longest first; whether a
         Ctrl-C interrupted it (cancels in flight are finished and recorded first)."""
-        groups: dict[int, list[Target]] = {}
+        groups: dict[int, list[CancelTarget]] = {}
         for t in targets:
             groups.setdefault(t.entry.flow_id, []).append(t)
-        pool: WorkerPool[list[Target]] = WorkerPool(
+        pool: WorkerPool[list[CancelTarget]] = WorkerPool(
             concurrency,
             name="cancel",
             stop=self.stop,
