@@ -278,7 +278,7 @@ def _steady_offset(tz: ZoneInfo, d: date) -> int | None:
     instead misses a fall-back at the next local midnight (America/Santiago 2025-04-06 00:00
     back to 23:00): its repeated hour is this day's, but comes after the next day's midnight.
     This is exact as long as no zone changes offset twice within a day; in the zone
-    database the closest two changes are four days apart (tests/test_cron.py checks it).
+    database the closest two changes are four days apart (tests/plan_language/test_cron.py checks it).
     """
     first = datetime(d.year, d.month, d.day, tzinfo=tz)
     last = datetime(d.year, d.month, d.day, 23, 59, 59, 999_999, tzinfo=tz)

@@ -45,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Request:
+class DoctorRequest:
     """What ``doctor`` was asked: a plan, or a gateway, org and user without one."""
 
     plan_path: str | None
@@ -59,7 +59,7 @@ class Request:
 def main(args: argparse.Namespace) -> int:
     """Run from parsed options."""
     return run(
-        Request(
+        DoctorRequest(
             plan_path=args.plan,
             gateway=args.gateway,
             org_id=args.org,
@@ -70,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
     )
 
 
-def target_plan(req: Request) -> Plan:
+def target_plan(req: DoctorRequest) -> Plan:
     """The plan to check (``--api`` over its target.api), or, without one, a plan of no
     flows made of ``--gateway``, ``--org``, ``--user`` and ``--api``."""
     from planrunner import plan as planlib
@@ -95,7 +95,7 @@ def target_plan(req: Request) -> Plan:
     return dataclasses.replace(plan, target=dataclasses.replace(plan.target, api=req.api))
 
 
-def run(req: Request) -> int:
+def run(req: DoctorRequest) -> int:
     """``planrunner doctor``; exit 0 when every check is ok or a warning."""
     from planrunner.report.doctor import RENDERERS
     from planrunner.runs import connect

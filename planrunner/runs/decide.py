@@ -1,7 +1,7 @@
 """The answer table of docs/apply.md as code: what an answer to Trigger Flow calls for
 (:func:`on_answer`), what follows a lookup (:func:`after_lookup`), and what Get Flow's
 answer before a flow's first trigger means (:func:`preflight`). Pure functions, tested as
-a table (tests/test_engine.py)."""
+a table (tests/runs/test_decide.py)."""
 
 from __future__ import annotations
 
