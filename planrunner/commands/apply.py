@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -384,6 +384,7 @@ def run(req: Request, emit: Emit | None = None) -> int:
         runner = engine.Runner(
             conn.client, session, folded, options, run_id, gateway=conn.gateway_id,
             guard=session.check_lock, rules=pace.rules_for(plan.flows, options.max_unfinished, options.halt_on_failure),
+            parameters=_parameters(plan),
         )  # fmt: skip
         progress = terminal.Progress(todo, sys.stderr.isatty() and not req.quiet)
         runner.on_settle = progress.add
@@ -445,6 +446,17 @@ def _todo(entries: list[Entry], folded: ledger.Folded, logger: Any) -> int:
     if settled == len(entries):
         logger.info("nothing to do: every entry is done", entries=len(entries))
     return len(entries) - settled
+
+
+def _parameters(plan: Plan) -> Callable[[Entry], Mapping[str, str] | None] | None:
+    """An entry's parameters, filled (its flow's ``parameters``), or None when no flow has any."""
+    from planrunner.plan import entry_parameters
+
+    flows = {f.name: f for f in plan.flows if f.parameters}
+    if not flows:
+        return None
+    zone = plan.target.server_zone
+    return lambda e: entry_parameters(flows[e.flow], e, zone) if e.flow in flows else None
 
 
 def _say_future(entries: list[Entry], folded: ledger.Folded, now: int, logger: Any) -> None:

@@ -95,6 +95,7 @@ class Runner:
         guard: Callable[[], None] | None = None,
         rules: Mapping[int, pace.Rules] | None = None,
         look_up_many: pace.LookUpMany = pace.look_up_many,
+        parameters: Callable[[Entry], Mapping[str, str] | None] | None = None,
     ) -> None:
         self.client = client
         self.writer = writer
@@ -107,6 +108,7 @@ class Runner:
         self.outcomes: dict[str, Outcome] = {}
         self.on_settle = on_settle  # told each settled entry's status (a progress bar)
         self._guard = guard
+        self._parameters = parameters  # an entry's filled parameters: sent by Update And Trigger
         # Per flowId (the command merges the plan's keys); without, the options hold for all.
         self._rules = rules
         # The run's one limiter paces every signed call of the client (lookups too).
@@ -522,7 +524,11 @@ class Runner:
                 if self._guard is not None:
                     self._guard()  # the locks are still ours, or nothing leaves
                 work.last_sent = time.monotonic()
-                answer = self.client.trigger(e.flow_id, e.trigger_time)
+                values = self._parameters(e) if self._parameters is not None else None
+                if values is None:
+                    answer = self.client.trigger(e.flow_id, e.trigger_time)
+                else:
+                    answer = self.client.update_and_trigger(e.flow_id, e.trigger_time, values)
             except PlanrunnerError as err:
                 # A local failure before the request left (lost locks, token, header, peer
                 # check): nothing was sent, so the intent is closed as aborted, never unknown.
