@@ -28,7 +28,7 @@ from planrunner.errors import (
 )
 from planrunner.outcome import Entry, Outcome, Status
 from planrunner.runs import apply as engine
-from planrunner.runs import connect, pace
+from planrunner.runs import connect, pace, rerun
 from planrunner.saved import Saved
 from planrunner.select import Selection
 
@@ -76,6 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_gateway(p)
     options.add_pace(p, "flows sent to")
     options.add_pacing(p)
+    options.add_rerun_failed(p)
     options.add_lock_timeout(p)
 
 
@@ -158,6 +159,7 @@ def engine_options(args: argparse.Namespace) -> engine.Options:
         wait=args.wait,
         interval=args.interval,
         halt_on_failure=args.halt_on_failure,
+        rerun_failed=args.rerun_failed,
     )
 
 
@@ -244,6 +246,7 @@ def again_command(args: argparse.Namespace) -> str:
         ("--to", args.end),
         ("--max-unfinished", args.max_unfinished),
         ("--interval", args.interval),
+        ("--rerun-failed", args.rerun_failed),
     )
     for flag, value in valued:
         if value is not None:
@@ -384,7 +387,7 @@ def run(req: Request, emit: Emit | None = None) -> int:
         runner = engine.Runner(
             conn.client, session, folded, options, run_id, gateway=conn.gateway_id,
             guard=session.check_lock, rules=pace.rules_for(plan.flows, options.max_unfinished, options.halt_on_failure),
-            parameters=_parameters(plan),
+            parameters=_parameters(plan), reruns=rerun.limits(plan.flows, options.rerun_failed),
         )  # fmt: skip
         progress = terminal.Progress(todo, sys.stderr.isatty() and not req.quiet)
         runner.on_settle = progress.add

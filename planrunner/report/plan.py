@@ -51,6 +51,7 @@ STATUS_ORDER = (
     Status.DONE,
     Status.CANCELLED,
     Status.TRIGGERED,
+    Status.RERUN,
     Status.RECONCILED,
     Status.SKIPPED,
     Status.FAILED,
@@ -67,6 +68,7 @@ SYMBOLS = {
     Status.RECONCILED: "=",
     Status.SKIPPED: "=",
     Status.FAILED: "!",
+    Status.RERUN: "+",
 }
 
 
