@@ -106,3 +106,46 @@ def test_i22_no_free_minute_in_the_hour_is_reported_and_nothing_is_sent(
     assert r.code == 1, r.err
     assert statuses(doc)[hour + 30 * MIN] == ("failed", "cannot rerun: no free minute in 18:00-18:59")
     assert doc["summary"] == {"skipped": 59, "failed": 1}
+
+
+def test_i22_status_follows_each_entrys_newest_round(tmp_path: Path, run: Any, sim_env: None) -> None:
+    bad = T0 + DAY
+    plan = plan_of(tmp_path, n=3)
+    with Simulator([SimFlow(7, run_seconds=0.05, fails=[bad])]) as sim:
+        assert apply_json(run, plan, sim.url)[0].code == 0
+        time.sleep(1.0)
+        before = run("status", str(plan), "--gateway", sim.url, "--format", "json")
+        assert before.code == 1  # round 0 of one entry ended FAIL
+        r, _doc = apply_json(run, plan, sim.url, "--rerun-failed", "1")
+        assert r.code == 0, r.err
+        time.sleep(1.0)
+        after = run("status", str(plan), "--gateway", sim.url, "--format", "json")
+    assert after.code == 0, after.out[-2000:]  # the rerun (round 1) succeeded: that is what counts
+    assert json.loads(after.out)["summary"] == {"SUCCESS": 3}
+    assert json.loads(before.out)["summary"] == {"SUCCESS": 2, "FAIL": 1}
+
+
+def test_i22_cancel_cancels_the_newest_rounds_instance_and_it_is_never_rerun(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    plan = plan_of(tmp_path, n=1)
+    with Simulator([SimFlow(7, run_seconds=2.0, fails=[T0])]) as sim:
+        assert apply_json(run, plan, sim.url)[0].code == 0
+        time.sleep(2.6)  # round 0 ends FAIL
+        r, doc = apply_json(run, plan, sim.url, "--rerun-failed", "2")
+        assert statuses(doc)[T0][0] == "rerun", r.err
+        rerun_id = doc["entries"][0]["flowInstanceId"]
+        assert rerun_id and rerun_id != "7-20260105020000"
+        c = run("cancel", str(plan), "--gateway", sim.url, "--yes")
+        assert c.code == 0, c.err
+        assert "1 cancelled" in c.out
+        time.sleep(0.5)
+        r, doc = apply_json(run, plan, sim.url, "--rerun-failed", "2")
+        assert r.code == 0, r.err
+        assert doc["summary"] == {"skipped": 1}  # cancelled: never rerun, rounds left or not
+        assert created(sim) == [(7, T0), (7, T0 + MIN)]
+    records = [json.loads(line) for line in plan.with_suffix(".ledger.jsonl").read_text().splitlines()]
+    cancels = [rec for rec in records if rec["event"] == "cancelled"]
+    assert [(c.get("round"), c.get("sentTime"), c["flowInstanceId"]) for c in cancels] == [
+        (1, T0 + MIN, rerun_id)
+    ]
