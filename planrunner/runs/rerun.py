@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING
 
 from planrunner import enos, protocol
 from planrunner.errors import ServiceError
 from planrunner.ledger import DONE, Folded, KeyState, Ref, Send
-from planrunner.lookup import Wanted, minutes_taken
+from planrunner.lookup import LOOKUP_FAILED, Wanted, look_up_many, minutes_taken
 from planrunner.outcome import Entry
 from planrunner.runs.pace import LookUpMany, poll_delay
 
@@ -222,14 +223,15 @@ class Reruns:
             got = seen.get((e.flow_id, s.sends_at))
             state = None if got is None else got.state
             if state in RERUN_AFTER and s.round < limit:
-                self._due[key] = self._next(e, s, work)
+                self._due[key] = self.next_for(e, s, work)
                 if requeue:
                     work.entries.append(e)  # the flow's loop went past it: it comes again
             elif self.wait and (got is None or not got.final):
                 work.watched[key] = e
 
-    def _next(self, e: Entry, s: Send, work: FlowWork) -> Send | str:
-        """The round after ``s`` at its hour's first free minute, or why there is none."""
+    def next_for(self, e: Entry, s: Send, work: FlowWork) -> Send | str:
+        """The round after ``s`` at its hour's first free minute (taken from then on, so two
+        reruns of one flow never share a minute), or why there is none."""
         try:
             zone = self.client.server_zone()
         except ServiceError as err:
@@ -243,6 +245,8 @@ class Reruns:
         at = free_minute(e.trigger_time, last, taken, zone)
         if at is None:
             return f"cannot rerun: no free minute in {hour_text(last, zone)}"
+        with self._lock:
+            self._made.setdefault(e.flow_id, set()).add(at)
         params = self.parameters(e) if self.parameters is not None else None
         return Send(e, s.round + 1, at, params)
 
@@ -273,3 +277,55 @@ class Reruns:
             self._made.setdefault(e.flow_id, set()).add(s.sends_at)
         if self.wait and s.round < self.allowed(e.flow_id):
             work.watched[e.key] = e
+
+
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    """What ``plan --refresh`` learned of one done entry: its newest round's instance and
+    whether the next apply reruns it (``rerun``, the round it would send) or cannot (``why``)."""
+
+    instance: str  # the instance's status name, or lookup's not-found / lookup-failed
+    flow_instance_id: str | None
+    round: int  # the newest round (0: the entry's first instance)
+    rerun: Send | None = None
+    why: str | None = None
+
+
+def refresh(
+    client: enos.Client,
+    entries: Sequence[Entry],
+    folded: Folded,
+    allowed: Mapping[int, int],
+    *,
+    stop: threading.Event | None = None,
+    many: LookUpMany = look_up_many,
+) -> dict[str, Refreshed]:
+    """Read-only: each done entry's newest instance (one batch per flow, at each round's
+    sentTime), and the rerun the next apply would make of it (the same rule as apply's,
+    :class:`Reruns`); nothing is written, nothing is triggered."""
+    from planrunner.runs.flow import FlowWork
+
+    halt = stop or threading.Event()
+    reruns = Reruns(client, folded, lambda fid: allowed.get(fid, 0), many, halt)
+    groups: dict[int, list[Entry]] = {}
+    for e in entries:
+        groups.setdefault(e.flow_id, []).append(e)
+    out: dict[str, Refreshed] = {}
+    for fid, group in groups.items():
+        work, limit = FlowWork(group), allowed.get(fid, 0)
+        done = [(e, folded.state(e.key)) for e in group if folded.is_done(e.key)]
+        sends = {e.key: newest_send(e, st) for e, st in done}
+        wanted = [Wanted(fid, sends[e.key].sends_at, folded.instance_id(e.key)) for e, _ in done]
+        seen = many(client, wanted, halt) if wanted else {}
+        for e, st in done:
+            s = sends[e.key]
+            got = seen.get((fid, s.sends_at))
+            name = got.state if got is not None else LOOKUP_FAILED
+            iid = got.flow_instance_id if got is not None else None
+            due: Send | str | None = None
+            if folded.status(e.key) == DONE and rerun_due(st, name, limit):
+                due = reruns.next_for(e, s, work)
+            out[e.key] = Refreshed(
+                name, iid, s.round, due if isinstance(due, Send) else None, due if isinstance(due, str) else None
+            )
+    return out
