@@ -149,3 +149,20 @@ def test_i22_cancel_cancels_the_newest_rounds_instance_and_it_is_never_rerun(
     assert [(c.get("round"), c.get("sentTime"), c["flowInstanceId"]) for c in cancels] == [
         (1, T0 + MIN, rerun_id)
     ]
+
+
+def test_i22_with_wait_one_apply_reruns_failures_as_the_instances_end(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    failed = [T0 + DAY, T0 + 3 * DAY]
+    plan = plan_of(tmp_path, n=4)
+    with Simulator([SimFlow(7, run_seconds=0.2, fails=[*failed, failed[0] + MIN])]) as sim:
+        r, doc = apply_json(run, plan, sim.url, "--rerun-failed", "2", "--wait", "--interval", "0.2")
+        assert r.code == 0, r.err
+        # Polled until final: each failure rerun at the next minute, and the first one's
+        # rerun failed too, so it got its second round in the same apply.
+        assert created(sim) == [
+            *[(7, T0 + d * DAY) for d in range(4)],
+            (7, failed[0] + MIN), (7, failed[1] + MIN), (7, failed[0] + 2 * MIN),
+        ]  # fmt: skip
+        assert statuses(doc)[failed[0]][0] == "rerun" and doc["summary"] == {"triggered": 2, "rerun": 2}

@@ -237,15 +237,15 @@ class Runner:
         while work.next < len(work.entries):
             e = work.entries[work.next]
             status = self.folded.status(e.key)
-            if status in (ledger.DONE, ledger.CANCELLED):
-                again = self._reruns.due(e) if status == ledger.DONE else None
+            again = self._reruns.due(e)  # a rerun round of a done entry (done before or now)
+            if status in (ledger.DONE, ledger.CANCELLED) or again is not None:
                 if not isinstance(again, ledger.Send):  # none, or why it cannot be rerun
                     work.next += 1
                     iid = self.folded.done.get(e.key)
                     self._settle(e, Outcome(Status.FAILED, iid, again) if again else Outcome(Status.SKIPPED, iid))
                     continue
                 work.sends[e.key] = again
-            if status in (ledger.UNKNOWN, ledger.FAILED) and e.key not in work.resend:
+            elif status in (ledger.UNKNOWN, ledger.FAILED) and e.key not in work.resend:
                 work.next += 1  # settled by the look at the earlier runs' attempts (Earlier)
                 continue
             if work.refused is not None or work.held is not None:
@@ -356,8 +356,7 @@ class Runner:
                     ledger.triggered(s, attempt, gateway=gw, flow_instance_id=answer.flow_instance_id)
                 )
                 work.report(e, Outcome(Status.RERUN if s.round else Status.TRIGGERED, answer.flow_instance_id))
-                if s.round:
-                    self._reruns.made(work, e, s)
+                self._reruns.made(work, e, s)
                 self._verified(True, e)
                 if first_62102 and cause is Cause.DUPLICATE:
                     self._gates.learn_spacing(work, self.options.duplicate_wait)
@@ -445,8 +444,7 @@ class Runner:
                 ledger.reconciled(s, attempt, gateway=gw, found=True, flow_instance_id=look.flow_instance_id)
             )
             work.report(e, Outcome(Status.RECONCILED, look.flow_instance_id, FOUND_WHY[cause]))
-            if s.round:
-                self._reruns.made(work, e, s)
+            self._reruns.made(work, e, s)
             return False
         if look.found is False and self.stop.is_set():
             # Over and not there: nothing was created, and nothing more is sent this run.

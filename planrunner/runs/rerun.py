@@ -270,7 +270,10 @@ class Reruns:
 
     def made(self, work: FlowWork, e: Entry, s: Send) -> None:
         """A rerun round was created (or found made): its minute is taken from now on, and
-        with ``--wait`` its instance is watched while rounds are left."""
+        with ``--wait`` its instance is watched while rounds are left. A first instance
+        (round 0) made by this run is watched too, with ``--wait`` and rounds allowed."""
+        if not s.round and not (self.wait and self.allowed(e.flow_id) > 0):
+            return
         self._due.pop(e.key, None)
         self._current[e.key] = s
         with self._lock:
