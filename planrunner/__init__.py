@@ -13,15 +13,21 @@ above it (tests/test_architecture.py checks it).
   ``file``, ``postgres`` <- ``__init__``, ``tools``); readers ``read()``, writers ``session()``
 - ``credentials``, ``transport``, ``answers``, ``enos``: the signed client: keys and the
   token clock, the loopback guard, answer deadline and proxy, what an answer means, the calls
-- ``lookup``: finding an entry's instance (Get by id, Search by minute) and its state
-- ``rate``: the adaptive send rate and the one backoff with full jitter
-- ``runs/``: the engines: ``apply`` (``Runner``; ``decide``, the answer table; ``flow``, one
-  flow's work), ``watch`` (status), ``cancel``; ``__init__``: run ids, ``connect``, the pool
+- ``lookup``: finding instances: one entry's (Get by id, Search by minute) and many at once
+  (``look_up_many``: per flow, Search over windows of at most a day), and their states
+- ``rate``: the one limiter of every signed call (adaptive on 429, quota and refusal
+  detection in ``Refusals``) and the one backoff with full jitter
+- ``runs/``: the engines: ``apply`` (``Runner``; ``decide``, the answer table and Get Flow's
+  verdict; ``flow``, one flow's work; ``earlier``, reconciling earlier runs' unknown keys in
+  batches; ``pace``, Get Flow first, ``maxUnfinished`` and ``haltOnFailure``; ``rerun``, the
+  free-minute rule and rerun rounds), ``watch`` (status), ``cancel``; ``__init__``: run ids,
+  ``connect``, the pool
 - ``runs/doctor``: doctor's read-only checks of a gateway's assumptions (Get Flow included)
 - ``report/``: every rendering; what each command prints, by ``--format``
 
   - ``report/__init__``: FORMAT_VERSION, markdown escape, marker and fit, ``RENDERERS``
   - ``report/plan``: plan and apply (text diff, JSON, markdown); ``plan_statuses(folded)``
+  - ``report/columns``: a flow's schedule line, DST-gap marks, business dates, future entries
   - ``report/validate``: validate (text, JSON, GitHub annotations)
   - ``report/ledger``: ``ledger log`` and ``ledger verify`` (text, JSON)
   - ``report/status``, ``report/cancel``: status and cancel (text, JSON, markdown)
@@ -41,6 +47,8 @@ above it (tests/test_architecture.py checks it).
 - ``cli``: the parser, dispatch, the one error handler; ``launch``, ``__main__``: the entry
   points, with signal handlers before anything heavy is imported
 - ``sim/``: the service simulator; imports only ``protocol``, ``source`` and ``errors``
+  (``flows``: the vendor's Flow struct; ``instances``: instances, queues, tasks, logs and the
+  Search index; ``quota``: the gateway's quotas; ``service``, ``gateway``, ``state``, ``http``)
 - ``schemas/``, ``templates/``: package data (the plan JSON Schema; init's CI workflows)
 """
 

@@ -944,6 +944,33 @@ def test_gitlab_apply_pushes_one_ledger_commit_and_a_second_run_sends_nothing(re
         assert repo.git(repo.origin, "log", "--format=%s", f"{head}..main").splitlines() == log
 
 
+# f0 paced: one instance at a time, each running a minute, so the first apply sends one
+# entry and holds the other back (exit 4).
+PACED_PLAN = PLAN.replace("    count: 2\n", "    count: 2\n    maxUnfinished: 1\n", 1)
+
+
+def test_w21_a_paced_apply_that_held_entries_back_is_not_a_failed_job(repo: Repo) -> None:
+    with Simulator([SimFlow(10, users=("u1",), org_id="o1", run_seconds=60.0)]) as sim:
+        seed(repo, sim.url, PACED_PLAN)
+        job = apply_job(repo)
+        assert not job.failed, job.output()
+        assert ("Apply", 0) in [(name, code) for name, code, _ in job.steps]
+        assert "::notice file=plans/p.yaml::entries held back by maxUnfinished" in job.output()
+        assert len(created(sim)) == 1  # the other entry waits for the next apply
+        assert "plans/p.ledger.jsonl" in repo.git(repo.origin, "ls-tree", "-r", "--name-only", "main")
+
+
+def test_w21_gitlab_a_paced_apply_that_held_entries_back_passes(repo: Repo) -> None:
+    with Simulator([SimFlow(10, users=("u1",), org_id="o1", run_seconds=60.0)]) as sim:
+        seed(repo, sim.url, PACED_PLAN)
+        variables = {**GITLAB_APPLY, "PLANRUNNER_PUSH_URL": str(repo.origin)}
+        job = gitlab_job(repo, "planrunner-apply", repo.clone("main"), variables)
+        assert job.returncode == 0, job.stdout + job.stderr
+        assert "entries held back by maxUnfinished" in job.stdout + job.stderr
+        assert len(created(sim)) == 1
+        assert "plans/p.ledger.jsonl" in repo.git(repo.origin, "ls-tree", "-r", "--name-only", "main")
+
+
 def test_finding_22_gitlab_jobs_without_their_token_fail_with_one_line(repo: Repo) -> None:
     with Simulator(accept_unknown_flows=True) as sim:
         seed(repo, sim.url)

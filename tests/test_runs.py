@@ -378,9 +378,10 @@ def test_earlier_unknown_and_failed_keys_are_looked_up_in_one_batch() -> None:
     folded = ledger.Folded()
     for e in es[:3]:
         folded.open[e.key] = ledger.KeyState(intents={"old.1": "2026-01-01T00:00:00+00:00"})
-    folded.open[es[3].key] = ledger.KeyState(
-        intents={"old.2": "2026-01-01T00:00:00+00:00"}, closed={"old.2"}, failed=True
-    )
+    failed = ledger.KeyState(intents={"old.2": "2026-01-01T00:00:00+00:00"})
+    failed.rounds[0].closed.add("old.2")
+    failed.rounds[0].failed = True
+    folded.open[es[3].key] = failed
     client = Scripted(find=lambda e: enos.Lookup(e.trigger_time == es[0].trigger_time, "1-x"))
     r, sink = runner(client, folded)
     out = r.run(es)

@@ -7,6 +7,7 @@ it), so its failed task is named. A task's log grows as it runs and is determini
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -156,3 +157,62 @@ class Queue:
             heapq.heappop(self.pending)
             inst.start, inst.end = start, start + inst.run_seconds
             self.running = inst
+
+
+def by_time_key(inst: Instance) -> tuple[int, int]:
+    """Search's order: trigger time, then creation."""
+    return inst.trigger_time, inst.seq
+
+
+class TimeIndex:
+    """Instances sorted by (trigger time, creation), with their trigger times for bisecting."""
+
+    def __init__(self) -> None:
+        self.items: list[Instance] = []
+        self.times: list[int] = []
+
+    def add(self, insts: list[Instance]) -> None:
+        self.items.extend(insts)
+        self.items.sort(key=by_time_key)  # nearly sorted: cheap
+        self.times = [i.trigger_time for i in self.items]
+
+    def window(self, lo: int, hi: int) -> list[Instance]:
+        return self.items[bisect.bisect_left(self.times, lo) : bisect.bisect_left(self.times, hi)]
+
+
+class SearchIndex:
+    """The service's instances indexed for Search: by (trigger time, creation), overall and
+    per flow, so a search reads its window (and, for an id-prefix ``expression`` such as
+    "3377-", only the flows whose ids can contain it), not every instance it holds."""
+
+    def __init__(self) -> None:
+        self._indexed = 0  # how many of the history the indexes hold
+        self._all = TimeIndex()
+        self._by_flow: dict[int, TimeIndex] = {}
+        self._names: dict[int, set[str]] = {}
+
+    def window(self, history: list[Instance], lo: int, hi: int, expression: str) -> list[Instance]:
+        """The instances in ``[lo, hi)`` that ``expression`` may match, in Search's order
+        (a superset: the caller still applies the filter itself)."""
+        fresh = history[self._indexed :]
+        if fresh:
+            self._indexed = len(history)
+            self._all.add(fresh)
+            by_flow: dict[int, list[Instance]] = {}
+            for inst in fresh:
+                by_flow.setdefault(inst.flow_id, []).append(inst)
+                self._names.setdefault(inst.flow_id, set()).add(inst.flow_name)
+            for flow_id, insts in by_flow.items():
+                self._by_flow.setdefault(flow_id, TimeIndex()).add(insts)
+        prefix = expression[:-1]
+        if not expression.endswith("-") or "-" in prefix:
+            return self._all.window(lo, hi)
+        # An instance id is "{flowId}-{digits}": "X-" is in it only when flowId ends with X.
+        hits = [
+            inst
+            for flow_id, index in self._by_flow.items()
+            if str(flow_id).endswith(prefix) or any(expression in n for n in self._names[flow_id])
+            for inst in index.window(lo, hi)
+        ]
+        hits.sort(key=by_time_key)
+        return hits

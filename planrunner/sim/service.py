@@ -26,7 +26,7 @@ from typing import Any
 from planrunner import protocol
 from planrunner.sim.faults import Dialect
 from planrunner.sim.flows import DEFAULT_RUN_SECONDS, SCHEDULING_TYPES, SimFlow, task_node
-from planrunner.sim.instances import INIT_SECONDS, Instance, Queue
+from planrunner.sim.instances import INIT_SECONDS, Instance, Queue, SearchIndex
 from planrunner.sim.reply import Reply, json_reply
 
 __all__ = ["DEFAULT_RUN_SECONDS", "INIT_SECONDS", "SCHEDULING_TYPES", "Instance", "Service", "SimFlow"]
@@ -124,6 +124,7 @@ class Service:
         self.lock = threading.RLock()
         self.instances: dict[str, Instance] = {}  # id -> the newest instance with that id
         self.history: list[Instance] = []  # every instance, in creation order
+        self._index = SearchIndex()  # ``history`` indexed for Search, brought up to date by it
         self._queues: dict[int, Queue] = {}
         self.tasks: dict[str, tuple[Instance, int]] = {}  # task_inst_id -> (instance, index)
         self.peaks: dict[int, int] = {}  # flow -> the most unfinished at once, ever
@@ -417,14 +418,12 @@ class Service:
             self._advance_all(now)
             hits = [
                 i
-                for i in self.history
+                for i in self._index.window(self.history, lo, hi, expression)
                 if i.type == type_
                 and (owner in ("", i.owner) or f";{owner};" in i.owner)
-                and lo <= i.trigger_time < hi
                 and (expression in i.instance_id or expression in i.flow_name)
                 and (wanted is None or i.status(now) in wanted)
-            ]
-            hits.sort(key=lambda i: (i.trigger_time, i.seq))
+            ]  # in (trigger time, creation) order
             for sorter in reversed(sorters):
                 key = SORT_FIELDS.get(str(sorter.get("field")))
                 order = str(sorter.get("order") or "ASC").upper()
@@ -581,3 +580,4 @@ class Service:
     def current_time(self) -> Reply:
         """Get Current Time: epoch ms."""
         return self.ok(int(self._clock() * MS), time_api=True)
+
