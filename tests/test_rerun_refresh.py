@@ -62,6 +62,8 @@ def test_i22_refresh_options_are_refused_without_refresh(tmp_path: Path, run: An
     plan = write_plan(tmp_path, FLOW.format(extra=""), server_zone="GMT+8")
     r = run("plan", str(plan), "--rerun-failed", "1")
     assert r.code == 2 and "only with --refresh" in r.err
+    r = run("plan", str(plan), "--refresh", "--out", str(tmp_path / "saved.json"))
+    assert r.code == 2 and "--refresh: not with --out" in r.err
 
 
 def test_i22_plan_lists_entries_applied_with_other_parameters(

@@ -95,6 +95,11 @@ def _refresh_of(args: argparse.Namespace) -> Refresh | None:
         return None
     if args.sim:
         raise UsageError("--refresh asks the plan's gateway; --sim shows the embedded simulator's ledger, which has no service to ask")
+    if args.out:
+        raise UsageError(
+            "--refresh: not with --out (a saved plan pins entries, not the instances' states "
+            "at review time; apply SAVED --rerun-failed N reruns what has failed by then)"
+        )
     return Refresh(args.gateway, args.rerun_failed)
 
 
