@@ -166,3 +166,40 @@ def test_i22_with_wait_one_apply_reruns_failures_as_the_instances_end(
             (7, failed[0] + MIN), (7, failed[1] + MIN), (7, failed[0] + 2 * MIN),
         ]  # fmt: skip
         assert statuses(doc)[failed[0]][0] == "rerun" and doc["summary"] == {"triggered": 2, "rerun": 2}
+
+
+def test_i22_two_reruns_in_one_hour_never_share_a_minute(tmp_path: Path, run: Any, sim_env: None) -> None:
+    # Entries at 10:00 and 10:01 both fail: 10:01 is an entry, so the first rerun takes 10:02,
+    # and the second one, whose next minute is now taken by that rerun, 10:03.
+    flows = '  - {name: pair, flowId: 5, cron: "0,1 10 * * *", from: 2026-01-05, count: 2}\n'
+    plan = write_plan(tmp_path, flows, server_zone="GMT+8")
+    ten = T0 + 8 * 3_600_000
+    with Simulator([SimFlow(5, run_seconds=0.01, fails=[ten, ten + MIN])]) as sim:
+        assert apply_json(run, plan, sim.url)[0].code == 0
+        time.sleep(1.0)
+        r, doc = apply_json(run, plan, sim.url, "--rerun-failed", "1")
+        assert r.code == 0, r.err
+        assert created(sim)[2:] == [(5, ten + 2 * MIN), (5, ten + 3 * MIN)]
+        assert doc["summary"] == {"rerun": 2}
+
+
+def test_i22_an_instance_of_the_flow_on_the_service_takes_its_minute_other_flows_do_not(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    from testing import make_client
+
+    plan = plan_of(tmp_path, n=1)
+    # Other flows' instances whose ids share the flow's prefix, in the next minute: not taken.
+    with Simulator([SimFlow(7, run_seconds=0.01, fails=[T0, T0 + MIN])], crowd=[(7, T0 + MIN, 5)]) as sim:
+        assert apply_json(run, plan, sim.url)[0].code == 0
+        # Another runner (or the flow's own schedule) made an instance of flow 7 at 02:02.
+        assert make_client(sim.url).trigger(7, T0 + 2 * MIN + 5_000).flow_instance_id
+        time.sleep(1.0)
+        r, _doc = apply_json(run, plan, sim.url, "--rerun-failed", "1")
+        assert r.code == 0, r.err
+        assert [t for f, t in created(sim) if f == 7][-1] == T0 + MIN  # 02:01: the crowd is not flow 7
+        time.sleep(1.0)  # the rerun at 02:01 fails too
+        r, _doc = apply_json(run, plan, sim.url, "--rerun-failed", "2")
+        assert r.code == 0, r.err
+        # The second round skips 02:02 (flow 7's instance there) and takes 02:03.
+        assert [t for f, t in created(sim) if f == 7][-1] == T0 + 3 * MIN
