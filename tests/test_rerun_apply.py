@@ -203,3 +203,18 @@ def test_i22_an_instance_of_the_flow_on_the_service_takes_its_minute_other_flows
         assert r.code == 0, r.err
         # The second round skips 02:02 (flow 7's instance there) and takes 02:03.
         assert [t for f, t in created(sim) if f == 7][-1] == T0 + 3 * MIN
+
+
+def test_i22_apply_that_may_rerun_wants_yes_when_stdin_is_not_a_terminal(
+    tmp_path: Path, run: Any, sim_env: None
+) -> None:
+    plan = plan_of(tmp_path, n=2)
+    with Simulator([SimFlow(7, run_seconds=0.01, fails=[T0])]) as sim:
+        assert apply_json(run, plan, sim.url)[0].code == 0
+        time.sleep(0.5)
+        # Every entry is done: without reruns there is nothing to do (exit 0, no question)...
+        assert run("apply", str(plan), "--gateway", sim.url).code == 0
+        # ...with them, done entries may be sent again: apply asks, or wants --yes.
+        r = run("apply", str(plan), "--gateway", sim.url, "--rerun-failed", "1")
+        assert r.code == 2 and "refusing to apply without --yes" in r.err
+        assert len(created(sim)) == 2

@@ -366,8 +366,11 @@ def run(req: Request, emit: Emit | None = None) -> int:
         session = stack.enter_context(backend.session(run_id, flows, req.lock_timeout))
         folded = session.fold({e.key for e in entries}, sim=req.sim, gateway=conn.gateway_id)
         todo = _todo(entries, folded, logger)
+        reruns = rerun.limits(plan.flows, options.rerun_failed)
+        # Done entries may be rerun (their instances are looked up in the run): ask first too.
+        maybe = todo or (any(reruns.values()) and todo < len(entries))
         if (
-            todo
+            maybe
             and not req.yes
             and not _confirmed(req, plan, conn.where, backend.name, entries, folded)
         ):
@@ -381,13 +384,13 @@ def run(req: Request, emit: Emit | None = None) -> int:
             entries=len(entries),
             todo=todo,
         )
-        if todo:
+        if maybe:
             _say_future(entries, folded, req.now, logger)
             conn.client.token()  # before any intent: a run without a token records nothing
         runner = engine.Runner(
             conn.client, session, folded, options, run_id, gateway=conn.gateway_id,
             guard=session.check_lock, rules=pace.rules_for(plan.flows, options.max_unfinished, options.halt_on_failure),
-            parameters=_parameters(plan), reruns=rerun.limits(plan.flows, options.rerun_failed),
+            parameters=_parameters(plan), reruns=reruns,
         )  # fmt: skip
         progress = terminal.Progress(todo, sys.stderr.isatty() and not req.quiet)
         runner.on_settle = progress.add
