@@ -17,6 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import orjson
+
 from planrunner import protocol
 from planrunner.sim.reply import JSON_TYPE, Reply
 from planrunner.sim.state import Incoming, Route, State
@@ -122,7 +124,11 @@ class Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
         if isinstance(reply.body, dict):
-            data, ctype = json.dumps(reply.body).encode(), JSON_TYPE
+            try:
+                data = orjson.dumps(reply.body)  # fast: a page of instances per Search
+            except (TypeError, OverflowError):  # what orjson will not write (huge ints)
+                data = json.dumps(reply.body).encode()
+            ctype = JSON_TYPE
         else:
             data, ctype = reply.body, TEXT_TYPE
         self.send_response(reply.status)

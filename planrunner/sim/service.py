@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
+
 from planrunner import protocol
 from planrunner.sim.faults import Dialect
 from planrunner.sim.flows import DEFAULT_RUN_SECONDS, SCHEDULING_TYPES, SimFlow, task_node
@@ -340,9 +342,9 @@ class Service:
             "flowName": inst.flow_name,
             "freq": flow.freq,
             "cycle": flow.cycle,
-            "parameters": json.dumps([{"key": k, "value": v} for k, v in given.items()]),
+            "parameters": orjson.dumps([{"key": k, "value": v} for k, v in given.items()]).decode(),
             "doAs": inst.owner,
-            "graph": json.dumps(inst.graph(now)),
+            "graph": orjson.dumps(inst.graph(now)).decode(),
             "status": status,
             "statusDesc": protocol.STATUS_NAMES[status],
             "triggerTime": protocol.format_time(inst.trigger_time, self.zone),
