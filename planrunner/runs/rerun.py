@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING
 
-from planrunner import enos, protocol
+from planrunner import enos, log, protocol
 from planrunner.errors import ServiceError
 from planrunner.ledger import DONE, Folded, KeyState, Ref, Send
 from planrunner.lookup import LOOKUP_FAILED, Wanted, look_up_many, minutes_taken
@@ -228,6 +228,12 @@ class Reruns:
                     work.entries.append(e)  # the flow's loop went past it: it comes again
             elif self.wait and (got is None or not got.final):
                 work.watched[key] = e
+            elif got is None or got.state == LOOKUP_FAILED:
+                log.get("apply").warning(
+                    "could not look up the instance: not rerun this run (apply again)",
+                    key=key,
+                    reason=got.reason if got is not None else "not looked up",
+                )
 
     def next_for(self, e: Entry, s: Send, work: FlowWork) -> Send | str:
         """The round after ``s`` at its hour's first free minute (taken from then on, so two
