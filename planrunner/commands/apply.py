@@ -367,8 +367,7 @@ def run(req: Request, emit: Emit | None = None) -> int:
         folded = session.fold({e.key for e in entries}, sim=req.sim, gateway=conn.gateway_id)
         todo = _todo(entries, folded, logger)
         reruns = rerun.limits(plan.flows, options.rerun_failed)
-        # Done entries may be rerun (their instances are looked up in the run): ask first too.
-        maybe = todo or (any(reruns.values()) and todo < len(entries))
+        maybe = todo or (any(reruns.values()) and todo < len(entries))  # done ones may be rerun
         if (
             maybe
             and not req.yes
