@@ -52,14 +52,20 @@ def test_i22_kill_9_during_reruns_then_reapply_makes_each_rerun_exactly_once(tmp
             time.sleep(1.0)  # every first instance has ended (half of them FAIL)
             base = len(sim.triggers())
             proc = start_apply(plan, sim.url, "--rerun-failed", "1", stdout=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.3, 1.2))
+            # Killed once the service has received `target` rerun requests (the last one's
+            # answer still on its way), or at once (target 0): never by the clock alone.
+            target = rng.randint(0, 7)
+            deadline = time.monotonic() + 60
+            while len(sim.triggers()) < base + target and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.05))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             assert proc.stderr is not None
             proc.stderr.close()
             sent_before_kill = len(sim.triggers()) - base
             print(f"trial {trial}: killed after {sent_before_kill} of 8 rerun requests")
-            killed_mid += 0 < sent_before_kill < 8
+            killed_mid += 0 < sent_before_kill < 8  # some rerun requests sent, not all
             again = apply(plan, sim.url, "--rerun-failed", "1")
             assert again.returncode == 0, f"seed {seed} trial {trial}: {again.stderr[-2000:]}"
             keys = {(f, T0 + d * DAY) for f in fids for d in range(n)}
