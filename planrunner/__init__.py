@@ -20,7 +20,8 @@ above it (tests/test_architecture.py checks it).
 - ``runs/``: the engines: ``apply`` (``Runner``; ``decide``, the answer table and Get Flow's
   verdict; ``flow``, one flow's work; ``earlier``, reconciling earlier runs' unknown keys in
   batches; ``pace``, Get Flow first, ``maxUnfinished`` and ``haltOnFailure``; ``rerun``, the
-  free-minute rule and rerun rounds), ``watch`` (status), ``cancel``; ``__init__``: run ids,
+  free-minute rule, rerun rounds, ``Reruns`` (apply's) and ``refresh`` (plan --refresh's);
+  ``settings``, apply's ``Options``), ``watch`` (status), ``cancel``; ``__init__``: run ids,
   ``connect``, the pool
 - ``runs/doctor``: doctor's read-only checks of a gateway's assumptions (Get Flow included)
 - ``report/``: every rendering; what each command prints, by ``--format``
@@ -28,6 +29,7 @@ above it (tests/test_architecture.py checks it).
   - ``report/__init__``: FORMAT_VERSION, markdown escape, marker and fit, ``RENDERERS``
   - ``report/plan``: plan and apply (text diff, JSON, markdown); ``plan_statuses(folded)``
   - ``report/columns``: a flow's schedule line, DST-gap marks, business dates, future entries
+  - ``report/refresh``: plan --refresh's instances and reruns; entries applied with other parameters
   - ``report/validate``: validate (text, JSON, GitHub annotations)
   - ``report/ledger``: ``ledger log`` and ``ledger verify`` (text, JSON)
   - ``report/status``, ``report/cancel``: status and cancel (text, JSON, markdown)

@@ -432,3 +432,25 @@ def counts(states: Iterable[str]) -> dict[str, int]:
     ordered = {s: raw[s] for s in ORDER if s in raw}
     ordered.update({s: n for s, n in sorted(raw.items()) if s not in ordered})
     return ordered
+
+
+def minutes_taken(
+    client: enos.Client, flow_id: int, lo: int, hi: int, stop: threading.Event | None = None
+) -> set[int] | str:
+    """The minutes (their starts, epoch ms) in ``[lo, hi)`` that hold an instance of
+    ``flow_id``, of any scheduling type (a Search of the window, every page, types 0, 2, 1),
+    or why a search failed: a rerun's free minute (DESIGN 13) is one no instance holds."""
+    halt = stop or threading.Event()
+    taken: set[int] = set()
+    with client.stopping(halt):
+        try:
+            zone = client.server_zone()
+            for type_ in protocol.SEARCH_TYPES:
+                for insts in _pages(client, flow_id, lo, hi, type_, halt):
+                    for inst in insts:
+                        if protocol.int_of(inst.get("flowId")) == flow_id:
+                            # Both readings of a wall time a daylight-saving zone repeats.
+                            taken.update(_minute(at) for at in protocol.parse_times(inst.get("triggerTime"), zone))
+        except (_SearchFailed, ServiceError) as e:
+            return str(e) or "search failed"
+    return taken

@@ -48,6 +48,7 @@ class Status(StrEnum):
     RECONCILED = "reconciled"
     SKIPPED = "skipped"
     FAILED = "failed"
+    RERUN = "rerun"  # a new instance for an entry whose instance ended failed (DESIGN 13)
 
 
 class InstanceState(StrEnum):

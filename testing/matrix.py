@@ -25,6 +25,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -211,22 +212,34 @@ def _apply(argv: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+FAILING = 1_767_232_800_000  # 2026-01-01T02:00Z: the third hourly entry's instance ends FAIL
+RERUN_AT = FAILING + 60_000  # its rerun round: the next minute, free (issue 22)
+
+
 def run_cell(cell: tuple[str, ...], workdir: Path, seed: int) -> Trial:
-    """Apply a plan in ``cell``'s dialect with every fault at once until done (or 4 applies)."""
-    flows = [SimFlow(100 + i, run_seconds=0.01) for i in range(FLOWS)]
+    """Apply a plan in ``cell``'s dialect with every fault at once until done (or 4 applies);
+    then, each flow's instance at :data:`FAILING` having ended FAIL, apply with
+    ``--rerun-failed 1`` until done: one rerun round per flow, at :data:`RERUN_AT`."""
+    flows = [SimFlow(100 + i, run_seconds=0.01, fails=[FAILING]) for i in range(FLOWS)]
     faults = Faults.parse(FAULTS, seed=seed)
     codes: list[int] = []
     with Simulator(flows, faults=faults, dialect=dialect(cell)) as sim:
         plan = write_plan(workdir, hourly_flows(100), api=cell[0])
         out = ""
-        for _ in range(MAX_APPLIES):
-            code, out, _err = _apply(
-                ["apply", str(plan), "--gateway", sim.url, "--yes", "--format", "json"]
-            )
-            codes.append(code)
-            if code == 0:
+        for rerun in ([], ["--rerun-failed", "1"]):
+            if rerun:
+                time.sleep(0.5)  # the instances end (FAILING's as FAIL)
+            for _ in range(MAX_APPLIES):
+                code, out, _err = _apply(
+                    ["apply", str(plan), "--gateway", sim.url, "--yes", "--format", "json", *rerun]
+                )
+                codes.append(code)
+                if code == 0:
+                    break
+            if code != 0:
                 break
         expected = {(e["flowId"], e["triggerTime"]) for e in json.loads(out)["entries"]}
+        expected |= {(f.flow_id, RERUN_AT) for f in flows}
         log = sim.triggers()
     created = {(t["flowId"], t["triggerTime"]) for t in log if t["flowInstanceId"]}
     faulted = [t for t in log if t["status"] not in (0, protocol.BAD_PARAMETER_OR_DUPLICATE)]

@@ -28,7 +28,7 @@ from planrunner.errors import (
 )
 from planrunner.outcome import Entry, Outcome, Status
 from planrunner.runs import apply as engine
-from planrunner.runs import connect, pace
+from planrunner.runs import connect, pace, rerun
 from planrunner.saved import Saved
 from planrunner.select import Selection
 
@@ -76,6 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_gateway(p)
     options.add_pace(p, "flows sent to")
     options.add_pacing(p)
+    options.add_rerun_failed(p)
     options.add_lock_timeout(p)
 
 
@@ -158,6 +159,7 @@ def engine_options(args: argparse.Namespace) -> engine.Options:
         wait=args.wait,
         interval=args.interval,
         halt_on_failure=args.halt_on_failure,
+        rerun_failed=args.rerun_failed,
     )
 
 
@@ -244,6 +246,7 @@ def again_command(args: argparse.Namespace) -> str:
         ("--to", args.end),
         ("--max-unfinished", args.max_unfinished),
         ("--interval", args.interval),
+        ("--rerun-failed", args.rerun_failed),
     )
     for flag, value in valued:
         if value is not None:
@@ -363,8 +366,10 @@ def run(req: ApplyRequest, emit: Emit | None = None) -> int:
         session = stack.enter_context(backend.session(run_id, flows, req.lock_timeout))
         folded = session.fold({e.key for e in entries}, sim=req.sim, gateway=conn.gateway_id)
         todo = _todo(entries, folded, logger)
+        reruns = rerun.limits(plan.flows, options.rerun_failed)
+        maybe = todo or (any(reruns.values()) and todo < len(entries))  # done ones may be rerun
         if (
-            todo
+            maybe
             and not req.yes
             and not _confirmed(req, plan, conn.where, backend.name, entries, folded)
         ):
@@ -378,13 +383,13 @@ def run(req: ApplyRequest, emit: Emit | None = None) -> int:
             entries=len(entries),
             todo=todo,
         )
-        if todo:
+        if maybe:
             _say_future(entries, folded, req.now, logger)
             conn.client.token()  # before any intent: a run without a token records nothing
         runner = engine.Runner(
             conn.client, session, folded, options, run_id, gateway=conn.gateway_id,
             guard=session.check_lock, rules=pace.rules_for(plan.flows, options.max_unfinished, options.halt_on_failure),
-            parameters=_parameters(plan),
+            parameters=_parameters(plan), reruns=reruns,
         )  # fmt: skip
         progress = terminal.Progress(todo, sys.stderr.isatty() and not req.quiet)
         runner.on_settle = progress.add

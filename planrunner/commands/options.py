@@ -57,15 +57,25 @@ def _did_you_mean(parser: argparse.ArgumentParser, message: str) -> str:
     return "; " + ", ".join(hints) if hints else ""
 
 
-def positive_int(text: str) -> int:
-    """A whole number >= 1."""
+def whole_number(text: str, least: int) -> int:
+    """A whole number >= ``least``."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1."""
+    return whole_number(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number >= 0."""
+    return whole_number(text, 0)
 
 
 def positive_float(text: str) -> float:
@@ -353,6 +363,20 @@ def add_pacing(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="send no more of a flow once one of its instances ended FAIL, TIMEOUT or "
         "INTERNAL_ERROR (default: the plan's haltOnFailure)",
+    )
+
+
+def add_rerun_failed(p: argparse.ArgumentParser, what: str = "") -> None:
+    """``--rerun-failed N`` (over the plan's ``rerunFailed``): apply's, and plan --refresh's
+    (which shows what apply would rerun)."""
+    p.add_argument(
+        "--rerun-failed",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="give each entry whose instance ended FAIL, TIMEOUT or INTERNAL_ERROR up to N more "
+        "instances, each at the first free minute of its hour" + what
+        + " (default: the plan's rerunFailed; 0: none)",
     )
 
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 from planrunner.commands import options
 from planrunner.errors import EXIT_OK, EXIT_PENDING, PlanInvalid, UsageError
-from planrunner.outcome import Status
+from planrunner.outcome import Entry, Outcome, Status
 from planrunner.select import Selection
 
 if TYPE_CHECKING:
     from planrunner import report
+    from planrunner.ledger import Folded
+    from planrunner.plan import Plan
+    from planrunner.runs.rerun import Refreshed
 
 DESCRIPTION = (
     "Resolve a plan and show each entry with its status from the ledger (pending, retry, "
@@ -54,6 +58,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="show the embedded simulator's ledger (what apply --sim did), not the real one",
     )
+    p.add_argument(
+        "--refresh",
+        action="store_true",
+        help="also ask the service (read-only: no ledger writes, no lock) for each done entry's "
+        "instance, and show which entries the next apply reruns, at which minute",
+    )
+    options.add_rerun_failed(p, " (with --refresh: as apply --rerun-failed N would)")
+    options.add_gateway(p)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -70,7 +82,33 @@ def main(args: argparse.Namespace) -> int:
         sim=args.sim,
         chosen=selection(args.flow, args.exclude, args.start, args.end),
         out=args.out,
+        refresh=_refresh_of(args),
     )
+
+
+def _refresh_of(args: argparse.Namespace) -> Refresh | None:
+    """--refresh's settings (None without it); its options are refused without it."""
+    if not args.refresh:
+        given = [n for n, v in (("--rerun-failed", args.rerun_failed), ("--gateway", args.gateway)) if v is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)}: only with --refresh (plan asks the service only then)")
+        return None
+    if args.sim:
+        raise UsageError("--refresh asks the plan's gateway; --sim shows the embedded simulator's ledger, which has no service to ask")
+    if args.out:
+        raise UsageError(
+            "--refresh: not with --out (a saved plan pins entries, not the instances' states "
+            "at review time; apply SAVED --rerun-failed N reruns what has failed by then)"
+        )
+    return Refresh(args.gateway, args.rerun_failed)
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """plan --refresh: where to ask, and the --rerun-failed over the plan's rerunFailed."""
+
+    gateway: str | None
+    rerun_failed: int | None
 
 
 def run(
@@ -84,6 +122,7 @@ def run(
     sim: bool = False,
     chosen: Selection | None = None,
     out: str | None = None,
+    refresh: Refresh | None = None,
 ) -> int:
     """Resolve each plan and print its entries with their statuses from the ledger (read-only).
 
@@ -106,7 +145,7 @@ def run(
     for path in paths:
         raw = _read_raw(path, ledger, out)
         try:
-            results.append(_result(path, raw, ledger, now, max_triggers, sim, chosen))
+            results.append(_result(path, raw, ledger, now, max_triggers, sim, chosen, refresh))
         except PlanInvalid as e:
             problems += e.lines
     if problems:
@@ -176,6 +215,7 @@ def _result(
     max_triggers: int,
     sim: bool,
     chosen: Selection,
+    refresh: Refresh | None = None,
 ) -> report.PlanResult:
     """One plan resolved, with each entry's status from the ledger."""
     from planrunner import checking, log, report
@@ -210,6 +250,52 @@ def _result(
             ledger=backend.name,
             holder=holder,
         )
+    refreshed = _ask_service(p, entries, folded, refresh) if refresh is not None else None
     return report.PlanResult(
-        p, backend.name, now, entries, outcomes, selection=chosen, orphans=outcomes.orphans()
-    )
+        p, backend.name, now, entries, _with_reruns(outcomes, refreshed), selection=chosen,
+        orphans=outcomes.orphans(), refreshed=refreshed, changed_parameters=_changed(p, entries, folded),
+    )  # fmt: skip
+
+
+def _ask_service(
+    p: Plan, entries: list[Entry], folded: Folded, refresh: Refresh
+) -> dict[str, Refreshed]:
+    """Each done entry's newest instance and the rerun the next apply makes (read-only)."""
+    import contextlib
+
+    from planrunner.runs import connect, rerun
+
+    with contextlib.ExitStack() as stack:
+        conn = connect(p, refresh.gateway, stack=stack)
+        conn.client.token()  # a token problem stops the command, not each lookup
+        limits = rerun.limits(p.flows, refresh.rerun_failed)
+        try:
+            return rerun.refresh(conn.client, entries, folded, limits)
+        finally:
+            conn.client.close()
+
+
+def _with_reruns(outcomes: Mapping[str, Outcome], refreshed: dict[str, Refreshed] | None) -> Mapping[str, Outcome]:
+    """The plan's statuses, with ``rerun`` for the done entries the next apply reruns."""
+    if not refreshed:
+        return outcomes
+    again = {k: Outcome(Status.RERUN, s.flow_instance_id) for k, s in refreshed.items() if s.rerun is not None}
+    if not again:
+        return outcomes
+    return {**dict(outcomes.items()), **again}
+
+
+def _changed(p: Plan, entries: list[Entry], folded: Folded) -> list[str]:
+    """Done keys whose recorded parameters differ from what the plan fills in now."""
+    from planrunner.plan import entry_parameters
+
+    flows = {f.name: f for f in p.flows}
+    if not folded.parameters and not any(f.parameters for f in p.flows):
+        return []
+    zone = p.target.server_zone
+    return [
+        e.key
+        for e in entries
+        if folded.is_done(e.key)
+        and folded.parameters.get(e.key) != entry_parameters(flows[e.flow], e, zone)
+    ]

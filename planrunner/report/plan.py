@@ -23,6 +23,7 @@ from planrunner.report import (
     gantt,
     markdown_marker,
     md_escape,
+    refresh,
 )
 from planrunner.report.columns import (
     Calendar,
@@ -37,6 +38,7 @@ from planrunner.select import Selection
 
 if TYPE_CHECKING:
     from planrunner.ledger import Folded
+    from planrunner.runs.rerun import Refreshed
 
 # Moved to report.columns; still importable from here (and from planrunner.report).
 schedule = columns.schedule
@@ -51,6 +53,7 @@ STATUS_ORDER = (
     Status.DONE,
     Status.CANCELLED,
     Status.TRIGGERED,
+    Status.RERUN,
     Status.RECONCILED,
     Status.SKIPPED,
     Status.FAILED,
@@ -67,6 +70,7 @@ SYMBOLS = {
     Status.RECONCILED: "=",
     Status.SKIPPED: "=",
     Status.FAILED: "!",
+    Status.RERUN: "+",
 }
 
 
@@ -98,6 +102,9 @@ class PlanResult:
     orphans: list[tuple[str, str, str | None]] = field(default_factory=list)
     error: str | None = None
     rate: dict[str, float | int | None] | None = None  # apply: the send rate learned from 429s
+    # plan --refresh: done keys' newest instances and the reruns to come (report.refresh)
+    refreshed: Mapping[str, Refreshed] | None = None
+    changed_parameters: list[str] | None = None  # plan: done keys applied with other parameters
     summary: dict[str, int] = field(default_factory=dict, init=False)  # Status -> count, in STATUS_ORDER
     future: int = field(default=0, init=False)  # entries after `now`: the service holds them
     calendar: Calendar = field(default_factory=lambda: Calendar(None), init=False)
@@ -277,10 +284,12 @@ def write_json(r: PlanResult, write: Callable[[str], object]) -> None:
         cal_text = "null" if cal is None else f'"{cal}"'
         flow = with_parameters.get(e.flow)
         filled = "null" if flow is None else entry_parameters_json(flow, e, zone)
+        seen = r.refreshed.get(e.key) if r.refreshed else None
+        fresh = "" if seen is None else f'"refresh": {refresh.entry_json(seen, e.offset)}, '
         append(
             f'{entry_head}{tt}, "time": "{local(tt, e.offset)}", '
             f'"calDt": {cal_text}{moved}, '
-            f'"key": {key_prefix}{tt}", "parameters": {filled}, {tail}'
+            f'"key": {key_prefix}{tt}", "parameters": {filled}, {fresh}{tail}'
         )
         if len(lines) >= JSON_CHUNK:
             write(sep + ",\n".join(lines))
@@ -293,6 +302,9 @@ def write_json(r: PlanResult, write: Callable[[str], object]) -> None:
         [{"key": k, "status": st, "flowInstanceId": iid} for k, st, iid in r.orphans]
     )
     rate = f', "rate": {json.dumps(r.rate)}' if r.rate is not None else ""
+    if r.changed_parameters:  # present when some entries were applied with other parameters
+        orphans += f', "changedParameters": {json.dumps(r.changed_parameters)}'
+
     tail = (
         f'], "orphans": {orphans}, "summary": {json.dumps({**r.summary, "future": r.future} if r.future else r.summary)}{rate}, '
         f'"error": {_quote(r.error)}}}'
@@ -423,11 +435,14 @@ def render_text(
                 extra += f"  {o.flow_instance_id}"
             if o is not None and o.error:
                 extra += f"  {o.error}"
+            if r.refreshed and (seen := r.refreshed.get(item.key)) is not None:
+                extra += f"  {refresh.words(seen, item.offset)}"
             lines.append(
                 f"  {_marker(status, colour)} {item.local_time}  {item.trigger_time}{_cal(r, item)}"
                 f"  {status}{extra}"
             )
         lines.append("")
+    lines += refresh.lines(r.refreshed, list(r.entries), r.changed_parameters)
     orphans = orphan_lines(r)
     if orphans:
         lines += [*orphans, ""]
@@ -467,6 +482,8 @@ def render_markdown(
         head[4:4] = [note + (" …" if len(r.orphans) > 3 else ""), ""]
     if ahead := future_note(r.entries, r.now):
         head[4:4] = ["", ahead + "."]
+    if r.refreshed is not None or r.changed_parameters:
+        head[4:4] = refresh.lines(r.refreshed, list(r.entries), r.changed_parameters, md=True)
     if saved is not None:
         head[4:4] = [
             "",
@@ -507,6 +524,8 @@ def render_markdown(
                     moved = " (moved by a DST gap)" if gap_moved(flow, item) else ""
                     day = f" {r.calendar.cal_dt(item.trigger_time)} |" if cal else ""
                     ahead = " (future)" if item.trigger_time > r.now else ""
+                    seen = r.refreshed.get(item.key) if r.refreshed else None
+                    ahead += "" if seen is None else f" · {md_escape(refresh.words(seen, item.offset))}"
                     table.append(
                         f"| {SYMBOLS.get(s, '')} | `{item.local_time}`{moved} | {item.trigger_time} |"
                         f"{day} {s}{ahead} |"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 from planrunner import enos, ledger, log, runs
 from planrunner.errors import LedgerError, PlanrunnerError, ServiceError
@@ -33,45 +32,24 @@ from planrunner.runs.decide import (
 )
 from planrunner.runs.earlier import Earlier
 from planrunner.runs.flow import FlowWork, Unresolved
+from planrunner.runs.rerun import Reruns
+from planrunner.runs.settings import (
+    GATEWAY_DOWN_AFTER,
+    IN_FLIGHT_MARGIN,
+    MAX_UNRESOLVED,
+    SLOW_WRITES,
+    UNVERIFIABLE_AFTER,
+    WAIT_TICK,
+    Options,
+)
+
+# Options and its defaults live in runs.settings; they are still importable from here.
+__all__ = ["GATEWAY_DOWN_AFTER", "IN_FLIGHT_MARGIN", "MAX_UNRESOLVED", "NOT_SENT", "UNVERIFIABLE_AFTER"]
+__all__ += ["Act", "Cause", "InternalError", "Options", "Runner", "Then", "after_lookup", "on_answer"]
 
 InternalError = runs.InternalError  # what a bug in a worker halts the run with (exit 70)
 NOT_SENT = "interrupted before sending; nothing was sent"
-READ_TIMEOUT = enos.READ_TIMEOUT
-IN_FLIGHT_MARGIN = 15.0  # seconds past the read timeout after which a request is surely over
-DUPLICATE_WAIT = 61.0  # seconds after a flow's previous trigger before a 62102 is re-sent
-GATEWAY_DOWN_AFTER = 5  # consecutive timeouts or unreachable answers that stop the run
-UNVERIFIABLE_AFTER = 3  # consecutive outcomes of this run's sends that no lookup could verify
-MAX_UNRESOLVED = 5  # unknown outcomes awaiting their lookup at once; at this many nothing new is sent
-WAIT_TICK = 0.2  # seconds a worker waits before looking for other work when a flow must wait
-SEND_SLACK = 5.0  # seconds: the most a request may leave after its intent's ``at``
-SLOW_WRITES = 3  # intents in a row written slower than SEND_SLACK that stop the run
 AFTER_BUG = "stopped sending: everything sent is recorded or left unknown for the next apply to look up"
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    """How hard and how fast to send."""
-
-    concurrency: int = 4
-    rate: float | None = None
-    retry_unknown: bool = False
-    max_retries: int = 6
-    backoff_base: float = 0.2
-    backoff_cap: float = 20.0
-    max_resends: int = 2  # unknown -> looked up, not found -> sent again, per key per run
-    in_flight: float = READ_TIMEOUT + IN_FLIGHT_MARGIN  # an unknown younger than this may be in flight
-    duplicate_wait: float = DUPLICATE_WAIT
-    gateway_down_after: int = GATEWAY_DOWN_AFTER
-    unverifiable_after: int = UNVERIFIABLE_AFTER
-    max_unresolved: int = MAX_UNRESOLVED
-    send_slack: float = SEND_SLACK
-    read_timeout: float = READ_TIMEOUT  # the client's; in_flight must cover it
-    # Pacing (command-line values; None / False: the plan's keys decide, see pace.rules_for).
-    max_unfinished: int | None = None
-    wait: bool = False  # wait for instances to finish instead of holding entries back
-    interval: float | None = None  # the longest wait between polls (None: 30 s)
-    halt_on_failure: bool = False
-    rerun_failed: int | None = None
 
 
 class Runner:
@@ -96,6 +74,7 @@ class Runner:
         rules: Mapping[int, pace.Rules] | None = None,
         look_up_many: pace.LookUpMany = pace.look_up_many,
         parameters: Callable[[Entry], Mapping[str, str] | None] | None = None,
+        reruns: Mapping[int, int] | None = None,
     ) -> None:
         self.client = client
         self.writer = writer
@@ -128,6 +107,13 @@ class Runner:
         self._earlier = Earlier(
             client, folded, options, gateway, self._attempts, self.stop, self._log, look_up_many
         )
+        # rerunFailed per flowId (the command merges the plan's keys); without, the option's.
+        limits = reruns if reruns is not None else {}
+        every = options.rerun_failed or 0
+        self._reruns = Reruns(
+            client, folded, lambda fid: limits.get(fid, every), look_up_many, self.stop,
+            parameters=parameters, wait=options.wait, interval=options.interval,
+        )  # fmt: skip
         self._lock = threading.Lock()
         self._down = 0  # consecutive timeouts or unreachable answers
         self._unverified = 0  # consecutive outcomes of this run's sends no lookup could verify
@@ -246,15 +232,20 @@ class Runner:
         if not work.begun:
             if not self.stop.is_set():
                 self._earlier.begin(work, self.rules(work.flow_id).active)
+                self._reruns.begin(work)  # the done keys whose instance failed
             return
         while work.next < len(work.entries):
             e = work.entries[work.next]
             status = self.folded.status(e.key)
-            if status in (ledger.DONE, ledger.CANCELLED):
-                work.next += 1
-                self._settle(e, Outcome(Status.SKIPPED, self.folded.done.get(e.key)))
-                continue
-            if status in (ledger.UNKNOWN, ledger.FAILED) and e.key not in work.resend:
+            again = self._reruns.due(e)  # a rerun round of a done entry (done before or now)
+            if status in (ledger.DONE, ledger.CANCELLED) or again is not None:
+                if not isinstance(again, ledger.Send):  # none, or why it cannot be rerun
+                    work.next += 1
+                    iid = self.folded.done.get(e.key)
+                    self._settle(e, Outcome(Status.FAILED, iid, again) if again else Outcome(Status.SKIPPED, iid))
+                    continue
+                work.sends[e.key] = again
+            elif status in (ledger.UNKNOWN, ledger.FAILED) and e.key not in work.resend:
                 work.next += 1  # settled by the look at the earlier runs' attempts (Earlier)
                 continue
             if work.refused is not None or work.held is not None:
@@ -272,6 +263,8 @@ class Runner:
             work.next += 1
             self._send(e, work)
             return
+        if work.watched and work.next >= len(work.entries) and not self.stop.is_set():
+            self._reruns.poll(work)  # --wait: the instances that may still fail, again
         if not work.more() or self.stop.is_set():
             return
         # Nothing to do now: wait a little (for a lookup to fall due, for room to send, or
@@ -312,7 +305,8 @@ class Runner:
             # Stopped while the request may still act: the next run looks it up.
             work.report(e, Outcome(Status.UNKNOWN, None, f"{answer.msg}; not looked up: the run stopped"))
             return
-        look = self.client.find_instance(e.flow_id, e.trigger_time)
+        s = self._ref(e, work)
+        look = self.client.find_instance(s.flow_id, s.sends_at)
         if self._follow(e, work, item.attempt, answer, Cause.UNKNOWN, look, item.resends):
             self._send(e, work, item.resends + 1)
 
@@ -338,8 +332,16 @@ class Runner:
                 )
             )
 
+    def _ref(self, e: Entry, work: FlowWork) -> ledger.Send:
+        """What an attempt for ``e`` sends and records: its round and sent time (a rerun, or
+        an earlier round sent again: ``work.sends``), and its filled parameters."""
+        s = work.sends.get(e.key)
+        if s is not None:
+            return s
+        return ledger.Send(e, 0, None, self._parameters(e) if self._parameters is not None else None)
+
     def _send(self, e: Entry, work: FlowWork, resends: int = 0) -> None:
-        gw = self.gateway
+        gw, s = self.gateway, self._ref(e, work)
         cause: Cause | None = None
         first_62102 = False  # this entry met the flow's first 62102
         while True:
@@ -351,9 +353,10 @@ class Runner:
             act = on_answer(answer.kind)
             if act is Act.DONE:
                 work.record(
-                    ledger.triggered(e, attempt, gateway=gw, flow_instance_id=answer.flow_instance_id)
+                    ledger.triggered(s, attempt, gateway=gw, flow_instance_id=answer.flow_instance_id)
                 )
-                work.report(e, Outcome(Status.TRIGGERED, answer.flow_instance_id))
+                work.report(e, Outcome(Status.RERUN if s.round else Status.TRIGGERED, answer.flow_instance_id))
+                self._reruns.made(work, e, s)
                 self._verified(True, e)
                 if first_62102 and cause is Cause.DUPLICATE:
                     self._gates.learn_spacing(work, self.options.duplicate_wait)
@@ -362,13 +365,13 @@ class Runner:
                 # The client stopped before this request left (quota spent, gateway refusing
                 # us): nothing was sent; the run stops with the client's reason.
                 why = self._not_sent()
-                work.record(ledger.aborted(e, attempt, gateway=gw, reason=why))
+                work.record(ledger.aborted(s, attempt, gateway=gw, reason=why))
                 work.report(e, Outcome(Status.PENDING, None, why))
                 self._gateway_stopped()
                 return
             if act in (Act.RETRY, Act.REFUSE_FLOW, Act.STOP):
                 # RETRY here means the retries are spent; each was a definite "not done".
-                work.record(ledger.failed(e, attempt, gateway=gw, code=answer.code, msg=answer.msg))
+                work.record(ledger.failed(s, attempt, gateway=gw, code=answer.code, msg=answer.msg))
                 work.report(e, Outcome(Status.FAILED, None, enos.describe(answer)))
                 if act is Act.REFUSE_FLOW:
                     work.refused = enos.describe(answer)
@@ -379,7 +382,7 @@ class Runner:
                 # The service may still act on it (a gateway's 504 does not stop its backend):
                 # nothing is looked up, let alone sent, until read timeout plus margin have
                 # passed since the answer came (later than when the request left).
-                work.record(ledger.unknown(e, attempt, gateway=gw, reason=answer.msg))
+                work.record(ledger.unknown(s, attempt, gateway=gw, reason=answer.msg))
                 if self._found_at_once(e, work, attempt, answer, resends):
                     return
                 self._defer(work, Unresolved(answered + self.options.in_flight, e, attempt, answer, resends))
@@ -387,7 +390,7 @@ class Runner:
             cause = Cause.DUPLICATE if cause is not Cause.DUPLICATE else Cause.DUPLICATE_AGAIN
             if not work.met_62102:
                 work.met_62102 = first_62102 = True
-            look = self.client.find_instance(e.flow_id, e.trigger_time)
+            look = self.client.find_instance(s.flow_id, s.sends_at)
             if not self._follow(e, work, attempt, answer, cause, look, resends):
                 return
 
@@ -404,7 +407,8 @@ class Runner:
         with self._lock:
             if self._unverified:
                 return False
-        look = self.client.find_instance(e.flow_id, e.trigger_time)
+        s = self._ref(e, work)
+        look = self.client.find_instance(s.flow_id, s.sends_at)
         if not look.found:
             return False
         self._follow(e, work, attempt, answer, Cause.UNKNOWN, look, resends)
@@ -421,7 +425,7 @@ class Runner:
         resends: int,
     ) -> bool:
         """Act on the lookup after an unknown outcome or a 62102; True: send the entry again."""
-        gw = self.gateway
+        gw, s = self.gateway, self._ref(e, work)
         then = after_lookup(
             cause,
             look.found,
@@ -430,27 +434,28 @@ class Runner:
         )
         if then is Then.KEEP_UNKNOWN:
             if cause is not Cause.UNKNOWN:
-                work.record(ledger.unknown(e, attempt, gateway=gw, reason=answer.msg))
+                work.record(ledger.unknown(s, attempt, gateway=gw, reason=answer.msg))
             work.report(e, Outcome(Status.UNKNOWN, None, f"{answer.msg}; lookup failed: {look.reason}"))
             self._verified(False, e, look.reason)
             return False
         self._verified(True, e)
         if then is Then.RECONCILED:
             work.record(
-                ledger.reconciled(e, attempt, gateway=gw, found=True, flow_instance_id=look.flow_instance_id)
+                ledger.reconciled(s, attempt, gateway=gw, found=True, flow_instance_id=look.flow_instance_id)
             )
             work.report(e, Outcome(Status.RECONCILED, look.flow_instance_id, FOUND_WHY[cause]))
+            self._reruns.made(work, e, s)
             return False
         if look.found is False and self.stop.is_set():
             # Over and not there: nothing was created, and nothing more is sent this run.
-            work.record(ledger.reconciled(e, attempt, gateway=gw, found=False, flow_instance_id=None))
+            work.record(ledger.reconciled(s, attempt, gateway=gw, found=False, flow_instance_id=None))
             work.report(e, Outcome(Status.PENDING, None, f"{answer.msg}; not created; the run stopped"))
             return False
         if then is Then.FAIL:
             # The lookup came after the request was over (or after a definite 62102):
             # "absent" is definite, so a later run may send it again.
             why = f"{answer.msg}; not found on the service, not sent again this run"
-            work.record(ledger.failed(e, attempt, gateway=gw, code=answer.code, msg=why))
+            work.record(ledger.failed(s, attempt, gateway=gw, code=answer.code, msg=why))
             work.report(e, Outcome(Status.FAILED, None, enos.describe(answer, why)))
             if cause is Cause.DUPLICATE_AGAIN:
                 # Two 62102s in a row that are no duplicate: the service says the flow or its
@@ -459,7 +464,7 @@ class Runner:
                 # flow would get it too: it is not tried entry by entry.
                 work.refused = f"62102 twice and no instance: the flow or its task may not exist ({enos.describe(answer)})"
             return False
-        work.record(ledger.reconciled(e, attempt, gateway=gw, found=False, flow_instance_id=None))
+        work.record(ledger.reconciled(s, attempt, gateway=gw, found=False, flow_instance_id=None))
         if then is Then.WAIT_RESEND:
             wait = work.last_sent + self.options.duplicate_wait - time.monotonic()
             self._log.info(
@@ -485,7 +490,7 @@ class Runner:
         work.write(
             self.writer,
             self._settle,
-            ledger.intent(e, attempt, gateway=self.gateway, flow=e.flow, run=self.run_id),
+            ledger.intent(self._ref(e, work), attempt, gateway=self.gateway, flow=e.flow, run=self.run_id),
         )
         took = time.time() - made
         with self._lock:
@@ -494,7 +499,7 @@ class Runner:
         if not slow:
             return attempt
         why = f"not sent: the ledger took {took:.1f} s to write the intent"
-        work.record(ledger.aborted(e, attempt, gateway=self.gateway, reason=why))
+        work.record(ledger.aborted(self._ref(e, work), attempt, gateway=self.gateway, reason=why))
         self._log.warning("the ledger is slow; intent closed unsent", key=e.key, seconds=round(took, 1))
         if slow >= SLOW_WRITES:
             raise LedgerError(
@@ -512,7 +517,7 @@ class Runner:
         None when the run stopped before a request left, or while waiting to retry one the
         service did not act on: either way nothing was created.
         """
-        gw = self.gateway
+        gw, s = self.gateway, self._ref(e, work)
         tries = 0
         while True:
             if self._limiter.wait(self.stop) is None:  # the client's next call takes this slot
@@ -524,23 +529,22 @@ class Runner:
                 if self._guard is not None:
                     self._guard()  # the locks are still ours, or nothing leaves
                 work.last_sent = time.monotonic()
-                values = self._parameters(e) if self._parameters is not None else None
-                if values is None:
-                    answer = self.client.trigger(e.flow_id, e.trigger_time)
+                if s.parameters is None:
+                    answer = self.client.trigger(s.flow_id, s.sends_at)
                 else:
-                    answer = self.client.update_and_trigger(e.flow_id, e.trigger_time, values)
+                    answer = self.client.update_and_trigger(s.flow_id, s.sends_at, s.parameters)
             except PlanrunnerError as err:
                 # A local failure before the request left (lost locks, token, header, peer
                 # check): nothing was sent, so the intent is closed as aborted, never unknown.
                 why = f"not sent: {err}"
-                work.record(ledger.aborted(e, attempt, gateway=gw, reason=why))
+                work.record(ledger.aborted(s, attempt, gateway=gw, reason=why))
                 work.report(e, Outcome(Status.PENDING, None, why))
                 raise
             answered = time.monotonic()
             self._log.debug("trigger", key=e.key, kind=answer.kind.value, code=answer.code)
             if answer.kind is enos.Kind.STOPPED:
                 # Never sent: the gateway's quota is used up, or it refuses this client.
-                work.record(ledger.aborted(e, attempt, gateway=gw, reason=f"not sent: {answer.msg}"))
+                work.record(ledger.aborted(s, attempt, gateway=gw, reason=f"not sent: {answer.msg}"))
                 self._halt(ServiceError(f"stopped sending: {answer.msg}"))
                 return None
             self._watch_gateway(answer)
@@ -552,11 +556,11 @@ class Runner:
                 # its floor; at the floor its slots pace the retries, and a gateway that
                 # answers only 429 for a while stops the client (quota spent): the entry is
                 # then left pending, unsent.
-                work.record(ledger.aborted(e, attempt, gateway=gw, reason=_not_acted_on(answer)))
+                work.record(ledger.aborted(s, attempt, gateway=gw, reason=_not_acted_on(answer)))
                 continue
             if tries >= self.options.max_retries:
                 return attempt, answer, answered
-            work.record(ledger.aborted(e, attempt, gateway=gw, reason=_not_acted_on(answer)))
+            work.record(ledger.aborted(s, attempt, gateway=gw, reason=_not_acted_on(answer)))
             delay = backoff(tries, self.options.backoff_base, self.options.backoff_cap, answer.retry_after)
             tries += 1
             if self.stop.wait(delay):

@@ -18,7 +18,7 @@ from planrunner.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Planrunner
 from planrunner.lookup import Seen
 from planrunner.outcome import Entry
 from planrunner.rate import RateLimiter, backoff
-from planrunner.runs import AttemptIds, WorkerPool
+from planrunner.runs import AttemptIds, WorkerPool, rerun
 from planrunner.runs.watch import Tracker, look_up_all
 
 CANCEL_TRIES = 4
@@ -41,6 +41,7 @@ class CancelTarget:
     entry: Entry
     seen: Seen
     open_attempts: tuple[str, ...] = ()  # an unknown entry's attempts, reconciled when found
+    state: ledger.KeyState | None = None  # the key's rounds: its records name the newest one
     outcome: str = NOT_SENT
     reason: str = ""
 
@@ -74,12 +75,14 @@ def find(
     done = [(e, folded.done[e.key]) for e in entries if folded.status(e.key) == ledger.DONE]
     unknown = [e for e in entries if folded.status(e.key) == ledger.UNKNOWN]
     items = [*done, *((e, None) for e in unknown)]
-    seen = look_up_all(client, items, concurrency=concurrency, tracker=tracker)
-    candidates = [CancelTarget(e, seen[e.key]) for e, _ in done]
+    # Each entry's newest round is the one cancelled: looked up where it was sent.
+    at = {e.key: rerun.newest_send(e, folded.state(e.key)).sends_at for e, _ in items}
+    seen = look_up_all(client, items, concurrency=concurrency, tracker=tracker, at=at)
+    candidates = [CancelTarget(e, seen[e.key], state=folded.state(e.key)) for e, _ in done]
     for e in unknown:
-        s = seen[e.key]
+        s, state = seen[e.key], folded.state(e.key)
         if s.state not in (lookup.NOT_FOUND, lookup.LOOKUP_FAILED):
-            candidates.append(CancelTarget(e, s, tuple(sorted(folded.state(e.key).open_attempts))))
+            candidates.append(CancelTarget(e, s, tuple(sorted(state.open_attempts)), state=state))
     return Found(
         [t for t in candidates if t.seen.cancellable],
         [t for t in candidates if t.seen.state == "CANCEL"],
@@ -112,14 +115,14 @@ class Canceller:
 
     def record(self, t: CancelTarget) -> None:
         """Make the cancel durable: reconcile an unknown entry's attempts, then ``cancelled``."""
-        e, iid = t.entry, t.seen.flow_instance_id or ""
+        e, iid, gw = t.entry, t.seen.flow_instance_id or "", self.gateway
+        state = t.state or ledger.KeyState()
         recs = [
-            ledger.reconciled(e, a, gateway=self.gateway, found=True, flow_instance_id=iid)
+            ledger.reconciled(rerun.newest_send(e, state, a), a, gateway=gw, found=True, flow_instance_id=iid)
             for a in t.open_attempts
         ]
-        recs.append(
-            ledger.cancelled(e, self._attempts.next(), gateway=self.gateway, flow_instance_id=iid)
-        )
+        newest = rerun.newest_send(e, state)  # the round cancelled (its records carry it)
+        recs.append(ledger.cancelled(newest, self._attempts.next(), gateway=gw, flow_instance_id=iid))
         self.writer.append(recs)
 
     def cancel(self, t: CancelTarget) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from planrunner import enos, ledger, lookup
 from planrunner.outcome import Entry, Outcome, Status
-from planrunner.runs import AttemptIds
+from planrunner.runs import AttemptIds, rerun
 from planrunner.runs.decide import FOUND_WHY, Cause, Then, after_lookup
 from planrunner.runs.flow import FlowWork, in_flight_wait
 from planrunner.runs.pace import Instances, LookUpMany
@@ -66,12 +66,14 @@ class Earlier:
             )
             if not self.aged(wait, first):
                 return  # stopped while waiting: not reached (run() reports them)
-            wanted = [lookup.Wanted(e.flow_id, e.trigger_time, None) for e, _ in earlier]
+            # Each key is looked up where its newest round was sent (a rerun's sentTime).
+            at = {e.key: rerun.newest_send(e, self.folded.state(e.key)).sends_at for e, _ in earlier}
+            wanted = [lookup.Wanted(e.flow_id, at[e.key], None) for e, _ in earlier]
             seen = self.many(self.client, wanted, self.stop)
             for e, st in earlier:
                 if self.stop.is_set():
                     return
-                if self.settle(e, work, st, _as_lookup(seen.get((e.flow_id, e.trigger_time)))):
+                if self.settle(e, work, st, _as_lookup(seen.get((e.flow_id, at[e.key])))):
                     work.resend.add(e.key)
         work.begun = True
 
@@ -86,12 +88,16 @@ class Earlier:
         state = self.folded.state(e.key)
         newest = max(state.intents.items(), key=lambda kv: kv[1], default=None)
         gw = self.gateway
+        # The newest round's records carry its round and sentTime; sent again, it is that round.
+        s = rerun.newest_send(e, state, newest[0] if newest else None)
+        if s.round:
+            work.sends[e.key] = s
         if status == ledger.FAILED:
             if look.found:
                 attempt = newest[0] if newest else self.attempts.next()
                 work.record(
                     ledger.reconciled(
-                        e, attempt, gateway=gw, found=True, flow_instance_id=look.flow_instance_id
+                        s, attempt, gateway=gw, found=True, flow_instance_id=look.flow_instance_id
                     )
                 )
                 work.report(e, Outcome(Status.RECONCILED, look.flow_instance_id, FOUND_WHY[Cause.CRASHED]))
@@ -112,9 +118,10 @@ class Earlier:
             for a in sorted(state.open_attempts):
                 work.record(
                     ledger.reconciled(
-                        e, a, gateway=gw, found=look.found, flow_instance_id=look.flow_instance_id
+                        rerun.newest_send(e, state, a), a, gateway=gw, found=look.found,
+                        flow_instance_id=look.flow_instance_id,
                     )
-                )
+                )  # fmt: skip
         if then is Then.RECONCILED:
             work.report(e, Outcome(Status.RECONCILED, look.flow_instance_id))
             return False

@@ -19,7 +19,7 @@ class Unresolved:
     """This run's request whose outcome is unknown, waiting until it is surely over."""
 
     due: float  # monotonic time after which the service can no longer act on it
-    entry: Entry
+    entry: Entry  # (its round and sent time: FlowWork.sends)
     attempt: str
     answer: enos.Answer
     resends: int  # how many times the entry was sent again after an unknown outcome
@@ -56,8 +56,10 @@ class FlowWork:
         "polls",
         "refused",
         "resend",
+        "sends",
         "spacing",
         "waiting",
+        "watched",
     )
 
     def __init__(self, entries: list[Entry]) -> None:
@@ -77,12 +79,17 @@ class FlowWork:
         self.polls = 0  # looks at unfinished instances since the flow's last send
         self.halt_look = 0.0  # monotonic time of the next look for a failed instance
         self.instances: Instances | None = None  # done keys watched for pacing and halting
+        # Keys sent in another round than their first, or with parameters: key -> its Send
+        # (a rerun round, or an earlier round's attempt to send again); see runs.rerun.
+        self.sends: dict[str, ledger.Send] = {}
+        self.watched: dict[str, Entry] = {}  # --wait: done keys whose instance may still fail
         self._pending: list[dict[str, object]] = []
         self._reports: list[tuple[Entry, Outcome]] = []
 
     def more(self) -> bool:
-        """Whether entries, or unknown outcomes to look up, are left."""
-        return self.next < len(self.entries) or bool(self.waiting)
+        """Whether entries, unknown outcomes to look up, or instances watched for a rerun
+        (``--wait``) are left."""
+        return self.next < len(self.entries) or bool(self.waiting) or bool(self.watched)
 
     def record(self, rec: dict[str, object]) -> None:
         """A record for the next durable write."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -72,6 +72,7 @@ def look_up_all(
     concurrency: int,
     stop: threading.Event | None = None,
     tracker: Tracker | None = None,
+    at: Mapping[str, int] | None = None,
 ) -> dict[str, Seen]:
     """Look up every (entry, recorded id) in batches (:func:`lookup.look_up_many`: per
     flow, Search over windows of at most a day, Get by recorded id only for the rest),
@@ -79,9 +80,11 @@ def look_up_all(
 
     A batch that fails with an expected error is :data:`lookup.LOOKUP_FAILED` for each of
     its entries, and so are the entries left when ``stop`` is set ("stopped"); a bug raises
-    :class:`InternalError`.
+    :class:`InternalError`. An entry whose key is in ``at`` is looked up at that time (its
+    newest rerun round's sentTime, DESIGN 13), not at its trigger time.
     """
     out: dict[str, Seen] = {}
+    when = at or {}
     lock = threading.Lock()
     pool: WorkerPool[list[tuple[Entry, str | None]]] = WorkerPool(
         concurrency, name="lookup", clean=client.clean, after_bug="stopped looking up"
@@ -89,7 +92,7 @@ def look_up_all(
     halt = stop or threading.Event()
 
     def one(batch: list[tuple[Entry, str | None]]) -> bool:
-        wanted = [lookup.Wanted(e.flow_id, e.trigger_time, recorded) for e, recorded in batch]
+        wanted = [lookup.Wanted(e.flow_id, when.get(e.key, e.trigger_time), recorded) for e, recorded in batch]
         found: dict[tuple[int, int], Seen] = {}
         reason = "stopped"
         if not halt.is_set():
@@ -98,7 +101,7 @@ def look_up_all(
             except PlanrunnerError as e:  # one batch's failure must not lose the others
                 reason = str(e)
         seen = {
-            e.key: found.get((e.flow_id, e.trigger_time))
+            e.key: found.get((e.flow_id, when.get(e.key, e.trigger_time)))
             or Seen(lookup.LOOKUP_FAILED, recorded, reason=reason)
             for e, recorded in batch
         }
@@ -125,6 +128,16 @@ def look_up_all(
         seconds=round(time.monotonic() - started, 3),
     )
     return out
+
+
+def sent_times(folded: ledger.Folded) -> dict[str, int]:
+    """Done keys whose newest round is a rerun: key -> where its instance is (its sentTime);
+    status and cancel follow each entry's newest round (DESIGN 13)."""
+    return {
+        key: state.sent_time
+        for key, state in folded.reruns.items()
+        if state.sent_time is not None and key in folded.done
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +295,7 @@ class Watch:
         self._keys = {e.key for e in self.entries}
         self._checked = False  # the token and the server's zone were asked for once
         self._looked: dict[str, str | None] = {}  # key -> the recorded id it was looked up by
+        self._at: dict[str, int] = {}  # key -> its newest rerun round's sentTime (looked up there)
         self._log = log.get("status")
 
     def read_ledger(self) -> list[tuple[Entry, str | None]]:
@@ -294,6 +308,7 @@ class Watch:
                 line=folded.torn_line,
             )
         self.result.cancelled = set(folded.cancelled)
+        self._at = sent_times(folded)
         return [(e, folded.done[e.key]) for e in self.entries if e.key in folded.done]
 
     def poll(self, done: Sequence[tuple[Entry, str | None]]) -> bool:
@@ -312,7 +327,9 @@ class Watch:
             for e, iid in done
             if e.key not in seen or not seen[e.key].final or self._looked.get(e.key) != iid
         ]
-        found = look_up_all(client, todo, concurrency=self.concurrency, tracker=self.tracker)
+        found = look_up_all(
+            client, todo, concurrency=self.concurrency, tracker=self.tracker, at=self._at
+        )
         seen.update(found)
         self._looked.update({e.key: iid for e, iid in todo})
         return not found or any(s.state != lookup.LOOKUP_FAILED for s in found.values())
