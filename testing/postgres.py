@@ -96,8 +96,10 @@ def free_port() -> int:
 def _as_server_user(argv: list[str]) -> list[str]:
     if os.geteuid() != 0:
         return argv
-    if shutil.which("runuser"):
-        return ["runuser", "-u", SERVER_USER, "--", *argv]
+    # A system tool (util-linux), not the venv's: CI's clean PATH leaves out the sbin dirs.
+    runuser = shutil.which("runuser", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+    if runuser:
+        return [runuser, "-u", SERVER_USER, "--", *argv]
     return ["su", SERVER_USER, "-s", "/bin/sh", "-c", " ".join(f"'{a}'" for a in argv)]
 
 
